@@ -1,0 +1,223 @@
+// Package revocation spreads "this session is revoked" to every tollgate
+// instance without a Redis round trip per request. jwt_refresh writes a
+// revoked session id into one sorted set (score: the unix second until which
+// it must stay rejected, i.e. when its last access token expires) and
+// publishes it; each process keeps one Watcher per Redis address that
+// mirrors the set in memory from pub/sub, and reloads the whole set whenever
+// its subscription is (re)established, so nothing published while it was
+// disconnected is missed.
+package revocation
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/internal/redisclient"
+)
+
+const (
+	// Key is the sorted set of revoked session ids, scored by expiry.
+	Key = "tollgate:revoked"
+	// Channel carries "<until-unix> <sid> [<sid>...]" for each revocation.
+	Channel = "tollgate:revoked"
+	// resyncEvery bounds how stale a watcher can be if a message is lost
+	// without the connection dropping.
+	resyncEvery = 30 * time.Second
+)
+
+// Revoke marks sids as revoked until the given time and tells every watcher.
+// The set is written before the message is published, so a watcher that
+// reloads because of a reconnect sees it either way.
+func Revoke(ctx context.Context, rdb redis.UniversalClient, until time.Time, sids ...string) error {
+	if len(sids) == 0 {
+		return nil
+	}
+	score := float64(until.Unix())
+	members := make([]redis.Z, 0, len(sids))
+	for _, sid := range sids {
+		members = append(members, redis.Z{Score: score, Member: sid})
+	}
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZAddArgs(ctx, Key, redis.ZAddArgs{GT: true, Members: members})
+		p.ZRemRangeByScore(ctx, Key, "-inf", "("+strconv.FormatInt(time.Now().Unix(), 10))
+		p.Publish(ctx, Channel, strconv.FormatInt(until.Unix(), 10)+" "+strings.Join(sids, " "))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("publishing revocation: %w", err)
+	}
+	return nil
+}
+
+// watchers shares one Watcher per Redis URL across module instances and
+// config reloads.
+var watchers = caddy.NewUsagePool()
+
+// Watcher mirrors the revoked-session set of one Redis in memory.
+type Watcher struct {
+	url    string
+	rdb    redis.UniversalClient
+	logger *zap.Logger
+	cancel context.CancelFunc
+	ps     *redis.PubSub
+	done   chan struct{}
+
+	mu      sync.RWMutex
+	revoked map[string]int64
+	loaded  bool
+}
+
+// Acquire returns the process's Watcher for redisURL, starting it on first
+// use. It does not wait for Redis. Pair each Acquire with one Release.
+func Acquire(redisURL string, logger *zap.Logger) (*Watcher, error) {
+	val, _, err := watchers.LoadOrNew(redisURL, func() (caddy.Destructor, error) {
+		rdb, err := redisclient.Acquire(redisURL)
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		w := &Watcher{url: redisURL, rdb: rdb, logger: logger, cancel: cancel,
+			done: make(chan struct{}), revoked: map[string]int64{}}
+		w.ps = rdb.Subscribe(ctx, Channel)
+		go w.run(ctx)
+		return w, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return val.(*Watcher), nil
+}
+
+// Release drops one use; the last one stops the watcher.
+func (w *Watcher) Release() error {
+	_, err := watchers.Delete(w.url)
+	return err
+}
+
+// Destruct stops the background goroutine and releases the Redis client.
+func (w *Watcher) Destruct() error {
+	w.cancel()
+	// Closing the subscription interrupts a blocked read at once.
+	_ = w.ps.Close()
+	<-w.done
+	return redisclient.Release(w.url)
+}
+
+// Revoked reports whether sid is revoked now. It never touches Redis.
+func (w *Watcher) Revoked(sid string) bool {
+	if sid == "" {
+		return false
+	}
+	w.mu.RLock()
+	until, ok := w.revoked[sid]
+	w.mu.RUnlock()
+	return ok && time.Now().Unix() <= until
+}
+
+// Loaded reports whether the full set has been read at least once.
+func (w *Watcher) Loaded() bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.loaded
+}
+
+func (w *Watcher) run(ctx context.Context) {
+	defer close(w.done)
+	ps := w.ps
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		msg, err := ps.ReceiveTimeout(ctx, resyncEvery)
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			// A new or re-established subscription: whatever was published
+			// while we were away is only in the set.
+			w.reload(ctx)
+			backoff = 100 * time.Millisecond
+		case *redis.Message:
+			w.apply(m.Payload)
+		default:
+			if err == nil {
+				continue
+			}
+			if isTimeout(err) {
+				w.reload(ctx)
+				continue
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			w.logger.Debug("revocation subscription interrupted", zap.Error(err))
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, 2*time.Second)
+		}
+	}
+}
+
+// reload replaces the in-memory set with Redis's, dropping expired entries.
+func (w *Watcher) reload(ctx context.Context) {
+	now := time.Now().Unix()
+	zs, err := w.rdb.ZRangeByScoreWithScores(ctx, Key, &redis.ZRangeBy{
+		Min: strconv.FormatInt(now, 10), Max: "+inf"}).Result()
+	if err != nil {
+		w.logger.Warn("loading revoked sessions", zap.Error(err))
+		return
+	}
+	fresh := make(map[string]int64, len(zs))
+	for _, z := range zs {
+		if sid, ok := z.Member.(string); ok {
+			fresh[sid] = int64(z.Score)
+		}
+	}
+	w.mu.Lock()
+	// Keep entries that arrived by message after our read started.
+	for sid, until := range w.revoked {
+		if until >= now && until > fresh[sid] {
+			fresh[sid] = until
+		}
+	}
+	w.revoked = fresh
+	w.loaded = true
+	w.mu.Unlock()
+}
+
+// apply adds the sids of one published message.
+func (w *Watcher) apply(payload string) {
+	fields := strings.Fields(payload)
+	if len(fields) < 2 {
+		return
+	}
+	until, err := strconv.ParseInt(fields[0], 10, 64)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	for _, sid := range fields[1:] {
+		if until > w.revoked[sid] {
+			w.revoked[sid] = until
+		}
+	}
+	w.mu.Unlock()
+}
+
+func isTimeout(err error) bool {
+	type timeout interface{ Timeout() bool }
+	t, ok := err.(timeout)
+	return ok && t.Timeout()
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

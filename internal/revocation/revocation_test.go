@@ -1,0 +1,109 @@
+package revocation
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/internal/testredis"
+)
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestRevokedSessionReachesEveryWatcherWithinASecond(t *testing.T) {
+	srv := testredis.Start(t)
+	w, err := Acquire(srv.URL(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Release()
+	waitFor(t, "initial load", w.Loaded)
+
+	start := time.Now()
+	if err := Revoke(context.Background(), srv.Client(), time.Now().Add(time.Minute), "sid-a", "sid-b"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "pub/sub delivery", func() bool { return w.Revoked("sid-a") && w.Revoked("sid-b") })
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("revocation took %s, want under 1s", d)
+	}
+	if w.Revoked("sid-c") || w.Revoked("") {
+		t.Error("an unrevoked session is reported revoked")
+	}
+}
+
+func TestWatcherCatchesUpAfterRedisRestart(t *testing.T) {
+	srv := testredis.Start(t, testredis.WithAOF("always"))
+	w, err := Acquire(srv.URL(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Release()
+	waitFor(t, "initial load", w.Loaded)
+
+	srv.Restart()
+	// Written while the watcher's subscription is still broken: only the
+	// reload after re-subscribing can bring it in.
+	c := srv.Client()
+	if err := c.ZAdd(context.Background(), Key, redisZ(time.Now().Add(time.Minute), "sid-missed")).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "reload after reconnect", func() bool { return w.Revoked("sid-missed") })
+}
+
+func TestExpiredRevocationsAreForgotten(t *testing.T) {
+	srv := testredis.Start(t)
+	w, err := Acquire(srv.URL(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Release()
+	waitFor(t, "initial load", w.Loaded)
+	if err := Revoke(context.Background(), srv.Client(), time.Now().Add(-2*time.Second), "old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Revoke(context.Background(), srv.Client(), time.Now().Add(time.Minute), "new"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "new revocation", func() bool { return w.Revoked("new") })
+	if w.Revoked("old") {
+		t.Error("a revocation past its expiry still rejects")
+	}
+}
+
+func TestWatcherIsSharedAndStopsOnLastRelease(t *testing.T) {
+	srv := testredis.Start(t)
+	a, _ := Acquire(srv.URL(), zap.NewNop())
+	b, _ := Acquire(srv.URL(), zap.NewNop())
+	if a != b {
+		t.Fatal("two acquisitions of one URL gave two watchers")
+	}
+	a.Release()
+	select {
+	case <-b.done:
+		t.Fatal("watcher stopped while still in use")
+	default:
+	}
+	b.Release()
+	select {
+	case <-b.done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("watcher goroutine did not stop after the last release")
+	}
+}
+
+func redisZ(until time.Time, sid string) redis.Z {
+	return redis.Z{Score: float64(until.Unix()), Member: sid}
+}
