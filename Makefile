@@ -29,7 +29,7 @@ race:
 test: redis-server vet race
 
 demo: redis-server
-	./scripts/demo.sh
+	./demo/run.sh
 
 clean:
 	rm -rf bin
