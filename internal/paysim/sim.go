@@ -1,0 +1,419 @@
+// Package paysim is a protocol-faithful simulator of the two payment
+// providers tollgate's payproxy talks to: Alipay's open API gateway
+// (face-to-face precreate, RSA2, public-key mode) and WeChat Pay API v3
+// (Native, public-key mode). The unmodified official SDKs
+// (smartwalle/alipay/v3, wechatpay-go) accept its signed responses and
+// notifications. See /work/shared/PROVIDERS.md for the wire facts.
+package paysim
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Config configures a simulator.
+type Config struct {
+	// KeyDir holds the keys; "" keeps them in memory (the Keys' files are
+	// then written to a temporary folder removed by Close).
+	KeyDir string
+	// NotifyRetry is the list of delays between notification attempts: the
+	// providers' schedules (minutes to hours) compressed. One attempt is made
+	// first, then one more after each delay.
+	NotifyRetry []time.Duration
+	// WechatRefundDelay is how long a WeChat refund stays PROCESSING.
+	WechatRefundDelay time.Duration
+	// PublicURL is the base URL written into paysim.env (optional).
+	PublicURL string
+}
+
+// DefaultNotifyRetry is WeChat's 15s/15s/30s/3m/10m/20m/30m… shape, divided
+// by about 150 so that tests see retries within seconds.
+var DefaultNotifyRetry = []time.Duration{
+	100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond,
+	1 * time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
+}
+
+// Provider names.
+const (
+	ProviderAlipay = "alipay"
+	ProviderWechat = "wechat"
+)
+
+// Trade states. Alipay and WeChat states keep the provider's own words;
+// StateQRIssued is Alipay's "precreated, not scanned": no trade exists yet
+// on Alipay's side, so query answers ACQ.TRADE_NOT_EXIST.
+const (
+	StateQRIssued = "QR_ISSUED"
+
+	AlipayWaitBuyerPay = "WAIT_BUYER_PAY"
+	AlipayTradeSuccess = "TRADE_SUCCESS"
+	AlipayTradeClosed  = "TRADE_CLOSED"
+	AlipayTradeFinish  = "TRADE_FINISHED"
+
+	WechatNotPay  = "NOTPAY"
+	WechatSuccess = "SUCCESS"
+	WechatRefund  = "REFUND"
+	WechatClosed  = "CLOSED"
+)
+
+// Trade is one order as the provider sees it.
+type Trade struct {
+	Provider    string    `json:"provider"`
+	OutTradeNo  string    `json:"out_trade_no"`
+	TradeNo     string    `json:"trade_no"` // Alipay trade_no / WeChat transaction_id
+	Subject     string    `json:"subject"`
+	TotalFen    int64     `json:"total_fen"`
+	Total       string    `json:"total"` // yuan, for people
+	QRCode      string    `json:"qr_code"`
+	NotifyURL   string    `json:"notify_url"`
+	State       string    `json:"state"`
+	Scanned     bool      `json:"scanned"`
+	RefundedFen int64     `json:"refunded_fen"`
+	CreatedAt   time.Time `json:"created_at"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	PaidAt      time.Time `json:"paid_at,omitzero"`
+	ClosedAt    time.Time `json:"closed_at,omitzero"`
+	Attach      string    `json:"attach,omitempty"`
+
+	// closedBeforeScan marks an Alipay QR that expired or was cancelled
+	// before anyone scanned it: still no trade on Alipay's side.
+	closedBeforeScan bool
+}
+
+// Refund is one refund request.
+type Refund struct {
+	Provider    string    `json:"provider"`
+	OutTradeNo  string    `json:"out_trade_no"`
+	TradeNo     string    `json:"trade_no"`
+	OutRefundNo string    `json:"out_refund_no"` // Alipay out_request_no
+	RefundID    string    `json:"refund_id"`
+	AmountFen   int64     `json:"amount_fen"`
+	Status      string    `json:"status"` // Alipay REFUND_SUCCESS; WeChat PROCESSING/SUCCESS
+	NotifyURL   string    `json:"notify_url,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	SuccessAt   time.Time `json:"success_at,omitzero"`
+}
+
+// Sim is one simulator instance. All state is in memory.
+type Sim struct {
+	cfg    Config
+	km     *keyMaterial
+	keys   Keys
+	tmpDir string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	client *http.Client
+
+	mu         sync.Mutex
+	trades     map[string]map[string]*Trade // provider -> out_trade_no
+	order      []*Trade                     // creation order, for listings
+	refunds    []*Refund
+	deliveries []*Delivery
+	calls      map[string]int
+	faults     map[string]*Fault
+	seq        int64
+	closed     bool
+
+	handler http.Handler
+}
+
+// Operations, as counted by Calls and targeted by faults.
+var Operations = []string{
+	"alipay.trade.precreate", "alipay.trade.query", "alipay.trade.close", "alipay.trade.cancel",
+	"alipay.trade.refund", "alipay.trade.fastpay.refund.query",
+	"wechat.native.prepay", "wechat.query", "wechat.close", "wechat.refund", "wechat.refund.query",
+}
+
+// New starts a simulator. Call Close when done.
+func New(cfg Config) (*Sim, error) {
+	if cfg.NotifyRetry == nil {
+		cfg.NotifyRetry = DefaultNotifyRetry
+	}
+	if cfg.WechatRefundDelay <= 0 {
+		cfg.WechatRefundDelay = time.Second
+	}
+	s := &Sim{
+		cfg:    cfg,
+		trades: map[string]map[string]*Trade{ProviderAlipay: {}, ProviderWechat: {}},
+		calls:  map[string]int{},
+		faults: map[string]*Fault{},
+		client: &http.Client{Timeout: 5 * time.Second}, // WeChat: the merchant must answer within 5 s
+	}
+	var err error
+	dir := cfg.KeyDir
+	if dir == "" {
+		if s.km, err = memoryKeyMaterial(); err != nil {
+			return nil, err
+		}
+		if s.tmpDir, err = os.MkdirTemp("", "paysim-keys-"); err != nil {
+			return nil, err
+		}
+		dir = s.tmpDir
+		if err = s.km.write(dir); err != nil {
+			os.RemoveAll(s.tmpDir)
+			return nil, err
+		}
+	} else if s.km, err = loadOrCreateKeyMaterial(dir); err != nil {
+		return nil, err
+	}
+	if s.keys, err = s.km.keys(dir); err != nil {
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler serves /gateway.do (Alipay), /v3/... (WeChat) and /_sim/... (control).
+func (s *Sim) Handler() http.Handler { return s.handler }
+
+// Keys returns the merchant-side identifiers and key files.
+func (s *Sim) Keys() Keys { return s.keys }
+
+// Close stops notification retries and refund settling and removes the
+// temporary key folder of an in-memory simulator.
+func (s *Sim) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	if s.tmpDir != "" {
+		os.RemoveAll(s.tmpDir)
+	}
+}
+
+func (s *Sim) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/gateway.do", s.serveAlipay)
+	mux.HandleFunc("/v3/", s.serveWechat)
+	s.controlRoutes(mux)
+	mux.HandleFunc("/_sim", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/_sim/", http.StatusFound)
+	})
+	return mux
+}
+
+// Calls returns a count per operation, with every operation present.
+func (s *Sim) Calls() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(Operations))
+	for _, op := range Operations {
+		out[op] = s.calls[op]
+	}
+	return out
+}
+
+// Trades lists every trade in creation order (copies).
+func (s *Sim) Trades() []Trade {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	out := make([]Trade, 0, len(s.order))
+	for _, t := range s.order {
+		s.expireIfDue(t, now)
+		out = append(out, *t)
+	}
+	return out
+}
+
+// Refunds lists every refund in creation order (copies).
+func (s *Sim) Refunds() []Refund {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Refund, 0, len(s.refunds))
+	for _, r := range s.refunds {
+		out = append(out, *r)
+	}
+	return out
+}
+
+var (
+	// ErrNoTrade means no trade has that out_trade_no.
+	ErrNoTrade = errors.New("paysim: no such trade")
+	// ErrTradeState means the trade cannot make that move.
+	ErrTradeState = errors.New("paysim: trade is not in a state that allows this")
+)
+
+// Scan is the buyer scanning the QR code without paying: an Alipay trade
+// starts to exist (WAIT_BUYER_PAY); a WeChat trade stays NOTPAY.
+func (s *Sim) Scan(outTradeNo string) error { return s.scan(outTradeNo, "") }
+
+// Pay is the buyer scanning (if not yet) and paying. The notification is
+// sent in the background.
+func (s *Sim) Pay(outTradeNo string) error { return s.pay(outTradeNo, "") }
+
+// Expire is the provider's own timeout: an unpaid trade closes now.
+func (s *Sim) Expire(outTradeNo string) error { return s.expire(outTradeNo, "") }
+
+func (s *Sim) scan(no, provider string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.lookupAny(no, provider)
+	if t == nil {
+		return ErrNoTrade
+	}
+	return s.scanLocked(t)
+}
+
+func (s *Sim) scanLocked(t *Trade) error {
+	switch t.State {
+	case StateQRIssued:
+		t.State = AlipayWaitBuyerPay
+		t.Scanned = true
+		t.TradeNo = s.newAlipayTradeNo()
+		return nil
+	case AlipayWaitBuyerPay, WechatNotPay:
+		t.Scanned = true
+		return nil
+	}
+	return ErrTradeState
+}
+
+func (s *Sim) pay(no, provider string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.lookupAny(no, provider)
+	if t == nil {
+		return ErrNoTrade
+	}
+	if t.State == StateQRIssued {
+		if err := s.scanLocked(t); err != nil {
+			return err
+		}
+	}
+	now := time.Now()
+	switch t.State {
+	case AlipayWaitBuyerPay:
+		t.State = AlipayTradeSuccess
+	case WechatNotPay:
+		t.State = WechatSuccess
+		t.Scanned = true
+		t.TradeNo = s.newWechatTransactionID()
+	default:
+		return ErrTradeState
+	}
+	t.PaidAt = now
+	s.notifyPaidLocked(t)
+	return nil
+}
+
+func (s *Sim) expire(no, provider string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.lookupAny(no, provider)
+	if t == nil {
+		return ErrNoTrade
+	}
+	if !s.closeUnpaidLocked(t, time.Now()) {
+		return ErrTradeState
+	}
+	return nil
+}
+
+// closeUnpaidLocked closes a trade that has not been paid. It reports
+// whether the trade was open.
+func (s *Sim) closeUnpaidLocked(t *Trade, now time.Time) bool {
+	switch t.State {
+	case StateQRIssued:
+		t.closedBeforeScan = true
+		t.State = AlipayTradeClosed
+	case AlipayWaitBuyerPay:
+		t.State = AlipayTradeClosed
+	case WechatNotPay:
+		t.State = WechatClosed
+	default:
+		return false
+	}
+	t.ClosedAt = now
+	return true
+}
+
+// expireIfDue applies timeout_express / time_expire lazily: every read of a
+// trade goes through it, so no timer goroutine is needed.
+func (s *Sim) expireIfDue(t *Trade, now time.Time) {
+	if !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) {
+		s.closeUnpaidLocked(t, t.ExpiresAt)
+	}
+}
+
+// lookup finds a trade of one provider, applying expiry.
+func (s *Sim) lookup(provider, no string) *Trade {
+	t := s.trades[provider][no]
+	if t != nil {
+		s.expireIfDue(t, time.Now())
+	}
+	return t
+}
+
+// lookupAny serves the control API, which names trades by out_trade_no
+// only: provider "" means either, and when both providers hold the number
+// the most recently created trade wins.
+func (s *Sim) lookupAny(no, provider string) *Trade {
+	if provider != "" {
+		return s.lookup(provider, no)
+	}
+	a, w := s.lookup(ProviderAlipay, no), s.lookup(ProviderWechat, no)
+	switch {
+	case a == nil:
+		return w
+	case w == nil:
+		return a
+	case w.CreatedAt.After(a.CreatedAt):
+		return w
+	}
+	return a
+}
+
+func (s *Sim) addTrade(t *Trade) {
+	s.trades[t.Provider][t.OutTradeNo] = t
+	s.order = append(s.order, t)
+}
+
+func (s *Sim) nextSeq() int64 {
+	s.seq++
+	return s.seq
+}
+
+// newAlipayTradeNo looks like Alipay's: date + 20 digits (28 chars).
+func (s *Sim) newAlipayTradeNo() string {
+	return time.Now().In(chinaTZ).Format("20060102") + padSeq(s.nextSeq(), 8) + randDigits(12)
+}
+
+// newWechatTransactionID looks like WeChat's: 4200 + 28 digits.
+func (s *Sim) newWechatTransactionID() string {
+	return "4200" + padSeq(s.nextSeq(), 8) + time.Now().In(chinaTZ).Format("20060102") + randDigits(12)
+}
+
+func padSeq(n int64, width int) string {
+	b := []byte{}
+	for ; n > 0; n /= 10 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+	}
+	for len(b) < width {
+		b = append([]byte{'0'}, b...)
+	}
+	return string(b)
+}
+
+// chinaTZ is UTC+8 without relying on the tzdata of the machine.
+var chinaTZ = time.FixedZone("CST", 8*3600)
+
+// sortedOps returns the operations in a stable order (for the page).
+func sortedOps(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,481 @@
+package paysim
+
+import (
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// WeChat Pay API v3 (Native), public-key mode: every answer is signed with
+// the platform key and carries Wechatpay-Serial: PUB_KEY_ID_….
+
+type wechatError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (s *Sim) serveWechat(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		s.wechatReply(w, http.StatusBadRequest, wechatError{"PARAM_ERROR", "读取请求体失败"})
+		return
+	}
+	path := r.URL.Path
+	var op string
+	var handle func(http.ResponseWriter)
+	switch {
+	case r.Method == http.MethodPost && path == "/v3/pay/transactions/native":
+		op = "wechat.native.prepay"
+		handle = func(w http.ResponseWriter) { s.wechatPrepay(w, body) }
+	case r.Method == http.MethodPost && strings.HasPrefix(path, "/v3/pay/transactions/out-trade-no/") && strings.HasSuffix(path, "/close"):
+		no := strings.TrimSuffix(strings.TrimPrefix(path, "/v3/pay/transactions/out-trade-no/"), "/close")
+		op = "wechat.close"
+		handle = func(w http.ResponseWriter) { s.wechatClose(w, no, body) }
+	case r.Method == http.MethodGet && strings.HasPrefix(path, "/v3/pay/transactions/out-trade-no/"):
+		no := strings.TrimPrefix(path, "/v3/pay/transactions/out-trade-no/")
+		op = "wechat.query"
+		handle = func(w http.ResponseWriter) { s.wechatQuery(w, r.URL.Query(), no, "") }
+	case r.Method == http.MethodGet && strings.HasPrefix(path, "/v3/pay/transactions/id/"):
+		id := strings.TrimPrefix(path, "/v3/pay/transactions/id/")
+		op = "wechat.query"
+		handle = func(w http.ResponseWriter) { s.wechatQuery(w, r.URL.Query(), "", id) }
+	case r.Method == http.MethodPost && path == "/v3/refund/domestic/refunds":
+		op = "wechat.refund"
+		handle = func(w http.ResponseWriter) { s.wechatRefund(w, body) }
+	case r.Method == http.MethodGet && strings.HasPrefix(path, "/v3/refund/domestic/refunds/"):
+		no := strings.TrimPrefix(path, "/v3/refund/domestic/refunds/")
+		op = "wechat.refund.query"
+		handle = func(w http.ResponseWriter) { s.wechatRefundQuery(w, no) }
+	default:
+		s.wechatReply(w, http.StatusNotFound, wechatError{"NOT_FOUND", "请求的资源不存在"})
+		return
+	}
+	s.runOp(w, r, op,
+		func(w http.ResponseWriter) {
+			s.wechatReply(w, http.StatusInternalServerError, wechatError{"SYSTEM_ERROR", "系统错误"})
+		},
+		func(w http.ResponseWriter) {
+			if msg := s.wechatAuth(r, body); msg != "" {
+				s.wechatReply(w, http.StatusUnauthorized, wechatError{"SIGN_ERROR", msg})
+				return
+			}
+			handle(w)
+		})
+}
+
+var authParamRE = regexp.MustCompile(`(\w+)="([^"]*)"`)
+
+// wechatAuth checks the Authorization header the way WeChat Pay does: the
+// scheme, the merchant, the merchant certificate serial, a fresh timestamp,
+// and the signature over METHOD\nRequestURI\nts\nnonce\nbody\n with the
+// merchant public key. It returns "" when the request is authentic.
+func (s *Sim) wechatAuth(r *http.Request, body []byte) string {
+	const scheme = "WECHATPAY2-SHA256-RSA2048 "
+	h := r.Header.Get("Authorization")
+	if !strings.HasPrefix(h, scheme) {
+		return "Authorization 头不存在或认证类型不正确"
+	}
+	p := map[string]string{}
+	for _, m := range authParamRE.FindAllStringSubmatch(h[len(scheme):], -1) {
+		p[m[1]] = m[2]
+	}
+	if p["mchid"] != s.km.ids.WechatMchID {
+		return "商户号与 Authorization 不匹配"
+	}
+	if p["serial_no"] != s.km.ids.WechatSerialNo {
+		return "商户证书序列号有误"
+	}
+	ts, err := strconv.ParseInt(p["timestamp"], 10, 64)
+	if err != nil || math.Abs(float64(time.Now().Unix()-ts)) >= 300 {
+		return "请求时间戳已过期或无效"
+	}
+	if p["nonce_str"] == "" {
+		return "nonce_str 为空"
+	}
+	msg := r.Method + "\n" + r.RequestURI + "\n" + p["timestamp"] + "\n" + p["nonce_str"] + "\n" + string(body) + "\n"
+	if verifySHA256RSA(&s.km.wechatMchPriv.PublicKey, []byte(msg), p["signature"]) != nil {
+		return "错误的签名，验签失败"
+	}
+	return ""
+}
+
+// wechatReply writes a signed answer; body nil means 204 with an empty body
+// (signed over "ts\nnonce\n\n").
+func (s *Sim) wechatReply(w http.ResponseWriter, status int, v any) {
+	var body []byte
+	if v != nil {
+		body, _ = json.Marshal(v)
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	}
+	s.signWechatHeaders(w.Header(), body)
+	w.Header().Set("Request-ID", newUUID())
+	w.WriteHeader(status)
+	if len(body) > 0 {
+		_, _ = w.Write(body)
+	}
+}
+
+func (s *Sim) signWechatHeaders(h http.Header, body []byte) {
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
+	nonce := randAlnum(32)
+	h.Set("Wechatpay-Timestamp", ts)
+	h.Set("Wechatpay-Nonce", nonce)
+	h.Set("Wechatpay-Serial", s.km.ids.WechatPlatformPublicKeyID)
+	h.Set("Wechatpay-Signature", signSHA256RSA(s.km.wechatPlatformPriv, wechatMessage(ts, nonce, body)))
+	h.Set("Wechatpay-Signature-Type", "WECHATPAY2-SHA256-RSA2048")
+}
+
+type wechatPrepayReq struct {
+	Appid       string `json:"appid"`
+	Mchid       string `json:"mchid"`
+	Description string `json:"description"`
+	OutTradeNo  string `json:"out_trade_no"`
+	TimeExpire  string `json:"time_expire"`
+	Attach      string `json:"attach"`
+	NotifyURL   string `json:"notify_url"`
+	Amount      *struct {
+		Total    json.RawMessage `json:"total"`
+		Currency string          `json:"currency"`
+	} `json:"amount"`
+}
+
+var wechatOutTradeNoRE = regexp.MustCompile(`^[0-9A-Za-z_\-|*]{6,32}$`)
+
+func paramError(msg string) wechatError { return wechatError{"PARAM_ERROR", msg} }
+
+func (s *Sim) wechatPrepay(w http.ResponseWriter, body []byte) {
+	var req wechatPrepayReq
+	if err := json.Unmarshal(body, &req); err != nil {
+		s.wechatReply(w, http.StatusBadRequest, paramError("请求体格式错误: "+err.Error()))
+		return
+	}
+	if req.Appid != s.km.ids.WechatAppID || req.Mchid != s.km.ids.WechatMchID {
+		s.wechatReply(w, http.StatusBadRequest, wechatError{"APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配"})
+		return
+	}
+	if req.Description == "" || len(req.Description) > 127*3 {
+		s.wechatReply(w, http.StatusBadRequest, paramError("description 必填且不超过127个字符"))
+		return
+	}
+	if !wechatOutTradeNoRE.MatchString(req.OutTradeNo) {
+		s.wechatReply(w, http.StatusBadRequest, paramError("out_trade_no 须为6-32位数字、大小写字母或_-|*"))
+		return
+	}
+	if u, err := url.Parse(req.NotifyURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		s.wechatReply(w, http.StatusBadRequest, paramError("notify_url 必须是可访问的 http(s) 地址"))
+		return
+	}
+	if req.Amount == nil {
+		s.wechatReply(w, http.StatusBadRequest, paramError("amount 必填"))
+		return
+	}
+	fen, err := parseFen(json.Number(req.Amount.Total))
+	if err != nil {
+		s.wechatReply(w, http.StatusBadRequest, paramError("amount.total: "+err.Error()))
+		return
+	}
+	if req.Amount.Currency != "" && req.Amount.Currency != "CNY" {
+		s.wechatReply(w, http.StatusBadRequest, paramError("amount.currency 仅支持 CNY"))
+		return
+	}
+	now := time.Now()
+	expires := now.Add(7 * 24 * time.Hour)
+	if req.TimeExpire != "" {
+		if expires, err = time.Parse(time.RFC3339, req.TimeExpire); err != nil {
+			s.wechatReply(w, http.StatusBadRequest, paramError("time_expire 须为 RFC3339 格式"))
+			return
+		}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.lookup(ProviderWechat, req.OutTradeNo); t != nil {
+		switch {
+		case t.State == WechatSuccess || t.State == WechatRefund:
+			s.wechatReply(w, http.StatusForbidden, wechatError{"ORDERPAID", "该订单已支付"})
+		case t.State == WechatClosed:
+			s.wechatReply(w, http.StatusBadRequest, wechatError{"ORDER_CLOSED", "订单已关闭"})
+		case t.TotalFen != fen || t.Subject != req.Description:
+			s.wechatReply(w, http.StatusBadRequest, wechatError{"INVALID_REQUEST", "201 商户订单号重复"})
+		default:
+			s.wechatReply(w, http.StatusOK, map[string]string{"code_url": t.QRCode})
+		}
+		return
+	}
+	t := &Trade{
+		Provider: ProviderWechat, OutTradeNo: req.OutTradeNo, Subject: req.Description, TotalFen: fen,
+		Total: formatYuan(fen), QRCode: "weixin://wxpay/bizpayurl?pr=" + randAlnum(7), NotifyURL: req.NotifyURL,
+		State: WechatNotPay, CreatedAt: now, ExpiresAt: expires, Attach: req.Attach,
+	}
+	s.addTrade(t)
+	s.wechatReply(w, http.StatusOK, map[string]string{"code_url": t.QRCode})
+}
+
+type wechatTxAmount struct {
+	Total         int64  `json:"total"`
+	PayerTotal    *int64 `json:"payer_total,omitempty"`
+	Currency      string `json:"currency"`
+	PayerCurrency string `json:"payer_currency"`
+}
+
+type wechatTx struct {
+	Appid          string            `json:"appid"`
+	Mchid          string            `json:"mchid"`
+	OutTradeNo     string            `json:"out_trade_no"`
+	TransactionID  string            `json:"transaction_id,omitempty"`
+	TradeType      string            `json:"trade_type,omitempty"`
+	TradeState     string            `json:"trade_state"`
+	TradeStateDesc string            `json:"trade_state_desc"`
+	BankType       string            `json:"bank_type,omitempty"`
+	Attach         string            `json:"attach"`
+	SuccessTime    string            `json:"success_time,omitempty"`
+	Payer          map[string]string `json:"payer,omitempty"`
+	Amount         wechatTxAmount    `json:"amount"`
+}
+
+var wechatStateDesc = map[string]string{
+	WechatNotPay: "订单未支付", WechatSuccess: "支付成功", WechatRefund: "转入退款", WechatClosed: "订单已关闭",
+}
+
+// wechatTransaction is the Transaction of the query answer and of the
+// payment notification's resource.
+func (s *Sim) wechatTransaction(t *Trade) wechatTx {
+	tx := wechatTx{
+		Appid: s.km.ids.WechatAppID, Mchid: s.km.ids.WechatMchID, OutTradeNo: t.OutTradeNo,
+		TradeState: t.State, TradeStateDesc: wechatStateDesc[t.State], Attach: t.Attach,
+		Amount: wechatTxAmount{Total: t.TotalFen, Currency: "CNY", PayerCurrency: "CNY"},
+	}
+	if !t.PaidAt.IsZero() {
+		paid := t.TotalFen
+		tx.TransactionID, tx.TradeType, tx.BankType = t.TradeNo, "NATIVE", "OTHERS"
+		tx.SuccessTime = t.PaidAt.In(chinaTZ).Format(time.RFC3339)
+		tx.Payer = map[string]string{"openid": simOpenID}
+		tx.Amount.PayerTotal = &paid
+	}
+	return tx
+}
+
+func (s *Sim) wechatQuery(w http.ResponseWriter, q url.Values, no, transactionID string) {
+	if q.Get("mchid") != s.km.ids.WechatMchID {
+		s.wechatReply(w, http.StatusBadRequest, paramError("mchid 与请求商户号不一致"))
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t *Trade
+	if no != "" {
+		t = s.lookup(ProviderWechat, no)
+	} else {
+		t = s.wechatByTransactionID(transactionID)
+	}
+	if t == nil {
+		s.wechatReply(w, http.StatusNotFound, wechatError{"ORDER_NOT_EXIST", "订单不存在"})
+		return
+	}
+	s.wechatReply(w, http.StatusOK, s.wechatTransaction(t))
+}
+
+func (s *Sim) wechatByTransactionID(id string) *Trade {
+	if id == "" {
+		return nil
+	}
+	for _, t := range s.trades[ProviderWechat] {
+		if t.TradeNo == id {
+			s.expireIfDue(t, time.Now())
+			return t
+		}
+	}
+	return nil
+}
+
+// wechatClose answers 204 (signed, empty body) for an open, already closed
+// or unknown order — the real API does the same for the last two — and
+// refuses a paid one.
+func (s *Sim) wechatClose(w http.ResponseWriter, no string, body []byte) {
+	var req struct {
+		Mchid string `json:"mchid"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Mchid != s.km.ids.WechatMchID {
+		s.wechatReply(w, http.StatusBadRequest, paramError("mchid 必填且须与请求商户号一致"))
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.lookup(ProviderWechat, no); t != nil {
+		switch t.State {
+		case WechatNotPay:
+			s.closeUnpaidLocked(t, time.Now())
+		case WechatSuccess, WechatRefund:
+			s.wechatReply(w, http.StatusBadRequest, wechatError{"ORDERPAID", "订单已支付"})
+			return
+		}
+	}
+	s.wechatReply(w, http.StatusNoContent, nil)
+}
+
+type wechatRefundReq struct {
+	TransactionID string `json:"transaction_id"`
+	OutTradeNo    string `json:"out_trade_no"`
+	OutRefundNo   string `json:"out_refund_no"`
+	Reason        string `json:"reason"`
+	NotifyURL     string `json:"notify_url"`
+	Amount        *struct {
+		Refund   json.RawMessage `json:"refund"`
+		Total    json.RawMessage `json:"total"`
+		Currency string          `json:"currency"`
+	} `json:"amount"`
+}
+
+type wechatRefundAmount struct {
+	Total            int64         `json:"total"`
+	Refund           int64         `json:"refund"`
+	From             []interface{} `json:"from"`
+	PayerTotal       int64         `json:"payer_total"`
+	PayerRefund      int64         `json:"payer_refund"`
+	SettlementRefund int64         `json:"settlement_refund"`
+	SettlementTotal  int64         `json:"settlement_total"`
+	DiscountRefund   int64         `json:"discount_refund"`
+	Currency         string        `json:"currency"`
+}
+
+type wechatRefundRsp struct {
+	RefundID            string             `json:"refund_id"`
+	OutRefundNo         string             `json:"out_refund_no"`
+	TransactionID       string             `json:"transaction_id"`
+	OutTradeNo          string             `json:"out_trade_no"`
+	Channel             string             `json:"channel"`
+	UserReceivedAccount string             `json:"user_received_account"`
+	SuccessTime         string             `json:"success_time,omitempty"`
+	CreateTime          string             `json:"create_time"`
+	Status              string             `json:"status"`
+	FundsAccount        string             `json:"funds_account"`
+	Amount              wechatRefundAmount `json:"amount"`
+	PromotionDetail     []interface{}      `json:"promotion_detail"`
+}
+
+func (s *Sim) wechatRefundView(rf *Refund, t *Trade) wechatRefundRsp {
+	v := wechatRefundRsp{
+		RefundID: rf.RefundID, OutRefundNo: rf.OutRefundNo, TransactionID: rf.TradeNo, OutTradeNo: rf.OutTradeNo,
+		Channel: "ORIGINAL", UserReceivedAccount: "支付用户零钱", CreateTime: rf.CreatedAt.In(chinaTZ).Format(time.RFC3339),
+		Status: rf.Status, FundsAccount: "AVAILABLE", PromotionDetail: []interface{}{},
+		Amount: wechatRefundAmount{
+			Total: t.TotalFen, Refund: rf.AmountFen, From: []interface{}{}, PayerTotal: t.TotalFen, PayerRefund: rf.AmountFen,
+			SettlementRefund: rf.AmountFen, SettlementTotal: t.TotalFen, Currency: "CNY",
+		},
+	}
+	if !rf.SuccessAt.IsZero() {
+		v.SuccessTime = rf.SuccessAt.In(chinaTZ).Format(time.RFC3339)
+	}
+	return v
+}
+
+func (s *Sim) wechatRefund(w http.ResponseWriter, body []byte) {
+	var req wechatRefundReq
+	if err := json.Unmarshal(body, &req); err != nil {
+		s.wechatReply(w, http.StatusBadRequest, paramError("请求体格式错误: "+err.Error()))
+		return
+	}
+	if req.OutRefundNo == "" || len(req.OutRefundNo) > 64 || (req.OutTradeNo == "" && req.TransactionID == "") || req.Amount == nil {
+		s.wechatReply(w, http.StatusBadRequest, paramError("out_refund_no、amount 以及 out_trade_no 或 transaction_id 必填"))
+		return
+	}
+	refund, err := parseFen(json.Number(req.Amount.Refund))
+	if err != nil {
+		s.wechatReply(w, http.StatusBadRequest, paramError("amount.refund: "+err.Error()))
+		return
+	}
+	total, err := parseFen(json.Number(req.Amount.Total))
+	if err != nil {
+		s.wechatReply(w, http.StatusBadRequest, paramError("amount.total: "+err.Error()))
+		return
+	}
+	if req.Amount.Currency != "" && req.Amount.Currency != "CNY" {
+		s.wechatReply(w, http.StatusBadRequest, paramError("amount.currency 仅支持 CNY"))
+		return
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t *Trade
+	if req.OutTradeNo != "" {
+		t = s.lookup(ProviderWechat, req.OutTradeNo)
+	} else {
+		t = s.wechatByTransactionID(req.TransactionID)
+	}
+	if t == nil {
+		s.wechatReply(w, http.StatusNotFound, wechatError{"RESOURCE_NOT_EXISTS", "订单不存在"})
+		return
+	}
+	// The same out_refund_no is the same refund.
+	for _, rf := range s.refunds {
+		if rf.Provider == ProviderWechat && rf.OutRefundNo == req.OutRefundNo {
+			if rf.OutTradeNo != t.OutTradeNo || rf.AmountFen != refund {
+				s.wechatReply(w, http.StatusBadRequest, wechatError{"INVALID_REQUEST", "退款单号重复，但请求参数与之前不一致"})
+				return
+			}
+			s.wechatReply(w, http.StatusOK, s.wechatRefundView(rf, t))
+			return
+		}
+	}
+	if t.State != WechatSuccess && t.State != WechatRefund {
+		s.wechatReply(w, http.StatusBadRequest, wechatError{"INVALID_REQUEST", "订单状态不允许退款: " + t.State})
+		return
+	}
+	if total != t.TotalFen {
+		s.wechatReply(w, http.StatusBadRequest, wechatError{"INVALID_REQUEST", "订单金额与原订单不一致"})
+		return
+	}
+	if refund > t.TotalFen-t.RefundedFen {
+		s.wechatReply(w, http.StatusBadRequest, wechatError{"INVALID_REQUEST", "申请退款金额超过订单可退金额"})
+		return
+	}
+	now := time.Now()
+	rf := &Refund{
+		Provider: ProviderWechat, OutTradeNo: t.OutTradeNo, TradeNo: t.TradeNo, OutRefundNo: req.OutRefundNo,
+		RefundID: "50" + padSeq(s.nextSeq(), 8) + randDigits(20), AmountFen: refund, Status: "PROCESSING",
+		NotifyURL: req.NotifyURL, Reason: req.Reason, CreatedAt: now,
+	}
+	s.refunds = append(s.refunds, rf)
+	t.RefundedFen += refund
+	t.State = WechatRefund
+	s.wechatReply(w, http.StatusOK, s.wechatRefundView(rf, t))
+	s.afterLocked(s.cfg.WechatRefundDelay, func() { s.settleWechatRefundLocked(rf, t) })
+}
+
+// settleWechatRefundLocked turns a PROCESSING refund into SUCCESS and sends
+// REFUND.SUCCESS to the refund's notify_url (the trade's when none was given).
+func (s *Sim) settleWechatRefundLocked(rf *Refund, t *Trade) {
+	if rf.Status != "PROCESSING" {
+		return
+	}
+	rf.Status, rf.SuccessAt = "SUCCESS", time.Now()
+	plain, _ := json.Marshal(map[string]any{
+		"mchid": s.km.ids.WechatMchID, "out_trade_no": rf.OutTradeNo, "transaction_id": rf.TradeNo,
+		"out_refund_no": rf.OutRefundNo, "refund_id": rf.RefundID, "refund_status": "SUCCESS",
+		"success_time": rf.SuccessAt.In(chinaTZ).Format(time.RFC3339), "user_received_account": "支付用户零钱",
+		"amount": map[string]int64{"total": t.TotalFen, "refund": rf.AmountFen, "payer_total": t.TotalFen, "payer_refund": rf.AmountFen},
+	})
+	to := rf.NotifyURL
+	if to == "" {
+		to = t.NotifyURL
+	}
+	s.sendWechatLocked(t, rf, "refund", "REFUND.SUCCESS", "退款成功", "refund", plain, to, false)
+}
+
+func (s *Sim) wechatRefundQuery(w http.ResponseWriter, no string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rf := range s.refunds {
+		if rf.Provider == ProviderWechat && rf.OutRefundNo == no {
+			s.wechatReply(w, http.StatusOK, s.wechatRefundView(rf, s.trades[ProviderWechat][rf.OutTradeNo]))
+			return
+		}
+	}
+	s.wechatReply(w, http.StatusNotFound, wechatError{"RESOURCE_NOT_EXISTS", "退款单不存在"})
+}
