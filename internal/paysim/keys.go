@@ -62,6 +62,9 @@ var EnvNames = []string{
 	"WECHAT_PLATFORM_PUBLIC_KEY_FILE", "WECHAT_PLATFORM_PUBLIC_KEY_ID", "WECHAT_BASE_URL",
 }
 
+// Dir is the keys folder, where paysim.env goes.
+func (k Keys) Dir() string { return filepath.Dir(k.AlipayPrivateKeyFile) }
+
 // WriteEnvFile writes paysim.env (one NAME=value a line) into dir.
 func (k Keys) WriteEnvFile(dir, baseURL string) (string, error) {
 	env := k.Env(baseURL)

@@ -167,6 +167,11 @@ func New(cfg Config) (*Sim, error) {
 	if s.keys, err = s.km.keys(dir); err != nil {
 		return nil, err
 	}
+	if cfg.KeyDir != "" && cfg.PublicURL != "" {
+		if _, err = s.keys.WriteEnvFile(s.keys.Dir(), cfg.PublicURL); err != nil {
+			return nil, err
+		}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.handler = s.routes()
 	return s, nil
