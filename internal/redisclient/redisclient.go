@@ -5,7 +5,10 @@
 package redisclient
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,30 +55,116 @@ func Validate(url string) error {
 	return err
 }
 
-// Options turns a redis:// or rediss:// URL (password, db, and go-redis's
-// query options such as dial_timeout) into client options with timeouts
-// short enough that a dead Redis turns into a quick 503, not a hung request.
+// Options turns a Redis URL into client options with timeouts short enough
+// that a dead Redis turns into a quick 503, not a hung request. Forms:
+//
+//	redis://[user:password@]host:port[/db]         one server (rediss:// for TLS)
+//	redis+cluster://[user:password@]host:port[,host:port...]
+//	redis+sentinel://[user:password@]host:port[,host:port...]/<master>[/db]
+//
+// The single-server form also takes go-redis's query options
+// (dial_timeout=…, pool_size=…).
 func Options(url string) (*redis.UniversalOptions, error) {
 	if url == "" {
 		return nil, fmt.Errorf("empty redis URL")
 	}
-	o, err := redis.ParseURL(url)
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return nil, fmt.Errorf("redis URL %q: want redis://, rediss://, redis+cluster:// or redis+sentinel://", redactURL(url))
+	}
+	var u *redis.UniversalOptions
+	var err error
+	switch scheme {
+	case "redis", "rediss":
+		u, err = singleOptions(url)
+	case "redis+cluster", "rediss+cluster":
+		u, err = clusterOptions(rest)
+	case "redis+sentinel", "rediss+sentinel":
+		u, err = sentinelOptions(rest)
+	default:
+		err = fmt.Errorf("unknown scheme %q", scheme)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("redis URL %q: %w", redactURL(url), err)
 	}
-	u := &redis.UniversalOptions{
-		Addrs:        []string{o.Addr},
-		DB:           o.DB,
-		Username:     o.Username,
-		Password:     o.Password,
-		TLSConfig:    o.TLSConfig,
-		DialTimeout:  orDefault(o.DialTimeout, 2*time.Second, 5*time.Second),
-		ReadTimeout:  orDefault(o.ReadTimeout, 2*time.Second, 3*time.Second),
-		WriteTimeout: orDefault(o.WriteTimeout, 2*time.Second, 3*time.Second),
-		PoolSize:     o.PoolSize,
-		MaxRetries:   1,
+	if strings.HasPrefix(scheme, "rediss+") && u.TLSConfig == nil {
+		u.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
+	u.DialTimeout = orDefault(u.DialTimeout, 2*time.Second, 5*time.Second)
+	u.ReadTimeout = orDefault(u.ReadTimeout, 2*time.Second, 3*time.Second)
+	u.WriteTimeout = orDefault(u.WriteTimeout, 2*time.Second, 3*time.Second)
+	u.MaxRetries = 1
 	return u, nil
+}
+
+func singleOptions(url string) (*redis.UniversalOptions, error) {
+	o, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	return &redis.UniversalOptions{Addrs: []string{o.Addr}, DB: o.DB, Username: o.Username,
+		Password: o.Password, TLSConfig: o.TLSConfig, DialTimeout: o.DialTimeout,
+		ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout, PoolSize: o.PoolSize}, nil
+}
+
+// clusterOptions sets IsClusterMode so NewUniversalClient builds a cluster
+// client even when only one seed address is given.
+func clusterOptions(rest string) (*redis.UniversalOptions, error) {
+	user, pass, hosts, path := splitURL(rest)
+	if path != "" {
+		return nil, fmt.Errorf("a cluster URL has no path (Cluster has only db 0)")
+	}
+	addrs, err := splitHosts(hosts)
+	if err != nil {
+		return nil, err
+	}
+	return &redis.UniversalOptions{Addrs: addrs, Username: user, Password: pass, IsClusterMode: true}, nil
+}
+
+func sentinelOptions(rest string) (*redis.UniversalOptions, error) {
+	user, pass, hosts, path := splitURL(rest)
+	addrs, err := splitHosts(hosts)
+	if err != nil {
+		return nil, err
+	}
+	master, dbText, _ := strings.Cut(path, "/")
+	if master == "" {
+		return nil, fmt.Errorf("a sentinel URL needs the master name: redis+sentinel://host:port/<master>[/db]")
+	}
+	db := 0
+	if dbText != "" {
+		if db, err = strconv.Atoi(dbText); err != nil || db < 0 {
+			return nil, fmt.Errorf("bad db %q", dbText)
+		}
+	}
+	return &redis.UniversalOptions{Addrs: addrs, MasterName: master, DB: db, Username: user, Password: pass}, nil
+}
+
+// splitURL takes "user:pass@h1:p1,h2:p2/path" apart.
+func splitURL(rest string) (user, pass, hosts, path string) {
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		user, pass, _ = strings.Cut(rest[:at], ":")
+		rest = rest[at+1:]
+	}
+	hosts, path, _ = strings.Cut(rest, "/")
+	return user, pass, hosts, strings.Trim(path, "/")
+}
+
+func splitHosts(hosts string) ([]string, error) {
+	var addrs []string
+	for _, h := range strings.Split(hosts, ",") {
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			return nil, fmt.Errorf("address %q: %w", h, err)
+		}
+		addrs = append(addrs, h)
+	}
+	if len(addrs) == 0 {
+		return nil, fmt.Errorf("no address")
+	}
+	return addrs, nil
 }
 
 // orDefault keeps an explicit setting from the URL and otherwise replaces

@@ -26,6 +26,10 @@ type Server struct {
 	Port int
 	Dir  string
 	args []string
+	// portPicker chooses the port; cluster nodes need their bus port free too.
+	portPicker func(testing.TB) int
+	// sentinelConf, when set, starts the server in Sentinel mode.
+	sentinelConf string
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -54,13 +58,13 @@ func Start(t testing.TB, opts ...Option) *Server {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server is required for tollgate's tests (apt-get install -y redis-server; `make test` does it): %v", err)
 	}
-	s := &Server{t: t, Dir: t.TempDir()}
+	s := &Server{t: t, Dir: t.TempDir(), portPicker: FreePort}
 	for _, o := range opts {
 		o(s)
 	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		s.Port = FreePort(t)
+		s.Port = s.portPicker(t)
 		if lastErr = s.start(); lastErr == nil {
 			t.Cleanup(s.Stop)
 			return s
@@ -85,17 +89,7 @@ func (s *Server) Client() *redis.Client {
 }
 
 func (s *Server) start() error {
-	args := []string{
-		"--port", strconv.Itoa(s.Port),
-		"--bind", "127.0.0.1",
-		"--dir", s.Dir,
-		"--save", "",
-		"--appendonly", "no",
-		"--protected-mode", "no",
-		"--daemonize", "no",
-		"--logfile", filepath.Join(s.Dir, "redis.log"),
-	}
-	args = append(args, s.args...)
+	args := append(s.baseArgs(), s.args...)
 	cmd := exec.Command("redis-server", args...)
 	if err := cmd.Start(); err != nil {
 		return err
@@ -110,6 +104,17 @@ func (s *Server) start() error {
 	s.cmd = cmd
 	s.mu.Unlock()
 	return nil
+}
+
+// baseArgs are the options every test server runs with: loopback only, its
+// own directory, no persistence (a Sentinel refuses the data options).
+func (s *Server) baseArgs() []string {
+	common := []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.Dir,
+		"--protected-mode", "no", "--logfile", filepath.Join(s.Dir, "redis.log")}
+	if s.sentinelConf != "" {
+		return append([]string{s.sentinelConf, "--sentinel"}, common...)
+	}
+	return append(common, "--save", "", "--appendonly", "no", "--daemonize", "no")
 }
 
 // Stop kills the server (like a crash: no final save). Safe to call twice.
