@@ -8,6 +8,8 @@ import (
 
 	// Caddy's standard modules, exactly as the official binary has them.
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/tollgate/tollgate/authjwt"
 )
 
 func main() {

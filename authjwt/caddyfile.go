@@ -1,0 +1,240 @@
+package authjwt
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("authjwt", parseCaddyfile)
+	// Authentication runs before basic_auth and so before every proxying
+	// directive: no `order` global option is needed.
+	httpcaddyfile.RegisterDirectiveOrder("authjwt", httpcaddyfile.Before, "basic_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	a := new(AuthJWT)
+	err := a.UnmarshalCaddyfile(h.Dispenser)
+	return a, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	authjwt [<matcher>] {
+//	    key          <pem-file> [<kid>]
+//	    jwks         <url-or-file> [refresh <duration>]
+//	    hmac_secret  <secret>
+//	    alg          <algs...>
+//	    issuer       <iss>
+//	    audience     <aud...>
+//	    leeway       <duration>
+//	    from         header|cookie|query <name>
+//	    allow        <path patterns...>
+//	    user_claim   <claim>
+//	    user_header  <header>
+//	    claim_header <claim> <header>
+//	    roles_claim  <claim>
+//	    require_role <roles...>
+//	    preflight    pass|require
+//	    revocation   <redis-url>
+//	    cache_size   <entries>
+//	}
+//
+// key, from and claim_header are repeatable; the others may appear once.
+// Key files are read while parsing (unless the path holds a placeholder)
+// so that a missing file is reported with its Caddyfile line.
+func (a *AuthJWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		switch sub {
+		case "key", "from", "claim_header":
+		default:
+			if seen[sub] {
+				return d.Errf("%s given more than once", sub)
+			}
+		}
+		seen[sub] = true
+		if err := a.unmarshalSubdirective(d, sub); err != nil {
+			return err
+		}
+	}
+	if a.HMACSecret == "" && len(a.Keys) == 0 && a.JWKS == nil {
+		return d.Err("authjwt needs a key: give key, jwks or hmac_secret")
+	}
+	if a.HMACSecret != "" && (len(a.Keys) > 0 || a.JWKS != nil) {
+		return d.Err("hmac_secret cannot be combined with key or jwks")
+	}
+	return nil
+}
+
+func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) error {
+	switch sub {
+	case "key":
+		return a.parseKey(d)
+	case "jwks":
+		return a.parseJWKS(d)
+	case "hmac_secret":
+		if err := oneArg(d, &a.HMACSecret); err != nil {
+			return err
+		}
+		if !strings.Contains(a.HMACSecret, "{") && len(a.HMACSecret) < minHMACSecret {
+			return d.Errf("hmac_secret is %d bytes; at least %d are required", len(a.HMACSecret), minHMACSecret)
+		}
+	case "alg":
+		return a.parseAlg(d)
+	case "issuer":
+		return oneArg(d, &a.Issuer)
+	case "audience":
+		return atLeastOne(d, &a.Audience)
+	case "leeway":
+		var s string
+		if err := oneArg(d, &s); err != nil {
+			return err
+		}
+		dur, err := caddy.ParseDuration(s)
+		if err != nil || dur < 0 {
+			return d.Errf("leeway %q: not a duration", s)
+		}
+		cd := caddy.Duration(dur)
+		a.Leeway = &cd
+	case "from":
+		return a.parseFrom(d)
+	case "allow":
+		return atLeastOne(d, &a.Allow)
+	case "user_claim":
+		return oneArg(d, &a.UserClaim)
+	case "user_header":
+		return oneArg(d, &a.UserHeader)
+	case "claim_header":
+		var ch ClaimHeader
+		if !d.Args(&ch.Claim, &ch.Header) || d.NextArg() {
+			return d.ArgErr()
+		}
+		a.ClaimHeaders = append(a.ClaimHeaders, ch)
+	case "roles_claim":
+		return oneArg(d, &a.RolesClaim)
+	case "require_role":
+		return atLeastOne(d, &a.RequireRoles)
+	case "preflight":
+		if err := oneArg(d, &a.Preflight); err != nil {
+			return err
+		}
+		if a.Preflight != "pass" && a.Preflight != "require" {
+			return d.Errf("preflight %q: must be pass or require", a.Preflight)
+		}
+	case "revocation":
+		return oneArg(d, &a.Revocation)
+	case "cache_size":
+		var s string
+		if err := oneArg(d, &s); err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return d.Errf("cache_size %q: must be a positive number", s)
+		}
+		a.CacheSize = n
+	default:
+		return d.Errf("unrecognized authjwt subdirective %q", sub)
+	}
+	return nil
+}
+
+func (a *AuthJWT) parseKey(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return d.ArgErr()
+	}
+	kf := KeyFile{File: args[0]}
+	if len(args) == 2 {
+		kf.Kid = args[1]
+	}
+	if !strings.Contains(kf.File, "{") {
+		if _, err := loadKeyFile(kf.File, kf.Kid); err != nil {
+			return d.Errf("%v", err)
+		}
+	}
+	a.Keys = append(a.Keys, kf)
+	return nil
+}
+
+func (a *AuthJWT) parseJWKS(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1:
+	case len(args) == 3 && args[1] == "refresh":
+	default:
+		return d.ArgErr()
+	}
+	a.JWKS = &JWKS{URL: args[0]}
+	if err := checkJWKSLocation(args[0]); err != nil {
+		return d.Errf("%v", err)
+	}
+	if len(args) == 3 {
+		dur, err := caddy.ParseDuration(args[2])
+		if err != nil || dur <= 0 {
+			return d.Errf("jwks refresh %q: not a positive duration", args[2])
+		}
+		a.JWKS.Refresh = caddy.Duration(dur)
+	}
+	return nil
+}
+
+func (a *AuthJWT) parseAlg(d *caddyfile.Dispenser) error {
+	if err := atLeastOne(d, &a.Algorithms); err != nil {
+		return err
+	}
+	for _, alg := range a.Algorithms {
+		if strings.EqualFold(alg, "none") {
+			return d.Err(`alg "none" is never accepted`)
+		}
+	}
+	return nil
+}
+
+func (a *AuthJWT) parseFrom(d *caddyfile.Dispenser) error {
+	var src TokenSource
+	if !d.Args(&src.From, &src.Name) || d.NextArg() {
+		return d.ArgErr()
+	}
+	switch src.From {
+	case "header", "cookie", "query":
+	default:
+		return d.Errf("from %q: must be header, cookie or query", src.From)
+	}
+	a.Sources = append(a.Sources, src)
+	return nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func atLeastOne(d *caddyfile.Dispenser, dst *[]string) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	*dst = append(*dst, args...)
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*AuthJWT)(nil)

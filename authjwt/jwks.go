@@ -1,0 +1,382 @@
+package authjwt
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+const (
+	// jwksFetchTimeout bounds every fetch, including the one at provision:
+	// a config load must fail clearly rather than hang on the network.
+	jwksFetchTimeout = 5 * time.Second
+	// jwksMaxBody caps a JWK Set response; real ones are a few KiB.
+	jwksMaxBody = 1 << 20
+)
+
+var (
+	// jwksMissInterval is the least time between two refetches triggered
+	// by unknown kids, so forged kids cannot turn us into a traffic source.
+	jwksMissInterval = 10 * time.Second
+)
+
+// jwksPool shares one fetcher per JWK Set location and refresh interval
+// between handler instances and across config reloads.
+var jwksPool = caddy.NewUsagePool()
+
+// jwksSource is a JWK Set kept current in the background.
+type jwksSource struct {
+	location string
+	refresh  time.Duration
+	logger   *zap.Logger
+	client   *http.Client
+
+	current atomic.Pointer[keySet]
+	// generation changes whenever the published set changes, so cached
+	// verifications made with a removed key stop being served.
+	generation atomic.Uint64
+	lastSum    [32]byte
+	sumMu      sync.Mutex
+
+	missMu       sync.Mutex // serializes refetches on unknown kids
+	lastMissTime time.Time
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func jwksPoolKey(location string, refresh time.Duration) string {
+	return location + "|" + refresh.String()
+}
+
+// acquireJWKS returns the shared source for location, fetching it first
+// when no other instance holds it.
+func acquireJWKS(location string, refresh time.Duration, logger *zap.Logger) (*jwksSource, error) {
+	val, _, err := jwksPool.LoadOrNew(jwksPoolKey(location, refresh), func() (caddy.Destructor, error) {
+		return startJWKS(location, refresh, logger)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return val.(*jwksSource), nil
+}
+
+func releaseJWKS(src *jwksSource) {
+	_, _ = jwksPool.Delete(jwksPoolKey(src.location, src.refresh))
+}
+
+func startJWKS(location string, refresh time.Duration, logger *zap.Logger) (*jwksSource, error) {
+	src := &jwksSource{
+		location: location,
+		refresh:  refresh,
+		logger:   logger,
+		client:   &http.Client{Timeout: jwksFetchTimeout},
+		done:     make(chan struct{}),
+	}
+	set, sum, err := src.fetch(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("loading jwks %s: %w", location, err)
+	}
+	src.store(set, sum)
+	// The refresher lives as long as the pool entry, not one config: the
+	// last Cleanup's Destruct cancels it.
+	ctx, cancel := context.WithCancel(context.Background())
+	src.cancel = cancel
+	go src.refreshLoop(ctx)
+	return src, nil
+}
+
+// Destruct stops the background refresher; called by the pool when the
+// last handler using this source is cleaned up.
+func (s *jwksSource) Destruct() error {
+	s.cancel()
+	<-s.done
+	return nil
+}
+
+func (s *jwksSource) refreshLoop(ctx context.Context) {
+	defer close(s.done)
+	ticker := time.NewTicker(s.refresh)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			s.reload(ctx, "scheduled")
+		}
+	}
+}
+
+// reload fetches the set; on failure the last good set stays in use.
+func (s *jwksSource) reload(ctx context.Context, why string) bool {
+	set, sum, err := s.fetch(ctx)
+	if err != nil {
+		s.logger.Warn("jwks refresh failed; keeping last good key set",
+			zap.String("jwks", redactLocation(s.location)), zap.String("trigger", why), zap.Error(err))
+		return false
+	}
+	s.store(set, sum)
+	s.logger.Debug("jwks refreshed", zap.String("jwks", redactLocation(s.location)),
+		zap.String("trigger", why), zap.Int("keys", len(set.keys)))
+	return true
+}
+
+// store publishes a fetched set, bumping the generation when it changed.
+func (s *jwksSource) store(set *keySet, sum [32]byte) {
+	s.sumMu.Lock()
+	defer s.sumMu.Unlock()
+	if sum != s.lastSum {
+		s.lastSum = sum
+		s.generation.Add(1)
+	}
+	s.current.Store(set)
+}
+
+// keys returns the current set.
+func (s *jwksSource) keys() *keySet { return s.current.Load() }
+
+// refetchForKid is called when a token names a kid we do not know: it
+// refetches at most once per jwksMissInterval and returns the set to use.
+func (s *jwksSource) refetchForKid(kid string) *keySet {
+	s.missMu.Lock()
+	defer s.missMu.Unlock()
+	if cur := s.current.Load(); cur.hasKid(kid) {
+		return cur // a concurrent request already fetched it
+	}
+	if !s.lastMissTime.IsZero() && time.Since(s.lastMissTime) < jwksMissInterval {
+		return s.current.Load()
+	}
+	s.lastMissTime = time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), jwksFetchTimeout)
+	defer cancel()
+	s.reload(ctx, "unknown kid")
+	return s.current.Load()
+}
+
+func (s *jwksSource) fetch(ctx context.Context) (*keySet, [32]byte, error) {
+	var data []byte
+	var err error
+	if isURL(s.location) {
+		data, err = s.fetchURL(ctx)
+	} else {
+		data, err = os.ReadFile(s.location)
+	}
+	if err != nil {
+		return nil, [32]byte{}, err
+	}
+	set, err := parseJWKS(data)
+	return set, sha256.Sum256(data), err
+}
+
+func (s *jwksSource) fetchURL(ctx context.Context) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, jwksFetchTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.location, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/jwk-set+json, application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("HTTP status %d", resp.StatusCode)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, jwksMaxBody))
+}
+
+func isURL(location string) bool {
+	return strings.HasPrefix(location, "http://") || strings.HasPrefix(location, "https://")
+}
+
+// checkJWKSLocation refuses key material over plain http, where anyone on
+// the path could substitute keys; loopback is allowed for sidecars.
+func checkJWKSLocation(location string) error {
+	if location == "" {
+		return errors.New("jwks location is empty")
+	}
+	if !strings.Contains(location, "://") {
+		return nil // a file
+	}
+	u, err := url.Parse(location)
+	if err != nil {
+		return fmt.Errorf("jwks URL %q: %w", location, err)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopbackHost(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("jwks URL %s uses plain http; use https (http is allowed on loopback only)", location)
+	}
+	return fmt.Errorf("jwks URL %s: unsupported scheme %q", location, u.Scheme)
+}
+
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// redactLocation drops userinfo and query from a URL for logs.
+func redactLocation(location string) string {
+	u, err := url.Parse(location)
+	if err != nil || u.Scheme == "" {
+		return location
+	}
+	u.User = nil
+	u.RawQuery = ""
+	return u.String()
+}
+
+// jsonWebKey holds the JWK members we use (RFC 7517, 7518, 8037).
+type jsonWebKey struct {
+	Kty string `json:"kty"`
+	Kid string `json:"kid"`
+	Use string `json:"use"`
+	Alg string `json:"alg"`
+	N   string `json:"n"`
+	E   string `json:"e"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Y   string `json:"y"`
+}
+
+// parseJWKS turns a JWK Set into a key set. Keys for encryption or of
+// unknown types are skipped; a set without one usable key is an error, so
+// a broken publication never replaces a good set.
+func parseJWKS(data []byte) (*keySet, error) {
+	var doc struct {
+		Keys []jsonWebKey `json:"keys"`
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("decoding JWK Set: %w", err)
+	}
+	set := &keySet{}
+	var errs []error
+	for _, k := range doc.Keys {
+		if k.Use != "" && k.Use != "sig" {
+			continue
+		}
+		vk, err := k.verificationKey()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("kid %q: %w", k.Kid, err))
+			continue
+		}
+		set.keys = append(set.keys, vk)
+	}
+	if len(set.keys) == 0 {
+		return nil, fmt.Errorf("JWK Set has no usable signing key: %w", errors.Join(errs...))
+	}
+	return set, nil
+}
+
+func (k jsonWebKey) verificationKey() (verificationKey, error) {
+	pub, err := k.publicKey()
+	if err != nil {
+		return verificationKey{}, err
+	}
+	algs, err := algsForKey(pub)
+	if err != nil {
+		return verificationKey{}, err
+	}
+	if k.Alg != "" {
+		// The publisher pinned the algorithm: honour it, and only if it
+		// fits the key.
+		if !slices.Contains(algs, k.Alg) {
+			return verificationKey{}, fmt.Errorf("alg %s does not fit a %s key", k.Alg, k.Kty)
+		}
+		algs = []string{k.Alg}
+	}
+	return verificationKey{kid: k.Kid, key: pub, algs: algs}, nil
+}
+
+func (k jsonWebKey) publicKey() (crypto.PublicKey, error) {
+	switch k.Kty {
+	case "RSA":
+		n, err1 := b64Int(k.N)
+		e, err2 := b64Int(k.E)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
+		if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 {
+			return nil, errors.New("bad RSA exponent")
+		}
+		return &rsa.PublicKey{N: n, E: int(e.Int64())}, nil
+	case "EC":
+		var curve elliptic.Curve
+		switch k.Crv {
+		case "P-256":
+			curve = elliptic.P256()
+		case "P-384":
+			curve = elliptic.P384()
+		default:
+			return nil, fmt.Errorf("unsupported curve %q", k.Crv)
+		}
+		size := (curve.Params().BitSize + 7) / 8
+		x, err1 := base64.RawURLEncoding.DecodeString(k.X)
+		y, err2 := base64.RawURLEncoding.DecodeString(k.Y)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
+		if len(x) != size || len(y) != size {
+			return nil, errors.New("bad EC coordinate length")
+		}
+		// ParseUncompressedPublicKey checks the point is on the curve.
+		point := append(append([]byte{4}, x...), y...)
+		return ecdsa.ParseUncompressedPublicKey(curve, point)
+	case "OKP":
+		if k.Crv != "Ed25519" {
+			return nil, fmt.Errorf("unsupported OKP curve %q", k.Crv)
+		}
+		x, err := base64.RawURLEncoding.DecodeString(k.X)
+		if err != nil {
+			return nil, err
+		}
+		if len(x) != ed25519.PublicKeySize {
+			return nil, errors.New("bad Ed25519 key length")
+		}
+		return ed25519.PublicKey(x), nil
+	}
+	return nil, fmt.Errorf("unsupported key type %q", k.Kty)
+}
+
+func b64Int(s string) (*big.Int, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) == 0 {
+		return nil, errors.New("empty integer")
+	}
+	return new(big.Int).SetBytes(b), nil
+}

@@ -1,0 +1,89 @@
+package authjwt
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Rejection reasons, the values of the "reason" label.
+const (
+	reasonMissing    = "missing_token"
+	reasonMultiple   = "multiple_tokens"
+	reasonMalformed  = "malformed"
+	reasonSignature  = "bad_signature"
+	reasonAlg        = "bad_alg"
+	reasonUnknownKid = "unknown_kid"
+	reasonExpired    = "expired"
+	reasonNotYet     = "not_yet_valid"
+	reasonIssuer     = "bad_issuer"
+	reasonAudience   = "bad_audience"
+	reasonClaims     = "bad_claims"
+	reasonRefresh    = "refresh_token"
+	reasonNoUser     = "no_user_claim"
+	reasonRevoked    = "revoked"
+	reasonRole       = "insufficient_role"
+)
+
+// The collectors are process-wide, so counts survive config reloads; each
+// new config's registry gets them registered once.
+var authMetrics = struct {
+	once     sync.Once
+	verified *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+}{}
+
+func initMetrics(registry *prometheus.Registry) error {
+	authMetrics.once.Do(func() {
+		authMetrics.verified = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "tollgate",
+			Subsystem: "authjwt",
+			Name:      "verified_total",
+			Help:      "Requests whose token was verified, by whether the token cache answered.",
+		}, []string{"cache"})
+		authMetrics.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "tollgate",
+			Subsystem: "authjwt",
+			Name:      "rejected_total",
+			Help:      "Requests rejected with 401 or 403, by reason.",
+		}, []string{"reason"})
+	})
+	if registry == nil {
+		return nil
+	}
+	for _, c := range []prometheus.Collector{authMetrics.verified, authMetrics.rejected} {
+		// Several authjwt handlers share one config's registry: the second
+		// registration of the same collector is expected and harmless.
+		if err := registry.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) || are.ExistingCollector != c {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Counters resolved once, so the hot path skips the label lookup.
+var (
+	verifiedHit  prometheus.Counter
+	verifiedMiss prometheus.Counter
+	countersOnce sync.Once
+)
+
+func countVerified(cached bool) {
+	countersOnce.Do(func() {
+		verifiedHit = authMetrics.verified.WithLabelValues("hit")
+		verifiedMiss = authMetrics.verified.WithLabelValues("miss")
+	})
+	if cached {
+		verifiedHit.Inc()
+	} else {
+		verifiedMiss.Inc()
+	}
+}
+
+func countRejected(reason string) {
+	authMetrics.rejected.WithLabelValues(reason).Inc()
+}

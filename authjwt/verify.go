@@ -1,0 +1,228 @@
+package authjwt
+
+import (
+	"crypto"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// rejection is why a token was refused: a metric label, the text the
+// client sees in error_description, and the status.
+type rejection struct {
+	reason string
+	desc   string
+	status int
+}
+
+func reject401(reason, desc string) *rejection {
+	return &rejection{reason: reason, desc: desc, status: http.StatusUnauthorized}
+}
+
+var (
+	errUnknownKid = errors.New("unknown key id")
+	errAlg        = errors.New("algorithm not allowed")
+)
+
+// keyFor is the jwt.Keyfunc: it picks keys by the token's kid and alg and
+// never lets the token choose a key type. HMAC is configured alone, so a
+// public key can never be handed to the HMAC method.
+func (h *AuthJWT) keyFor(t *jwt.Token) (any, error) {
+	alg := t.Method.Alg()
+	if !h.algAllowed(alg) {
+		return nil, errAlg
+	}
+	if h.hmacSecret != nil {
+		return h.hmacSecret, nil
+	}
+	kid, _ := t.Header["kid"].(string)
+	var buf [4]crypto.PublicKey
+	keys := h.staticKeys.candidates(kid, alg, buf[:0])
+	if h.jwks != nil {
+		set := h.jwks.keys()
+		if kid != "" && !set.hasKid(kid) && !h.staticKeys.hasKid(kid) {
+			set = h.jwks.refetchForKid(kid)
+		}
+		keys = set.candidates(kid, alg, keys)
+	}
+	switch len(keys) {
+	case 0:
+		if kid != "" {
+			return nil, errUnknownKid
+		}
+		return nil, errAlg
+	case 1:
+		return keys[0], nil
+	}
+	set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(keys))}
+	for i, k := range keys {
+		set.Keys[i] = k
+	}
+	return set, nil
+}
+
+func (h *AuthJWT) algAllowed(alg string) bool {
+	for _, a := range h.algs {
+		if a == alg {
+			return true
+		}
+	}
+	return false
+}
+
+// verifyToken checks signature and claims and builds the identity.
+func (h *AuthJWT) verifyToken(raw string, now time.Time) (*identity, *rejection) {
+	claims := jwt.MapClaims{}
+	tok, err := h.parser.ParseWithClaims(raw, claims, h.keyFor)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if isRefresh(tok.Header["typ"]) || isRefresh(claims["typ"]) {
+		return nil, reject401(reasonRefresh, "refresh token is not an access token")
+	}
+	return h.identityFrom(claims, now)
+}
+
+func isRefresh(v any) bool {
+	s, _ := v.(string)
+	return strings.EqualFold(s, "refresh")
+}
+
+// classify maps the jwt library's errors to what we tell the client.
+func classify(err error) *rejection {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return reject401(reasonMalformed, "malformed token")
+	case errors.Is(err, errUnknownKid):
+		return reject401(reasonUnknownKid, "unknown key id")
+	case errors.Is(err, errAlg):
+		return reject401(reasonAlg, "signing algorithm not accepted")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return reject401(reasonSignature, "invalid signature")
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return reject401(reasonExpired, "token expired")
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return reject401(reasonNotYet, "token not valid yet")
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return reject401(reasonIssuer, "wrong issuer")
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return reject401(reasonAudience, "wrong audience")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return reject401(reasonClaims, "token has no exp")
+	}
+	return reject401(reasonClaims, "invalid claims")
+}
+
+// identityFrom turns verified claims into placeholders and headers.
+func (h *AuthJWT) identityFrom(claims jwt.MapClaims, now time.Time) (*identity, *rejection) {
+	userID := claimString(claims[h.UserClaim])
+	if userID == "" {
+		return nil, reject401(reasonNoUser, "token has no "+h.UserClaim+" claim")
+	}
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil {
+		return nil, reject401(reasonClaims, "token has no exp")
+	}
+	id := &identity{
+		userID: userID,
+		exp:    exp.Time,
+		roleOK: h.hasRequiredRole(claims[h.RolesClaim]),
+	}
+	id.sid, _ = claims["sid"].(string)
+	for name, v := range claims {
+		if name == "id" {
+			continue // http.auth.user.id is the user id, never a claim
+		}
+		id.placeholders = append(id.placeholders, keyValue{"http.auth.user." + name, claimString(v)})
+	}
+	id.placeholders = append(id.placeholders, keyValue{"http.auth.user.id", userID})
+	if safeHeaderValue(userID) {
+		id.headers = append(id.headers, keyValue{h.userHeader, userID})
+	}
+	for _, ch := range h.ClaimHeaders {
+		v, ok := claims[ch.Claim]
+		if s := claimString(v); ok && s != "" && safeHeaderValue(s) {
+			id.headers = append(id.headers, keyValue{http.CanonicalHeaderKey(ch.Header), s})
+		}
+	}
+	return id, nil
+}
+
+// claimString renders a claim for a placeholder or header: strings as is,
+// numbers as written in the token, lists of strings comma-separated,
+// anything else as JSON.
+func claimString(v any) string {
+	switch c := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return c
+	case json.Number:
+		return c.String()
+	case float64:
+		return strconv.FormatFloat(c, 'f', -1, 64)
+	case bool:
+		return strconv.FormatBool(c)
+	case []any:
+		parts := make([]string, 0, len(c))
+		for _, e := range c {
+			s, ok := e.(string)
+			if !ok {
+				b, _ := json.Marshal(c)
+				return string(b)
+			}
+			parts = append(parts, s)
+		}
+		return strings.Join(parts, ",")
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// rolesOf reads a roles claim given as a JSON array or a space-separated
+// string (the OAuth "scope" style).
+func rolesOf(v any) []string {
+	switch c := v.(type) {
+	case string:
+		return strings.Fields(c)
+	case []any:
+		roles := make([]string, 0, len(c))
+		for _, e := range c {
+			if s, ok := e.(string); ok {
+				roles = append(roles, s)
+			}
+		}
+		return roles
+	}
+	return nil
+}
+
+func (h *AuthJWT) hasRequiredRole(claim any) bool {
+	if len(h.RequireRoles) == 0 {
+		return true
+	}
+	for _, have := range rolesOf(claim) {
+		for _, want := range h.RequireRoles {
+			if have == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// safeHeaderValue refuses control characters, which no upstream header
+// should carry from a claim.
+func safeHeaderValue(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
