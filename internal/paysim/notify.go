@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -317,5 +316,3 @@ func newUUID() string {
 	h := strings.ToLower(randHex(16))
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
