@@ -1,0 +1,164 @@
+package refresh
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(AdminAPI{})
+}
+
+// defaultStoreTimeout bounds Redis calls made outside an HTTP request.
+const defaultStoreTimeout = 5 * time.Second
+
+// AdminAPI adds POST /tollgate/sessions/revoke to Caddy's admin API, for
+// backends that detect a suspicious login. It needs no configuration: it
+// acts on the Redis of every jwt_refresh handler of the running config
+// (usually one), which register themselves when provisioned.
+//
+// Request body: {"user": "<id>"} ends every session of the user;
+// {"user": "<id>", "sid": "<sid>"} ends one. Answer: 200
+// {"revoked": ["<sid>", ...]}. Errors: 400 invalid_request (bad body),
+// 405 (not POST), 409 not_configured (no jwt_refresh handler running),
+// 503 temporarily_unavailable (Redis unreachable).
+type AdminAPI struct {
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (AdminAPI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "admin.api.tollgate",
+		New: func() caddy.Module { return new(AdminAPI) },
+	}
+}
+
+// Provision takes the logger.
+func (a *AdminAPI) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	return nil
+}
+
+// Routes returns the admin routes.
+func (a *AdminAPI) Routes() []caddy.AdminRoute {
+	return []caddy.AdminRoute{{
+		Pattern: "/tollgate/sessions/revoke",
+		Handler: caddy.AdminHandlerFunc(a.handleRevoke),
+	}}
+}
+
+// revokeRequest is the body of POST /tollgate/sessions/revoke.
+type revokeRequest struct {
+	User string `json:"user"`
+	Sid  string `json:"sid,omitempty"`
+}
+
+func (a *AdminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+	}
+	var req revokeRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.User == "" {
+		return writeError(w, http.StatusBadRequest, "invalid_request", `body must be {"user": "..."} or {"user": "...", "sid": "..."}`)
+	}
+	stores := registeredStores()
+	if len(stores) == 0 {
+		return writeError(w, http.StatusConflict, "not_configured", "no jwt_refresh handler is running")
+	}
+	ctx, cancel := storeContext()
+	defer cancel()
+	revoked := []string{}
+	for _, s := range stores {
+		sids, err := revokeIn(ctx, s, req)
+		if err != nil {
+			a.logger.Error("admin session revoke failed", zap.String("user", req.User), zap.Error(err))
+			w.Header().Set("Retry-After", "1")
+			return writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store is unavailable; retry shortly")
+		}
+		revoked = append(revoked, sids...)
+	}
+	for _, s := range stores {
+		s.metrics.session("admin")
+	}
+	a.logger.Info("sessions revoked by admin", zap.String("user", req.User), zap.Strings("sids", revoked))
+	return writeJSON(w, http.StatusOK, map[string][]string{"revoked": dedupe(revoked)})
+}
+
+func revokeIn(ctx context.Context, s *sessionStore, req revokeRequest) ([]string, error) {
+	if req.Sid != "" {
+		if err := s.end(ctx, req.User, req.Sid); err != nil {
+			return nil, err
+		}
+		return []string{req.Sid}, nil
+	}
+	return s.endAll(ctx, req.User)
+}
+
+func dedupe(in []string) []string {
+	seen := map[string]bool{}
+	out := in[:0]
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// The process-wide registry of the stores of provisioned jwt_refresh
+// handlers. Admin modules are provisioned apart from the HTTP app, so this
+// is how the admin route finds Redis with no extra configuration. Handlers
+// register in Provision and leave in Cleanup; during a reload old and new
+// ones overlap, which is harmless (same Redis).
+var (
+	registryMu sync.Mutex
+	registry   = map[*sessionStore]string{}
+)
+
+func registerStore(url string, s *sessionStore) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	registry[s] = url
+}
+
+func unregisterStore(_ string, s *sessionStore) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	delete(registry, s)
+}
+
+// registeredStores returns one store per Redis URL, the one with the
+// longest access_ttl (so revocations outlive every access token).
+func registeredStores() []*sessionStore {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	byURL := map[string]*sessionStore{}
+	for s, url := range registry {
+		if cur, ok := byURL[url]; !ok || s.accessTTL > cur.accessTTL {
+			byURL[url] = s
+		}
+	}
+	out := make([]*sessionStore, 0, len(byURL))
+	for _, s := range byURL {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Interface guards
+var (
+	_ caddy.AdminRouter = (*AdminAPI)(nil)
+	_ caddy.Provisioner = (*AdminAPI)(nil)
+)

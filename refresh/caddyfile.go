@@ -1,0 +1,206 @@
+package refresh
+
+import (
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/tollgate/tollgate/internal/redisclient"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("jwt_refresh", parseCaddyfile)
+	// Right after try_files, so before basic_auth and before authjwt (which
+	// sits just before basic_auth): login, refresh and logout must be
+	// reachable without an access token when both are in one site.
+	httpcaddyfile.RegisterDirectiveOrder("jwt_refresh", httpcaddyfile.After, "try_files")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	jwt_refresh [<matcher>] {
+//	    redis           <url>
+//	    signing_key     <pem-file> [<kid>]
+//	    jwks_path       <path>
+//	    user_claim      <claim>
+//	    issuer          <iss>
+//	    audience        <aud...>
+//	    access_ttl      <duration>
+//	    refresh_ttl     <duration>
+//	    session_max     <duration>
+//	    reuse_grace     <duration>
+//	    refresh_path    <path>
+//	    refresh_header  <header>
+//	    login_path      <path>
+//	    logout_path     <path>
+//	    logout_all_path <path>
+//	    legacy_prefix   <prefix>
+//	    legacy_key      <public-pem>
+//	}
+//
+// redis and at least one signing_key are required. signing_key and
+// legacy_key are repeatable; the others may appear once. Key files are read
+// while parsing (unless the path holds a placeholder) so that a bad file is
+// reported with its Caddyfile line.
+func (m *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		if seen[sub] && sub != "signing_key" && sub != "legacy_key" {
+			return d.Errf("%s given more than once", sub)
+		}
+		seen[sub] = true
+		if err := m.unmarshalSubdirective(d, sub); err != nil {
+			return err
+		}
+	}
+	if m.Redis == "" {
+		return d.Err("jwt_refresh needs redis <url>")
+	}
+	if len(m.SigningKeys) == 0 {
+		return d.Err("jwt_refresh needs at least one signing_key")
+	}
+	return nil
+}
+
+func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) error {
+	switch sub {
+	case "redis":
+		if err := oneArg(d, &m.Redis); err != nil {
+			return err
+		}
+		if !strings.Contains(m.Redis, "{") {
+			if err := redisclient.Validate(m.Redis); err != nil {
+				return d.Errf("%v", err)
+			}
+		}
+	case "signing_key":
+		return m.parseSigningKey(d)
+	case "jwks_path":
+		return pathArg(d, &m.JWKSPath)
+	case "user_claim":
+		return oneArg(d, &m.UserClaim)
+	case "issuer":
+		return oneArg(d, &m.Issuer)
+	case "audience":
+		m.Audience = d.RemainingArgs()
+		if len(m.Audience) == 0 {
+			return d.ArgErr()
+		}
+	case "access_ttl":
+		return durationArg(d, &m.AccessTTL, false)
+	case "refresh_ttl":
+		return durationArg(d, &m.RefreshTTL, false)
+	case "session_max":
+		return durationArg(d, &m.SessionMax, false)
+	case "reuse_grace":
+		var g caddy.Duration
+		if err := durationArg(d, &g, true); err != nil {
+			return err
+		}
+		if time.Duration(g) > maxReuseGrace {
+			return d.Errf("reuse_grace %s: at most %s", time.Duration(g), maxReuseGrace)
+		}
+		m.ReuseGrace = &g
+	case "refresh_path":
+		return pathArg(d, &m.RefreshPath)
+	case "refresh_header":
+		return oneArg(d, &m.RefreshHeader)
+	case "login_path":
+		return pathArg(d, &m.LoginPath)
+	case "logout_path":
+		return pathArg(d, &m.LogoutPath)
+	case "logout_all_path":
+		return pathArg(d, &m.LogoutAllPath)
+	case "legacy_prefix":
+		return oneArg(d, &m.LegacyPrefix)
+	case "legacy_key":
+		var path string
+		if err := oneArg(d, &path); err != nil {
+			return err
+		}
+		if !strings.Contains(path, "{") {
+			if _, err := loadPublicKey(path); err != nil {
+				return d.Errf("legacy_key: %v", err)
+			}
+		}
+		m.LegacyKeys = append(m.LegacyKeys, path)
+	default:
+		return d.Errf("unrecognized jwt_refresh subdirective %q", sub)
+	}
+	return nil
+}
+
+func (m *Handler) parseSigningKey(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) < 1 || len(args) > 2 {
+		return d.ArgErr()
+	}
+	kf := KeyFile{File: args[0]}
+	if len(args) == 2 {
+		kf.Kid = args[1]
+	}
+	if !strings.Contains(kf.File, "{") {
+		if _, err := loadSigningKey(kf.File, kf.Kid); err != nil {
+			return d.Errf("%v", err)
+		}
+	}
+	m.SigningKeys = append(m.SigningKeys, kf)
+	return nil
+}
+
+// oneArg reads exactly one argument into dst.
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func pathArg(d *caddyfile.Dispenser, dst *string) error {
+	name := d.Val()
+	if err := oneArg(d, dst); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(*dst, "/") {
+		return d.Errf("%s %q: must start with /", name, *dst)
+	}
+	return nil
+}
+
+// durationArg reads one duration (Caddy syntax: 90s, 5m, 24h, 30d); zero is
+// allowed only where it means something (reuse_grace).
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration, zeroOK bool) error {
+	name := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur < 0 || (dur == 0 && !zeroOK) {
+		return d.Errf("%s %q: not a positive duration", name, s)
+	}
+	*dst = caddy.Duration(dur)
+	return nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,346 @@
+// Package refresh is tollgate's session lifecycle at the edge: the Caddy
+// module http.handlers.jwt_refresh (directive jwt_refresh) issues a short
+// access JWT and a long, single-use refresh JWT after the backend's own
+// login, rotates the refresh token with reuse detection in one Redis Lua
+// script per refresh, revokes sessions on logout, and publishes its public
+// keys as a JWK Set for authjwt. The admin module admin.api.tollgate revokes
+// sessions from Caddy's admin API.
+package refresh
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/internal/redisclient"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults of the optional settings.
+const (
+	defaultAccessTTL     = 5 * time.Minute
+	defaultRefreshTTL    = 24 * time.Hour
+	defaultSessionMax    = 30 * 24 * time.Hour
+	defaultReuseGrace    = 60 * time.Second
+	maxReuseGrace        = 10 * time.Minute
+	defaultRefreshPath   = "/auth/refresh"
+	defaultRefreshHeader = "Refresh-Token"
+	defaultUserClaim     = "sub"
+)
+
+// Headers the upstream's login answer uses to hand tollgate the identity.
+// They are response headers; clients sending them is an attack, so they are
+// removed from every incoming request too.
+const (
+	headerSubject = "X-Auth-Subject"
+	headerClaims  = "X-Auth-Claims"
+)
+
+// nowFunc is the clock for token times; tests move it.
+var nowFunc = time.Now
+
+// Handler issues, rotates and revokes access and refresh JWTs ("double
+// token"): the backend only authenticates the user at login_path, and
+// everything else of the session's life happens here, with the state in
+// Redis. Requests to other paths pass through to the next handler (with any
+// client-sent X-Auth-Subject / X-Auth-Claims request headers removed).
+//
+// Placeholders set on its endpoints: {http.auth.user.id} (the user id) and
+// {http.jwt_refresh.sid}, {http.jwt_refresh.outcome} (rotated, replayed,
+// reuse, unknown, invalid, store_error, login, legacy, logout, logout_all).
+type Handler struct {
+	// Redis URL (redis:// or rediss://, with password and database) where
+	// sessions live. One client per address is shared by every instance of
+	// the module and across config reloads. Required.
+	Redis string `json:"redis,omitempty"`
+
+	// PEM private keys (RSA ≥ 2048 bits → RS256, ECDSA P-256 → ES256,
+	// P-384 → ES384, Ed25519 → EdDSA). The first one signs; all of them
+	// verify, so a new key can be put first while tokens signed by the old
+	// one are still accepted. Required.
+	SigningKeys []KeyFile `json:"signing_keys,omitempty"`
+
+	// Path that serves the public halves of signing_keys as a JWK Set
+	// (RFC 7517) for authjwt's `jwks`. Default: none (not served).
+	JWKSPath string `json:"jwks_path,omitempty"`
+
+	// Claim that carries the user id in both tokens besides `sub` (the
+	// seed's clients read `userId`); also where a legacy token has it.
+	// Default: sub.
+	UserClaim string `json:"user_claim,omitempty"`
+
+	// `iss` of issued tokens; when set, presented tokens must carry it.
+	Issuer string `json:"issuer,omitempty"`
+
+	// `aud` of access tokens. Default: none.
+	Audience []string `json:"audience,omitempty"`
+
+	// Lifetime of an access token. Default: 5m.
+	AccessTTL caddy.Duration `json:"access_ttl,omitempty"`
+
+	// Idle timeout of a session: a refresh token must be used within it,
+	// and each rotation restarts it. Default: 24h.
+	RefreshTTL caddy.Duration `json:"refresh_ttl,omitempty"`
+
+	// Absolute lifetime of a session from login, however active. Default: 30d.
+	SessionMax caddy.Duration `json:"session_max,omitempty"`
+
+	// How long after a rotation the previous refresh token is still
+	// answered (with tokens of the current generation, without rotating
+	// again), so a lost response or concurrent refreshes do not log the user
+	// out. 0 is strict: any reuse revokes the session. At most 10m.
+	// Default: 60s.
+	ReuseGrace *caddy.Duration `json:"reuse_grace,omitempty"`
+
+	// POST endpoint that exchanges a refresh token for a new pair.
+	// Default: /auth/refresh.
+	RefreshPath string `json:"refresh_path,omitempty"`
+
+	// Request header that may carry the refresh token. Default: Refresh-Token.
+	RefreshHeader string `json:"refresh_header,omitempty"`
+
+	// Path of the backend's login. The request goes upstream unchanged; a
+	// 2xx answer with an X-Auth-Subject header starts a session and is
+	// replaced by the token response. Default: none.
+	LoginPath string `json:"login_path,omitempty"`
+
+	// POST endpoint that ends the session of the presented refresh token.
+	// Default: none.
+	LogoutPath string `json:"logout_path,omitempty"`
+
+	// POST endpoint that ends every session of the user of the presented
+	// refresh token or Bearer access token. Default: none.
+	LogoutAllPath string `json:"logout_all_path,omitempty"`
+
+	// Redis key prefix of the seed's refresh tokens
+	// (SL_CUSTOMER_REFRESH_TOKEN_); enables their one-time exchange.
+	// Default: none (no migration).
+	LegacyPrefix string `json:"legacy_prefix,omitempty"`
+
+	// PEM public keys (or certificates) that verify legacy tokens.
+	// Default: the public halves of signing_keys.
+	LegacyKeys []string `json:"legacy_keys,omitempty"`
+
+	keys       *keySet
+	legacy     []*verifyKey
+	refreshP   *jwt.Parser
+	accessP    *jwt.Parser
+	legacyP    *jwt.Parser
+	redisURL   string
+	rdb        redis.UniversalClient
+	store      *sessionStore
+	jwks       []byte
+	metrics    *metrics
+	logger     *zap.Logger
+	now        func() time.Time
+	registered bool
+}
+
+// KeyFile is one signing key: a PEM file and an optional key id.
+type KeyFile struct {
+	// Path of the PEM private key. Placeholders such as {env.KEY_DIR} are
+	// expanded when the config is loaded.
+	File string `json:"file"`
+	// `kid` header of the tokens it signs. Default: the RFC 7638
+	// thumbprint of its public key.
+	Kid string `json:"kid,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.jwt_refresh",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision applies defaults, loads the keys and takes the shared Redis
+// client. It does not contact Redis.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.now = nowFunc
+	h.applyDefaults()
+	repl := caddy.NewReplacer()
+	if err := h.loadKeys(repl); err != nil {
+		return err
+	}
+	h.buildParsers()
+	jwks, err := marshalJWKS(h.keys)
+	if err != nil {
+		return err
+	}
+	h.jwks = jwks
+	if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
+	h.redisURL = repl.ReplaceKnown(h.Redis, "")
+	if h.rdb, err = redisclient.Acquire(h.redisURL); err != nil {
+		h.redisURL = ""
+		return fmt.Errorf("jwt_refresh redis %s: %w", redisclient.Redact(h.Redis), err)
+	}
+	h.store = &sessionStore{rdb: h.rdb, refreshTTL: time.Duration(h.RefreshTTL),
+		sessionMax: time.Duration(h.SessionMax), grace: time.Duration(*h.ReuseGrace),
+		accessTTL: time.Duration(h.AccessTTL), now: h.now, metrics: h.metrics}
+	registerStore(h.redisURL, h.store)
+	h.registered = true
+	return nil
+}
+
+func (h *Handler) applyDefaults() {
+	if h.AccessTTL == 0 {
+		h.AccessTTL = caddy.Duration(defaultAccessTTL)
+	}
+	if h.RefreshTTL == 0 {
+		h.RefreshTTL = caddy.Duration(defaultRefreshTTL)
+	}
+	if h.SessionMax == 0 {
+		h.SessionMax = caddy.Duration(defaultSessionMax)
+	}
+	if h.ReuseGrace == nil {
+		g := caddy.Duration(defaultReuseGrace)
+		h.ReuseGrace = &g
+	}
+	if h.RefreshPath == "" {
+		h.RefreshPath = defaultRefreshPath
+	}
+	if h.RefreshHeader == "" {
+		h.RefreshHeader = defaultRefreshHeader
+	}
+	if h.UserClaim == "" {
+		h.UserClaim = defaultUserClaim
+	}
+}
+
+// loadKeys reads the signing keys and the legacy keys, expanding
+// {env.*}/{file.*} placeholders in their paths.
+func (h *Handler) loadKeys(repl *caddy.Replacer) error {
+	if len(h.SigningKeys) == 0 {
+		return errors.New("jwt_refresh: at least one signing_key is required")
+	}
+	var keys []*signingKey
+	for _, kf := range h.SigningKeys {
+		k, err := loadSigningKey(repl.ReplaceKnown(kf.File, ""), repl.ReplaceKnown(kf.Kid, ""))
+		if err != nil {
+			return fmt.Errorf("jwt_refresh: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	h.keys = newKeySet(keys)
+	h.legacy = nil
+	for _, path := range h.LegacyKeys {
+		k, err := loadPublicKey(repl.ReplaceKnown(path, ""))
+		if err != nil {
+			return fmt.Errorf("jwt_refresh legacy_key: %w", err)
+		}
+		h.legacy = append(h.legacy, k)
+	}
+	if len(h.legacy) == 0 {
+		for _, k := range h.keys.byKid {
+			h.legacy = append(h.legacy, k)
+		}
+	}
+	return nil
+}
+
+// Validate checks the settings; it reads only.
+func (h *Handler) Validate() error {
+	url := h.redisURL
+	if url == "" {
+		url = h.Redis
+	}
+	if err := redisclient.Validate(url); err != nil {
+		return fmt.Errorf("jwt_refresh redis: %w", err)
+	}
+	if h.ReuseGrace != nil && (*h.ReuseGrace < 0 || time.Duration(*h.ReuseGrace) > maxReuseGrace) {
+		return fmt.Errorf("jwt_refresh reuse_grace %s: must be between 0 and %s", time.Duration(*h.ReuseGrace), maxReuseGrace)
+	}
+	for name, d := range map[string]caddy.Duration{"access_ttl": h.AccessTTL, "refresh_ttl": h.RefreshTTL, "session_max": h.SessionMax} {
+		if d < 0 {
+			return fmt.Errorf("jwt_refresh %s: must be positive", name)
+		}
+	}
+	if h.SessionMax != 0 && h.RefreshTTL > h.SessionMax {
+		return fmt.Errorf("jwt_refresh refresh_ttl %s exceeds session_max %s", time.Duration(h.RefreshTTL), time.Duration(h.SessionMax))
+	}
+	paths := map[string]string{}
+	for name, p := range map[string]string{"refresh_path": h.RefreshPath, "login_path": h.LoginPath,
+		"logout_path": h.LogoutPath, "logout_all_path": h.LogoutAllPath, "jwks_path": h.JWKSPath} {
+		if p == "" {
+			continue
+		}
+		if !strings.HasPrefix(p, "/") {
+			return fmt.Errorf("jwt_refresh %s %q: must start with /", name, p)
+		}
+		if other, dup := paths[p]; dup {
+			return fmt.Errorf("jwt_refresh %s and %s are both %q", name, other, p)
+		}
+		paths[p] = name
+	}
+	if len(h.LegacyKeys) > 0 && h.LegacyPrefix == "" {
+		return errors.New("jwt_refresh legacy_key needs legacy_prefix")
+	}
+	return nil
+}
+
+// Cleanup releases the Redis client and the admin registration; it is safe
+// after a failed Provision.
+func (h *Handler) Cleanup() error {
+	if h.registered {
+		unregisterStore(h.redisURL, h.store)
+		h.registered = false
+	}
+	if h.redisURL != "" {
+		url := h.redisURL
+		h.redisURL = ""
+		if err := redisclient.Release(url); err != nil {
+			return fmt.Errorf("releasing redis client: %w", err)
+		}
+	}
+	return nil
+}
+
+// ServeHTTP answers the module's endpoints and passes everything else on.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	r.Header.Del(headerSubject)
+	r.Header.Del(headerClaims)
+	switch r.URL.Path {
+	case h.RefreshPath:
+		return h.serveRefresh(w, r)
+	case h.LoginPath:
+		if h.LoginPath != "" {
+			return h.serveLogin(w, r, next)
+		}
+	case h.LogoutPath:
+		if h.LogoutPath != "" {
+			return h.serveLogout(w, r)
+		}
+	case h.LogoutAllPath:
+		if h.LogoutAllPath != "" {
+			return h.serveLogoutAll(w, r)
+		}
+	case h.JWKSPath:
+		if h.JWKSPath != "" {
+			return h.serveJWKS(w, r)
+		}
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

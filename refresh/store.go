@@ -1,0 +1,144 @@
+package refresh
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/revocation"
+)
+
+// keyPrefix starts every key tollgate's sessions use.
+const keyPrefix = "tollgate:"
+
+// revokeMargin keeps a revoked session listed a little past the expiry of
+// its last access token, for clock skew between instances.
+const revokeMargin = 5 * time.Second
+
+// sessionStore is the Redis side of the session lifecycle.
+type sessionStore struct {
+	rdb        redis.UniversalClient
+	refreshTTL time.Duration
+	sessionMax time.Duration
+	grace      time.Duration
+	accessTTL  time.Duration
+	now        func() time.Time
+	metrics    *metrics
+}
+
+// rotation is what the rotate script decided.
+type rotation struct {
+	outcome string // rotated, replayed, reuse, unknown
+	gen     int64
+	ttl     time.Duration
+}
+
+// userTag escapes the characters that would break the hash tag ({ and }),
+// and % so the escaping is reversible and two users never share keys.
+func userTag(user string) string {
+	return strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D").Replace(user)
+}
+
+// sessionKey is the hash of one session: tollgate:{u:<user>}:s:<sid>.
+func sessionKey(user, sid string) string { return sessionPrefix(user) + sid }
+
+func sessionPrefix(user string) string { return keyPrefix + "{u:" + userTag(user) + "}:s:" }
+
+// indexKey is the sorted set of a user's sessions: tollgate:{u:<user>}:sessions.
+func indexKey(user string) string { return keyPrefix + "{u:" + userTag(user) + "}:sessions" }
+
+// legacyKey is where the seed's TokenService kept a refresh token:
+// prefix + lowercase hex MD5 of the token text.
+func legacyKey(prefix, token string) string {
+	sum := md5.Sum([]byte(token))
+	return prefix + hex.EncodeToString(sum[:])
+}
+
+// create starts a new session for user.
+func (s *sessionStore) create(ctx context.Context, user, sid string) (rotation, error) {
+	res, err := createScript.Run(ctx, s.rdb, []string{sessionKey(user, sid), indexKey(user)},
+		sid, s.refreshTTL.Milliseconds(), s.sessionMax.Milliseconds()).Slice()
+	if err != nil {
+		return rotation{}, fmt.Errorf("creating session: %w", err)
+	}
+	if len(res) != 3 {
+		return rotation{}, errors.New("creating session: session id collision")
+	}
+	return parseRotation(res)
+}
+
+// rotate runs one refresh of the session sid at generation gen.
+func (s *sessionStore) rotate(ctx context.Context, user, sid string, gen int64) (rotation, error) {
+	res, err := rotateScript.Run(ctx, s.rdb, []string{sessionKey(user, sid), indexKey(user)},
+		gen, sid, s.refreshTTL.Milliseconds(), s.grace.Milliseconds()).Slice()
+	if err != nil {
+		return rotation{}, fmt.Errorf("rotating session: %w", err)
+	}
+	return parseRotation(res)
+}
+
+// parseRotation reads a script reply {outcome, [gen, [ttl ms]]}.
+func parseRotation(res []any) (rotation, error) {
+	var r rotation
+	var ok bool
+	if len(res) > 0 {
+		r.outcome, ok = res[0].(string)
+	}
+	if !ok {
+		return rotation{}, fmt.Errorf("unexpected script reply %v", res)
+	}
+	if len(res) > 1 {
+		if r.gen, ok = res[1].(int64); !ok {
+			return rotation{}, fmt.Errorf("unexpected script reply gen %v", res[1])
+		}
+	}
+	if len(res) > 2 {
+		ms, ok := res[2].(int64)
+		if !ok {
+			return rotation{}, fmt.Errorf("unexpected script reply ttl %v", res[2])
+		}
+		r.ttl = time.Duration(ms) * time.Millisecond
+	}
+	return r, nil
+}
+
+// end ends one session and makes its access tokens fail everywhere.
+func (s *sessionStore) end(ctx context.Context, user, sid string) error {
+	if err := endScript.Run(ctx, s.rdb, []string{sessionKey(user, sid), indexKey(user)}, sid).Err(); err != nil {
+		return fmt.Errorf("ending session: %w", err)
+	}
+	return s.revoke(ctx, sid)
+}
+
+// endAll ends every session of user and returns their ids.
+func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error) {
+	sids, err := endAllScript.Run(ctx, s.rdb, []string{indexKey(user)}, sessionPrefix(user)).StringSlice()
+	if err != nil {
+		return nil, fmt.Errorf("ending all sessions: %w", err)
+	}
+	return sids, s.revoke(ctx, sids...)
+}
+
+// revoke publishes sids to every authjwt instance watching this Redis. It is
+// a separate command, not part of a script: the revoked set is not on the
+// user's slot.
+func (s *sessionStore) revoke(ctx context.Context, sids ...string) error {
+	until := s.now().Add(s.accessTTL + revokeMargin)
+	return revocation.Revoke(ctx, s.rdb, until, sids...)
+}
+
+// takeLegacy removes a seed-era token from Redis if it is still there,
+// reporting whether this caller got it (only one concurrent caller can).
+func (s *sessionStore) takeLegacy(ctx context.Context, prefix, token string) (bool, error) {
+	n, err := legacyTakeScript.Run(ctx, s.rdb, []string{legacyKey(prefix, token)}, token).Int()
+	if err != nil {
+		return false, fmt.Errorf("taking legacy token: %w", err)
+	}
+	return n == 1, nil
+}

@@ -1,0 +1,255 @@
+package refresh
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Token types, carried in the "typ" claim so that an access token can never
+// be used as a refresh token or the reverse.
+const (
+	typRefresh = "refresh"
+	typAccess  = "access"
+)
+
+// reservedClaims are set by tollgate itself; login claims from the upstream
+// cannot override them.
+var reservedClaims = map[string]bool{
+	"sub": true, "sid": true, "gen": true, "jti": true, "typ": true, "iat": true,
+	"exp": true, "nbf": true, "iss": true, "aud": true, "auth_time": true,
+}
+
+// signingKey is one loaded private key with what is needed to sign and to
+// publish its public half.
+type signingKey struct {
+	kid    string
+	method jwt.SigningMethod
+	priv   crypto.Signer
+}
+
+// verifyKey is a public key tokens may be checked against.
+type verifyKey struct {
+	kid    string
+	method jwt.SigningMethod
+	pub    crypto.PublicKey
+}
+
+// loadSigningKey reads a PEM private key (PKCS#8, PKCS#1 or SEC 1) and picks
+// the JWS algorithm from its type. An empty kid becomes the RFC 7638
+// thumbprint of the public key.
+func loadSigningKey(path, kid string) (*signingKey, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading signing key %s: %w", path, err)
+	}
+	priv, err := parsePrivateKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	method, err := methodFor(priv.Public())
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	if kid == "" {
+		kid = thumbprint(priv.Public())
+	}
+	return &signingKey{kid: kid, method: method, priv: priv}, nil
+}
+
+func parsePrivateKey(raw []byte) (crypto.Signer, error) {
+	for rest := raw; ; {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			return nil, errors.New("no PEM private key found")
+		}
+		var key any
+		var err error
+		switch block.Type {
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(block.Bytes)
+		default:
+			continue // e.g. "EC PARAMETERS" before the key
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parsing %s: %w", block.Type, err)
+		}
+		signer, ok := key.(crypto.Signer)
+		if !ok {
+			return nil, fmt.Errorf("unsupported private key type %T", key)
+		}
+		return signer, nil
+	}
+}
+
+// loadPublicKey reads a PEM public key or certificate, for legacy_key.
+func loadPublicKey(path string) (*verifyKey, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading public key %s: %w", path, err)
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		return nil, fmt.Errorf("public key %s: no PEM block found", path)
+	}
+	var pub any
+	switch block.Type {
+	case "PUBLIC KEY":
+		pub, err = x509.ParsePKIXPublicKey(block.Bytes)
+	case "RSA PUBLIC KEY":
+		pub, err = x509.ParsePKCS1PublicKey(block.Bytes)
+	case "CERTIFICATE":
+		var cert *x509.Certificate
+		if cert, err = x509.ParseCertificate(block.Bytes); err == nil {
+			pub = cert.PublicKey
+		}
+	default:
+		// A private key file also carries the public half.
+		var priv crypto.Signer
+		if priv, err = parsePrivateKey(raw); err == nil {
+			pub = priv.Public()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("public key %s: %w", path, err)
+	}
+	method, err := methodFor(pub)
+	if err != nil {
+		return nil, fmt.Errorf("public key %s: %w", path, err)
+	}
+	return &verifyKey{kid: thumbprint(pub), method: method, pub: pub}, nil
+}
+
+// methodFor maps a public key to the one JWS algorithm tollgate uses with it.
+func methodFor(pub crypto.PublicKey) (jwt.SigningMethod, error) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return nil, fmt.Errorf("RSA key of %d bits; at least 2048 are required", k.N.BitLen())
+		}
+		return jwt.SigningMethodRS256, nil
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return jwt.SigningMethodES256, nil
+		case elliptic.P384():
+			return jwt.SigningMethodES384, nil
+		}
+		return nil, fmt.Errorf("unsupported ECDSA curve %s (P-256 or P-384)", k.Curve.Params().Name)
+	case ed25519.PublicKey:
+		return jwt.SigningMethodEdDSA, nil
+	}
+	return nil, fmt.Errorf("unsupported key type %T (RSA, ECDSA or Ed25519)", pub)
+}
+
+// sign returns the compact JWT of claims signed with k, with its kid.
+func (k *signingKey) sign(claims jwt.MapClaims) (string, error) {
+	t := jwt.NewWithClaims(k.method, claims)
+	t.Header["kid"] = k.kid
+	s, err := t.SignedString(k.priv)
+	if err != nil {
+		return "", fmt.Errorf("signing token with key %s: %w", k.kid, err)
+	}
+	return s, nil
+}
+
+// keySet is what one handler signs with and verifies against.
+type keySet struct {
+	signer *signingKey
+	byKid  map[string]*verifyKey
+	algs   []string
+}
+
+func newKeySet(keys []*signingKey) *keySet {
+	ks := &keySet{signer: keys[0], byKid: map[string]*verifyKey{}}
+	seen := map[string]bool{}
+	for _, k := range keys {
+		ks.byKid[k.kid] = &verifyKey{kid: k.kid, method: k.method, pub: k.priv.Public()}
+		if !seen[k.method.Alg()] {
+			seen[k.method.Alg()] = true
+			ks.algs = append(ks.algs, k.method.Alg())
+		}
+	}
+	return ks
+}
+
+// keyfunc finds the verification key by kid and refuses any algorithm other
+// than the one that key is for (no "none", no HMAC with a public key).
+func (ks *keySet) keyfunc(t *jwt.Token) (any, error) {
+	kid, _ := t.Header["kid"].(string)
+	k, ok := ks.byKid[kid]
+	if !ok {
+		return nil, fmt.Errorf("unknown kid %q", kid)
+	}
+	if t.Method.Alg() != k.method.Alg() {
+		return nil, fmt.Errorf("algorithm %s does not match key %s", t.Method.Alg(), kid)
+	}
+	return k.pub, nil
+}
+
+// randomID returns n random bytes as hex (sid: 16 bytes = 128 bits).
+func randomID(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // never happens on Linux
+	}
+	return hex.EncodeToString(b)
+}
+
+// fingerprint is a short SHA-256 of a token for logs: never log tokens.
+func fingerprint(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:6])
+}
+
+// unixTime converts to the NumericDate of a JWT claim.
+func unixTime(t time.Time) int64 { return t.Unix() }
+
+// thumbprint is the RFC 7638 JWK thumbprint of pub, the default kid.
+func thumbprint(pub crypto.PublicKey) string {
+	var canon string
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		canon = fmt.Sprintf(`{"e":"%s","kty":"RSA","n":"%s"}`, b64(big.NewInt(int64(k.E)).Bytes()), b64(k.N.Bytes()))
+	case *ecdsa.PublicKey:
+		x, y := ecCoords(k)
+		canon = fmt.Sprintf(`{"crv":"%s","kty":"EC","x":"%s","y":"%s"}`, k.Curve.Params().Name, x, y)
+	case ed25519.PublicKey:
+		canon = fmt.Sprintf(`{"crv":"Ed25519","kty":"OKP","x":"%s"}`, b64(k))
+	}
+	sum := sha256.Sum256([]byte(canon))
+	return b64(sum[:])
+}
+
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// ecCoords returns the base64url x and y of an ECDSA key, padded to the
+// curve size as RFC 7518 §6.2.1.2 requires.
+func ecCoords(k *ecdsa.PublicKey) (string, string) {
+	size := (k.Curve.Params().BitSize + 7) / 8
+	raw, err := k.Bytes() // uncompressed point: 0x04 || X || Y
+	if err != nil {
+		return "", ""
+	}
+	return b64(raw[1 : 1+size]), b64(raw[1+size:])
+}
