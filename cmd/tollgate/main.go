@@ -10,6 +10,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/tollgate/tollgate/authjwt"
+	_ "github.com/tollgate/tollgate/payproxy"
 	_ "github.com/tollgate/tollgate/refresh"
 )
 

@@ -1,0 +1,276 @@
+// Package alipay is payproxy's adapter for Alipay face-to-face payment
+// (alipay.trade.precreate, RSA2, public-key mode) through the official
+// smartwalle/alipay/v3 SDK. It is, with payproxy/wechat, the only code that
+// imports a provider SDK, and the only code that sees yuan strings.
+package alipay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"time"
+
+	sdk "github.com/smartwalle/alipay/v3"
+
+	"github.com/tollgate/tollgate/payproxy/provider"
+)
+
+// Config is what the adapter needs; payproxy reads the key files.
+type Config struct {
+	AppID         string
+	PrivateKeyPEM string // the app's private key (PKCS#1 or PKCS#8)
+	PublicKeyPEM  string // Alipay's public key
+	Gateway       string // "" = Alipay's production gateway
+	NotifyURL     string
+	HTTPClient    *http.Client
+}
+
+// Adapter implements provider.Provider for Alipay.
+type Adapter struct {
+	cfg    Config
+	client *sdk.Client
+}
+
+// New builds the SDK client. It does not touch the network.
+func New(cfg Config) (*Adapter, error) {
+	opts := []sdk.OptionFunc{sdk.WithTimeLocation(chinaTZ)}
+	if cfg.HTTPClient != nil {
+		opts = append(opts, sdk.WithHTTPClient(cfg.HTTPClient))
+	}
+	if cfg.Gateway != "" {
+		opts = append(opts, sdk.WithProductionGateway(cfg.Gateway))
+	}
+	c, err := sdk.New(cfg.AppID, cfg.PrivateKeyPEM, true, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("alipay private_key: %w", err)
+	}
+	if err := c.LoadAliPayPublicKey(cfg.PublicKeyPEM); err != nil {
+		return nil, fmt.Errorf("alipay alipay_public_key: %w", err)
+	}
+	return &Adapter{cfg: cfg, client: c}, nil
+}
+
+var chinaTZ = time.FixedZone("CST", 8*3600)
+
+// Name implements provider.Provider.
+func (a *Adapter) Name() string { return "alipay" }
+
+// Create issues a face-to-face QR code. The deadline goes to Alipay as
+// timeout_express in whole minutes (rounded up, at least 1m, at most 15d).
+func (a *Adapter) Create(ctx context.Context, req provider.CreateRequest) (string, error) {
+	p := sdk.TradePreCreate{}
+	p.NotifyURL = a.cfg.NotifyURL
+	p.Subject = req.Subject
+	p.OutTradeNo = req.TradeNo
+	p.TotalAmount = FormatYuan(req.AmountFen)
+	p.ProductCode = "FACE_TO_FACE_PAYMENT"
+	p.TimeoutExpress = timeoutExpress(time.Until(req.ExpiresAt))
+	rsp, err := a.client.TradePreCreate(ctx, p)
+	if err != nil {
+		return "", fmt.Errorf("alipay precreate: %w", err)
+	}
+	if !rsp.IsSuccess() {
+		return "", businessError(rsp.Error)
+	}
+	return rsp.QRCode, nil
+}
+
+func timeoutExpress(d time.Duration) string {
+	m := int64(math.Ceil(d.Minutes()))
+	m = max(m, 1)
+	m = min(m, 15*24*60)
+	return fmt.Sprintf("%dm", m)
+}
+
+// Query maps Alipay's trade_status; ACQ.TRADE_NOT_EXIST (nobody scanned the
+// QR code yet) is "waiting", not an error.
+func (a *Adapter) Query(ctx context.Context, tradeNo string) (provider.QueryResult, error) {
+	rsp, err := a.client.TradeQuery(ctx, sdk.TradeQuery{OutTradeNo: tradeNo})
+	if err != nil {
+		return provider.QueryResult{}, fmt.Errorf("alipay query: %w", err)
+	}
+	if !rsp.IsSuccess() {
+		if rsp.SubCode == "ACQ.TRADE_NOT_EXIST" {
+			return provider.QueryResult{Status: provider.TradeWaiting}, nil
+		}
+		return provider.QueryResult{}, businessError(rsp.Error)
+	}
+	res := provider.QueryResult{ProviderTradeID: rsp.TradeNo}
+	if res.AmountFen, err = ParseYuan(rsp.TotalAmount); err != nil {
+		return provider.QueryResult{}, fmt.Errorf("alipay query total_amount: %w", err)
+	}
+	switch rsp.TradeStatus {
+	case sdk.TradeStatusSuccess, sdk.TradeStatusFinished:
+		res.Status = provider.TradePaid
+	case sdk.TradeStatusClosed:
+		res.Status = provider.TradeClosed
+	default:
+		res.Status = provider.TradeWaiting
+	}
+	return res, nil
+}
+
+// Close stops an unpaid trade. A QR code nobody scanned has no trade on
+// Alipay's side, so it is cancelled (alipay.trade.cancel); a scanned one is
+// closed (alipay.trade.close), never cancelled, because cancelling a paid
+// trade refunds it.
+func (a *Adapter) Close(ctx context.Context, tradeNo string) error {
+	q, err := a.client.TradeQuery(ctx, sdk.TradeQuery{OutTradeNo: tradeNo})
+	if err != nil {
+		return fmt.Errorf("alipay query before close: %w", err)
+	}
+	switch {
+	case !q.IsSuccess() && q.SubCode == "ACQ.TRADE_NOT_EXIST":
+		return a.cancel(ctx, tradeNo)
+	case !q.IsSuccess():
+		return businessError(q.Error)
+	case q.TradeStatus == sdk.TradeStatusSuccess || q.TradeStatus == sdk.TradeStatusFinished:
+		return &provider.Error{Code: provider.CodeTradePaid, ProviderCode: string(q.TradeStatus), Message: "trade is paid"}
+	case q.TradeStatus == sdk.TradeStatusClosed:
+		return nil
+	}
+	rsp, err := a.client.TradeClose(ctx, sdk.TradeClose{OutTradeNo: tradeNo})
+	if err != nil {
+		return fmt.Errorf("alipay close: %w", err)
+	}
+	if !rsp.IsSuccess() {
+		return a.explainCloseFailure(ctx, tradeNo, rsp.Error)
+	}
+	return nil
+}
+
+func (a *Adapter) cancel(ctx context.Context, tradeNo string) error {
+	rsp, err := a.client.TradeCancel(ctx, sdk.TradeCancel{OutTradeNo: tradeNo})
+	if err != nil {
+		return fmt.Errorf("alipay cancel: %w", err)
+	}
+	if !rsp.IsSuccess() {
+		return businessError(rsp.Error)
+	}
+	if rsp.Action == "refund" {
+		// Paid between our query and the cancel: Alipay refunded it in full.
+		return &provider.Error{Code: provider.CodeTradeClosed, ProviderCode: "action=refund", Message: "paid then refunded by cancel"}
+	}
+	return nil
+}
+
+// explainCloseFailure re-queries after a refused close: the trade was most
+// likely paid in between.
+func (a *Adapter) explainCloseFailure(ctx context.Context, tradeNo string, e sdk.Error) error {
+	q, err := a.Query(ctx, tradeNo)
+	if err == nil && q.Status == provider.TradePaid {
+		return &provider.Error{Code: provider.CodeTradePaid, ProviderCode: e.SubCode, Message: "trade is paid"}
+	}
+	if err == nil && q.Status == provider.TradeClosed {
+		return nil
+	}
+	return businessError(e)
+}
+
+// Refund sends alipay.trade.refund. A 10000 answer is not yet a success for
+// payproxy: only the refund query's REFUND_SUCCESS is.
+func (a *Adapter) Refund(ctx context.Context, req provider.RefundRequest) (provider.RefundResult, error) {
+	rsp, err := a.client.TradeRefund(ctx, sdk.TradeRefund{
+		OutTradeNo: req.TradeNo, RefundAmount: FormatYuan(req.AmountFen),
+		OutRequestNo: req.RefundNo, RefundReason: req.Reason,
+	})
+	if err != nil {
+		return provider.RefundResult{}, fmt.Errorf("alipay refund: %w", err)
+	}
+	if !rsp.IsSuccess() {
+		return provider.RefundResult{}, refundError(rsp.Error)
+	}
+	return provider.RefundResult{Status: provider.RefundProcessing, AmountFen: req.AmountFen}, nil
+}
+
+// QueryRefund: REFUND_SUCCESS is the only success; no refund_status means
+// Alipay never received the refund (or it failed), which is NOT a success.
+func (a *Adapter) QueryRefund(ctx context.Context, tradeNo, refundNo string) (provider.RefundResult, error) {
+	rsp, err := a.client.TradeFastPayRefundQuery(ctx, sdk.TradeFastPayRefundQuery{OutTradeNo: tradeNo, OutRequestNo: refundNo})
+	if err != nil {
+		return provider.RefundResult{}, fmt.Errorf("alipay refund query: %w", err)
+	}
+	if !rsp.IsSuccess() {
+		return provider.RefundResult{}, businessError(rsp.Error)
+	}
+	if rsp.RefundStatus != "REFUND_SUCCESS" {
+		return provider.RefundResult{Status: provider.RefundNotFound}, nil
+	}
+	fen, err := ParseYuan(rsp.RefundAmount)
+	if err != nil {
+		return provider.RefundResult{}, fmt.Errorf("alipay refund query refund_amount: %w", err)
+	}
+	return provider.RefundResult{Status: provider.RefundSucceeded, AmountFen: fen}, nil
+}
+
+// ParseNotification verifies the RSA2 signature over the POST form only
+// (query-string parameters are not signed by Alipay), then checks app_id.
+// Refund notifications (refund_fee present) only tell payproxy to query.
+func (a *Adapter) ParseNotification(r *http.Request) (*provider.Notification, error) {
+	if err := r.ParseForm(); err != nil {
+		return nil, fmt.Errorf("alipay notification form: %w", err)
+	}
+	n, err := a.client.DecodeNotification(r.PostForm)
+	if err != nil {
+		return nil, fmt.Errorf("alipay notification signature: %w", err)
+	}
+	if n.AppId != a.cfg.AppID {
+		return nil, errors.New("alipay notification for another app_id")
+	}
+	out := &provider.Notification{Kind: provider.NotifyTrade, ID: n.NotifyId, TradeNo: n.OutTradeNo, Merchant: n.AppId}
+	if out.AmountFen, err = ParseYuan(n.TotalAmount); err != nil {
+		return nil, fmt.Errorf("alipay notification total_amount: %w", err)
+	}
+	if n.RefundFee != "" || n.OutBizNo != "" && n.GmtRefund != "" {
+		out.Kind, out.RefundNo, out.RefundState = provider.NotifyRefund, n.OutBizNo, provider.RefundProcessing
+		return out, nil
+	}
+	switch n.TradeStatus {
+	case sdk.TradeStatusSuccess, sdk.TradeStatusFinished:
+		out.Status = provider.TradePaid
+	case sdk.TradeStatusClosed:
+		out.Status = provider.TradeClosed
+	default:
+		out.Status = provider.TradeWaiting
+	}
+	return out, nil
+}
+
+// Acknowledge answers the plain "success" Alipay waits for.
+func (a *Adapter) Acknowledge(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("success"))
+}
+
+// businessError turns a signed non-10000 answer into a definite
+// provider.Error, except system errors (20000, ACQ.SYSTEM_ERROR), whose
+// outcome is unknown.
+func businessError(e sdk.Error) error {
+	if e.Code == "20000" || e.SubCode == "ACQ.SYSTEM_ERROR" {
+		return fmt.Errorf("alipay system error %s %s: %s", e.Code, e.SubCode, e.SubMsg)
+	}
+	code := provider.CodeRejected
+	switch e.SubCode {
+	case "ACQ.TRADE_HAS_SUCCESS":
+		code = provider.CodeTradePaid
+	case "ACQ.TRADE_HAS_CLOSE":
+		code = provider.CodeTradeClosed
+	case "ACQ.TRADE_NOT_EXIST":
+		code = provider.CodeTradeNotFound
+	}
+	return &provider.Error{Code: code, ProviderCode: e.SubCode, Message: e.SubMsg}
+}
+
+func refundError(e sdk.Error) error {
+	err := businessError(e)
+	var pe *provider.Error
+	if errors.As(err, &pe) && pe.Code == provider.CodeRejected {
+		pe.Code = provider.CodeRefundRejected
+	}
+	return err
+}
+
+var _ provider.Provider = (*Adapter)(nil)

@@ -1,0 +1,292 @@
+package payproxy_test
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/paysim"
+	"github.com/tollgate/tollgate/internal/testcaddy"
+	"github.com/tollgate/tollgate/internal/testredis"
+)
+
+// env is one test's world: a real redis-server, the paysim engine on an
+// httptest server, a webhook receiver, and the Caddyfile options.
+type env struct {
+	t       *testing.T
+	redis   *testredis.Server
+	sim     *paysim.Sim
+	simURL  string
+	hooks   *hookReceiver
+	port    int
+	base    string // http://127.0.0.1:<port>
+	options map[string]string
+	extra   string // extra lines inside the payproxy block
+}
+
+const webhookSecret = "whsec_test_0123456789"
+
+func newEnv(t *testing.T, redisOpts ...testredis.Option) *env {
+	t.Helper()
+	sim, err := paysim.New(paysim.Config{WechatRefundDelay: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(func() { srv.Close(); sim.Close() })
+	e := &env{t: t, redis: testredis.Start(t, redisOpts...), sim: sim, simURL: srv.URL, hooks: newHookReceiver(t)}
+	e.port = testcaddy.FreePort(t)
+	e.base = fmt.Sprintf("http://127.0.0.1:%d", e.port)
+	e.options = map[string]string{
+		"provider_timeout": "2s", "lock_ttl": "1s", "poll_interval": "200ms", "pay_timeout": "1m",
+	}
+	return e
+}
+
+// caddyfile renders the site with payproxy on port.
+func (e *env) caddyfile(port int) string {
+	k := e.sim.Keys()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	var opts strings.Builder
+	for _, name := range []string{"provider_timeout", "lock_ttl", "poll_interval", "pay_timeout"} {
+		if v := e.options[name]; v != "" {
+			fmt.Fprintf(&opts, "\t\t%s %s\n", name, v)
+		}
+	}
+	return fmt.Sprintf(`http://127.0.0.1:%d {
+	payproxy {
+		redis %s
+		prefix /pay
+		alipay {
+			app_id %s
+			private_key %s
+			alipay_public_key %s
+			gateway %s/gateway.do
+			notify_url %s/pay/notify/alipay
+		}
+		wechat {
+			mch_id %s
+			app_id %s
+			serial_no %s
+			private_key %s
+			apiv3_key %s
+			platform_public_key %s
+			platform_public_key_id %s
+			base_url %s
+			notify_url %s/pay/notify/wechat
+		}
+%s		webhook %s {
+			secret %s
+			max_attempts 5
+			backoff 50ms
+			max_backoff 200ms
+		}
+%s	}
+	respond "upstream" 200
+}
+`, port, e.redis.URL(),
+		k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, e.simURL, base,
+		k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key,
+		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, e.simURL, base,
+		opts.String(), e.hooks.srv.URL, webhookSecret, e.extra)
+}
+
+// start runs Caddy in this process.
+func (e *env) start() *testcaddy.Instance {
+	e.t.Helper()
+	inst := testcaddy.Start(e.t, "", e.caddyfile(e.port))
+	if err := testcaddy.WaitListening(fmt.Sprintf("127.0.0.1:%d", e.port), 5*time.Second); err != nil {
+		e.t.Fatal(err)
+	}
+	return inst
+}
+
+// response is a decoded answer.
+type response struct {
+	Status int
+	Body   map[string]any
+	Raw    []byte
+	Header http.Header
+}
+
+func (r response) str(k string) string { s, _ := r.Body[k].(string); return s }
+
+func (r response) num(k string) int64 {
+	f, _ := r.Body[k].(float64)
+	return int64(f)
+}
+
+var client = &http.Client{Timeout: 20 * time.Second}
+
+func do(t testing.TB, method, url string, body any, headers ...string) response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := response{Status: resp.StatusCode, Raw: raw, Header: resp.Header}
+	_ = json.Unmarshal(raw, &out.Body)
+	return out
+}
+
+func (e *env) create(order, channel string, amount int64) response {
+	e.t.Helper()
+	return do(e.t, "POST", e.base+"/pay/trades", map[string]any{
+		"order_no": order, "amount_fen": amount, "channel": channel, "subject": "运费 " + order,
+	})
+}
+
+func (e *env) get(order string) response {
+	e.t.Helper()
+	return do(e.t, "GET", e.base+"/pay/trades/"+order, nil)
+}
+
+func wantStatus(t testing.TB, r response, status int, code string) {
+	t.Helper()
+	if r.Status != status || (code != "" && r.str("error") != code) {
+		t.Fatalf("got %d %s, want %d %s", r.Status, r.Raw, status, code)
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("timed out after %s waiting for %s", within, what)
+}
+
+// hookReceiver is the backend's webhook endpoint: it verifies every
+// signature and records the events; it can be switched off (503).
+type hookReceiver struct {
+	t      *testing.T
+	srv    *httptest.Server
+	mu     sync.Mutex
+	down   bool
+	events []hookEvent
+	bad    int
+}
+
+type hookEvent struct {
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	CreatedAt string `json:"created_at"`
+	Data      struct {
+		OrderNo   string `json:"order_no"`
+		TradeNo   string `json:"trade_no"`
+		Channel   string `json:"channel"`
+		AmountFen int64  `json:"amount_fen"`
+		State     string `json:"state"`
+		RefundNo  string `json:"refund_no"`
+	} `json:"data"`
+}
+
+func newHookReceiver(t *testing.T) *hookReceiver {
+	h := &hookReceiver{t: t}
+	h.srv = httptest.NewServer(http.HandlerFunc(h.serve))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.down {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
+	if !verifySignature(r.Header.Get("X-Tollgate-Signature"), body) {
+		h.bad++
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	var ev hookEvent
+	if err := json.Unmarshal(body, &ev); err != nil {
+		h.bad++
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	h.events = append(h.events, ev)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// verifySignature checks t=<unix>,v1=<hex HMAC-SHA256(secret, t.body)>
+// independently of payproxy's own Sign.
+func verifySignature(header string, body []byte) bool {
+	var ts, v1 string
+	for _, part := range strings.Split(header, ",") {
+		k, v, _ := strings.Cut(part, "=")
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			v1 = v
+		}
+	}
+	mac := hmac.New(sha256.New, []byte(webhookSecret))
+	mac.Write([]byte(ts + "." + string(body)))
+	return ts != "" && hmac.Equal([]byte(hex.EncodeToString(mac.Sum(nil))), []byte(v1))
+}
+
+func (h *hookReceiver) setDown(down bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.down = down
+}
+
+func (h *hookReceiver) all() []hookEvent {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]hookEvent(nil), h.events...)
+}
+
+func (h *hookReceiver) ofType(typ, order string) []hookEvent {
+	var out []hookEvent
+	for _, e := range h.all() {
+		if e.Type == typ && e.Data.OrderNo == order {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (h *hookReceiver) badCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.bad
+}

@@ -1,0 +1,104 @@
+package payproxy
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/payproxy/provider"
+)
+
+// serveNotify handles POST {prefix}/notify/{alipay|wechat}. A notification
+// is forged until the adapter has verified its signature (and, for WeChat,
+// decrypted it); then its merchant, trade number and amount are checked
+// against the stored trade. Only then does it drive the same idempotent
+// transition as the poller. Anything but the provider's success answer
+// makes the provider retry.
+func (p *PayProxy) serveNotify(w http.ResponseWriter, r *http.Request, channel string) {
+	prov := p.providers[channel]
+	if prov == nil {
+		writeError(w, http.StatusNotFound, "not_found", "channel not configured")
+		return
+	}
+	n, err := prov.ParseNotification(r)
+	if err != nil {
+		p.metrics.notification(channel, "invalid_signature")
+		p.logger.Warn("notification refused", zap.String("channel", channel), zap.Error(err))
+		writeError(w, http.StatusUnauthorized, "invalid_signature", "notification could not be verified")
+		return
+	}
+	setPlaceholders(r, "", n.TradeNo, "")
+	result, err := p.handleNotification(r.Context(), channel, n)
+	p.metrics.notification(channel, result)
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	prov.Acknowledge(w)
+}
+
+func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *provider.Notification) (string, error) {
+	order, err := p.store.orderOfTrade(ctx, n.TradeNo)
+	if errors.Is(err, errNoRecord) {
+		p.logger.Error("notification for an unknown trade", zap.String("channel", channel), zap.String("trade_no", n.TradeNo))
+		return "unknown_trade", &apiError{http.StatusNotFound, "not_found", "no such trade"}
+	}
+	if err != nil {
+		return "error", err
+	}
+	t, err := p.store.load(ctx, order)
+	if err != nil {
+		return "error", err
+	}
+	if t.Channel != channel {
+		return "unknown_trade", &apiError{http.StatusNotFound, "not_found", "no such trade"}
+	}
+	if t.TradeNo != n.TradeNo {
+		// A replaced trade: its record is gone, so only log what happened.
+		p.logger.Error("notification for a replaced trade; check it with the provider",
+			zap.String("order_no", order), zap.String("trade_no", n.TradeNo), zap.String("status", string(n.Status)))
+		return "replaced_trade", nil
+	}
+	if n.Kind == provider.NotifyRefund {
+		return "refund", p.refundNotification(ctx, t, n)
+	}
+	if n.AmountFen != t.AmountFen {
+		p.logger.Error("notification amount differs from the trade's; not marking it paid",
+			zap.String("trade_no", t.TradeNo), zap.Int64("stored_fen", t.AmountFen), zap.Int64("notified_fen", n.AmountFen))
+		return "amount_mismatch", errAmountMismatch
+	}
+	if err := p.apply(ctx, t, n.Status, n.AmountFen, "", "notification"); err != nil {
+		return "error", err
+	}
+	return "applied", nil
+}
+
+// refundNotification settles a refund from a WeChat refund notification,
+// or, for Alipay (whose notification does not carry refund_status), asks
+// the refund query, the only thing that confirms an Alipay refund.
+func (p *PayProxy) refundNotification(ctx context.Context, t *tradeRecord, n *provider.Notification) error {
+	r, err := p.store.refund(ctx, t.OrderNo, n.RefundNo)
+	if errors.Is(err, errNoRecord) {
+		p.logger.Warn("refund notification for an unknown refund", zap.String("refund_no", n.RefundNo))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if r.State != RefundProcessing {
+		return nil
+	}
+	if n.RefundState == provider.RefundProcessing {
+		if err := p.syncRefund(ctx, t, r, false); err != nil {
+			p.logger.Warn("refund query after notification failed; the poller retries", zap.Error(err))
+		}
+		return nil
+	}
+	if n.RefundState == provider.RefundSucceeded && n.RefundFen != r.AmountFen {
+		p.logger.Error("refund notification amount differs", zap.String("refund_no", r.RefundNo))
+		return errAmountMismatch
+	}
+	return p.applyRefund(ctx, t, r, n.RefundState)
+}

@@ -1,0 +1,327 @@
+// Package payproxy is the Caddy module http.handlers.payproxy: a payment
+// route that creates exactly one QR-code trade per order with Alipay
+// (face-to-face) or WeChat Pay (Native), whatever the number of concurrent
+// or retried requests and Caddy instances, and runs the rest of the
+// trade's life: query, close, refunds, verified provider notifications,
+// polling of unpaid trades, and signed webhooks to the backend.
+package payproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/go-redsync/redsync/v4"
+	goredsync "github.com/go-redsync/redsync/v4/redis/goredis/v9"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/internal/redisclient"
+	"github.com/tollgate/tollgate/payproxy/alipay"
+	"github.com/tollgate/tollgate/payproxy/provider"
+	"github.com/tollgate/tollgate/payproxy/wechat"
+)
+
+func init() {
+	caddy.RegisterModule(PayProxy{})
+}
+
+// Provider is the interface each channel's adapter implements (defined in
+// payproxy/provider so that the adapters need not import this package).
+type Provider = provider.Provider
+
+// PayProxy serves the payment API under Prefix and the providers'
+// notifications, keeps every trade in Redis, polls unpaid trades, and
+// forwards trade and refund events to Webhook.
+//
+// Placeholders set on every payment request: {http.payproxy.order_no},
+// {http.payproxy.trade_no}, {http.payproxy.lock} (held, none, timeout,
+// lost).
+type PayProxy struct {
+	// Redis URL (redis:// or rediss://) shared by every instance of the
+	// payment route. Required. Configure Redis with appendonly yes and
+	// maxmemory-policy noeviction.
+	Redis string `json:"redis,omitempty"`
+	// Prefix of the endpoints. Default: /pay
+	Prefix string `json:"prefix,omitempty"`
+	// Alipay channel; omitted = not offered.
+	Alipay *AlipayConfig `json:"alipay,omitempty"`
+	// WeChat Pay channel; omitted = not offered.
+	Wechat *WechatConfig `json:"wechat,omitempty"`
+	// URL template of the backend's order, e.g.
+	// http://orders.internal/orders/{order_no}. When set, the amount and the
+	// subject come from the backend's JSON ({"amount_fen", "subject"}) and a
+	// client can never choose what it pays. Without it the request's amount
+	// is trusted: put the route behind a service role or an internal listener.
+	OrderSource string `json:"order_source,omitempty"`
+	// Deadline of one provider call. Default: 10s
+	ProviderTimeout caddy.Duration `json:"provider_timeout,omitempty"`
+	// Expiry of the per-order lock; renewed every lock_ttl/3 while a
+	// provider call runs. Default: 10s
+	LockTTL caddy.Duration `json:"lock_ttl,omitempty"`
+	// How often unpaid trades and processing refunds are checked with the
+	// provider. Default: 5s
+	PollInterval caddy.Duration `json:"poll_interval,omitempty"`
+	// How long a QR code can be paid; unpaid trades are closed after it,
+	// here and at the provider. Default: 2h
+	PayTimeout caddy.Duration `json:"pay_timeout,omitempty"`
+	// Where trade and refund events are POSTed; omitted = no events.
+	Webhook *WebhookConfig `json:"webhook,omitempty"`
+
+	logger        *zap.Logger
+	rdb           redis.UniversalClient
+	store         *tradeStore
+	locks         *redsync.Redsync
+	providers     map[string]Provider
+	metrics       *payMetrics
+	orderClient   *http.Client
+	webhookClient *http.Client
+	webhookSecret string
+	wake          chan struct{}
+	cancel        context.CancelFunc
+	wg            *sync.WaitGroup
+	redisHeld     bool
+}
+
+// AlipayConfig configures the Alipay channel (public-key mode).
+type AlipayConfig struct {
+	// The app's id on the Alipay open platform.
+	AppID string `json:"app_id,omitempty"`
+	// PEM file of the app's private key.
+	PrivateKey string `json:"private_key,omitempty"`
+	// PEM file of Alipay's public key.
+	AlipayPublicKey string `json:"alipay_public_key,omitempty"`
+	// Gateway URL. Default: Alipay's production gateway.
+	Gateway string `json:"gateway,omitempty"`
+	// Public URL of {prefix}/notify/alipay, given to Alipay.
+	NotifyURL string `json:"notify_url,omitempty"`
+}
+
+// WechatConfig configures the WeChat Pay channel (API v3, public-key mode).
+type WechatConfig struct {
+	// Merchant id (mchid).
+	MchID string `json:"mch_id,omitempty"`
+	// App id bound to the merchant.
+	AppID string `json:"app_id,omitempty"`
+	// Serial number of the merchant API certificate.
+	SerialNo string `json:"serial_no,omitempty"`
+	// PEM file of the merchant API private key.
+	PrivateKey string `json:"private_key,omitempty"`
+	// APIv3 key: exactly 32 bytes. Use {env.X} or {file.X}.
+	APIv3Key string `json:"apiv3_key,omitempty"`
+	// PEM file of WeChat Pay's platform public key.
+	PlatformPublicKey string `json:"platform_public_key,omitempty"`
+	// Id of that key (PUB_KEY_ID_…).
+	PlatformPublicKeyID string `json:"platform_public_key_id,omitempty"`
+	// API base URL. Default: https://api.mch.weixin.qq.com
+	BaseURL string `json:"base_url,omitempty"`
+	// Public URL of {prefix}/notify/wechat, given to WeChat Pay.
+	NotifyURL string `json:"notify_url,omitempty"`
+}
+
+// WebhookConfig configures event delivery to the backend.
+type WebhookConfig struct {
+	// Where events are POSTed.
+	URL string `json:"url,omitempty"`
+	// HMAC-SHA256 secret of X-Tollgate-Signature. Use {env.X} or {file.X}.
+	Secret string `json:"secret,omitempty"`
+	// Attempts before an event goes to the dead-letter list. Default: 10
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// Delay before the second attempt; doubled after each failure. Default: 1s
+	Backoff caddy.Duration `json:"backoff,omitempty"`
+	// Longest delay between attempts. Default: 10m
+	MaxBackoff caddy.Duration `json:"max_backoff,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (PayProxy) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.payproxy",
+		New: func() caddy.Module { return new(PayProxy) },
+	}
+}
+
+// Provision applies defaults, reads keys, builds the provider clients and
+// starts the poller and the webhook sender. It never dials.
+func (p *PayProxy) Provision(ctx caddy.Context) error {
+	p.logger = ctx.Logger()
+	p.applyDefaults()
+	repl := caddy.NewReplacer()
+	p.providers = map[string]Provider{}
+	providerHTTP := &http.Client{Timeout: time.Duration(p.ProviderTimeout)}
+	if p.Alipay != nil {
+		a, err := p.Alipay.build(repl, providerHTTP)
+		if err != nil {
+			return err
+		}
+		p.providers["alipay"] = a
+	}
+	if p.Wechat != nil {
+		w, err := p.Wechat.build(repl, providerHTTP)
+		if err != nil {
+			return err
+		}
+		p.providers["wechat"] = w
+	}
+	if p.Webhook != nil {
+		p.webhookSecret = repl.ReplaceKnown(p.Webhook.Secret, "")
+		p.webhookClient = &http.Client{Timeout: deliveryLimit}
+	}
+	p.orderClient = &http.Client{Timeout: time.Duration(p.ProviderTimeout)}
+	m, err := newPayMetrics(ctx.GetMetricsRegistry())
+	if err != nil {
+		return err
+	}
+	p.metrics = m
+	rdb, err := redisclient.Acquire(p.Redis)
+	if err != nil {
+		return fmt.Errorf("payproxy redis: %w", err)
+	}
+	p.rdb, p.redisHeld = rdb, true
+	p.store = &tradeStore{rdb: rdb}
+	p.locks = redsync.New(goredsync.NewPool(rdb))
+	p.wake = make(chan struct{}, 1)
+	p.start()
+	return nil
+}
+
+func (p *PayProxy) applyDefaults() {
+	if p.Prefix == "" {
+		p.Prefix = "/pay"
+	}
+	p.Prefix = "/" + strings.Trim(p.Prefix, "/")
+	setDefault(&p.ProviderTimeout, 10*time.Second)
+	setDefault(&p.LockTTL, 10*time.Second)
+	setDefault(&p.PollInterval, 5*time.Second)
+	setDefault(&p.PayTimeout, 2*time.Hour)
+	if w := p.Webhook; w != nil {
+		if w.MaxAttempts <= 0 {
+			w.MaxAttempts = 10
+		}
+		setDefault(&w.Backoff, time.Second)
+		setDefault(&w.MaxBackoff, 10*time.Minute)
+	}
+}
+
+func setDefault(d *caddy.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = caddy.Duration(v)
+	}
+}
+
+func (c *AlipayConfig) build(repl *caddy.Replacer, client *http.Client) (Provider, error) {
+	priv, err := readKeyFile("alipay private_key", repl.ReplaceKnown(c.PrivateKey, ""))
+	if err != nil {
+		return nil, err
+	}
+	pub, err := readKeyFile("alipay alipay_public_key", repl.ReplaceKnown(c.AlipayPublicKey, ""))
+	if err != nil {
+		return nil, err
+	}
+	return alipay.New(alipay.Config{
+		AppID: c.AppID, PrivateKeyPEM: priv, PublicKeyPEM: pub,
+		Gateway: c.Gateway, NotifyURL: c.NotifyURL, HTTPClient: client,
+	})
+}
+
+func (c *WechatConfig) build(repl *caddy.Replacer, client *http.Client) (Provider, error) {
+	priv, err := readKeyFile("wechat private_key", repl.ReplaceKnown(c.PrivateKey, ""))
+	if err != nil {
+		return nil, err
+	}
+	pub, err := readKeyFile("wechat platform_public_key", repl.ReplaceKnown(c.PlatformPublicKey, ""))
+	if err != nil {
+		return nil, err
+	}
+	return wechat.New(wechat.Config{
+		MchID: c.MchID, AppID: c.AppID, SerialNo: c.SerialNo, PrivateKeyPEM: priv,
+		APIv3Key: repl.ReplaceKnown(c.APIv3Key, ""), PlatformPublicKeyPEM: pub,
+		PlatformPublicKeyID: c.PlatformPublicKeyID, BaseURL: c.BaseURL, NotifyURL: c.NotifyURL,
+		HTTPClient: client,
+	})
+}
+
+func readKeyFile(what, path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("reading %s %s: %w", what, path, err)
+	}
+	return string(b), nil
+}
+
+// start runs the background work of this instance until Cleanup.
+func (p *PayProxy) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.wg = new(sync.WaitGroup)
+	registerInstance(p)
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); p.runPoller(ctx) }()
+	if p.Webhook != nil {
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); p.runSender(ctx) }()
+	}
+}
+
+// Validate checks the configuration; it only reads.
+func (p *PayProxy) Validate() error {
+	if p.Redis == "" {
+		return errors.New("payproxy: redis is required")
+	}
+	if err := redisclient.Validate(p.Redis); err != nil {
+		return fmt.Errorf("payproxy: %w", err)
+	}
+	if p.Alipay == nil && p.Wechat == nil {
+		return errors.New("payproxy: configure at least one channel (alipay or wechat)")
+	}
+	if p.Webhook != nil && (p.Webhook.URL == "" || p.webhookSecret == "") {
+		return errors.New("payproxy: webhook needs a URL and a secret")
+	}
+	if p.OrderSource != "" && !strings.Contains(p.OrderSource, "{order_no}") {
+		return errors.New("payproxy: order_source must contain {order_no}")
+	}
+	return nil
+}
+
+// Cleanup stops the background goroutines and releases the Redis client.
+// It is safe after a failed Provision.
+func (p *PayProxy) Cleanup() error {
+	if p.cancel != nil {
+		p.cancel()
+		p.wg.Wait()
+		unregisterInstance(p)
+	}
+	if p.redisHeld {
+		p.redisHeld = false
+		return redisclient.Release(p.Redis)
+	}
+	return nil
+}
+
+// ServeHTTP answers the payment endpoints under Prefix and passes every
+// other request to next.
+func (p *PayProxy) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	rest, ok := strings.CutPrefix(r.URL.Path, p.Prefix+"/")
+	if !ok {
+		return next.ServeHTTP(w, r)
+	}
+	if !p.route(w, r, rest) {
+		return next.ServeHTTP(w, r)
+	}
+	return nil
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*PayProxy)(nil)
+	_ caddy.Validator             = (*PayProxy)(nil)
+	_ caddy.CleanerUpper          = (*PayProxy)(nil)
+	_ caddyhttp.MiddlewareHandler = (*PayProxy)(nil)
+)

@@ -1,0 +1,157 @@
+// Package provider is the one small interface between payproxy and a
+// payment provider's adapter (payproxy/alipay, payproxy/wechat), with the
+// value types both sides use. It lives in its own package only because the
+// adapters cannot import payproxy (payproxy imports them); payproxy
+// re-exports it as payproxy.Provider.
+//
+// Amounts are int64 fen everywhere in this package. Only the adapters know
+// how their provider spells money.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Provider is one payment channel. Every method is safe for concurrent use.
+type Provider interface {
+	// Name is the channel name used in the API: "alipay" or "wechat".
+	Name() string
+	// Create issues the QR code of a trade. Calling it again with the same
+	// TradeNo and parameters returns the same QR code.
+	Create(ctx context.Context, req CreateRequest) (qrCode string, err error)
+	// Query asks the provider for the state of a trade; it is the source of
+	// truth.
+	Query(ctx context.Context, tradeNo string) (QueryResult, error)
+	// Close stops an unpaid trade so its QR code can no longer be paid.
+	// A paid trade yields an error whose Code is CodeTradePaid.
+	Close(ctx context.Context, tradeNo string) error
+	// Refund asks for a refund; RefundNo is the provider's idempotency key.
+	Refund(ctx context.Context, req RefundRequest) (RefundResult, error)
+	// QueryRefund asks for the state of a refund.
+	QueryRefund(ctx context.Context, tradeNo, refundNo string) (RefundResult, error)
+	// ParseNotification verifies and decodes an asynchronous notification.
+	// Any error means the request must not be trusted.
+	ParseNotification(r *http.Request) (*Notification, error)
+	// Acknowledge writes the answer the provider expects for a notification
+	// that was processed.
+	Acknowledge(w http.ResponseWriter)
+}
+
+// CreateRequest is a new trade.
+type CreateRequest struct {
+	TradeNo   string
+	AmountFen int64
+	Subject   string
+	ExpiresAt time.Time
+}
+
+// TradeStatus is the provider's view of a trade, in payproxy's words.
+type TradeStatus string
+
+// Trade statuses reported by Query.
+const (
+	// TradeWaiting: created (or, for Alipay, not scanned yet), not paid.
+	TradeWaiting TradeStatus = "WAITING"
+	// TradePaid: paid (including partially or fully refunded later).
+	TradePaid TradeStatus = "PAID"
+	// TradeClosed: closed without payment.
+	TradeClosed TradeStatus = "CLOSED"
+)
+
+// QueryResult is what Query learned.
+type QueryResult struct {
+	Status          TradeStatus
+	AmountFen       int64
+	ProviderTradeID string // Alipay trade_no / WeChat transaction_id
+}
+
+// RefundRequest is a refund of part or all of a paid trade.
+type RefundRequest struct {
+	TradeNo   string
+	RefundNo  string
+	AmountFen int64
+	TotalFen  int64
+	Reason    string
+}
+
+// RefundStatus is the provider's view of a refund.
+type RefundStatus string
+
+// Refund statuses.
+const (
+	RefundProcessing RefundStatus = "PROCESSING"
+	RefundSucceeded  RefundStatus = "SUCCESS"
+	RefundFailed     RefundStatus = "FAILED"
+	// RefundNotFound: the provider has no such refund (Alipay's answer
+	// without refund_status): it never arrived or failed; re-sending the
+	// same refund number is safe.
+	RefundNotFound RefundStatus = "NOT_FOUND"
+)
+
+// RefundResult is what Refund or QueryRefund learned.
+type RefundResult struct {
+	Status    RefundStatus
+	AmountFen int64
+}
+
+// NotificationKind tells what a notification is about.
+type NotificationKind string
+
+// Notification kinds.
+const (
+	NotifyTrade  NotificationKind = "trade"
+	NotifyRefund NotificationKind = "refund"
+)
+
+// Notification is a verified asynchronous notification.
+type Notification struct {
+	Kind        NotificationKind
+	ID          string // notify_id / event id, for logs
+	TradeNo     string // our out_trade_no
+	Status      TradeStatus
+	AmountFen   int64 // the trade's total
+	RefundNo    string
+	RefundState RefundStatus
+	RefundFen   int64
+	// Merchant is the app id / merchant id the notification names; the
+	// adapter has already checked it against its configuration.
+	Merchant string
+}
+
+// Error codes of a definite answer from the provider.
+const (
+	CodeTradePaid      = "TRADE_PAID"
+	CodeTradeNotFound  = "TRADE_NOT_FOUND"
+	CodeTradeClosed    = "TRADE_CLOSED"
+	CodeRefundRejected = "REFUND_REJECTED"
+	CodeRejected       = "REJECTED"
+)
+
+// Error is a definite, signed answer from the provider saying no. Anything
+// else (network errors, timeouts, system errors, unsigned answers) leaves the
+// outcome unknown.
+type Error struct {
+	Code         string // one of the Code constants
+	ProviderCode string // the provider's own code, for logs
+	Message      string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("provider said %s (%s): %s", e.Code, e.ProviderCode, e.Message)
+}
+
+// IsCode reports whether err is a definite provider answer with code.
+func IsCode(err error, code string) bool {
+	var pe *Error
+	return errors.As(err, &pe) && pe.Code == code
+}
+
+// IsDefinite reports whether err is a definite provider answer.
+func IsDefinite(err error) bool {
+	var pe *Error
+	return errors.As(err, &pe)
+}

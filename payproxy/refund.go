@@ -1,0 +1,246 @@
+package payproxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/payproxy/provider"
+)
+
+// Refunds: the amount is reserved against the paid amount in Redis (one
+// script) before the provider is called, so concurrent refunds never add
+// up to more than was paid; refund_no is the idempotency key here and at
+// the provider; success is only what the provider explicitly confirms.
+
+// refundRequest is the body of POST {prefix}/refunds.
+type refundRequest struct {
+	OrderNo   string          `json:"order_no"`
+	RefundNo  string          `json:"refund_no"`
+	AmountFen json.RawMessage `json:"amount_fen"`
+	Reason    string          `json:"reason"`
+}
+
+// refundView is the JSON of a refund.
+type refundView struct {
+	OrderNo   string `json:"order_no"`
+	RefundNo  string `json:"refund_no"`
+	AmountFen int64  `json:"amount_fen"`
+	State     string `json:"state"`
+}
+
+func (p *PayProxy) serveRefund(w http.ResponseWriter, r *http.Request) {
+	var req refundRequest
+	if err := decodeBody(r, &req); err != nil {
+		p.fail(w, err)
+		return
+	}
+	amount, present, err := parseFen(req.AmountFen)
+	switch {
+	case !anyOrderRE.MatchString(req.OrderNo):
+		err = badRequest("invalid order_no")
+	case !refundNoRE.MatchString(req.RefundNo):
+		err = badRequest("invalid refund_no")
+	case err != nil:
+		err = badRequest("%v", err)
+	case !present || amount <= 0:
+		err = badRequest("amount_fen must be a positive integer")
+	case utf8.RuneCountInString(req.Reason) > 80:
+		err = badRequest("reason is longer than 80 characters")
+	}
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	setPlaceholders(r, req.OrderNo, "", "")
+	rec, err := p.createRefund(r.Context(), req.OrderNo, req.RefundNo, amount, req.Reason)
+	if rec != nil {
+		writeJSON(w, http.StatusOK, refundView{req.OrderNo, rec.RefundNo, rec.AmountFen, rec.State})
+		return
+	}
+	p.fail(w, err)
+}
+
+var (
+	errNotPaid        = &apiError{http.StatusConflict, "order_not_paid", "the order is not paid"}
+	errRefundExceeds  = &apiError{http.StatusConflict, "refund_exceeds_paid", "refunds would exceed the paid amount"}
+	errRefundMismatch = &apiError{http.StatusUnprocessableEntity, "idempotency_mismatch", "refund_no was already used with other parameters"}
+	errRefundNotFound = &apiError{http.StatusNotFound, "not_found", "no such refund"}
+)
+
+// createRefund reserves and then executes a refund. It returns the refund
+// record when there is one to show (also with a provider error, whose
+// outcome the poller settles later).
+func (p *PayProxy) createRefund(ctx context.Context, order, refundNo string, amount int64, reason string) (*refundRecord, error) {
+	t, err := p.store.load(ctx, order)
+	if errors.Is(err, errNoRecord) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	created, err := p.claimRefundNo(ctx, order, refundNo)
+	if err != nil {
+		return nil, err
+	}
+	status, rec, err := p.store.reserveRefund(ctx, order, refundNo, amount, reason, time.Now())
+	if err == nil && status != "created" && status != "replay" && created {
+		// Leave nothing behind for a refused refund.
+		_ = p.rdb.Del(ctx, refundIndexKey(refundNo)).Err()
+	}
+	switch {
+	case err != nil:
+		return nil, err
+	case status == "not_found":
+		return nil, errNotFound
+	case status == "not_paid":
+		return nil, errNotPaid
+	case status == "exceeds":
+		return nil, errRefundExceeds
+	case status == "mismatch":
+		return nil, errRefundMismatch
+	case status == "replay":
+		return rec, nil
+	}
+	if err := p.store.schedule(ctx, order, time.Now().Add(time.Duration(p.PollInterval))); err != nil {
+		p.logger.Warn("scheduling refund check failed", zap.String("refund_no", refundNo), zap.Error(err))
+	}
+	if err := p.executeRefund(ctx, t, rec); err != nil {
+		return nil, p.providerFailure(ctx, t, err)
+	}
+	if cur, err := p.store.refund(ctx, order, refundNo); err == nil {
+		rec = cur
+	}
+	return rec, nil
+}
+
+// claimRefundNo binds refund_no to the order (refund numbers are unique
+// across orders, GET {prefix}/refunds/{refund_no} needs the order). It
+// reports whether this call created the binding.
+func (p *PayProxy) claimRefundNo(ctx context.Context, order, refundNo string) (bool, error) {
+	ok, err := p.rdb.SetNX(ctx, refundIndexKey(refundNo), order, 0).Result()
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		return true, nil
+	}
+	owner, err := p.rdb.Get(ctx, refundIndexKey(refundNo)).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, err
+	}
+	if owner != order {
+		return false, errRefundMismatch
+	}
+	return false, nil
+}
+
+// executeRefund sends the refund and settles it when the provider's answer
+// is final. A definite refusal fails it (releasing the reservation); an
+// unknown outcome leaves it PROCESSING for the poller.
+func (p *PayProxy) executeRefund(ctx context.Context, t *tradeRecord, r *refundRecord) error {
+	prov := p.providers[t.Channel]
+	if prov == nil {
+		return &apiError{http.StatusConflict, "channel_unavailable", "the order's channel is no longer configured"}
+	}
+	var res provider.RefundResult
+	err := p.call(ctx, t.Channel, "refund", func(ctx context.Context) error {
+		var err error
+		res, err = prov.Refund(ctx, provider.RefundRequest{
+			TradeNo: t.TradeNo, RefundNo: r.RefundNo, AmountFen: r.AmountFen, TotalFen: t.AmountFen, Reason: r.Reason,
+		})
+		return err
+	})
+	if provider.IsDefinite(err) {
+		p.settle(ctx, t, r, RefundFailed)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if res.Status == provider.RefundProcessing {
+		return p.syncRefund(ctx, t, r, false)
+	}
+	return p.applyRefund(ctx, t, r, res.Status)
+}
+
+// syncRefund asks the provider about a PROCESSING refund. resend allows
+// sending the refund again when the provider never received it (the same
+// refund number makes that safe).
+func (p *PayProxy) syncRefund(ctx context.Context, t *tradeRecord, r *refundRecord, resend bool) error {
+	prov := p.providers[t.Channel]
+	if prov == nil {
+		return nil
+	}
+	var res provider.RefundResult
+	err := p.call(ctx, t.Channel, "refund_query", func(ctx context.Context) error {
+		var err error
+		res, err = prov.QueryRefund(ctx, t.TradeNo, r.RefundNo)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if res.Status == provider.RefundNotFound {
+		if resend {
+			return p.executeRefund(ctx, t, r)
+		}
+		return nil
+	}
+	return p.applyRefund(ctx, t, r, res.Status)
+}
+
+func (p *PayProxy) applyRefund(ctx context.Context, t *tradeRecord, r *refundRecord, st provider.RefundStatus) error {
+	switch st {
+	case provider.RefundSucceeded:
+		p.settle(ctx, t, r, RefundSuccess)
+	case provider.RefundFailed:
+		p.settle(ctx, t, r, RefundFailed)
+	}
+	return nil
+}
+
+func (p *PayProxy) settle(ctx context.Context, t *tradeRecord, r *refundRecord, to string) {
+	changed, ev, err := p.store.settleRefund(ctx, t, r, to, time.Now())
+	if err != nil {
+		p.logger.Error("settling refund failed", zap.String("refund_no", r.RefundNo), zap.Error(err))
+		return
+	}
+	if changed {
+		r.State = to
+		p.publish(ctx, t.OrderNo, ev)
+	}
+}
+
+func (p *PayProxy) serveGetRefund(w http.ResponseWriter, r *http.Request, refundNo string) {
+	if !refundNoRE.MatchString(refundNo) {
+		p.fail(w, badRequest("invalid refund_no"))
+		return
+	}
+	order, err := p.rdb.Get(r.Context(), refundIndexKey(refundNo)).Result()
+	if errors.Is(err, redis.Nil) {
+		p.fail(w, errRefundNotFound)
+		return
+	}
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	setPlaceholders(r, order, "", "")
+	rec, err := p.store.refund(r.Context(), order, refundNo)
+	if errors.Is(err, errNoRecord) {
+		p.fail(w, errRefundNotFound)
+		return
+	}
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, refundView{order, rec.RefundNo, rec.AmountFen, rec.State})
+}
