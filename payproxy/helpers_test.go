@@ -49,6 +49,7 @@ func newEnv(t *testing.T, redisOpts ...testredis.Option) *env {
 	e.base = fmt.Sprintf("http://127.0.0.1:%d", e.port)
 	e.options = map[string]string{
 		"provider_timeout": "2s", "lock_ttl": "1s", "poll_interval": "200ms", "pay_timeout": "1m",
+		"max_attempts": "5",
 	}
 	return e
 }
@@ -87,7 +88,7 @@ func (e *env) caddyfile(port int) string {
 		}
 %s		webhook %s {
 			secret %s
-			max_attempts 5
+			max_attempts %s
 			backoff 50ms
 			max_backoff 200ms
 		}
@@ -98,7 +99,7 @@ func (e *env) caddyfile(port int) string {
 		k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, e.simURL, base,
 		k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key,
 		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, e.simURL, base,
-		opts.String(), e.hooks.srv.URL, webhookSecret, e.extra)
+		opts.String(), e.hooks.srv.URL, webhookSecret, e.options["max_attempts"], e.extra)
 }
 
 // start runs Caddy in this process.
