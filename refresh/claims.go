@@ -140,7 +140,7 @@ func (h *Handler) baseClaims(s session, typ string, now time.Time, ttl time.Dura
 	c["typ"] = typ
 	c["jti"] = randomID(16)
 	c["iat"] = now.Unix()
-	c["exp"] = now.Unix() + seconds(ttl)
+	c["exp"] = ceilUnix(now.Add(ttl))
 	c["auth_time"] = s.authTime
 	if h.Issuer != "" {
 		c["iss"] = h.Issuer
@@ -150,3 +150,13 @@ func (h *Handler) baseClaims(s session, typ string, now time.Time, ttl time.Dura
 
 // seconds rounds up, so a token never claims to expire before its session.
 func seconds(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
+
+// ceilUnix rounds up to the second: JWT times are whole seconds, and
+// truncating would end a short-lived token up to a second early. Redis's
+// TTL stays the authority on when the session really ends.
+func ceilUnix(t time.Time) int64 {
+	if t.Nanosecond() > 0 {
+		return t.Unix() + 1
+	}
+	return t.Unix()
+}

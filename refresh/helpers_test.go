@@ -343,3 +343,19 @@ func readFile(t testing.TB, path string) string {
 	}
 	return string(b)
 }
+
+func itoa(n int) string { return fmt.Sprint(n) }
+
+// headerOf decodes a JWT's header.
+func headerOf(t testing.TB, token string) map[string]any {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h map[string]any
+	if err := json.Unmarshal(raw, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}

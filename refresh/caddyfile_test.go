@@ -1,0 +1,184 @@
+package refresh
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/tollgate/tollgate/internal/testcaddy"
+)
+
+// adaptHandler adapts a site with one jwt_refresh block and returns the
+// handler's JSON as a map.
+func adaptHandler(t *testing.T, block string) map[string]any {
+	t.Helper()
+	out, _, err := testcaddy.Adapt(":8080 {\n\tjwt_refresh {\n" + block + "\n\t}\n}\n")
+	if err != nil {
+		t.Fatalf("adapt: %v", err)
+	}
+	var cfg struct {
+		Apps struct {
+			HTTP struct {
+				Servers map[string]struct {
+					Routes []struct {
+						Handle []map[string]any `json:"handle"`
+					} `json:"routes"`
+				} `json:"servers"`
+			} `json:"http"`
+		} `json:"apps"`
+	}
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, srv := range cfg.Apps.HTTP.Servers {
+		for _, r := range srv.Routes {
+			for _, h := range r.Handle {
+				if h["handler"] == "jwt_refresh" {
+					return h
+				}
+			}
+		}
+	}
+	t.Fatalf("no jwt_refresh handler in %s", out)
+	return nil
+}
+
+func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
+	k := testKeys(t)
+	req := fmt.Sprintf("\t\tredis redis://:pw@127.0.0.1:6379/2\n\t\tsigning_key %s es1\n", k.es256)
+	cases := []struct {
+		name, line string
+		field      string
+		want       any
+	}{
+		{"redis", "", "redis", "redis://:pw@127.0.0.1:6379/2"},
+		{"signing_key with kid", "", "signing_keys", []any{map[string]any{"file": k.es256, "kid": "es1"}}},
+		{"second signing_key without kid", "signing_key " + k.rsa, "signing_keys",
+			[]any{map[string]any{"file": k.es256, "kid": "es1"}, map[string]any{"file": k.rsa}}},
+		{"jwks_path", "jwks_path /.well-known/jwks.json", "jwks_path", "/.well-known/jwks.json"},
+		{"user_claim", "user_claim userId", "user_claim", "userId"},
+		{"issuer", "issuer https://auth.example", "issuer", "https://auth.example"},
+		{"audience", "audience api admin", "audience", []any{"api", "admin"}},
+		{"access_ttl", "access_ttl 5m", "access_ttl", float64(300e9)},
+		{"refresh_ttl", "refresh_ttl 24h", "refresh_ttl", float64(86400e9)},
+		{"session_max", "session_max 30d", "session_max", float64(30 * 86400e9)},
+		{"reuse_grace", "reuse_grace 90s", "reuse_grace", float64(90e9)},
+		{"reuse_grace zero is strict", "reuse_grace 0s", "reuse_grace", float64(0)},
+		{"refresh_path", "refresh_path /api/token", "refresh_path", "/api/token"},
+		{"refresh_header", "refresh_header refresh_token", "refresh_header", "refresh_token"},
+		{"login_path", "login_path /user/login", "login_path", "/user/login"},
+		{"logout_path", "logout_path /user/logout", "logout_path", "/user/logout"},
+		{"logout_all_path", "logout_all_path /user/logout-all", "logout_all_path", "/user/logout-all"},
+		{"legacy_prefix", "legacy_prefix SL_CUSTOMER_REFRESH_TOKEN_", "legacy_prefix", "SL_CUSTOMER_REFRESH_TOKEN_"},
+		{"legacy_key", "legacy_key " + k.rsaPub, "legacy_keys", []any{k.rsaPub}},
+		{"placeholder key path kept", "signing_key {env.KEY_DIR}/new.pem", "signing_keys",
+			[]any{map[string]any{"file": k.es256, "kid": "es1"}, map[string]any{"file": "{env.KEY_DIR}/new.pem"}}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := adaptHandler(t, req+"\t\t"+c.line)
+			if got := h[c.field]; !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("%s = %#v, want %#v", c.field, got, c.want)
+			}
+		})
+	}
+}
+
+func TestCaddyfileOrderPutsJWTRefreshBeforeAuth(t *testing.T) {
+	k := testKeys(t)
+	out, _, err := testcaddy.Adapt(fmt.Sprintf(`:8080 {
+	basic_auth {
+		bob $2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG
+	}
+	jwt_refresh {
+		redis redis://127.0.0.1:6379
+		signing_key %s
+	}
+	respond ok
+}`, k.es256))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	if i, j := strings.Index(s, `"jwt_refresh"`), strings.Index(s, `"authentication"`); i < 0 || j < 0 || i > j {
+		t.Fatalf("jwt_refresh must come before basic_auth without an order option:\n%s", s)
+	}
+}
+
+func TestCaddyfileErrorsNameTheLine(t *testing.T) {
+	k := testKeys(t)
+	cases := []struct {
+		name, block, want string
+	}{
+		{"unknown subdirective", "redis redis://x:1\nsigning_key " + k.es256 + "\nfoo bar", `Caddyfile:5: unrecognized jwt_refresh subdirective "foo"`},
+		{"no redis", "signing_key " + k.es256, "jwt_refresh needs redis"},
+		{"no signing key", "redis redis://x:1", "needs at least one signing_key"},
+		{"bad redis url", "redis http://x:1\nsigning_key " + k.es256, "Caddyfile:3: redis URL"},
+		{"missing key file", "redis redis://x:1\nsigning_key /nonexistent.pem", "Caddyfile:4: reading signing key /nonexistent.pem"},
+		{"public key as signing key", "redis redis://x:1\nsigning_key " + k.es256Pub, "Caddyfile:4: signing key"},
+		{"signing_key too many args", "redis redis://x:1\nsigning_key " + k.es256 + " a b", "Caddyfile:4: wrong argument count"},
+		{"bad duration", "redis redis://x:1\nsigning_key " + k.es256 + "\naccess_ttl soon", `Caddyfile:5: access_ttl "soon": not a positive duration`},
+		{"zero ttl", "redis redis://x:1\nsigning_key " + k.es256 + "\nrefresh_ttl 0s", `Caddyfile:5: refresh_ttl "0s"`},
+		{"grace too long", "redis redis://x:1\nsigning_key " + k.es256 + "\nreuse_grace 11m", "Caddyfile:5: reuse_grace 11m0s: at most 10m0s"},
+		{"relative path", "redis redis://x:1\nsigning_key " + k.es256 + "\nlogin_path login", `Caddyfile:5: login_path "login": must start with /`},
+		{"duplicate", "redis redis://x:1\nredis redis://y:1", "Caddyfile:4: redis given more than once"},
+		{"missing arg", "redis", "Caddyfile:3: wrong argument count"},
+		{"bad legacy key", "redis redis://x:1\nsigning_key " + k.es256 + "\nlegacy_key /nope.pem", "Caddyfile:5: legacy_key"},
+		{"args on directive", "", "wrong argument count"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			head := "jwt_refresh {"
+			if c.name == "args on directive" {
+				head = "jwt_refresh extra {\nredis redis://x:1\nsigning_key " + k.es256
+			}
+			_, _, err := testcaddy.Adapt(":8080 {\n" + head + "\n" + c.block + "\n}\n}\n")
+			// "Caddyfile:N: msg" means msg, reported at line N.
+			msg, line := c.want, ""
+			if where, rest, ok := strings.Cut(c.want, ": "); ok && strings.HasPrefix(where, "Caddyfile:") {
+				msg, line = rest, "at "+where
+			}
+			if err == nil || !strings.Contains(err.Error(), msg) || !strings.Contains(err.Error(), line) {
+				t.Fatalf("error %v, want %q %s", err, msg, line)
+			}
+		})
+	}
+}
+
+func TestValidateRejectsInconsistentJSON(t *testing.T) {
+	k := testKeys(t)
+	grace := caddy.Duration(11 * 60e9)
+	cases := map[string]Handler{
+		"refresh_ttl over session_max": {Redis: "redis://x:1", RefreshTTL: caddy.Duration(2e9), SessionMax: caddy.Duration(1e9)},
+		"grace over 10m":               {Redis: "redis://x:1", ReuseGrace: &grace},
+		"duplicate paths":              {Redis: "redis://x:1", LoginPath: "/a", LogoutPath: "/a"},
+		"legacy key without prefix":    {Redis: "redis://x:1", LegacyKeys: []string{k.rsaPub}},
+		"bad redis":                    {Redis: "tcp://x"},
+	}
+	for name, h := range cases {
+		t.Run(name, func(t *testing.T) {
+			if err := h.Validate(); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+func TestUnmarshalCaddyfileKeepsPlaceholders(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`jwt_refresh {
+		redis {env.REDIS_URL}
+		signing_key {file./run/secrets/keypath}
+	}`)
+	var h Handler
+	if err := h.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	if h.Redis != "{env.REDIS_URL}" || h.SigningKeys[0].File != "{file./run/secrets/keypath}" {
+		t.Fatalf("placeholders expanded while parsing: %+v", h)
+	}
+}
