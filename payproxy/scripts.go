@@ -131,10 +131,12 @@ return 0
 `)
 
 // enqueueScript puts an event into the webhook queue once, whatever the
-// number of times the outbox is flushed.
+// number of times the outbox is flushed: an event already delivered (or
+// dead-lettered) has a tombstone and is not queued again.
 //
-// KEYS: events, queue. ARGV: id, json, now_ms.
+// KEYS: events, queue, tombstone. ARGV: id, json, now_ms.
 var enqueueScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
   return 1
@@ -162,10 +164,12 @@ end
 return out
 `)
 
-// ackEventScript forgets a delivered event.
+// ackEventScript forgets a delivered event, leaving a tombstone for
+// ARGV[2] seconds so that a late outbox flush cannot queue it again.
 //
-// KEYS: queue, events, attempts. ARGV: id.
+// KEYS: queue, events, attempts, tombstone. ARGV: id, tombstone_ttl_s.
 var ackEventScript = redis.NewScript(`
+redis.call('SET', KEYS[4], '1', 'EX', ARGV[2])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
@@ -175,8 +179,8 @@ return 1
 // failEventScript counts a failed attempt and either schedules the next
 // one or moves the event to the dead-letter list.
 //
-// KEYS: queue, events, attempts, dead. ARGV: id, max_attempts, next_ms,
-// now_ms, last_error.
+// KEYS: queue, events, attempts, dead, tombstone. ARGV: id, max_attempts,
+// next_ms, now_ms, last_error, tombstone_ttl_s.
 var failEventScript = redis.NewScript(`
 local body = redis.call('HGET', KEYS[2], ARGV[1])
 if not body then return 'gone' end
@@ -184,6 +188,7 @@ local n = redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if n >= tonumber(ARGV[2]) then
   redis.call('RPUSH', KEYS[4], cjson.encode({id = ARGV[1], event = body, attempts = n,
     last_error = ARGV[5], failed_at = tonumber(ARGV[4])}))
+  redis.call('SET', KEYS[5], '1', 'EX', ARGV[6])
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])

@@ -24,6 +24,7 @@ import (
 //	tollgate:pay:{wh}:events             hash   event id → event JSON
 //	tollgate:pay:{wh}:attempts           hash   event id → failed attempts
 //	tollgate:pay:{wh}:dead               list   dead letters (JSON)
+//	tollgate:pay:{wh}:done:<event id>    string tombstone of a delivered/dead event (7 days)
 const keyPrefix = "tollgate:pay:"
 
 func tradeKey(order string) string   { return keyPrefix + "{o:" + order + "}:trade" }
@@ -32,6 +33,10 @@ func outboxKey(order string) string  { return keyPrefix + "{o:" + order + "}:out
 func lockKey(order string) string    { return keyPrefix + "{o:" + order + "}:lock" }
 func tradeIndexKey(tn string) string { return keyPrefix + "{t:" + tn + "}" }
 func refundIndexKey(r string) string { return keyPrefix + "{r:" + r + "}" }
+func tombstoneKey(id string) string  { return keyPrefix + "{wh}:done:" + id }
+
+// tombstoneTTL is how long a delivered event id is remembered (in seconds).
+const tombstoneTTL = 7 * 24 * 3600
 
 const (
 	dueKey      = keyPrefix + "{due}"

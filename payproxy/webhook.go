@@ -88,7 +88,7 @@ func (p *PayProxy) flushOutbox(ctx context.Context, order string) (bool, error) 
 // webhook configured, events are dropped from the outbox.
 func (p *PayProxy) enqueue(ctx context.Context, order string, ev *event) error {
 	if p.Webhook != nil {
-		err := enqueueScript.Run(ctx, p.rdb, []string{eventsKey, queueKey}, ev.ID, ev.Body, time.Now().UnixMilli()).Err()
+		err := enqueueScript.Run(ctx, p.rdb, []string{eventsKey, queueKey, tombstoneKey(ev.ID)}, ev.ID, ev.Body, time.Now().UnixMilli()).Err()
 		if err != nil {
 			return fmt.Errorf("queueing event %s: %w", ev.ID, err)
 		}
@@ -163,7 +163,7 @@ func (p *PayProxy) deliver(ctx context.Context, id string, body []byte) {
 	err := p.post(ctx, id, body)
 	if err == nil {
 		p.metrics.webhook("delivered", time.Since(start))
-		if err := ackEventScript.Run(ctx, p.rdb, []string{queueKey, eventsKey, attemptsKey}, id).Err(); err != nil {
+		if err := ackEventScript.Run(ctx, p.rdb, []string{queueKey, eventsKey, attemptsKey, tombstoneKey(id)}, id, tombstoneTTL).Err(); err != nil {
 			p.logger.Warn("acknowledging webhook event failed; it will be sent again", zap.String("event_id", id), zap.Error(err))
 		}
 		return
@@ -174,8 +174,8 @@ func (p *PayProxy) deliver(ctx context.Context, id string, body []byte) {
 	p.metrics.webhook("failed", time.Since(start))
 	attempts, _ := p.rdb.HGet(ctx, attemptsKey, id).Int()
 	next := time.Now().Add(p.backoff(attempts + 1))
-	res, ferr := failEventScript.Run(ctx, p.rdb, []string{queueKey, eventsKey, attemptsKey, deadKey},
-		id, p.Webhook.MaxAttempts, next.UnixMilli(), time.Now().UnixMilli(), err.Error()).Text()
+	res, ferr := failEventScript.Run(ctx, p.rdb, []string{queueKey, eventsKey, attemptsKey, deadKey, tombstoneKey(id)},
+		id, p.Webhook.MaxAttempts, next.UnixMilli(), time.Now().UnixMilli(), err.Error(), tombstoneTTL).Text()
 	if ferr != nil {
 		p.logger.Warn("recording webhook failure failed", zap.String("event_id", id), zap.Error(ferr))
 		return

@@ -1,0 +1,112 @@
+package payproxy_test
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/paysim"
+)
+
+func (e *env) paidOrder(order, ch string, amount int64) string {
+	e.t.Helper()
+	r := e.create(order, ch, amount)
+	wantStatus(e.t, r, 200, "")
+	if err := e.sim.Pay(r.str("trade_no")); err != nil {
+		e.t.Fatal(err)
+	}
+	eventually(e.t, 5*time.Second, "PAID", func() bool { return e.get(order).str("state") == "PAID" })
+	return r.str("trade_no")
+}
+
+func (e *env) refund(order, refundNo string, amount int64) response {
+	return do(e.t, "POST", e.base+"/pay/refunds", map[string]any{"order_no": order, "refund_no": refundNo, "amount_fen": amount, "reason": "r"})
+}
+
+// TestConcurrentRefundsNeverExceedThePaidAmount: ten concurrent refunds of
+// 300 fen against 1000 paid: three pass, seven get 409, the provider moves
+// 900 fen.
+func TestConcurrentRefundsNeverExceedThePaidAmount(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	for _, ch := range []string{"alipay", "wechat"} {
+		t.Run(ch, func(t *testing.T) {
+			order := "OVER_" + ch
+			tradeNo := e.paidOrder(order, ch, 1000)
+			answers := make([]response, 10)
+			var wg sync.WaitGroup
+			for i := range answers {
+				wg.Add(1)
+				go func(i int) { defer wg.Done(); answers[i] = e.refund(order, fmt.Sprintf("OV_%s_%d", ch, i), 300) }(i)
+			}
+			wg.Wait()
+			ok, refused := 0, 0
+			for _, r := range answers {
+				switch {
+				case r.Status == 200:
+					ok++
+				case r.Status == http.StatusConflict && r.str("error") == "refund_exceeds_paid":
+					refused++
+				default:
+					t.Fatalf("unexpected answer %d %s", r.Status, r.Raw)
+				}
+			}
+			if ok != 3 || refused != 7 {
+				t.Fatalf("%d accepted, %d refused; want 3 and 7", ok, refused)
+			}
+			var moved int64
+			for _, rf := range e.sim.Refunds() {
+				if rf.OutTradeNo == tradeNo {
+					moved += rf.AmountFen
+				}
+			}
+			if moved != 900 {
+				t.Fatalf("provider refunded %d fen, want 900", moved)
+			}
+			// The same refund again is a replay, not a new refund.
+			first := answers[0]
+			for _, r := range answers {
+				if r.Status == 200 {
+					first = r
+					break
+				}
+			}
+			again := e.refund(order, first.str("refund_no"), 300)
+			wantStatus(t, again, 200, "")
+			eventually(t, 5*time.Second, "3 refund.succeeded", func() bool { return len(e.hooks.ofType("refund.succeeded", order)) == 3 })
+		})
+	}
+}
+
+// TestRefundWithLostAnswerIsSettledByThePoller: Alipay commits the refund
+// and the answer is lost (502, PROCESSING); the poller's refund query
+// finds REFUND_SUCCESS. A refund that never reached Alipay (connection
+// reset) is found missing by the query and sent again with the same number.
+func TestRefundWithLostAnswerIsSettledByThePoller(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	tradeNo := e.paidOrder("LOSTRF_01", "alipay", 1000)
+	e.sim.SetFault(paysim.Fault{Operation: "alipay.trade.refund", Mode: "drop_response"})
+	wantStatus(t, e.refund("LOSTRF_01", "LR_1", 100), http.StatusBadGateway, "provider_error")
+	if st := do(t, "GET", e.base+"/pay/refunds/LR_1", nil).str("state"); st != "PROCESSING" {
+		t.Fatalf("after a lost answer the refund is %s", st)
+	}
+	eventually(t, 5*time.Second, "LR_1 SUCCESS", func() bool { return do(t, "GET", e.base+"/pay/refunds/LR_1", nil).str("state") == "SUCCESS" })
+
+	e.sim.SetFault(paysim.Fault{Operation: "alipay.trade.refund", Mode: "reset"})
+	wantStatus(t, e.refund("LOSTRF_01", "LR_2", 200), http.StatusBadGateway, "provider_error")
+	eventually(t, 5*time.Second, "LR_2 SUCCESS", func() bool { return do(t, "GET", e.base+"/pay/refunds/LR_2", nil).str("state") == "SUCCESS" })
+	var moved int64
+	n := 0
+	for _, rf := range e.sim.Refunds() {
+		if rf.OutTradeNo == tradeNo {
+			moved += rf.AmountFen
+			n++
+		}
+	}
+	if moved != 300 || n != 2 {
+		t.Fatalf("provider holds %d refunds of %d fen, want 2 of 300", n, moved)
+	}
+}
