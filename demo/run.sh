@@ -91,7 +91,7 @@ wait_port tollgate "$CUSTOMER_PORT"
 
 status=0
 "$WORK/walkthrough" -customer "$TOLLGATE_CUSTOMER_SITE" -courier "$TOLLGATE_COURIER_SITE" \
-	-paysim "$PAYSIM_URL" -backend "http://$BACKEND" -grace "$REUSE_GRACE" -out "$ROOT/bin" || status=$?
+	-paysim "$PAYSIM_URL" -backend "http://$BACKEND" -grace "$REUSE_GRACE" -out "${DEMO_OUT:-$ROOT/bin}" || status=$?
 echo
 say "What the backend's webhook receiver printed:"
 sed 's/^/  /' "$WORK/backend.log"

@@ -9,9 +9,8 @@ import (
 	// Caddy's standard modules, exactly as the official binary has them.
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/tollgate/tollgate/authjwt"
-	_ "github.com/tollgate/tollgate/payproxy"
-	_ "github.com/tollgate/tollgate/refresh"
+	// tollgate's modules, the same import xcaddy's --with adds.
+	_ "github.com/tollgate/tollgate"
 )
 
 func main() {

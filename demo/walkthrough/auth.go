@@ -48,7 +48,7 @@ func (d *demo) authSteps() {
 			return fmt.Errorf("want 400 invalid_grant, got %d %s", e.status, e.body)
 		}
 		e = d.do("POST", d.customer+"/auth/refresh", map[string]string{"Refresh-Token": refresh}, nil)
-		return want(e.status == 400, "the thief's victim's current token still works: %d", e.status)
+		return want(e.status == 400, "the current refresh token of the revoked session still works: %d", e.status)
 	})
 	d.step("…and the session's access token stops working", func() error {
 		var status int
