@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"math/big"
 	"os"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -221,9 +220,6 @@ func fingerprint(token string) string {
 	sum := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(sum[:6])
 }
-
-// unixTime converts to the NumericDate of a JWT claim.
-func unixTime(t time.Time) int64 { return t.Unix() }
 
 // thumbprint is the RFC 7638 JWK thumbprint of pub, the default kid.
 func thumbprint(pub crypto.PublicKey) string {
