@@ -2,6 +2,7 @@ package payproxy_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -300,4 +301,16 @@ func readFile(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// quiesce waits until no webhook event is waiting, so that a Redis dump
+// taken next is not changed by deliveries in flight.
+func (e *env) quiesce() {
+	e.t.Helper()
+	c := e.redis.Client()
+	eventually(e.t, 5*time.Second, "empty webhook queue", func() bool {
+		n, err := c.ZCard(context.Background(), "tollgate:pay:{wh}:queue").Result()
+		return err == nil && n == 0
+	})
+	time.Sleep(50 * time.Millisecond)
 }

@@ -115,6 +115,7 @@ func TestUntrustworthyNotificationsChangeNothing(t *testing.T) {
 		if err := e.redis.Client().HSet(context.Background(), "tollgate:pay:{o:MISMATCH_01}:trade", "amount_fen", "1001").Err(); err != nil {
 			t.Fatal(err)
 		}
+		e.quiesce()
 		before := e.redis.Dump()
 		if err := e.sim.Pay(r.str("trade_no")); err != nil {
 			t.Fatal(err)
@@ -143,6 +144,7 @@ func TestUntrustworthyNotificationsChangeNothing(t *testing.T) {
 		if _, err := direct.Create(context.Background(), provider.CreateRequest{TradeNo: "NOT_OURS_1", AmountFen: 5, Subject: "x", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
+		e.quiesce()
 		before := e.redis.Dump()
 		if err := e.sim.Pay("NOT_OURS_1"); err != nil {
 			t.Fatal(err)
@@ -161,6 +163,7 @@ func TestUntrustworthyNotificationsChangeNothing(t *testing.T) {
 
 	t.Run("WechatSigntest", func(t *testing.T) {
 		r := e.create("SIGNTEST_01", "wechat", 300)
+		e.quiesce()
 		before := e.redis.Dump()
 		if err := e.sim.SendWechatSignTest(r.str("trade_no")); err != nil {
 			t.Fatal(err)

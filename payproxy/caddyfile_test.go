@@ -1,0 +1,179 @@
+package payproxy_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/tollgate/tollgate/internal/testcaddy"
+	"github.com/tollgate/tollgate/payproxy"
+)
+
+func keyFiles(t *testing.T) (string, string) {
+	dir := t.TempDir()
+	priv, pub := filepath.Join(dir, "priv.pem"), filepath.Join(dir, "pub.pem")
+	for _, p := range []string{priv, pub} {
+		if err := os.WriteFile(p, []byte("-----BEGIN X-----\n-----END X-----\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return priv, pub
+}
+
+// handlerOf adapts a Caddyfile and returns the payproxy handler's JSON.
+func handlerOf(t *testing.T, cf string) map[string]any {
+	t.Helper()
+	out, _, err := testcaddy.Adapt(cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg any
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if h := findHandler(cfg); h != nil {
+		return h
+	}
+	t.Fatalf("no payproxy handler in %s", out)
+	return nil
+}
+
+func findHandler(v any) map[string]any {
+	switch x := v.(type) {
+	case map[string]any:
+		if x["handler"] == "payproxy" {
+			return x
+		}
+		for _, c := range x {
+			if h := findHandler(c); h != nil {
+				return h
+			}
+		}
+	case []any:
+		for _, c := range x {
+			if h := findHandler(c); h != nil {
+				return h
+			}
+		}
+	}
+	return nil
+}
+
+// TestCaddyfileAdaptsEverySubdirective and the JSON decodes back into the
+// same configuration (the Caddyfile → JSON round trip).
+func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
+	priv, pub := keyFiles(t)
+	cf := `:8080 {
+	payproxy {
+		redis redis://127.0.0.1:6379/0
+		prefix /payments
+		alipay {
+			app_id 2021000000000001
+			private_key ` + priv + `
+			alipay_public_key ` + pub + `
+			gateway http://sim/gateway.do
+			notify_url https://edge/payments/notify/alipay
+		}
+		wechat {
+			mch_id 1900000001
+			app_id wx0000000000000001
+			serial_no 5157F09EFDC096DE15EBE81A47057A72
+			private_key ` + priv + `
+			apiv3_key {env.APIV3}
+			platform_public_key ` + pub + `
+			platform_public_key_id PUB_KEY_ID_0001
+			base_url http://sim
+			notify_url https://edge/payments/notify/wechat
+		}
+		order_source http://orders.internal/orders/{order_no}
+		provider_timeout 3s
+		lock_ttl 4s
+		poll_interval 2s
+		pay_timeout 30m
+		webhook http://backend/hooks {
+			secret {env.WEBHOOK_SECRET}
+			max_attempts 7
+			backoff 2s
+			max_backoff 1m
+		}
+	}
+}`
+	h := handlerOf(t, cf)
+	raw, _ := json.Marshal(h)
+	var got payproxy.PayProxy
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := payproxy.PayProxy{
+		Redis: "redis://127.0.0.1:6379/0", Prefix: "/payments",
+		Alipay: &payproxy.AlipayConfig{AppID: "2021000000000001", PrivateKey: priv, AlipayPublicKey: pub,
+			Gateway: "http://sim/gateway.do", NotifyURL: "https://edge/payments/notify/alipay"},
+		Wechat: &payproxy.WechatConfig{MchID: "1900000001", AppID: "wx0000000000000001", SerialNo: "5157F09EFDC096DE15EBE81A47057A72",
+			PrivateKey: priv, APIv3Key: "{env.APIV3}", PlatformPublicKey: pub, PlatformPublicKeyID: "PUB_KEY_ID_0001",
+			BaseURL: "http://sim", NotifyURL: "https://edge/payments/notify/wechat"},
+		OrderSource:     "http://orders.internal/orders/{order_no}",
+		ProviderTimeout: caddy.Duration(3 * time.Second), LockTTL: caddy.Duration(4 * time.Second),
+		PollInterval: caddy.Duration(2 * time.Second), PayTimeout: caddy.Duration(30 * time.Minute),
+		Webhook: &payproxy.WebhookConfig{URL: "http://backend/hooks", Secret: "{env.WEBHOOK_SECRET}", MaxAttempts: 7,
+			Backoff: caddy.Duration(2 * time.Second), MaxBackoff: caddy.Duration(time.Minute)},
+	}
+	if !reflect.DeepEqual(got.Alipay, want.Alipay) || !reflect.DeepEqual(got.Wechat, want.Wechat) || !reflect.DeepEqual(got.Webhook, want.Webhook) ||
+		got.Redis != want.Redis || got.Prefix != want.Prefix || got.OrderSource != want.OrderSource ||
+		got.ProviderTimeout != want.ProviderTimeout || got.LockTTL != want.LockTTL || got.PollInterval != want.PollInterval || got.PayTimeout != want.PayTimeout {
+		t.Fatalf("adapted:\n%s", raw)
+	}
+}
+
+func TestCaddyfileErrorsNameTheLine(t *testing.T) {
+	priv, pub := keyFiles(t)
+	wechat := func(key string) string {
+		return "wechat {\n mch_id 1\n app_id a\n serial_no s\n private_key " + priv + "\n apiv3_key " + key +
+			"\n platform_public_key " + pub + "\n platform_public_key_id P\n}"
+	}
+	cases := map[string]struct{ body, want string }{
+		"UnknownSubdirective":  {"redis redis://x:1\n colour blue", `unknown payproxy subdirective "colour", at Caddyfile:4`},
+		"UnknownAlipayOption":  {"alipay {\n app_id 1\n pem x\n}", `unknown alipay subdirective "pem", at Caddyfile:5`},
+		"MissingKeyFile":       {"alipay {\n app_id 1\n private_key /nonexistent/key.pem\n}", "/nonexistent/key.pem: stat /nonexistent/key.pem: no such file or directory, at Caddyfile:5"},
+		"ShortAPIv3Key":        {wechat("0123456789abcdef"), "apiv3_key must be exactly 32 bytes, got 16"},
+		"MissingArgument":      {"lock_ttl", "wrong argument count or unexpected line ending after 'lock_ttl', at Caddyfile:3"},
+		"BadDuration":          {"poll_interval soon", `invalid duration "soon"`},
+		"BadMaxAttempts":       {"webhook http://b {\n secret s\n max_attempts 0\n}", "max_attempts must be a positive integer"},
+		"WebhookWithoutSecret": {"webhook http://b", "webhook needs a secret"},
+		"OrderSourceNoOrderNo": {"order_source http://orders/x", "must contain {order_no}"},
+		"BadRedisURL":          {"redis mysql://x", "redis:"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := testcaddy.Adapt(":8080 {\n payproxy {\n " + c.body + "\n }\n}")
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestProvisionFailsOnWrongLengthKeyFromPlaceholder: {env.X} secrets are
+// checked when the config loads.
+func TestProvisionFailsOnWrongLengthKeyFromPlaceholder(t *testing.T) {
+	e := newEnv(t)
+	t.Setenv("PAYPROXY_TEST_APIV3", "too-short")
+	cf := strings.Replace(e.caddyfile(e.port), e.sim.Keys().WechatAPIv3Key, "{env.PAYPROXY_TEST_APIV3}", 1)
+	cfg, _, err := testcaddy.Adapt(testcaddy.Global(testcaddy.FreePort(t), "") + cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c caddy.Config
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		t.Fatal(err)
+	}
+	err = caddy.Validate(&c)
+	if err == nil || !strings.Contains(err.Error(), "apiv3_key must be exactly 32 bytes") {
+		t.Fatalf("validate: %v", err)
+	}
+}

@@ -1,0 +1,220 @@
+package payproxy_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/paysim"
+	"github.com/tollgate/tollgate/internal/testredis"
+)
+
+// TestUnpaidTradesAreClosedAfterPayTimeout: the poller closes expired
+// trades at the provider (Alipay by cancel) and emits trade.closed.
+func TestUnpaidTradesAreClosedAfterPayTimeout(t *testing.T) {
+	e := newEnv(t)
+	e.options["pay_timeout"] = "1s"
+	e.start()
+	a := e.create("EXPIRE_A1", "alipay", 100)
+	w := e.create("EXPIRE_W1", "wechat", 100)
+	for _, order := range []string{"EXPIRE_A1", "EXPIRE_W1"} {
+		eventually(t, 5*time.Second, order+" CLOSED", func() bool { return e.get(order).str("state") == "CLOSED" })
+		eventually(t, 5*time.Second, order+" trade.closed", func() bool { return len(e.hooks.ofType("trade.closed", order)) == 1 })
+	}
+	// Alipay's QR code was never scanned and timeout_express has minute
+	// granularity: payproxy cancels it. WeChat's time_expire has already
+	// closed it at the provider, which the poller's query learns.
+	if e.sim.Calls()["alipay.trade.cancel"] == 0 {
+		t.Fatalf("calls: %v", e.sim.Calls())
+	}
+	for _, tn := range []string{a.str("trade_no"), w.str("trade_no")} {
+		if err := e.sim.Pay(tn); err == nil {
+			t.Fatalf("expired trade %s can still be paid", tn)
+		}
+	}
+}
+
+// TestLostLockAbandonsTheProviderCall: when the watchdog cannot extend the
+// lock, the provider call is cancelled and the answer is 503, state UNKNOWN.
+func TestLostLockAbandonsTheProviderCall(t *testing.T) {
+	e := newEnv(t)
+	e.options["provider_timeout"] = "5s"
+	e.start()
+	e.sim.SetFault(paysim.Fault{Operation: "wechat.native.prepay", Mode: "delay", DelayMS: 2000})
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		e.redis.Client().Del(context.Background(), "tollgate:pay:{o:LOCKLOST_1}:lock")
+	}()
+	start := time.Now()
+	wantStatus(t, e.create("LOCKLOST_1", "wechat", 100), http.StatusServiceUnavailable, "lock_lost")
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Fatalf("the provider call was not abandoned (%s)", d)
+	}
+	if st := e.get("LOCKLOST_1").str("state"); st != "UNKNOWN" {
+		t.Fatalf("state %s", st)
+	}
+}
+
+// TestRedisRestartWithAOFLosesNothing: trades, refunds and undelivered
+// events survive a crash of redis-server with appendfsync always.
+func TestRedisRestartWithAOFLosesNothing(t *testing.T) {
+	e := newEnv(t, testredis.WithAOF("always"))
+	e.options["max_attempts"] = "1000"
+	e.start()
+	e.hooks.setDown(true)
+	e.paidOrder("AOF_PAID_1", "alipay", 900)
+	wantStatus(t, e.refund("AOF_PAID_1", "AOF_RF_1", 400), 200, "")
+	eventually(t, 5*time.Second, "refund SUCCESS", func() bool { return do(t, "GET", e.base+"/pay/refunds/AOF_RF_1", nil).str("state") == "SUCCESS" })
+	open := e.create("AOF_OPEN_1", "wechat", 100)
+	queued := func() int64 {
+		n, _ := e.redis.Client().HLen(context.Background(), "tollgate:pay:{wh}:events").Result()
+		return n
+	}
+	eventually(t, 5*time.Second, "2 queued events", func() bool { return queued() == 2 })
+	before := map[string]string{}
+	for _, k := range []string{"tollgate:pay:{o:AOF_PAID_1}:trade", "tollgate:pay:{o:AOF_PAID_1}:refunds", "tollgate:pay:{o:AOF_OPEN_1}:trade", "tollgate:pay:{wh}:events"} {
+		before[k] = e.redis.Dump()[k]
+	}
+	e.redis.Restart()
+	dump := e.redis.Dump()
+	for k, v := range before {
+		if dump[k] != v {
+			t.Errorf("%s: before %s, after %s", k, v, dump[k])
+		}
+	}
+	if r := e.get("AOF_OPEN_1"); r.str("trade_no") != open.str("trade_no") || r.str("state") != "PAYING" {
+		t.Fatalf("open trade after restart: %s", r.Raw)
+	}
+	e.hooks.setDown(false)
+	eventually(t, 10*time.Second, "events after restart", func() bool {
+		return len(e.hooks.ofType("trade.paid", "AOF_PAID_1")) == 1 && len(e.hooks.ofType("refund.succeeded", "AOF_PAID_1")) == 1
+	})
+	if err := e.sim.Pay(open.str("trade_no")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "paid after restart", func() bool { return e.get("AOF_OPEN_1").str("state") == "PAID" })
+}
+
+// TestConfigReloadMidTrafficFailsNoRequestAndLeaksNoGoroutine.
+func TestConfigReloadMidTrafficFailsNoRequestAndLeaksNoGoroutine(t *testing.T) {
+	e := newEnv(t)
+	inst := e.start()
+	var failures, total atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				order := fmt.Sprintf("RELOAD_%d_%d", w, i)
+				ch := []string{"alipay", "wechat"}[i%2]
+				// POST /trades is idempotent per order_no, so the client may
+				// replay it when a keep-alive connection closed by the old
+				// server races the request (Go retries only idempotent requests).
+				r := do(t, "POST", e.base+"/pay/trades", map[string]any{"order_no": order, "amount_fen": 100, "channel": ch},
+					"Idempotency-Key", order)
+				g := e.get(order)
+				total.Add(2)
+				if r.Status != 200 || g.Status != 200 {
+					failures.Add(1)
+					t.Errorf("during reload: create %d %s, get %d %s", r.Status, r.Raw, g.Status, g.Raw)
+				}
+			}
+		}(w)
+	}
+	for i, iv := range []string{"150ms", "250ms", "200ms"} {
+		time.Sleep(300 * time.Millisecond)
+		e.options["poll_interval"] = iv
+		inst.Reload(e.caddyfile(e.port))
+		_ = i
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if failures.Load() != 0 || total.Load() < 20 {
+		t.Fatalf("%d of %d requests failed", failures.Load(), total.Load())
+	}
+	eventually(t, 5*time.Second, "one poller and one sender", func() bool {
+		return countGoroutines("payproxy.(*PayProxy).runPoller") == 1 && countGoroutines("payproxy.(*PayProxy).runSender") == 1
+	})
+}
+
+func countGoroutines(fn string) int {
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+	n := 0
+	for _, g := range strings.Split(b.String(), "\n\n") {
+		if strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestOrderSourceDecidesTheAmount: the backend's amount and subject win,
+// identity headers are forwarded, and its 404/403 reach the client.
+func TestOrderSourceDecidesTheAmount(t *testing.T) {
+	var mu sync.Mutex
+	seen := http.Header{}
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = r.Header.Clone()
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/orders/OS_OK_0001":
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"amount_fen": 2500, "subject": "freight"}`))
+		case "/orders/OS_FORBID_1":
+			w.WriteHeader(http.StatusForbidden)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer backend.Close()
+	e := newEnv(t)
+	e.extra = "\t\torder_source " + backend.URL + "/orders/{order_no}\n"
+	e.start()
+	post := func(body map[string]any) response {
+		return do(t, "POST", e.base+"/pay/trades", body, "X-User-Id", "42", "X-User-Roles", "courier", "Authorization", "Bearer t", "X-Other", "no")
+	}
+	r := post(map[string]any{"order_no": "OS_OK_0001", "channel": "wechat"})
+	wantStatus(t, r, 200, "")
+	if r.num("amount_fen") != 2500 {
+		t.Fatalf("amount %d", r.num("amount_fen"))
+	}
+	mu.Lock()
+	if seen.Get("X-User-Id") != "42" || seen.Get("X-User-Roles") != "courier" || seen.Get("Authorization") != "Bearer t" || seen.Get("X-Other") != "" {
+		t.Errorf("forwarded headers: %v", seen)
+	}
+	mu.Unlock()
+	for _, tr := range e.sim.Trades() {
+		if tr.OutTradeNo == r.str("trade_no") && (tr.TotalFen != 2500 || tr.Subject != "freight") {
+			t.Fatalf("provider trade %+v", tr)
+		}
+	}
+	wantStatus(t, post(map[string]any{"order_no": "OS_OK_0001", "channel": "wechat", "amount_fen": 2500}), 200, "")
+	before := e.redis.Dump()
+	wantStatus(t, post(map[string]any{"order_no": "OS_OK_0001", "channel": "wechat", "amount_fen": 1}), http.StatusConflict, "amount_mismatch")
+	wantStatus(t, post(map[string]any{"order_no": "OS_NONE_01", "channel": "wechat"}), http.StatusNotFound, "not_found")
+	wantStatus(t, post(map[string]any{"order_no": "OS_FORBID_1", "channel": "alipay"}), http.StatusForbidden, "forbidden")
+	time.Sleep(50 * time.Millisecond)
+	after := e.redis.Dump()
+	for k, v := range before {
+		if !strings.Contains(k, "{due}") && after[k] != v {
+			t.Errorf("%s changed", k)
+		}
+	}
+}
