@@ -9,16 +9,26 @@ import (
 // per token and cached, so a repeated token costs a hash and a map lookup.
 type identity struct {
 	userID       string
-	placeholders []keyValue // full placeholder names, http.auth.user.*
-	headers      []keyValue // canonical header names for the upstream
-	sid          string     // session id, for revocation
+	placeholders []placeholder // full names, http.auth.user.*
+	headers      []headerValue // canonical header names for the upstream
+	sid          string        // session id, for revocation
 	exp          time.Time
 	roleOK       bool
 	keyGen       uint64 // JWK Set generation it was verified against
 
 }
 
-type keyValue struct{ key, value string }
+// placeholder values are boxed once, so setting them allocates nothing.
+type placeholder struct {
+	key   string
+	value any
+}
+
+// headerValue slices are built once and shared; net/http copies on append.
+type headerValue struct {
+	key    string
+	values []string
+}
 
 // tokenKey is the SHA-256 of a raw token: the cache never holds tokens.
 type tokenKey [32]byte

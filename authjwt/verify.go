@@ -138,16 +138,16 @@ func (h *AuthJWT) identityFrom(claims jwt.MapClaims, now time.Time) (*identity, 
 		if name == "id" {
 			continue // http.auth.user.id is the user id, never a claim
 		}
-		id.placeholders = append(id.placeholders, keyValue{"http.auth.user." + name, claimString(v)})
+		id.placeholders = append(id.placeholders, placeholder{"http.auth.user." + name, claimString(v)})
 	}
-	id.placeholders = append(id.placeholders, keyValue{"http.auth.user.id", userID})
+	id.placeholders = append(id.placeholders, placeholder{"http.auth.user.id", userID})
 	if safeHeaderValue(userID) {
-		id.headers = append(id.headers, keyValue{h.userHeader, userID})
+		id.headers = append(id.headers, headerValue{h.userHeader, []string{userID}})
 	}
 	for _, ch := range h.ClaimHeaders {
 		v, ok := claims[ch.Claim]
 		if s := claimString(v); ok && s != "" && safeHeaderValue(s) {
-			id.headers = append(id.headers, keyValue{http.CanonicalHeaderKey(ch.Header), s})
+			id.headers = append(id.headers, headerValue{http.CanonicalHeaderKey(ch.Header), []string{s}})
 		}
 	}
 	return id, nil
