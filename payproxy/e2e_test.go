@@ -2,6 +2,7 @@ package payproxy_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -10,7 +11,7 @@ import (
 // → PAID → signed webhook → refund → refund.succeeded, for both channels.
 func TestTradeLifecycleEndToEnd(t *testing.T) {
 	e := newEnv(t)
-	e.start()
+	inst := e.start()
 	for _, ch := range []string{"alipay", "wechat"} {
 		t.Run(ch, func(t *testing.T) {
 			order := "E2E_" + ch + "_1"
@@ -21,6 +22,9 @@ func TestTradeLifecycleEndToEnd(t *testing.T) {
 				t.Fatalf("create answer: %s", r.Raw)
 			}
 			tradeNo := r.str("trade_no")
+			if r.Header.Get("X-Payproxy-Order") != order || r.Header.Get("X-Payproxy-Trade") != tradeNo || r.Header.Get("X-Payproxy-Lock") != "held" {
+				t.Fatalf("placeholders: %v", r.Header)
+			}
 			again := e.create(order, ch, 1230)
 			if again.str("trade_no") != tradeNo || again.str("qr_code") != r.str("qr_code") {
 				t.Fatalf("replayed create gave another trade: %s vs %s", again.Raw, r.Raw)
@@ -56,5 +60,17 @@ func TestTradeLifecycleEndToEnd(t *testing.T) {
 				t.Fatalf("%d webhook deliveries had a bad signature", e.hooks.badCount())
 			}
 		})
+	}
+	m := do(t, "GET", inst.AdminURL()+"/metrics", nil)
+	for _, want := range []string{
+		`tollgate_payproxy_provider_calls_total{channel="wechat",operation="create",outcome="ok"}`,
+		`tollgate_payproxy_provider_call_duration_seconds_bucket{channel="alipay",operation="create"`,
+		`tollgate_payproxy_lock_wait_seconds_count{result="acquired"}`,
+		`tollgate_payproxy_notifications_total{channel="alipay",result="applied"}`,
+		`tollgate_payproxy_webhook_deliveries_total{result="delivered"}`,
+	} {
+		if !strings.Contains(string(m.Raw), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }

@@ -95,6 +95,9 @@ func (e *env) caddyfile(port int) string {
 			max_backoff 200ms
 		}
 %s	}
+	header >X-Payproxy-Order {http.payproxy.order_no}
+	header >X-Payproxy-Trade {http.payproxy.trade_no}
+	header >X-Payproxy-Lock {http.payproxy.lock}
 	respond "upstream" 200
 }
 `, port, e.redis.URL(),
