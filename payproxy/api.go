@@ -331,15 +331,12 @@ func (p *PayProxy) createLocked(ctx context.Context, wt *wanted) (*tradeRecord, 
 		OrderNo: wt.order, TradeNo: newTradeNo(now), Channel: wt.channel, AmountFen: wt.amount,
 		Subject: wt.subject, State: StateUnknown, CreatedAt: now, ExpiresAt: now.Add(time.Duration(p.PayTimeout)),
 	}
-	ok, err := p.store.allocate(ctx, nt, expect)
+	ok, err := p.store.allocate(ctx, nt, expect, now.Add(time.Duration(p.PollInterval)))
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, &apiError{http.StatusConflict, "conflict", "the order changed meanwhile; retry"}
-	}
-	if err := p.store.schedule(ctx, wt.order, now.Add(time.Duration(p.PollInterval))); err != nil {
-		return nil, err
 	}
 	return p.issue(ctx, nt)
 }

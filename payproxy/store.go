@@ -125,16 +125,21 @@ func (s *tradeStore) orderOfTrade(ctx context.Context, tradeNo string) (string, 
 }
 
 // allocate stores a new trade (state UNKNOWN) before the provider is
-// called, so that a retry after a lost answer reuses its number. The index
-// is written first: an orphan index is harmless, a trade without one would
-// make its notifications unknown.
-func (s *tradeStore) allocate(ctx context.Context, t *tradeRecord, expectTradeNo string) (bool, error) {
-	if err := s.rdb.Set(ctx, tradeIndexKey(t.TradeNo), t.OrderNo, 0).Err(); err != nil {
-		return false, fmt.Errorf("indexing trade %s: %w", t.TradeNo, err)
-	}
-	n, err := allocScript.Run(ctx, s.rdb, []string{tradeKey(t.OrderNo)},
+// called, so that a retry after a lost answer reuses its number, and puts
+// the order into the due set. One round trip: the commands of a pipeline
+// run in order, so the index exists before the trade (an orphan index is
+// harmless; a trade without one would make its notifications unknown).
+func (s *tradeStore) allocate(ctx context.Context, t *tradeRecord, expectTradeNo string, pollAt time.Time) (bool, error) {
+	pipe := s.rdb.Pipeline()
+	pipe.Set(ctx, tradeIndexKey(t.TradeNo), t.OrderNo, 0)
+	alloc := allocScript.Eval(ctx, pipe, []string{tradeKey(t.OrderNo)},
 		t.OrderNo, t.TradeNo, t.Channel, t.AmountFen, t.Subject,
-		t.CreatedAt.UnixMilli(), t.ExpiresAt.UnixMilli(), expectTradeNo).Int()
+		t.CreatedAt.UnixMilli(), t.ExpiresAt.UnixMilli(), expectTradeNo)
+	pipe.ZAdd(ctx, dueKey, redis.Z{Score: float64(pollAt.UnixMilli()), Member: t.OrderNo})
+	if _, err := pipe.Exec(ctx); err != nil {
+		return false, fmt.Errorf("allocating trade for order %s: %w", t.OrderNo, err)
+	}
+	n, err := alloc.Int()
 	if err != nil {
 		return false, fmt.Errorf("allocating trade for order %s: %w", t.OrderNo, err)
 	}

@@ -1,0 +1,308 @@
+// Command payproxyload measures payproxy against the paysim engine: trades
+// per second for distinct orders through a tollgate process, the same
+// provider SDK calls made directly (through payproxy's adapters, which are
+// thin wrappers of the official SDKs), the overhead per trade at the
+// median, and the duplicate storm (100 concurrent creates of one order).
+// bench/payproxy.sh builds tollgate, starts redis-server and runs it.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/paysim"
+	"github.com/tollgate/tollgate/payproxy/alipay"
+	"github.com/tollgate/tollgate/payproxy/provider"
+	"github.com/tollgate/tollgate/payproxy/wechat"
+)
+
+func main() {
+	bin := flag.String("bin", "", "tollgate binary")
+	redisURL := flag.String("redis", "", "redis URL")
+	n := flag.Int("n", 2000, "trades per channel and mode")
+	conc := flag.Int("c", 16, "concurrent clients")
+	storms := flag.Int("storms", 5, "duplicate storms of 100 creates")
+	flag.Parse()
+	if err := run(*bin, *redisURL, *n, *conc, *storms); err != nil {
+		fmt.Fprintln(os.Stderr, "payproxyload:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin, redisURL string, n, conc, storms int) error {
+	sim, err := paysim.New(paysim.Config{})
+	if err != nil {
+		return err
+	}
+	defer sim.Close()
+	simSrv := httptest.NewServer(sim.Handler())
+	defer simSrv.Close()
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	stop, err := startTollgate(bin, caddyfile(sim.Keys(), simSrv.URL, redisURL, port), port)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	adapters, err := directAdapters(sim.Keys(), simSrv.URL, base)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2}, Timeout: 30 * time.Second}
+	run := time.Now().UnixNano() % 1_000_000
+	fmt.Printf("payproxy vs direct SDK calls against paysim\n")
+	fmt.Printf("throughput: %d trades per channel and mode, %d concurrent clients (best of 2 interleaved rounds)\n", n, conc)
+	fmt.Printf("latency: %d sequential trades per channel and mode (one client: no queueing for the CPU)\n\n", max(n/4, 50))
+	fmt.Printf("%-8s %12s %12s %7s   %12s %12s %14s\n", "channel", "direct t/s", "payproxy t/s", "ratio", "direct p50", "payproxy p50", "overhead p50")
+	seq := 0
+	order := func(prefix, ch string) func(int) string {
+		seq++
+		tag := fmt.Sprintf("%s%d%s%d_", prefix, run, ch, seq)
+		return func(i int) string { return fmt.Sprintf("%s%d", tag, i) }
+	}
+	for _, ch := range []string{"alipay", "wechat"} {
+		dfn := func(name func(int) string) func(int) error {
+			return func(i int) error { return direct(adapters[ch], name(i)) }
+		}
+		pfn := func(name func(int) string) func(int) error {
+			return func(i int) error { return viaProxy(client, base, name(i), ch) }
+		}
+		// Warm up both paths (connections, script loading).
+		if _, err := measure(50, conc, dfn(order("W", ch))); err != nil {
+			return err
+		}
+		if _, err := measure(50, conc, pfn(order("W", ch))); err != nil {
+			return err
+		}
+		var d, p result
+		for round := 0; round < 2; round++ {
+			dr, err := measure(n, conc, dfn(order("D", ch)))
+			if err != nil {
+				return err
+			}
+			pr, err := measure(n, conc, pfn(order("P", ch)))
+			if err != nil {
+				return err
+			}
+			d.rate, p.rate = max(d.rate, dr.rate), max(p.rate, pr.rate)
+		}
+		dl, err := measure(max(n/4, 50), 1, dfn(order("L", ch)))
+		if err != nil {
+			return err
+		}
+		pl, err := measure(max(n/4, 50), 1, pfn(order("M", ch)))
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%-8s %12.0f %12.0f %7.2f   %12s %12s %14s\n", ch, d.rate, p.rate, p.rate/d.rate,
+			dl.p50.Round(time.Microsecond), pl.p50.Round(time.Microsecond), (pl.p50 - dl.p50).Round(time.Microsecond))
+	}
+	fmt.Printf("\nduplicate storm: 100 concurrent creates of one order (provider delay 0)\n")
+	for _, ch := range []string{"alipay", "wechat"} {
+		var times []time.Duration
+		before := sim.Calls()
+		for s := 0; s < storms; s++ {
+			d, err := storm(client, base, fmt.Sprintf("S%d%s%d", run, ch, s), ch)
+			if err != nil {
+				return err
+			}
+			times = append(times, d)
+		}
+		op := map[string]string{"alipay": "alipay.trade.precreate", "wechat": "wechat.native.prepay"}[ch]
+		sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+		fmt.Printf("%-8s all 100 returned in median %s (min %s, max %s) over %d storms; provider creations per storm: %.1f\n",
+			ch, times[len(times)/2].Round(time.Microsecond), times[0].Round(time.Microsecond),
+			times[len(times)-1].Round(time.Microsecond), storms, float64(sim.Calls()[op]-before[op])/float64(storms))
+	}
+	return nil
+}
+
+type result struct {
+	rate float64
+	p50  time.Duration
+}
+
+// measure runs fn n times over conc goroutines.
+func measure(n, conc int, fn func(i int) error) (result, error) {
+	lat := make([]time.Duration, n)
+	var next atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				t0 := time.Now()
+				if err := fn(i); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+				}
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err, _ := firstErr.Load().(error); err != nil {
+		return result{}, err
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return result{rate: float64(n) / elapsed.Seconds(), p50: lat[n/2]}, nil
+}
+
+func direct(p provider.Provider, tradeNo string) error {
+	_, err := p.Create(context.Background(), provider.CreateRequest{
+		TradeNo: tradeNo, AmountFen: 1230, Subject: "bench", ExpiresAt: time.Now().Add(time.Hour),
+	})
+	return err
+}
+
+func viaProxy(c *http.Client, base, order, ch string) error {
+	body, _ := json.Marshal(map[string]any{"order_no": order, "amount_fen": 1230, "channel": ch, "subject": "bench"})
+	resp, err := c.Post(base+"/pay/trades", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("create %s: %d %s", order, resp.StatusCode, b)
+	}
+	return nil
+}
+
+func storm(c *http.Client, base, order, ch string) (time.Duration, error) {
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	start := time.Now()
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := viaProxy(c, base, order, ch); err != nil {
+				firstErr.CompareAndSwap(nil, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+func directAdapters(k paysim.Keys, simURL, base string) (map[string]provider.Provider, error) {
+	read := func(p string) string { b, _ := os.ReadFile(p); return string(b) }
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	a, err := alipay.New(alipay.Config{AppID: k.AlipayAppID, PrivateKeyPEM: read(k.AlipayPrivateKeyFile),
+		PublicKeyPEM: read(k.AlipayPublicKeyFile), Gateway: simURL + "/gateway.do", NotifyURL: base + "/pay/notify/alipay", HTTPClient: hc})
+	if err != nil {
+		return nil, err
+	}
+	w, err := wechat.New(wechat.Config{MchID: k.WechatMchID, AppID: k.WechatAppID, SerialNo: k.WechatSerialNo,
+		PrivateKeyPEM: read(k.WechatPrivateKeyFile), APIv3Key: k.WechatAPIv3Key, PlatformPublicKeyPEM: read(k.WechatPlatformPublicKeyFile),
+		PlatformPublicKeyID: k.WechatPlatformPublicKeyID, BaseURL: simURL, NotifyURL: base + "/pay/notify/wechat", HTTPClient: hc})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]provider.Provider{"alipay": a, "wechat": w}, nil
+}
+
+// caddyfile: polling far beyond the run, so that only the create path is
+// measured.
+func caddyfile(k paysim.Keys, simURL, redisURL string, port int) string {
+	return fmt.Sprintf(`{
+	admin off
+	auto_https off
+	persist_config off
+}
+http://127.0.0.1:%[1]d {
+	payproxy {
+		redis %[2]s
+		alipay {
+			app_id %[3]s
+			private_key %[4]s
+			alipay_public_key %[5]s
+			gateway %[6]s/gateway.do
+			notify_url http://127.0.0.1:%[1]d/pay/notify/alipay
+		}
+		wechat {
+			mch_id %[7]s
+			app_id %[8]s
+			serial_no %[9]s
+			private_key %[10]s
+			apiv3_key %[11]s
+			platform_public_key %[12]s
+			platform_public_key_id %[13]s
+			base_url %[6]s
+			notify_url http://127.0.0.1:%[1]d/pay/notify/wechat
+		}
+		poll_interval 10m
+	}
+}
+`, port, redisURL, k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, simURL,
+		k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key,
+		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID)
+}
+
+func startTollgate(bin, cf string, port int) (func(), error) {
+	dir, err := os.MkdirTemp("", "payproxyload-")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
+	logf, _ := os.Create(filepath.Join(dir, "tollgate.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	stop := func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+		os.RemoveAll(dir)
+	}
+	for i := 0; i < 200; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return stop, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop()
+	return nil, fmt.Errorf("tollgate did not start")
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
