@@ -33,3 +33,6 @@ demo: redis-server
 
 clean:
 	rm -rf bin
+
+chaos: redis-server
+	$(GO) test -tags chaos -run TestChaos -v -timeout 40m ./chaos

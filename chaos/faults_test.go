@@ -1,0 +1,123 @@
+//go:build chaos
+
+package chaos
+
+import (
+	"os"
+	"time"
+
+	"github.com/tollgate/tollgate/internal/paysim"
+)
+
+// timing scales the run: CI=true is the shortened run (< 5 minutes on two
+// cores), otherwise the full one (10–20 minutes).
+type timing struct {
+	phase      time.Duration // load per phase (longer if the fault needs it)
+	lead       time.Duration // load before the fault is injected
+	tail       time.Duration // load after the fault ends
+	window     time.Duration // how long a paysim fault stays armed
+	redisDown  time.Duration
+	hooksDown  time.Duration
+	settle     time.Duration // bound of the wait for the system to settle
+	orderers   int
+	refreshers int
+}
+
+func timings() timing {
+	if os.Getenv("CI") == "true" {
+		return timing{phase: 12 * time.Second, lead: 3 * time.Second, tail: 3 * time.Second, window: 6 * time.Second,
+			redisDown: 3 * time.Second, hooksDown: 15 * time.Second, settle: 60 * time.Second, orderers: 4, refreshers: 4}
+	}
+	return timing{phase: 75 * time.Second, lead: 15 * time.Second, tail: 15 * time.Second, window: 40 * time.Second,
+		redisDown: 10 * time.Second, hooksDown: 60 * time.Second, settle: 120 * time.Second, orderers: 6, refreshers: 6}
+}
+
+// fault is one injected failure; inject runs on the test goroutine (it may
+// start processes) and returns when the fault is over.
+type fault struct {
+	name   string
+	inject func(w *world, tm timing)
+}
+
+func faults() []fault {
+	return []fault{
+		{"none (baseline)", func(*world, timing) {}},
+		{"kill -9 tollgate mid-payments", killInstance},
+		{"redis stop + restart", restartRedis},
+		{"paysim delay (1.5s/3s)", simFault(paysim.FaultDelay)},
+		{"paysim 5xx (error)", simFault(paysim.FaultError)},
+		{"paysim reset", simFault(paysim.FaultReset)},
+		{"paysim drop_response", simFault(paysim.FaultDropResponse)},
+		{"webhook receiver down", hooksDown},
+		{"config reload under traffic", reload},
+	}
+}
+
+// killInstance kills one process with SIGKILL while payments run; the load
+// balancer notices a moment later; a replacement joins after two seconds.
+func killInstance(w *world, _ timing) {
+	victim := w.live()[0]
+	victim.proc.Kill()
+	time.Sleep(500 * time.Millisecond)
+	w.removeInstance(victim)
+	time.Sleep(2 * time.Second)
+	w.addInstance()
+}
+
+// restartRedis kills redis-server (no final save: only the AOF with
+// appendfsync always keeps the data) and starts it again on its port.
+func restartRedis(w *world, tm timing) {
+	w.redis.Stop()
+	time.Sleep(tm.redisDown)
+	w.redis.Restart()
+}
+
+// simOps are the create, query and refund operations of both providers.
+var simOps = []string{
+	"alipay.trade.precreate", "wechat.native.prepay",
+	"alipay.trade.query", "wechat.query",
+	"alipay.trade.refund", "wechat.refund",
+}
+
+// simFault keeps a few uses of mode armed on every create/query/refund
+// operation for the window, so that some calls fail and others pass.
+func simFault(mode string) func(*world, timing) {
+	return func(w *world, tm timing) {
+		end := time.Now().Add(tm.window)
+		for i := 0; time.Now().Before(end); i++ {
+			for _, op := range simOps {
+				f := paysim.Fault{Operation: op, Mode: mode, Count: 2}
+				if mode == paysim.FaultDelay {
+					f.DelayMS = 1500
+					if i%2 == 1 {
+						f.DelayMS = 3000 // beyond provider_timeout (2s)
+					}
+				}
+				w.sim.SetFault(f)
+			}
+			time.Sleep(time.Second)
+		}
+		for _, op := range simOps {
+			w.sim.SetFault(paysim.Fault{Operation: op, Mode: "none"})
+		}
+	}
+}
+
+// hooksDown refuses the webhook's connections for a while.
+func hooksDown(w *world, tm timing) {
+	w.hooks.down()
+	time.Sleep(tm.hooksDown)
+	w.hooks.up()
+}
+
+// reload changes poll_interval on every instance with `tollgate reload`,
+// twice, while the load runs.
+func reload(w *world, tm timing) {
+	for i := range 2 {
+		w.pollIvl = []string{"300ms", "200ms"}[i]
+		for _, in := range w.live() {
+			in.proc.Reload(w.site(in.port))
+		}
+		time.Sleep(tm.window / 4)
+	}
+}
