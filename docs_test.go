@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"os"
@@ -102,13 +103,67 @@ func TestREADMECaddyfileSnippetsAdapt(t *testing.T) {
 	if len(blocks) < 3 {
 		t.Fatalf("found %d caddyfile examples in README.md, want one per directive at least", len(blocks))
 	}
+	files := newKeyFiles(t)
 	for i, b := range blocks {
-		snippet := b[1]
+		snippet := files.localize(b[1])
 		t.Run(strconv.Itoa(i+1)+"_"+firstLine(snippet), func(t *testing.T) {
 			if _, _, err := testcaddy.Adapt(snippet); err != nil {
 				t.Fatalf("README example %d does not adapt: %v\n%s", i+1, err, snippet)
 			}
 		})
+	}
+}
+
+// keyFiles stands in for the key files a README example names under
+// /etc/tollgate: the modules read them while parsing, to name the line of a
+// bad one, so adapting needs them to exist with the right kind of key.
+type keyFiles struct {
+	t   *testing.T
+	dir string
+	rsa *rsa.PrivateKey
+	ec  *ecdsa.PrivateKey
+}
+
+func newKeyFiles(t *testing.T) *keyFiles {
+	r, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	return &keyFiles{t: t, dir: t.TempDir(), rsa: r, ec: e}
+}
+
+var keyLine = regexp.MustCompile(`(?m)^(\s*)(\w+)(\s+)/etc/tollgate/([\w.-]+)`)
+
+// localize writes each named key file into a temporary folder and points
+// the snippet at it.
+func (k *keyFiles) localize(snippet string) string {
+	return keyLine.ReplaceAllStringFunc(snippet, func(line string) string {
+		m := keyLine.FindStringSubmatch(line)
+		path := filepath.Join(k.dir, m[4])
+		k.write(path, m[2], m[4])
+		return m[1] + m[2] + m[3] + path
+	})
+}
+
+func (k *keyFiles) write(path, directive, name string) {
+	var block *pem.Block
+	switch {
+	case directive == "signing_key":
+		der, _ := x509.MarshalPKCS8PrivateKey(k.ec)
+		block = &pem.Block{Type: "PRIVATE KEY", Bytes: der}
+	case directive == "private_key":
+		der, _ := x509.MarshalPKCS8PrivateKey(k.rsa)
+		block = &pem.Block{Type: "PRIVATE KEY", Bytes: der}
+	case strings.Contains(name, "rs") || strings.Contains(directive, "public"):
+		der, _ := x509.MarshalPKIXPublicKey(&k.rsa.PublicKey)
+		block = &pem.Block{Type: "PUBLIC KEY", Bytes: der}
+	default:
+		der, _ := x509.MarshalPKIXPublicKey(&k.ec.PublicKey)
+		block = &pem.Block{Type: "PUBLIC KEY", Bytes: der}
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+		k.t.Fatal(err)
 	}
 }
 
