@@ -31,6 +31,10 @@ test: redis-server vet race
 demo: redis-server
 	./demo/run.sh
 
+# Load scripts of bench/ (wrk, redis-server, paysim); results in bench/results/.
+bench:
+	./bench/run.sh
+
 clean:
 	rm -rf bin
 
