@@ -420,7 +420,11 @@ func (p *PayProxy) closeAtProvider(ctx context.Context, t *tradeRecord) error {
 	if prov == nil {
 		return &apiError{http.StatusConflict, "channel_unavailable", "the order's trade uses a channel that is no longer configured"}
 	}
-	return p.call(ctx, t.Channel, "close", func(ctx context.Context) error { return prov.Close(ctx, t.TradeNo) })
+	err := p.call(ctx, t.Channel, "close", func(ctx context.Context) error { return prov.Close(ctx, t.TradeNo) })
+	if provider.IsCode(err, provider.CodeTradeNotFound) {
+		return nil // the creation never reached the provider: nothing can be paid
+	}
+	return err
 }
 
 // markPaid records a payment the provider confirmed and publishes

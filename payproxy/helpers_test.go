@@ -136,6 +136,15 @@ var client = &http.Client{Timeout: 20 * time.Second}
 
 func do(t testing.TB, method, url string, body any, headers ...string) response {
 	t.Helper()
+	r, err := tryDo(method, url, body, headers...)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	return r
+}
+
+// tryDo sends one request and returns a transport error instead of failing.
+func tryDo(method, url string, body any, headers ...string) (response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -147,7 +156,7 @@ func do(t testing.TB, method, url string, body any, headers ...string) response 
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
-		t.Fatal(err)
+		return response{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
@@ -155,13 +164,16 @@ func do(t testing.TB, method, url string, body any, headers ...string) response 
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		return response{}, err
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return response{}, err
+	}
 	out := response{Status: resp.StatusCode, Raw: raw, Header: resp.Header}
 	_ = json.Unmarshal(raw, &out.Body)
-	return out
+	return out, nil
 }
 
 func (e *env) create(order, channel string, amount int64) response {
