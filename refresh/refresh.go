@@ -189,9 +189,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.redisURL = ""
 		return fmt.Errorf("jwt_refresh redis %s: %w", redisclient.Redact(h.Redis), err)
 	}
+	durability, err := redisclient.DurabilityOf(h.redisURL)
+	if err != nil {
+		return fmt.Errorf("jwt_refresh redis %s: %w", redisclient.Redact(h.Redis), err)
+	}
 	h.store = &sessionStore{rdb: h.rdb, refreshTTL: time.Duration(h.RefreshTTL),
 		sessionMax: time.Duration(h.SessionMax), grace: time.Duration(*h.ReuseGrace),
-		accessTTL: time.Duration(h.AccessTTL), now: h.now, metrics: h.metrics}
+		accessTTL: time.Duration(h.AccessTTL), now: h.now, metrics: h.metrics, durability: durability}
 	registerStore(h.redisURL, h.store)
 	h.registered = true
 	return nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate/tollgate/internal/redisclient"
 	"github.com/tollgate/tollgate/internal/revocation"
 )
 
@@ -30,6 +31,10 @@ type sessionStore struct {
 	accessTTL  time.Duration
 	now        func() time.Time
 	metrics    *metrics
+	// durability, when it asks for replicas, makes every write wait until
+	// that many replicas have it, so a failover cannot lose a session that
+	// was answered.
+	durability redisclient.Durability
 }
 
 // rotation is what the rotate script decided.
@@ -62,7 +67,7 @@ func legacyKey(prefix, token string) string {
 
 // create starts a new session for user.
 func (s *sessionStore) create(ctx context.Context, user, sid string) (rotation, error) {
-	res, err := createScript.Run(ctx, s.rdb, []string{sessionKey(user, sid), indexKey(user)},
+	res, err := s.run(ctx, createScript, []string{sessionKey(user, sid), indexKey(user)},
 		sid, s.refreshTTL.Milliseconds(), s.sessionMax.Milliseconds()).Slice()
 	if err != nil {
 		return rotation{}, fmt.Errorf("creating session: %w", err)
@@ -75,12 +80,40 @@ func (s *sessionStore) create(ctx context.Context, user, sid string) (rotation, 
 
 // rotate runs one refresh of the session sid at generation gen.
 func (s *sessionStore) rotate(ctx context.Context, user, sid string, gen int64) (rotation, error) {
-	res, err := rotateScript.Run(ctx, s.rdb, []string{sessionKey(user, sid), indexKey(user)},
+	res, err := s.run(ctx, rotateScript, []string{sessionKey(user, sid), indexKey(user)},
 		gen, sid, s.refreshTTL.Milliseconds(), s.grace.Milliseconds()).Slice()
 	if err != nil {
 		return rotation{}, fmt.Errorf("rotating session: %w", err)
 	}
 	return parseRotation(res)
+}
+
+// run executes a writing script. With durability it sends the script and
+// WAIT on one connection (WAIT counts that connection's writes) and fails
+// when too few replicas confirm; the client then retries, and the retry
+// finds the write (a replayed refresh within reuse_grace).
+func (s *sessionStore) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	d := s.durability
+	if d.Replicas == 0 {
+		return script.Run(ctx, s.rdb, keys, args...)
+	}
+	var res, wait *redis.Cmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		res = script.Eval(ctx, p, keys, args...)
+		wait = p.Do(ctx, "WAIT", d.Replicas, d.Timeout.Milliseconds())
+		return nil
+	})
+	if err == nil {
+		if n, werr := wait.Int(); werr != nil || n < d.Replicas {
+			err = fmt.Errorf("write confirmed by %d of %d replicas: %v", n, d.Replicas, werr)
+		}
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		failed := redis.NewCmd(ctx)
+		failed.SetErr(err)
+		return failed
+	}
+	return res
 }
 
 // parseRotation reads a script reply {outcome, [gen, [ttl ms]]}.
@@ -110,7 +143,7 @@ func parseRotation(res []any) (rotation, error) {
 
 // end ends one session and makes its access tokens fail everywhere.
 func (s *sessionStore) end(ctx context.Context, user, sid string) error {
-	if err := endScript.Run(ctx, s.rdb, []string{sessionKey(user, sid), indexKey(user)}, sid).Err(); err != nil {
+	if err := s.run(ctx, endScript, []string{sessionKey(user, sid), indexKey(user)}, sid).Err(); err != nil {
 		return fmt.Errorf("ending session: %w", err)
 	}
 	return s.revoke(ctx, sid)
@@ -118,7 +151,7 @@ func (s *sessionStore) end(ctx context.Context, user, sid string) error {
 
 // endAll ends every session of user and returns their ids.
 func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error) {
-	sids, err := endAllScript.Run(ctx, s.rdb, []string{indexKey(user)}, sessionPrefix(user)).StringSlice()
+	sids, err := s.run(ctx, endAllScript, []string{indexKey(user)}, sessionPrefix(user)).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("ending all sessions: %w", err)
 	}

@@ -65,6 +65,10 @@ func Validate(url string) error {
 // The single-server form also takes go-redis's query options
 // (dial_timeout=…, pool_size=…).
 func Options(url string) (*redis.UniversalOptions, error) {
+	url, durability, err := splitDurability(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis URL %q: %w", redactURL(url), err)
+	}
 	if url == "" {
 		return nil, fmt.Errorf("empty redis URL")
 	}
@@ -73,12 +77,16 @@ func Options(url string) (*redis.UniversalOptions, error) {
 		return nil, fmt.Errorf("redis URL %q: want redis://, rediss://, redis+cluster:// or redis+sentinel://", redactURL(url))
 	}
 	var u *redis.UniversalOptions
-	var err error
 	switch scheme {
 	case "redis", "rediss":
 		u, err = singleOptions(url)
 	case "redis+cluster", "rediss+cluster":
 		u, err = clusterOptions(rest)
+		if err == nil && durability.Replicas > 0 {
+			// WAIT counts the replicas of one connection's writes; a
+			// cluster pipeline may send it to another node.
+			err = fmt.Errorf("wait_replicas is not supported with redis+cluster")
+		}
 	case "redis+sentinel", "rediss+sentinel":
 		u, err = sentinelOptions(rest)
 	default:
@@ -188,3 +196,54 @@ func redactURL(url string) string {
 
 // Redact is redactURL for other packages' log fields.
 func Redact(url string) string { return redactURL(url) }
+
+// Durability is how many replicas must confirm a write before tollgate
+// answers it as done, and how long to wait for them. Redis replication is
+// asynchronous: without it, a failover can lose a write the old master had
+// acknowledged. Set it with the URL options wait_replicas=N and
+// wait_timeout=<duration> (default 1s), e.g.
+// redis+sentinel://s1:26379/main/0?wait_replicas=1.
+type Durability struct {
+	Replicas int
+	Timeout  time.Duration
+}
+
+// DurabilityOf reads the durability options of url (zero when absent).
+func DurabilityOf(url string) (Durability, error) {
+	_, d, err := splitDurability(strings.TrimSpace(url))
+	return d, err
+}
+
+// splitDurability removes wait_replicas and wait_timeout from url's query,
+// which go-redis would refuse, and returns them.
+func splitDurability(url string) (string, Durability, error) {
+	d := Durability{Timeout: time.Second}
+	base, query, found := strings.Cut(url, "?")
+	if !found {
+		return url, Durability{}, nil
+	}
+	var kept []string
+	for _, kv := range strings.Split(query, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		var err error
+		switch k {
+		case "wait_replicas":
+			if d.Replicas, err = strconv.Atoi(v); err != nil || d.Replicas < 0 {
+				return url, d, fmt.Errorf("wait_replicas %q: want a whole number", v)
+			}
+		case "wait_timeout":
+			if d.Timeout, err = time.ParseDuration(v); err != nil || d.Timeout <= 0 {
+				return url, d, fmt.Errorf("wait_timeout %q: want a duration such as 500ms", v)
+			}
+		default:
+			kept = append(kept, kv)
+		}
+	}
+	if d.Replicas == 0 {
+		d = Durability{}
+	}
+	if len(kept) > 0 {
+		base += "?" + strings.Join(kept, "&")
+	}
+	return base, d, nil
+}

@@ -122,3 +122,23 @@ func TestSentinelClientFollowsAFailover(t *testing.T) {
 		t.Fatalf("after failover: %q %v", got, err)
 	}
 }
+
+func TestDurabilityOptionsAreReadAndHiddenFromGoRedis(t *testing.T) {
+	url := "redis+sentinel://s1:26379/main/0?wait_replicas=2&wait_timeout=250ms"
+	d, err := DurabilityOf(url)
+	if err != nil || d.Replicas != 2 || d.Timeout.Milliseconds() != 250 {
+		t.Fatalf("got %+v %v", d, err)
+	}
+	if _, err := Options(url); err != nil {
+		t.Fatalf("options refused the durability query: %v", err)
+	}
+	if d, _ := DurabilityOf("redis://h:1/0"); d.Replicas != 0 {
+		t.Errorf("durability without asking: %+v", d)
+	}
+	for _, bad := range []string{"redis://h:1/0?wait_replicas=x", "redis://h:1/0?wait_replicas=1&wait_timeout=-1s",
+		"redis+cluster://a:1,b:2?wait_replicas=1"} {
+		if _, err := Options(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
