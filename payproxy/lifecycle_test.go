@@ -233,3 +233,17 @@ func TestOrderSourceDecidesTheAmount(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisDownAnswers503: no Redis, no trade, no guess.
+func TestRedisDownAnswers503(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	wantStatus(t, e.create("REDISDOWN_1", "wechat", 100), 200, "")
+	e.redis.Stop()
+	wantStatus(t, e.create("REDISDOWN_2", "wechat", 100), http.StatusServiceUnavailable, "redis_unavailable")
+	wantStatus(t, e.get("REDISDOWN_1"), http.StatusServiceUnavailable, "redis_unavailable")
+	wantStatus(t, e.refund("REDISDOWN_1", "RD_1", 1), http.StatusServiceUnavailable, "redis_unavailable")
+	if n := e.sim.Calls()["wechat.native.prepay"]; n != 1 {
+		t.Fatalf("provider saw %d creations with Redis down", n)
+	}
+}
