@@ -80,7 +80,7 @@ func (f *fixture) notification(t *testing.T, ts time.Time, event string, plain a
 		gcm, _ := cipher.NewGCM(block)
 		nonce := "0123456789ab"
 		env["resource"] = map[string]string{"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
-			"ciphertext": base64.StdEncoding.EncodeToString(gcm.Seal(nil, []byte(nonce), pt, []byte("transaction"))),
+			"ciphertext":      base64.StdEncoding.EncodeToString(gcm.Seal(nil, []byte(nonce), pt, []byte("transaction"))),
 			"associated_data": "transaction", "nonce": nonce}
 	}
 	body, _ := json.Marshal(env)
