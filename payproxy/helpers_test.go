@@ -34,6 +34,8 @@ type env struct {
 	base    string // http://127.0.0.1:<port>
 	options map[string]string
 	extra   string // extra lines inside the payproxy block
+	// redisURL replaces the single redis-server (e.g. a Cluster URL).
+	redisURL string
 }
 
 const webhookSecret = "whsec_test_0123456789"
@@ -65,6 +67,10 @@ func (e *env) caddyfile(port int) string {
 		if v := e.options[name]; v != "" {
 			fmt.Fprintf(&opts, "\t\t%s %s\n", name, v)
 		}
+	}
+	redisURL := e.redis.URL()
+	if e.redisURL != "" {
+		redisURL = e.redisURL
 	}
 	return fmt.Sprintf(`http://127.0.0.1:%d {
 	payproxy {
@@ -100,7 +106,7 @@ func (e *env) caddyfile(port int) string {
 	header >X-Payproxy-Lock {http.payproxy.lock}
 	respond "upstream" 200
 }
-`, port, e.redis.URL(),
+`, port, redisURL,
 		k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, e.simURL, base,
 		k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key,
 		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, e.simURL, base,
