@@ -81,8 +81,10 @@ token_run() {
 # 1. authjwt, ES256, default cache.
 port=$(free_port)
 { global; printf '}\nhttp://127.0.0.1:%s {\n\tauthjwt {\n\t\tkey %s bench\n\t\tissuer https://auth.example\n\t\taudience gateway\n\t}\n\trespond "ok" 200\n}\n' "$port" "$work/es-pub.pem"; } >"$work/authjwt.Caddyfile"
-token_run "$work/tollgate" "$work/authjwt.Caddyfile" "$port" "$TOKENS" "tollgate authjwt (cache_size 10000)"
-tok_samples=$(samples "$out")
+if [ "$TOKENS" -gt 0 ]; then
+	token_run "$work/tollgate" "$work/authjwt.Caddyfile" "$port" "$TOKENS" "tollgate authjwt (cache_size 10000)"
+	tok_samples=$(samples "$out")
+fi
 
 # 1b. the anchor, same key type.
 if [ "$ANCHOR_TOKENS" -gt 0 ]; then
@@ -97,6 +99,7 @@ if [ "$ANCHOR_TOKENS" -gt 0 ]; then
 fi
 
 # 2. payproxy: redis-server, paysim, tollgate.
+if [ "$TRADES" -gt 0 ]; then
 rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" --logfile "$work/redis.log" &
 pids+=($!)
@@ -150,6 +153,7 @@ trade_samples=$(samples "$out")
 keys=$(redis-cli -p "$rport" dbsize)
 echo "redis keys after the trades: $keys; redis used_memory: $(redis-cli -p "$rport" info memory | sed -n 's/^used_memory_human:\(.*\)\r$/\1/p')"
 echo "paysim RSS: $(awk '/VmRSS/ {printf "%.1f MiB", $2 / 1024}' "/proc/$spid/status")"
+fi
 echo "== uptime: $(uptime)"
 
 echo
@@ -160,6 +164,6 @@ echo "| process | work | RSS before | RSS after | peak | req/s |"
 echo "|---|---|---:|---:|---:|---:|"
 printf '%s\n' "${summary[@]}"
 echo
-echo "authjwt RSS along the way: $tok_samples."
-[ -n "${anchor_samples:-}" ] && echo "anchor RSS along the way: $anchor_samples."
-echo "payproxy RSS along the way: $trade_samples."
+if [ -n "${tok_samples:-}" ]; then echo "authjwt RSS along the way: $tok_samples."; fi
+if [ -n "${anchor_samples:-}" ]; then echo "anchor RSS along the way: $anchor_samples."; fi
+if [ -n "${trade_samples:-}" ]; then echo "payproxy RSS along the way: $trade_samples."; fi

@@ -12,7 +12,8 @@ results=bench/results
 mkdir -p "$results"
 cpu=$(lscpu | grep 'Model name' | sed 's/  */ /g' || true)
 
-if [ $# -gt 0 ]; then names=("$@"); else
+# `bench/run.sh --summary` only rebuilds the summary from the results of the date.
+if [ "${1:-}" = --summary ]; then names=(); elif [ $# -gt 0 ]; then names=("$@"); else
 	names=()
 	for s in bench/*.sh; do
 		n=$(basename "$s" .sh)
@@ -21,7 +22,7 @@ if [ $# -gt 0 ]; then names=("$@"); else
 fi
 
 status=0
-for n in "${names[@]}"; do
+for n in ${names[@]+"${names[@]}"}; do
 	out="$results/$date-$n.txt"
 	echo "### bench/$n.sh -> $out"
 	{
