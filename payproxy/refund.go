@@ -106,6 +106,11 @@ func (p *PayProxy) createRefund(ctx context.Context, order, refundNo string, amo
 	case status == "mismatch":
 		return nil, errRefundMismatch
 	case status == "replay":
+		if rec.State == RefundProcessing {
+			// Make sure it is polled even if the first request died
+			// between its reservation and its scheduling.
+			_ = p.store.schedule(ctx, order, time.Now().Add(time.Duration(p.PollInterval)))
+		}
 		return rec, nil
 	}
 	if err := p.store.schedule(ctx, order, time.Now().Add(time.Duration(p.PollInterval))); err != nil {
