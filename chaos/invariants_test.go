@@ -104,10 +104,14 @@ func (w *world) unsettled(ctx context.Context, rdb *redis.Client) []string {
 func (w *world) settle(limit time.Duration) ([]string, time.Duration) {
 	rdb := w.redis.Client()
 	start := time.Now()
-	for {
+	for i := 0; ; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		left := w.unsettled(ctx, rdb)
 		cancel()
+		if len(left) > 0 && i%40 == 0 {
+			// Say what is still moving, so that a slow settle can be explained.
+			w.t.Logf("settling (%s): %d unsettled, e.g. %s", time.Since(start).Round(time.Second), len(left), strings.Join(left[:min(3, len(left))], "; "))
+		}
 		if len(left) == 0 || time.Since(start) > limit {
 			return left, time.Since(start).Round(time.Second)
 		}
