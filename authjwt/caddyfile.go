@@ -8,6 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/tollgate/tollgate/internal/cfgargs"
 )
 
 func init() {
@@ -84,7 +86,7 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 	case "jwks":
 		return a.parseJWKS(d)
 	case "hmac_secret":
-		if err := oneArg(d, &a.HMACSecret); err != nil {
+		if err := cfgargs.One(d, &a.HMACSecret); err != nil {
 			return err
 		}
 		if !strings.Contains(a.HMACSecret, "{") && len(a.HMACSecret) < minHMACSecret {
@@ -93,12 +95,12 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 	case "alg":
 		return a.parseAlg(d)
 	case "issuer":
-		return oneArg(d, &a.Issuer)
+		return cfgargs.One(d, &a.Issuer)
 	case "audience":
-		return atLeastOne(d, &a.Audience)
+		return cfgargs.AtLeastOne(d, &a.Audience)
 	case "leeway":
 		var s string
-		if err := oneArg(d, &s); err != nil {
+		if err := cfgargs.One(d, &s); err != nil {
 			return err
 		}
 		dur, err := caddy.ParseDuration(s)
@@ -110,11 +112,11 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 	case "from":
 		return a.parseFrom(d)
 	case "allow":
-		return atLeastOne(d, &a.Allow)
+		return cfgargs.AtLeastOne(d, &a.Allow)
 	case "user_claim":
-		return oneArg(d, &a.UserClaim)
+		return cfgargs.One(d, &a.UserClaim)
 	case "user_header":
-		return oneArg(d, &a.UserHeader)
+		return cfgargs.One(d, &a.UserHeader)
 	case "claim_header":
 		var ch ClaimHeader
 		if !d.Args(&ch.Claim, &ch.Header) || d.NextArg() {
@@ -122,21 +124,21 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 		}
 		a.ClaimHeaders = append(a.ClaimHeaders, ch)
 	case "roles_claim":
-		return oneArg(d, &a.RolesClaim)
+		return cfgargs.One(d, &a.RolesClaim)
 	case "require_role":
-		return atLeastOne(d, &a.RequireRoles)
+		return cfgargs.AtLeastOne(d, &a.RequireRoles)
 	case "preflight":
-		if err := oneArg(d, &a.Preflight); err != nil {
+		if err := cfgargs.One(d, &a.Preflight); err != nil {
 			return err
 		}
 		if a.Preflight != "pass" && a.Preflight != "require" {
 			return d.Errf("preflight %q: must be pass or require", a.Preflight)
 		}
 	case "revocation":
-		return oneArg(d, &a.Revocation)
+		return cfgargs.One(d, &a.Revocation)
 	case "cache_size":
 		var s string
-		if err := oneArg(d, &s); err != nil {
+		if err := cfgargs.One(d, &s); err != nil {
 			return err
 		}
 		n, err := strconv.Atoi(s)
@@ -191,7 +193,7 @@ func (a *AuthJWT) parseJWKS(d *caddyfile.Dispenser) error {
 }
 
 func (a *AuthJWT) parseAlg(d *caddyfile.Dispenser) error {
-	if err := atLeastOne(d, &a.Algorithms); err != nil {
+	if err := cfgargs.AtLeastOne(d, &a.Algorithms); err != nil {
 		return err
 	}
 	for _, alg := range a.Algorithms {
@@ -213,26 +215,6 @@ func (a *AuthJWT) parseFrom(d *caddyfile.Dispenser) error {
 		return d.Errf("from %q: must be header, cookie or query", src.From)
 	}
 	a.Sources = append(a.Sources, src)
-	return nil
-}
-
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func atLeastOne(d *caddyfile.Dispenser, dst *[]string) error {
-	args := d.RemainingArgs()
-	if len(args) == 0 {
-		return d.ArgErr()
-	}
-	*dst = append(*dst, args...)
 	return nil
 }
 

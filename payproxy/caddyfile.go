@@ -5,11 +5,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/tollgate/tollgate/internal/cfgargs"
 	"github.com/tollgate/tollgate/internal/redisclient"
 )
 
@@ -75,27 +75,27 @@ func (p *PayProxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "redis":
-			err = oneArg(d, &p.Redis)
+			err = cfgargs.One(d, &p.Redis)
 			if err == nil {
 				if verr := redisclient.Validate(p.Redis); verr != nil {
 					err = d.Errf("redis: %v", verr)
 				}
 			}
 		case "prefix":
-			err = oneArg(d, &p.Prefix)
+			err = cfgargs.One(d, &p.Prefix)
 		case "order_source":
-			err = oneArg(d, &p.OrderSource)
+			err = cfgargs.One(d, &p.OrderSource)
 			if err == nil && !strings.Contains(p.OrderSource, "{order_no}") {
 				err = d.Errf("order_source %q must contain {order_no}", p.OrderSource)
 			}
 		case "provider_timeout":
-			err = durationArg(d, &p.ProviderTimeout)
+			err = cfgargs.Duration(d, &p.ProviderTimeout, false)
 		case "lock_ttl":
-			err = durationArg(d, &p.LockTTL)
+			err = cfgargs.Duration(d, &p.LockTTL, false)
 		case "poll_interval":
-			err = durationArg(d, &p.PollInterval)
+			err = cfgargs.Duration(d, &p.PollInterval, false)
 		case "pay_timeout":
-			err = durationArg(d, &p.PayTimeout)
+			err = cfgargs.Duration(d, &p.PayTimeout, false)
 		case "alipay":
 			p.Alipay = new(AlipayConfig)
 			err = p.Alipay.unmarshal(d)
@@ -123,15 +123,15 @@ func (c *AlipayConfig) unmarshal(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "app_id":
-			err = oneArg(d, &c.AppID)
+			err = cfgargs.One(d, &c.AppID)
 		case "private_key":
 			err = fileArg(d, &c.PrivateKey)
 		case "alipay_public_key":
 			err = fileArg(d, &c.AlipayPublicKey)
 		case "gateway":
-			err = oneArg(d, &c.Gateway)
+			err = cfgargs.One(d, &c.Gateway)
 		case "notify_url":
-			err = oneArg(d, &c.NotifyURL)
+			err = cfgargs.One(d, &c.NotifyURL)
 		default:
 			return d.Errf("unknown alipay subdirective %q", d.Val())
 		}
@@ -153,26 +153,26 @@ func (c *WechatConfig) unmarshal(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "mch_id":
-			err = oneArg(d, &c.MchID)
+			err = cfgargs.One(d, &c.MchID)
 		case "app_id":
-			err = oneArg(d, &c.AppID)
+			err = cfgargs.One(d, &c.AppID)
 		case "serial_no":
-			err = oneArg(d, &c.SerialNo)
+			err = cfgargs.One(d, &c.SerialNo)
 		case "private_key":
 			err = fileArg(d, &c.PrivateKey)
 		case "apiv3_key":
-			err = oneArg(d, &c.APIv3Key)
+			err = cfgargs.One(d, &c.APIv3Key)
 			if err == nil && !strings.Contains(c.APIv3Key, "{") && len(c.APIv3Key) != 32 {
 				err = d.Errf("apiv3_key must be exactly 32 bytes, got %d", len(c.APIv3Key))
 			}
 		case "platform_public_key":
 			err = fileArg(d, &c.PlatformPublicKey)
 		case "platform_public_key_id":
-			err = oneArg(d, &c.PlatformPublicKeyID)
+			err = cfgargs.One(d, &c.PlatformPublicKeyID)
 		case "base_url":
-			err = oneArg(d, &c.BaseURL)
+			err = cfgargs.One(d, &c.BaseURL)
 		case "notify_url":
-			err = oneArg(d, &c.NotifyURL)
+			err = cfgargs.One(d, &c.NotifyURL)
 		default:
 			return d.Errf("unknown wechat subdirective %q", d.Val())
 		}
@@ -199,19 +199,19 @@ func (c *WebhookConfig) unmarshal(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "secret":
-			err = oneArg(d, &c.Secret)
+			err = cfgargs.One(d, &c.Secret)
 		case "max_attempts":
 			var s string
-			if err = oneArg(d, &s); err == nil {
+			if err = cfgargs.One(d, &s); err == nil {
 				c.MaxAttempts, err = strconv.Atoi(s)
 				if err != nil || c.MaxAttempts < 1 {
 					err = d.Errf("max_attempts must be a positive integer, got %q", s)
 				}
 			}
 		case "backoff":
-			err = durationArg(d, &c.Backoff)
+			err = cfgargs.Duration(d, &c.Backoff, false)
 		case "max_backoff":
-			err = durationArg(d, &c.MaxBackoff)
+			err = cfgargs.Duration(d, &c.MaxBackoff, false)
 		default:
 			return d.Errf("unknown webhook subdirective %q", d.Val())
 		}
@@ -225,21 +225,10 @@ func (c *WebhookConfig) unmarshal(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
 // fileArg reads a key file path and checks that the file is readable
 // (paths with placeholders are checked at provision time).
 func fileArg(d *caddyfile.Dispenser, dst *string) error {
-	if err := oneArg(d, dst); err != nil {
+	if err := cfgargs.One(d, dst); err != nil {
 		return err
 	}
 	if strings.Contains(*dst, "{") {
@@ -248,19 +237,6 @@ func fileArg(d *caddyfile.Dispenser, dst *string) error {
 	if _, err := os.Stat(*dst); err != nil {
 		return d.Errf("%s: %v", d.Val(), err)
 	}
-	return nil
-}
-
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	v, err := caddy.ParseDuration(s)
-	if err != nil || v <= 0 {
-		return d.Errf("invalid duration %q", s)
-	}
-	*dst = caddy.Duration(v)
 	return nil
 }
 

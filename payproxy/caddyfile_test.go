@@ -142,7 +142,7 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"MissingKeyFile":       {"alipay {\n app_id 1\n private_key /nonexistent/key.pem\n}", "/nonexistent/key.pem: stat /nonexistent/key.pem: no such file or directory, at Caddyfile:5"},
 		"ShortAPIv3Key":        {wechat("0123456789abcdef"), "apiv3_key must be exactly 32 bytes, got 16"},
 		"MissingArgument":      {"lock_ttl", "wrong argument count or unexpected line ending after 'lock_ttl', at Caddyfile:3"},
-		"BadDuration":          {"poll_interval soon", `invalid duration "soon"`},
+		"BadDuration":          {"poll_interval soon", `poll_interval "soon": not a positive duration`},
 		"BadMaxAttempts":       {"webhook http://b {\n secret s\n max_attempts 0\n}", "max_attempts must be a positive integer"},
 		"WebhookWithoutSecret": {"webhook http://b", "webhook needs a secret"},
 		"OrderSourceNoOrderNo": {"order_source http://orders/x", "must contain {order_no}"},

@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/tollgate/tollgate/internal/cfgargs"
 	"github.com/tollgate/tollgate/internal/redisclient"
 )
 
@@ -80,7 +81,7 @@ func (m *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) error {
 	switch sub {
 	case "redis":
-		if err := oneArg(d, &m.Redis); err != nil {
+		if err := cfgargs.One(d, &m.Redis); err != nil {
 			return err
 		}
 		if !strings.Contains(m.Redis, "{") {
@@ -93,23 +94,23 @@ func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 	case "jwks_path":
 		return pathArg(d, &m.JWKSPath)
 	case "user_claim":
-		return oneArg(d, &m.UserClaim)
+		return cfgargs.One(d, &m.UserClaim)
 	case "issuer":
-		return oneArg(d, &m.Issuer)
+		return cfgargs.One(d, &m.Issuer)
 	case "audience":
 		m.Audience = d.RemainingArgs()
 		if len(m.Audience) == 0 {
 			return d.ArgErr()
 		}
 	case "access_ttl":
-		return durationArg(d, &m.AccessTTL, false)
+		return cfgargs.Duration(d, &m.AccessTTL, false)
 	case "refresh_ttl":
-		return durationArg(d, &m.RefreshTTL, false)
+		return cfgargs.Duration(d, &m.RefreshTTL, false)
 	case "session_max":
-		return durationArg(d, &m.SessionMax, false)
+		return cfgargs.Duration(d, &m.SessionMax, false)
 	case "reuse_grace":
 		var g caddy.Duration
-		if err := durationArg(d, &g, true); err != nil {
+		if err := cfgargs.Duration(d, &g, true); err != nil {
 			return err
 		}
 		if time.Duration(g) > maxReuseGrace {
@@ -119,7 +120,7 @@ func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 	case "refresh_path":
 		return pathArg(d, &m.RefreshPath)
 	case "refresh_header":
-		return oneArg(d, &m.RefreshHeader)
+		return cfgargs.One(d, &m.RefreshHeader)
 	case "login_path":
 		return pathArg(d, &m.LoginPath)
 	case "logout_path":
@@ -127,10 +128,10 @@ func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 	case "logout_all_path":
 		return pathArg(d, &m.LogoutAllPath)
 	case "legacy_prefix":
-		return oneArg(d, &m.LegacyPrefix)
+		return cfgargs.One(d, &m.LegacyPrefix)
 	case "legacy_key":
 		var path string
-		if err := oneArg(d, &path); err != nil {
+		if err := cfgargs.One(d, &path); err != nil {
 			return err
 		}
 		if !strings.Contains(path, "{") {
@@ -163,42 +164,14 @@ func (m *Handler) parseSigningKey(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// oneArg reads exactly one argument into dst.
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	return nil
-}
-
 func pathArg(d *caddyfile.Dispenser, dst *string) error {
 	name := d.Val()
-	if err := oneArg(d, dst); err != nil {
+	if err := cfgargs.One(d, dst); err != nil {
 		return err
 	}
 	if !strings.HasPrefix(*dst, "/") {
 		return d.Errf("%s %q: must start with /", name, *dst)
 	}
-	return nil
-}
-
-// durationArg reads one duration (Caddy syntax: 90s, 5m, 24h, 30d); zero is
-// allowed only where it means something (reuse_grace).
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration, zeroOK bool) error {
-	name := d.Val()
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	dur, err := caddy.ParseDuration(s)
-	if err != nil || dur < 0 || (dur == 0 && !zeroOK) {
-		return d.Errf("%s %q: not a positive duration", name, s)
-	}
-	*dst = caddy.Duration(dur)
 	return nil
 }
 
