@@ -278,17 +278,24 @@ func reusable(t *tradeRecord, wt *wanted, now time.Time) bool {
 // only when the stored record says there is none that fits.
 func (p *PayProxy) createTrade(ctx context.Context, wt *wanted) (*tradeRecord, string, error) {
 	// Fast path without the lock: a live identical trade is the answer.
-	t, err := p.store.load(ctx, wt.order)
-	switch {
-	case err == nil && reusable(t, wt, time.Now()):
-		return t, "none", nil
-	case err == nil && t.State == StatePaid:
-		return t, "none", errOrderPaid
-	case err != nil && !errors.Is(err, errNoRecord):
-		return nil, "none", err
+	// Waiters for the lock check it again now and then, so that once the
+	// holder has created the trade a storm is answered at once instead of
+	// taking the lock one request after another.
+	var fast *tradeRecord
+	var fastErr error
+	answered := func() bool {
+		var done bool
+		fast, fastErr, done = p.createFastPath(ctx, wt)
+		return done
+	}
+	if answered() {
+		return fast, "none", fastErr
 	}
 	wait := 2*time.Duration(p.ProviderTimeout) + time.Duration(p.LockTTL)
-	l, workCtx, err := p.lockOrder(ctx, wt.order, wait)
+	l, workCtx, err := p.lockOrder(ctx, wt.order, wait, answered)
+	if errors.Is(err, errLockNotNeeded) {
+		return fast, "none", fastErr
+	}
 	if errors.Is(err, errLockBusy) {
 		return nil, "timeout", errLockTimeout
 	}
@@ -296,11 +303,26 @@ func (p *PayProxy) createTrade(ctx context.Context, wt *wanted) (*tradeRecord, s
 		return nil, "none", err
 	}
 	defer l.Unlock()
-	t, err = p.createLocked(workCtx, wt)
+	t, err := p.createLocked(workCtx, wt)
 	if l.lost(workCtx) {
 		return nil, "lost", errLockLostResp
 	}
 	return t, "held", err
+}
+
+// createFastPath answers a create from the stored record alone when it
+// can (done): a live identical trade, a paid order, or Redis failing.
+func (p *PayProxy) createFastPath(ctx context.Context, wt *wanted) (t *tradeRecord, err error, done bool) {
+	t, err = p.store.load(ctx, wt.order)
+	switch {
+	case err == nil && reusable(t, wt, time.Now()):
+		return t, nil, true
+	case err == nil && t.State == StatePaid:
+		return t, errOrderPaid, true
+	case err != nil && !errors.Is(err, errNoRecord):
+		return nil, err, true
+	}
+	return nil, nil, false
 }
 
 // createLocked is the decision the issue describes, taken under the lock
@@ -574,7 +596,7 @@ func (p *PayProxy) closeTrade(ctx context.Context, order string) (*tradeRecord, 
 		}
 		return nil, err
 	}
-	l, workCtx, err := p.lockOrder(ctx, order, 2*time.Duration(p.ProviderTimeout)+time.Duration(p.LockTTL))
+	l, workCtx, err := p.lockOrder(ctx, order, 2*time.Duration(p.ProviderTimeout)+time.Duration(p.LockTTL), nil)
 	if errors.Is(err, errLockBusy) {
 		return nil, errLockTimeout
 	}

@@ -31,6 +31,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	payproxy [<matcher>] {
 //	    redis <url>
+//	    lock_redis <url> <url> <url>...
 //	    prefix /pay
 //	    alipay {
 //	        app_id <id>
@@ -79,6 +80,16 @@ func (p *PayProxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err == nil {
 				if verr := redisclient.Validate(p.Redis); verr != nil {
 					err = d.Errf("redis: %v", verr)
+				}
+			}
+		case "lock_redis":
+			if p.LockRedis != nil {
+				return d.Err("lock_redis given twice: list every lock server on one line")
+			}
+			err = cfgargs.AtLeastOne(d, &p.LockRedis)
+			if err == nil {
+				if cerr := checkLockRedis(p.LockRedis); cerr != nil {
+					err = d.Err(cerr.Error())
 				}
 			}
 		case "prefix":

@@ -72,6 +72,7 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 	cf := `:8080 {
 	payproxy {
 		redis redis://127.0.0.1:6379/0
+		lock_redis redis://10.0.0.1:6379/0 redis://10.0.0.2:6379/0 redis://10.0.0.3:6379/0
 		prefix /payments
 		alipay {
 			app_id 2021000000000001
@@ -111,7 +112,9 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := payproxy.PayProxy{
-		Redis: "redis://127.0.0.1:6379/0", Prefix: "/payments",
+		Redis:     "redis://127.0.0.1:6379/0",
+		LockRedis: []string{"redis://10.0.0.1:6379/0", "redis://10.0.0.2:6379/0", "redis://10.0.0.3:6379/0"},
+		Prefix:    "/payments",
 		Alipay: &payproxy.AlipayConfig{AppID: "2021000000000001", PrivateKey: priv, AlipayPublicKey: pub,
 			Gateway: "http://sim/gateway.do", NotifyURL: "https://edge/payments/notify/alipay"},
 		Wechat: &payproxy.WechatConfig{MchID: "1900000001", AppID: "wx0000000000000001", SerialNo: "5157F09EFDC096DE15EBE81A47057A72",
@@ -124,7 +127,7 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 			Backoff: caddy.Duration(2 * time.Second), MaxBackoff: caddy.Duration(time.Minute)},
 	}
 	if !reflect.DeepEqual(got.Alipay, want.Alipay) || !reflect.DeepEqual(got.Wechat, want.Wechat) || !reflect.DeepEqual(got.Webhook, want.Webhook) ||
-		got.Redis != want.Redis || got.Prefix != want.Prefix || got.OrderSource != want.OrderSource ||
+		got.Redis != want.Redis || !reflect.DeepEqual(got.LockRedis, want.LockRedis) || got.Prefix != want.Prefix || got.OrderSource != want.OrderSource ||
 		got.ProviderTimeout != want.ProviderTimeout || got.LockTTL != want.LockTTL || got.PollInterval != want.PollInterval || got.PayTimeout != want.PayTimeout {
 		t.Fatalf("adapted:\n%s", raw)
 	}
@@ -147,6 +150,11 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"WebhookWithoutSecret": {"webhook http://b", "webhook needs a secret"},
 		"OrderSourceNoOrderNo": {"order_source http://orders/x", "must contain {order_no}"},
 		"BadRedisURL":          {"redis mysql://x", "redis:"},
+		"TwoLockServers": {"lock_redis redis://a:1 redis://b:1",
+			"lock_redis needs 3 or more independent servers (3, 5, …), got 2: the lock needs a majority, and with 2 servers one failure leaves none, at Caddyfile:3"},
+		"SameLockServerTwice": {"lock_redis redis://a:1 redis://b:1 redis://a:1", `lock_redis lists "redis://a:1" twice: each server must be a separate one, at Caddyfile:3`},
+		"BadLockServerURL":    {"lock_redis redis://a:1 redis://b:1 mysql://c", "lock_redis: redis URL"},
+		"LockRedisTwice":      {"lock_redis redis://a:1 redis://b:1 redis://c:1\n lock_redis redis://d:1", "lock_redis given twice: list every lock server on one line, at Caddyfile:4"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/go-redsync/redsync/v4"
+	redsyncredis "github.com/go-redsync/redsync/v4/redis"
 	goredsync "github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -49,6 +50,12 @@ type PayProxy struct {
 	// payment route. Required. Configure Redis with appendonly yes and
 	// maxmemory-policy noeviction.
 	Redis string `json:"redis,omitempty"`
+	// Redis URLs of independent servers that hold the per-order lock
+	// instead of Redis: the lock is granted by a majority of them
+	// (redsync's quorum), so it survives the loss of a minority. Use an odd
+	// number, at least 3; every instance must list the same servers.
+	// Trades and events stay on Redis. Default: the lock is on Redis.
+	LockRedis []string `json:"lock_redis,omitempty"`
 	// Prefix of the endpoints. Default: /pay
 	Prefix string `json:"prefix,omitempty"`
 	// Alipay channel; omitted = not offered.
@@ -79,6 +86,9 @@ type PayProxy struct {
 	rdb           redis.UniversalClient
 	store         *tradeStore
 	locks         *redsync.Redsync
+	lockServers   int // how many servers the lock spans
+	lockClients   []redis.UniversalClient
+	lockHeld      []string // lock_redis URLs acquired from redisclient
 	providers     map[string]Provider
 	metrics       *payMetrics
 	orderClient   *http.Client
@@ -186,9 +196,57 @@ func (p *PayProxy) Provision(ctx caddy.Context) error {
 	}
 	p.rdb, p.redisHeld = rdb, true
 	p.store = &tradeStore{rdb: rdb}
-	p.locks = redsync.New(goredsync.NewPool(rdb))
+	if err := p.provisionLocks(rdb); err != nil {
+		return err
+	}
 	p.wake = make(chan struct{}, 1)
 	p.start()
+	return nil
+}
+
+// provisionLocks builds the lock on the lock_redis servers, or on Redis
+// when there are none.
+func (p *PayProxy) provisionLocks(rdb redis.UniversalClient) error {
+	if len(p.LockRedis) == 0 {
+		p.locks, p.lockServers = redsync.New(goredsync.NewPool(rdb)), 1
+		p.lockClients = []redis.UniversalClient{rdb}
+		return nil
+	}
+	if err := checkLockRedis(p.LockRedis); err != nil {
+		return fmt.Errorf("payproxy: %w", err)
+	}
+	pools := make([]redsyncredis.Pool, 0, len(p.LockRedis))
+	for _, url := range p.LockRedis {
+		c, err := redisclient.Acquire(url)
+		if err != nil {
+			return fmt.Errorf("payproxy lock_redis: %w", err)
+		}
+		p.lockHeld = append(p.lockHeld, url)
+		p.lockClients = append(p.lockClients, c)
+		pools = append(pools, goredsync.NewPool(c))
+	}
+	p.locks, p.lockServers = redsync.New(pools...), len(pools)
+	return nil
+}
+
+// checkLockRedis refuses lock server lists whose quorum would not survive
+// the failure of one server, or would not be a quorum at all.
+func checkLockRedis(urls []string) error {
+	if n := len(urls); n < 3 {
+		return fmt.Errorf("lock_redis needs 3 or more independent servers (3, 5, …), got %d: "+
+			"the lock needs a majority, and with %d servers one failure leaves none", n, n)
+	}
+	seen := map[string]bool{}
+	for _, url := range urls {
+		if err := redisclient.Validate(url); err != nil {
+			return fmt.Errorf("lock_redis: %w", err)
+		}
+		key := strings.TrimSpace(url)
+		if seen[key] {
+			return fmt.Errorf("lock_redis lists %q twice: each server must be a separate one", key)
+		}
+		seen[key] = true
+	}
 	return nil
 }
 
@@ -278,6 +336,11 @@ func (p *PayProxy) Validate() error {
 	if err := redisclient.Validate(p.Redis); err != nil {
 		return fmt.Errorf("payproxy: %w", err)
 	}
+	if len(p.LockRedis) > 0 {
+		if err := checkLockRedis(p.LockRedis); err != nil {
+			return fmt.Errorf("payproxy: %w", err)
+		}
+	}
 	if p.Alipay == nil && p.Wechat == nil {
 		return errors.New("payproxy: configure at least one channel (alipay or wechat)")
 	}
@@ -290,7 +353,7 @@ func (p *PayProxy) Validate() error {
 	return nil
 }
 
-// Cleanup stops the background goroutines and releases the Redis client.
+// Cleanup stops the background goroutines and releases the Redis clients.
 // It is safe after a failed Provision.
 func (p *PayProxy) Cleanup() error {
 	if p.cancel != nil {
@@ -298,11 +361,16 @@ func (p *PayProxy) Cleanup() error {
 		p.wg.Wait()
 		unregisterInstance(p)
 	}
+	var errs []error
+	for _, url := range p.lockHeld {
+		errs = append(errs, redisclient.Release(url))
+	}
+	p.lockHeld = nil
 	if p.redisHeld {
 		p.redisHeld = false
-		return redisclient.Release(p.Redis)
+		errs = append(errs, redisclient.Release(p.Redis))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // ServeHTTP answers the payment endpoints under Prefix and passes every
