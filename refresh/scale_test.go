@@ -83,6 +83,9 @@ func TestFailoverLosesNoAcknowledgedSession(t *testing.T) {
 	if len(acked) == 0 {
 		t.Fatal("no login was answered")
 	}
+	// Refreshes write too, and with wait_replicas they need a replica again:
+	// wait for Sentinel to attach the old master to the new one.
+	set.WaitReplicaOfNewMaster()
 	for i, rt := range acked {
 		if r := refreshUntilAnswered(t, base, rt); r.status != http.StatusOK {
 			t.Fatalf("acknowledged session %d of %d lost in the failover: %d %s", i, len(acked), r.status, r.raw)

@@ -62,6 +62,25 @@ func (ss *SentinelSet) Failover() {
 	ss.t.Fatal("sentinel did not promote the replica in 20s")
 }
 
+// WaitReplicaOfNewMaster waits until the old master has been turned into a
+// replica of the promoted one and is in sync, so writes that need a
+// replica's confirmation work again.
+func (ss *SentinelSet) WaitReplicaOfNewMaster() {
+	ss.t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: ss.Master.Addr()})
+	defer c.Close()
+	want := "master_port:" + strconv.Itoa(ss.Replica.Port)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		info, _ := c.Info(context.Background(), "replication").Result()
+		if strings.Contains(info, want) && strings.Contains(info, "master_link_status:up") {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ss.t.Fatal("the old master did not become a synced replica of the new one in 60s")
+}
+
 func (ss *SentinelSet) waitReplicaSynced() {
 	c := redis.NewClient(&redis.Options{Addr: ss.Replica.Addr()})
 	defer c.Close()
