@@ -223,6 +223,10 @@ type hookReceiver struct {
 	down   bool
 	events []hookEvent
 	bad    int
+	// delay holds each request before it is answered; a request whose
+	// client gives up meanwhile is not recorded. inflight counts held ones.
+	delay    time.Duration
+	inflight int
 }
 
 type hookEvent struct {
@@ -248,6 +252,9 @@ func newHookReceiver(t *testing.T) *hookReceiver {
 
 func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
+	if !h.hold(r) {
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.down {
@@ -285,6 +292,34 @@ func verifySignature(header string, body []byte) bool {
 	mac := hmac.New(sha256.New, []byte(webhookSecret))
 	mac.Write([]byte(ts + "." + string(body)))
 	return ts != "" && hmac.Equal([]byte(hex.EncodeToString(mac.Sum(nil))), []byte(v1))
+}
+
+// hold waits out the delay; false if the client went away meanwhile.
+func (h *hookReceiver) hold(r *http.Request) bool {
+	h.mu.Lock()
+	d := h.delay
+	h.inflight++
+	h.mu.Unlock()
+	defer func() { h.mu.Lock(); h.inflight--; h.mu.Unlock() }()
+	select {
+	case <-time.After(d):
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+// setSlow brings the receiver up, holding each request for delay.
+func (h *hookReceiver) setSlow(delay time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.down, h.delay = false, delay
+}
+
+func (h *hookReceiver) inFlight() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.inflight
 }
 
 func (h *hookReceiver) setDown(down bool) {

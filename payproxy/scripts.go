@@ -164,6 +164,23 @@ end
 return out
 `)
 
+// returnLeasesScript makes leased events due again at ARGV[2] (a sender
+// shutting down hands back what it did not send), only those still under
+// the lease ARGV[1] their sender took.
+//
+// KEYS: queue. ARGV: lease_score, now_ms, id...
+var returnLeasesScript = redis.NewScript(`
+local n = 0
+for i = 3, #ARGV do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) == tonumber(ARGV[1]) then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i])
+    n = n + 1
+  end
+end
+return n
+`)
+
 // ackEventScript forgets a delivered event, leaving a tombstone for
 // ARGV[2] seconds so that a late outbox flush cannot queue it again.
 //

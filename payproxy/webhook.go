@@ -141,35 +141,57 @@ func (p *PayProxy) runSender(ctx context.Context) {
 }
 
 // deliverBatch leases due events and delivers them; it returns how many
-// it leased.
+// it leased. Events it could not send because the instance is shutting
+// down (a config reload) are handed back at once rather than left to wait
+// out their lease, so the new config's sender picks them up right away.
 func (p *PayProxy) deliverBatch(ctx context.Context) int {
-	lease := 3 * deliveryLimit
-	vals, err := claimEventsScript.Run(ctx, p.rdb, []string{queueKey, eventsKey},
-		time.Now().UnixMilli(), senderBatch, lease.Milliseconds()).StringSlice()
+	now, lease := time.Now().UnixMilli(), (3 * deliveryLimit).Milliseconds()
+	vals, err := claimEventsScript.Run(ctx, p.rdb, []string{queueKey, eventsKey}, now, senderBatch, lease).StringSlice()
 	if err != nil {
 		if ctx.Err() == nil {
 			p.logger.Debug("leasing webhook events failed", zap.Error(err))
 		}
 		return 0
 	}
+	var unsent []any
 	for i := 0; i+1 < len(vals); i += 2 {
-		p.deliver(ctx, vals[i], []byte(vals[i+1]))
+		if ctx.Err() != nil || !p.deliver(ctx, vals[i], []byte(vals[i+1])) {
+			unsent = append(unsent, vals[i])
+		}
 	}
+	p.returnLeases(ctx, now+lease, unsent)
 	return len(vals) / 2
 }
 
-func (p *PayProxy) deliver(ctx context.Context, id string, body []byte) {
+// returnLeases makes leased events due now again, in one script, unless
+// something else has rescheduled them since (their score is no longer our
+// lease). It runs when ctx is already cancelled, so on a context of its own.
+func (p *PayProxy) returnLeases(ctx context.Context, leaseScore int64, ids []any) {
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	args := append([]any{leaseScore, time.Now().UnixMilli()}, ids...)
+	if err := returnLeasesScript.Run(ctx, p.rdb, []string{queueKey}, args...).Err(); err != nil {
+		p.logger.Warn("handing back webhook leases failed; they are sent when the lease ends",
+			zap.Int("events", len(ids)), zap.Error(err))
+	}
+}
+
+// deliver sends one leased event and records the outcome. It returns false
+// when it stopped because ctx ended (shutdown): the event is still leased
+// and nothing was recorded.
+func (p *PayProxy) deliver(ctx context.Context, id string, body []byte) bool {
 	start := time.Now()
 	err := p.post(ctx, id, body)
 	if err == nil {
 		p.metrics.webhook("delivered", time.Since(start))
-		if err := ackEventScript.Run(ctx, p.rdb, []string{queueKey, eventsKey, attemptsKey, tombstoneKey(id)}, id, tombstoneTTL).Err(); err != nil {
-			p.logger.Warn("acknowledging webhook event failed; it will be sent again", zap.String("event_id", id), zap.Error(err))
-		}
-		return
+		p.ack(ctx, id)
+		return true
 	}
 	if ctx.Err() != nil {
-		return // shutting down: the lease expires and another instance sends it
+		return false
 	}
 	p.metrics.webhook("failed", time.Since(start))
 	attempts, _ := p.rdb.HGet(ctx, attemptsKey, id).Int()
@@ -178,14 +200,25 @@ func (p *PayProxy) deliver(ctx context.Context, id string, body []byte) {
 		id, p.Webhook.MaxAttempts, next.UnixMilli(), time.Now().UnixMilli(), err.Error(), tombstoneTTL).Text()
 	if ferr != nil {
 		p.logger.Warn("recording webhook failure failed", zap.String("event_id", id), zap.Error(ferr))
-		return
+		return true
 	}
 	if res == "dead" {
 		p.metrics.webhook("dead_lettered", 0)
 		p.logger.Error("webhook event dead-lettered", zap.String("event_id", id), zap.Error(err))
-		return
+		return true
 	}
 	p.logger.Debug("webhook delivery failed", zap.String("event_id", id), zap.Error(err))
+	return true
+}
+
+// ack forgets a delivered event. The backend has it, so a shutdown that
+// begins meanwhile must not cancel the ack (that would only send it again).
+func (p *PayProxy) ack(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := ackEventScript.Run(ctx, p.rdb, []string{queueKey, eventsKey, attemptsKey, tombstoneKey(id)}, id, tombstoneTTL).Err(); err != nil {
+		p.logger.Warn("acknowledging webhook event failed; it will be sent again", zap.String("event_id", id), zap.Error(err))
+	}
 }
 
 // backoff is the delay before attempt n+1: base·2^(n-1), capped.

@@ -1,9 +1,11 @@
 package payproxy_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -81,5 +83,47 @@ func TestDeadLettersAreListedAndReplayedThroughTheAdminAPI(t *testing.T) {
 	r = do(t, "GET", inst.AdminURL()+"/tollgate/payproxy/dead_letters", nil)
 	if string(r.Raw) != "[]\n" {
 		t.Fatalf("dead letters after replay: %s", r.Raw)
+	}
+}
+
+// TestReloadHandsBackLeasedEventsAtOnce: a config reload cancels the old
+// sender in the middle of a leased batch (one event held by a slow
+// receiver, any others of the batch waiting their turn). It hands them
+// back, so the new config's sender delivers them all well before the 30s
+// lease would have let them go.
+func TestReloadHandsBackLeasedEventsAtOnce(t *testing.T) {
+	e := newEnv(t)
+	e.options["max_attempts"] = "1000"
+	inst := e.start()
+	e.hooks.setDown(true)
+	var orders []string
+	for i := 0; i < 4; i++ {
+		order := fmt.Sprintf("LEASE_%d_0001", i)
+		orders = append(orders, order)
+		e.paidOrder(order, []string{"alipay", "wechat"}[i%2], 100)
+	}
+	queue := e.redis.Client()
+	eventually(t, 5*time.Second, "4 queued events", func() bool {
+		n, _ := queue.HLen(context.Background(), "tollgate:pay:{wh}:events").Result()
+		return n == 4
+	})
+	e.hooks.setSlow(time.Minute)
+	eventually(t, 5*time.Second, "a delivery held by the receiver", func() bool { return e.hooks.inFlight() == 1 })
+	leased, _ := queue.ZCount(context.Background(), "tollgate:pay:{wh}:queue",
+		strconv.FormatInt(time.Now().Add(10*time.Second).UnixMilli(), 10), "+inf").Result()
+	t.Logf("%d events leased at the reload (one held by the receiver)", leased)
+	e.hooks.setSlow(0)
+	e.options["poll_interval"] = "150ms" // a different config: a real reload
+	inst.Reload(e.caddyfile(e.port))
+	eventually(t, 10*time.Second, "every event after the reload", func() bool {
+		for _, o := range orders {
+			if len(e.hooks.ofType("trade.paid", o)) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if e.hooks.badCount() != 0 {
+		t.Fatal("bad signatures")
 	}
 }
