@@ -23,17 +23,18 @@ type session struct {
 // when configured.
 func (h *Handler) buildParsers() {
 	common := []jwt.ParserOption{
-		jwt.WithValidMethods(h.keys.algs),
 		jwt.WithTimeFunc(func() time.Time { return h.now() }),
 		jwt.WithExpirationRequired(),
 	}
 	if h.Issuer != "" {
 		common = append(common, jwt.WithIssuer(h.Issuer))
 	}
-	h.refreshP = jwt.NewParser(common...)
-	access := common
+	// Refresh tokens are MACed (see signingKey.mac), access tokens signed.
+	h.refreshP = jwt.NewParser(append([]jwt.ParserOption{
+		jwt.WithValidMethods([]string{refreshMACMethod.Alg()})}, common...)...)
+	access := append([]jwt.ParserOption{jwt.WithValidMethods(h.keys.algs)}, common...)
 	if len(h.Audience) > 0 {
-		access = append(append([]jwt.ParserOption{}, common...), jwt.WithAudience(h.Audience...))
+		access = append(access, jwt.WithAudience(h.Audience...))
 	}
 	h.accessP = jwt.NewParser(access...)
 	var legacyAlgs []string
@@ -47,12 +48,12 @@ func (h *Handler) buildParsers() {
 
 // verify checks a token of type typ and returns its session.
 func (h *Handler) verify(raw, typ string) (session, error) {
-	p := h.refreshP
+	p, keyfunc := h.refreshP, h.keys.refreshKeyfunc
 	if typ == typAccess {
-		p = h.accessP
+		p, keyfunc = h.accessP, h.keys.keyfunc
 	}
 	claims := jwt.MapClaims{}
-	if _, err := p.ParseWithClaims(raw, claims, h.keys.keyfunc); err != nil {
+	if _, err := p.ParseWithClaims(raw, claims, keyfunc); err != nil {
 		return session{}, err
 	}
 	if claims["typ"] != typ {
@@ -119,7 +120,7 @@ func (h *Handler) issue(s session, gen int64, ttl time.Duration) (tokenPair, err
 	if err != nil {
 		return tokenPair{}, err
 	}
-	rt, err := h.keys.signer.sign(refresh)
+	rt, err := h.keys.signer.signRefresh(refresh)
 	if err != nil {
 		return tokenPair{}, err
 	}

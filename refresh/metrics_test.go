@@ -39,8 +39,11 @@ func TestReloadKeepsSessionsAndOldKeysVerify(t *testing.T) {
 	httpClient.CloseIdleConnections() // the old server closed them
 	r := refreshWith(t, e.base, old)
 	expectStatus(t, r, http.StatusOK, "")
-	if h := headerOf(t, r.pair.RefreshToken); h["kid"] != "rs1" || h["alg"] != "RS256" {
-		t.Fatalf("new tokens not signed by the first key: %v", h)
+	if h := headerOf(t, r.pair.RefreshToken); h["kid"] != "rs1" || h["alg"] != "HS256" {
+		t.Fatalf("new refresh tokens not MACed with the first key's derived key: %v", h)
+	}
+	if h := headerOf(t, r.pair.AccessToken); h["kid"] != "rs1" || h["alg"] != "RS256" {
+		t.Fatalf("new access tokens not signed by the first key: %v", h)
 	}
 	expectStatus(t, refreshWith(t, e.base, r.pair.RefreshToken), http.StatusOK, "")
 }

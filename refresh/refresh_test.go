@@ -337,19 +337,29 @@ func TestForgedExpiredWrongTypOrIssuerTokensLeaveRedisUntouched(t *testing.T) {
 	}
 	pubDER := []byte(readFile(t, k.es256Pub))
 	tampered := good.RefreshToken[:len(good.RefreshToken)-4] + "AAAA"
+	mac, err := deriveMAC(k.es256Key, "es1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	macced := func(kid string, changes map[string]any) string {
+		return signRaw(t, refreshMACMethod, mac, kid, base(changes))
+	}
 	cases := map[string]string{
-		"foreign key":        signRaw(t, jwt.SigningMethodES256, k.otherEC, "es1", base(nil)),
-		"alg none":           signRaw(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "es1", base(nil)),
-		"hmac with pub key":  signRaw(t, jwt.SigningMethodHS256, pubDER, "es1", base(nil)),
-		"tampered signature": tampered,
-		"expired":            signRaw(t, jwt.SigningMethodES256, k.es256Key, "es1", base(map[string]any{"exp": time.Now().Add(-time.Minute).Unix()})),
-		"access as refresh":  good.AccessToken,
-		"wrong typ":          signRaw(t, jwt.SigningMethodES256, k.es256Key, "es1", base(map[string]any{"typ": "id"})),
-		"wrong issuer":       signRaw(t, jwt.SigningMethodES256, k.es256Key, "es1", base(map[string]any{"iss": "https://evil.test"})),
-		"no gen":             signRaw(t, jwt.SigningMethodES256, k.es256Key, "es1", base(map[string]any{"gen": nil})),
-		"unknown kid":        signRaw(t, jwt.SigningMethodES256, k.es256Key, "nope", base(nil)),
-		"not a jwt":          "hello",
-		"reused gen, forged": signRaw(t, jwt.SigningMethodES256, k.otherEC, "es1", base(map[string]any{"gen": 0})),
+		"foreign key":          signRaw(t, jwt.SigningMethodES256, k.otherEC, "es1", base(nil)),
+		"alg none":             signRaw(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "es1", base(nil)),
+		"hmac with pub key":    signRaw(t, jwt.SigningMethodHS256, pubDER, "es1", base(nil)),
+		"hmac with other key":  signRaw(t, jwt.SigningMethodHS256, []byte("0123456789abcdef0123456789abcdef"), "es1", base(nil)),
+		"signed, not macced":   signRaw(t, jwt.SigningMethodES256, k.es256Key, "es1", base(nil)),
+		"tampered signature":   tampered,
+		"expired":              macced("es1", map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}),
+		"access as refresh":    good.AccessToken,
+		"wrong typ":            macced("es1", map[string]any{"typ": "id"}),
+		"wrong issuer":         macced("es1", map[string]any{"iss": "https://evil.test"}),
+		"no gen":               macced("es1", map[string]any{"gen": nil}),
+		"unknown kid":          signRaw(t, refreshMACMethod, mac, "nope", base(nil)),
+		"not a jwt":            "hello",
+		"reused gen, forged":   signRaw(t, jwt.SigningMethodES256, k.otherEC, "es1", base(map[string]any{"gen": 0})),
+		"reused gen, macced 0": macced("es1", map[string]any{"gen": 0}),
 	}
 	before := e.rd.Dump()
 	for name, tok := range cases {

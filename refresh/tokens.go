@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -40,6 +41,27 @@ type signingKey struct {
 	kid    string
 	method jwt.SigningMethod
 	priv   crypto.Signer
+	// mac signs refresh tokens (HS256). Only jwt_refresh ever reads a
+	// refresh token, so it needs no public verification: a MAC makes each
+	// refresh cost one public-key signature (the access token) instead of a
+	// signature plus an ECDSA or EdDSA verification, which costs more than
+	// signing. It is derived from the private key, so every instance that
+	// has the key file has the same MAC key, and rotating the signing key
+	// rotates it too.
+	mac []byte
+}
+
+// refreshMACMethod is the only algorithm a refresh token may carry.
+var refreshMACMethod = jwt.SigningMethodHS256
+
+// deriveMAC derives the refresh-token MAC key of a private key with HKDF
+// (SHA-256), bound to the kid.
+func deriveMAC(priv crypto.Signer, kid string) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("deriving the refresh token key: %w", err)
+	}
+	return hkdf.Key(sha256.New, der, []byte("tollgate jwt_refresh refresh-token MAC v1"), kid, 32)
 }
 
 // verifyKey is a public key tokens may be checked against.
@@ -68,7 +90,11 @@ func loadSigningKey(path, kid string) (*signingKey, error) {
 	if kid == "" {
 		kid = thumbprint(priv.Public())
 	}
-	return &signingKey{kid: kid, method: method, priv: priv}, nil
+	mac, err := deriveMAC(priv, kid)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", path, err)
+	}
+	return &signingKey{kid: kid, method: method, priv: priv, mac: mac}, nil
 }
 
 func parsePrivateKey(raw []byte) (crypto.Signer, error) {
@@ -172,17 +198,31 @@ func (k *signingKey) sign(claims jwt.MapClaims) (string, error) {
 	return s, nil
 }
 
+// signRefresh returns the compact JWT of refresh claims, MACed with k's
+// derived key, with its kid.
+func (k *signingKey) signRefresh(claims jwt.MapClaims) (string, error) {
+	t := jwt.NewWithClaims(refreshMACMethod, claims)
+	t.Header["kid"] = k.kid
+	s, err := t.SignedString(k.mac)
+	if err != nil {
+		return "", fmt.Errorf("signing refresh token with key %s: %w", k.kid, err)
+	}
+	return s, nil
+}
+
 // keySet is what one handler signs with and verifies against.
 type keySet struct {
 	signer *signingKey
 	byKid  map[string]*verifyKey
+	macs   map[string][]byte
 	algs   []string
 }
 
 func newKeySet(keys []*signingKey) *keySet {
-	ks := &keySet{signer: keys[0], byKid: map[string]*verifyKey{}}
+	ks := &keySet{signer: keys[0], byKid: map[string]*verifyKey{}, macs: map[string][]byte{}}
 	seen := map[string]bool{}
 	for _, k := range keys {
+		ks.macs[k.kid] = k.mac
 		ks.byKid[k.kid] = &verifyKey{kid: k.kid, method: k.method, pub: k.priv.Public()}
 		if !seen[k.method.Alg()] {
 			seen[k.method.Alg()] = true
@@ -204,6 +244,21 @@ func (ks *keySet) keyfunc(t *jwt.Token) (any, error) {
 		return nil, fmt.Errorf("algorithm %s does not match key %s", t.Method.Alg(), kid)
 	}
 	return k.pub, nil
+}
+
+// refreshKeyfunc finds the MAC key of a refresh token by kid; the parser
+// accepts only HS256 for refresh tokens, so no public key is ever used as an
+// HMAC secret.
+func (ks *keySet) refreshKeyfunc(t *jwt.Token) (any, error) {
+	kid, _ := t.Header["kid"].(string)
+	mac, ok := ks.macs[kid]
+	if !ok {
+		return nil, fmt.Errorf("unknown kid %q", kid)
+	}
+	if t.Method.Alg() != refreshMACMethod.Alg() {
+		return nil, fmt.Errorf("algorithm %s is not a refresh token's", t.Method.Alg())
+	}
+	return mac, nil
 }
 
 // randomID returns n random bytes as hex (sid: 16 bytes = 128 bits).
