@@ -5,7 +5,7 @@ GOFLAGS   ?=
 # CI=true shortens the long runs (chaos, load).
 export CI
 
-.PHONY: build test demo redis-server vet race bench chaos clean
+.PHONY: build test demo redis-server bench-tools vet race bench chaos clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tollgate
@@ -31,8 +31,15 @@ test: redis-server vet race
 demo: redis-server
 	./demo/run.sh
 
+# The load scripts need wrk, curl, openssl and python3 (Debian's packages) besides redis-server.
+bench-tools: redis-server
+	@for tool in wrk curl openssl python3; do command -v $$tool >/dev/null 2>&1 || { \
+		echo "$$tool is missing: installing Debian's $$tool package (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$tool >/dev/null; \
+		command -v $$tool >/dev/null || { echo "could not install $$tool"; exit 1; }; }; done
+
 # Load scripts of bench/ (wrk, redis-server, paysim); results in bench/results/.
-bench:
+bench: bench-tools
 	./bench/run.sh
 
 clean:
