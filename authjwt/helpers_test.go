@@ -23,6 +23,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/internal/testkeys"
 )
 
 // testKeySet holds keys generated once per test binary: 2048-bit RSA is
@@ -106,18 +108,8 @@ func claims(edits ...func(jwt.MapClaims)) jwt.MapClaims {
 	return c
 }
 
-func sign(t testing.TB, method jwt.SigningMethod, key any, kid string, c jwt.MapClaims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(method, c)
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+// sign is testkeys.Sign, under the short name the tests use.
+var sign = testkeys.Sign
 
 // unsignedToken builds header.payload. with alg none.
 func unsignedToken(c jwt.MapClaims) string {

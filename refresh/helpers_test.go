@@ -7,25 +7,21 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/tollgate/tollgate/internal/testcaddy"
+	"github.com/tollgate/tollgate/internal/testkeys"
 	"github.com/tollgate/tollgate/internal/testredis"
 )
 
@@ -88,18 +84,14 @@ func must(err error) {
 }
 
 func writePrivatePEM(dir, name string, key crypto.Signer) string {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	path, err := testkeys.WritePrivate(dir, name, key)
 	must(err)
-	path := filepath.Join(dir, name)
-	must(os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600))
 	return path
 }
 
 func writePublicPEM(dir, name string, pub crypto.PublicKey) string {
-	der, err := x509.MarshalPKIXPublicKey(pub)
+	path, err := testkeys.WritePublic(dir, name, pub)
 	must(err)
-	path := filepath.Join(dir, name)
-	must(os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600))
 	return path
 }
 
@@ -306,20 +298,6 @@ func sidOf(t testing.TB, token string) string {
 func (e *env) storedGen(user, sid string) string {
 	e.t.Helper()
 	return e.rd.Client().HGet(e.t.Context(), sessionKey(user, sid), "gen").Val()
-}
-
-// signRaw signs claims with any key and method, for forged tokens.
-func signRaw(t testing.TB, method jwt.SigningMethod, key any, kid string, claims jwt.MapClaims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(method, claims)
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // sameDump fails when Redis changed.

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/internal/testkeys"
 )
 
 const seedPrefix = "SL_CUSTOMER_REFRESH_TOKEN_"
@@ -90,11 +92,11 @@ func TestLegacyTokenNotInRedisOrBadlySignedIsRefusedUntouched(t *testing.T) {
 	e := legacyEnv(t)
 	stored := seedRefreshToken(t, e, 5, 24)
 	// Signed right but never stored (or already used).
-	unstored := signRaw(t, jwt.SigningMethodRS256, testKeys(t).rsaKey, "", jwt.MapClaims{"userId": 6, "exp": time.Now().Add(time.Hour).Unix()})
+	unstored := testkeys.Sign(t, jwt.SigningMethodRS256, testKeys(t).rsaKey, "", jwt.MapClaims{"userId": 6, "exp": time.Now().Add(time.Hour).Unix()})
 	// Stored under its md5 but signed by someone else.
-	forged := signRaw(t, jwt.SigningMethodES256, testKeys(t).otherEC, "", jwt.MapClaims{"userId": 5, "exp": time.Now().Add(time.Hour).Unix()})
+	forged := testkeys.Sign(t, jwt.SigningMethodES256, testKeys(t).otherEC, "", jwt.MapClaims{"userId": 5, "exp": time.Now().Add(time.Hour).Unix()})
 	e.rd.Client().Set(t.Context(), legacyKey(seedPrefix, forged), forged, time.Hour)
-	expired := signRaw(t, jwt.SigningMethodRS256, testKeys(t).rsaKey, "", jwt.MapClaims{"userId": 5, "exp": time.Now().Add(-time.Hour).Unix()})
+	expired := testkeys.Sign(t, jwt.SigningMethodRS256, testKeys(t).rsaKey, "", jwt.MapClaims{"userId": 5, "exp": time.Now().Add(-time.Hour).Unix()})
 	e.rd.Client().Set(t.Context(), legacyKey(seedPrefix, expired), expired, time.Hour)
 	before := e.rd.Dump()
 	for name, tok := range map[string]string{"unstored": unstored, "forged": forged, "expired": expired} {

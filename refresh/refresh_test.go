@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/internal/testkeys"
 )
 
 func TestLoginIssuesTokensAndNestsUpstreamAnswer(t *testing.T) {
@@ -342,23 +344,23 @@ func TestForgedExpiredWrongTypOrIssuerTokensLeaveRedisUntouched(t *testing.T) {
 		t.Fatal(err)
 	}
 	macced := func(kid string, changes map[string]any) string {
-		return signRaw(t, refreshMACMethod, mac, kid, base(changes))
+		return testkeys.Sign(t, refreshMACMethod, mac, kid, base(changes))
 	}
 	cases := map[string]string{
-		"foreign key":          signRaw(t, jwt.SigningMethodES256, k.otherEC, "es1", base(nil)),
-		"alg none":             signRaw(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "es1", base(nil)),
-		"hmac with pub key":    signRaw(t, jwt.SigningMethodHS256, pubDER, "es1", base(nil)),
-		"hmac with other key":  signRaw(t, jwt.SigningMethodHS256, []byte("0123456789abcdef0123456789abcdef"), "es1", base(nil)),
-		"signed, not macced":   signRaw(t, jwt.SigningMethodES256, k.es256Key, "es1", base(nil)),
+		"foreign key":          testkeys.Sign(t, jwt.SigningMethodES256, k.otherEC, "es1", base(nil)),
+		"alg none":             testkeys.Sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "es1", base(nil)),
+		"hmac with pub key":    testkeys.Sign(t, jwt.SigningMethodHS256, pubDER, "es1", base(nil)),
+		"hmac with other key":  testkeys.Sign(t, jwt.SigningMethodHS256, []byte("0123456789abcdef0123456789abcdef"), "es1", base(nil)),
+		"signed, not macced":   testkeys.Sign(t, jwt.SigningMethodES256, k.es256Key, "es1", base(nil)),
 		"tampered signature":   tampered,
 		"expired":              macced("es1", map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}),
 		"access as refresh":    good.AccessToken,
 		"wrong typ":            macced("es1", map[string]any{"typ": "id"}),
 		"wrong issuer":         macced("es1", map[string]any{"iss": "https://evil.test"}),
 		"no gen":               macced("es1", map[string]any{"gen": nil}),
-		"unknown kid":          signRaw(t, refreshMACMethod, mac, "nope", base(nil)),
+		"unknown kid":          testkeys.Sign(t, refreshMACMethod, mac, "nope", base(nil)),
 		"not a jwt":            "hello",
-		"reused gen, forged":   signRaw(t, jwt.SigningMethodES256, k.otherEC, "es1", base(map[string]any{"gen": 0})),
+		"reused gen, forged":   testkeys.Sign(t, jwt.SigningMethodES256, k.otherEC, "es1", base(map[string]any{"gen": 0})),
 		"reused gen, macced 0": macced("es1", map[string]any{"gen": 0}),
 	}
 	before := e.rd.Dump()
