@@ -97,7 +97,7 @@ func startJWKS(location string, refresh time.Duration, logger *zap.Logger) (*jwk
 	}
 	set, sum, err := src.fetch(context.Background())
 	if err != nil {
-		return nil, fmt.Errorf("loading jwks %s: %w", location, err)
+		return nil, fmt.Errorf("loading jwks %s: %w", redactLocation(location), err)
 	}
 	src.store(set, sum)
 	// The refresher lives as long as the pool entry, not one config: the
@@ -201,6 +201,11 @@ func (s *jwksSource) fetchURL(ctx context.Context) ([]byte, error) {
 	req.Header.Set("Accept", "application/jwk-set+json, application/json")
 	resp, err := s.client.Do(req)
 	if err != nil {
+		// The error quotes the URL, whose query may carry a token.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, err
 	}
 	defer resp.Body.Close()
@@ -225,7 +230,11 @@ func checkJWKSLocation(location string) error {
 	}
 	u, err := url.Parse(location)
 	if err != nil {
-		return fmt.Errorf("jwks URL %q: %w", location, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text quotes the whole URL
+		}
+		return fmt.Errorf("jwks URL %q: %w", redactLocation(location), err)
 	}
 	switch u.Scheme {
 	case "https":
@@ -234,9 +243,9 @@ func checkJWKSLocation(location string) error {
 		if isLoopbackHost(u.Hostname()) {
 			return nil
 		}
-		return fmt.Errorf("jwks URL %s uses plain http; use https (http is allowed on loopback only)", location)
+		return fmt.Errorf("jwks URL %s uses plain http; use https (http is allowed on loopback only)", redactLocation(location))
 	}
-	return fmt.Errorf("jwks URL %s: unsupported scheme %q", location, u.Scheme)
+	return fmt.Errorf("jwks URL %s: unsupported scheme %q", redactLocation(location), u.Scheme)
 }
 
 func isLoopbackHost(host string) bool {
@@ -250,8 +259,11 @@ func isLoopbackHost(host string) bool {
 // redactLocation drops userinfo and query from a URL for logs.
 func redactLocation(location string) string {
 	u, err := url.Parse(location)
-	if err != nil || u.Scheme == "" {
-		return location
+	if err != nil {
+		return "(unparsable URL)" // it might still hold credentials
+	}
+	if u.Scheme == "" {
+		return location // a file path
 	}
 	u.User = nil
 	u.RawQuery = ""

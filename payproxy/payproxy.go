@@ -243,7 +243,7 @@ func checkLockRedis(urls []string) error {
 		}
 		key := strings.TrimSpace(url)
 		if seen[key] {
-			return fmt.Errorf("lock_redis lists %q twice: each server must be a separate one", key)
+			return fmt.Errorf("lock_redis lists %q twice: each server must be a separate one", redisclient.Redact(key))
 		}
 		seen[key] = true
 	}

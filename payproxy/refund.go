@@ -106,6 +106,7 @@ func (p *PayProxy) createRefund(ctx context.Context, order, refundNo string, amo
 	case status == "mismatch":
 		return nil, errRefundMismatch
 	case status == "replay":
+		p.rebindRefundNo(ctx, order, refundNo)
 		if rec.State == RefundProcessing {
 			// Make sure it is polled even if the first request died
 			// between its reservation and its scheduling.
@@ -113,6 +114,7 @@ func (p *PayProxy) createRefund(ctx context.Context, order, refundNo string, amo
 		}
 		return rec, nil
 	}
+	p.rebindRefundNo(ctx, order, refundNo)
 	if err := p.store.schedule(ctx, order, time.Now().Add(time.Duration(p.PollInterval))); err != nil {
 		p.logger.Warn("scheduling refund check failed", zap.String("refund_no", refundNo), zap.Error(err))
 	}
@@ -127,23 +129,31 @@ func (p *PayProxy) createRefund(ctx context.Context, order, refundNo string, amo
 
 // claimRefundNo binds refund_no to the order (refund numbers are unique
 // across orders, GET {prefix}/refunds/{refund_no} needs the order). It
-// reports whether this call created the binding.
+// reports whether this call created the binding. One command (SET NX GET)
+// both claims and reads the owner, so a concurrent undo cannot be mistaken
+// for another order's claim.
 func (p *PayProxy) claimRefundNo(ctx context.Context, order, refundNo string) (bool, error) {
-	ok, err := p.rdb.SetNX(ctx, refundIndexKey(refundNo), order, 0).Result()
-	if err != nil {
-		return false, err
-	}
-	if ok {
+	owner, err := p.rdb.SetArgs(ctx, refundIndexKey(refundNo), order, redis.SetArgs{Mode: "NX", Get: true}).Result()
+	if errors.Is(err, redis.Nil) {
 		return true, nil
 	}
-	owner, err := p.rdb.Get(ctx, refundIndexKey(refundNo)).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil {
 		return false, err
 	}
 	if owner != order {
 		return false, errRefundMismatch
 	}
 	return false, nil
+}
+
+// rebindRefundNo writes the binding again once a refund is reserved: a
+// concurrent request for the same refund_no that was refused may have
+// removed it (its undo runs on another Cluster slot than the reservation,
+// so the two cannot be one script).
+func (p *PayProxy) rebindRefundNo(ctx context.Context, order, refundNo string) {
+	if err := p.rdb.Set(ctx, refundIndexKey(refundNo), order, 0).Err(); err != nil {
+		p.logger.Warn("rebinding refund number failed", zap.String("refund_no", refundNo), zap.Error(err))
+	}
 }
 
 // executeRefund sends the refund and settles it when the provider's answer

@@ -7,9 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -107,6 +109,11 @@ func (p *PayProxy) publish(ctx context.Context, order string, ev *event) {
 		return
 	}
 	if err := p.enqueue(ctx, order, ev); err != nil {
+		// The event stays in the order's outbox; make sure the poller
+		// visits the order (a settled order may have left the due set).
+		if serr := p.store.schedule(ctx, order, time.Now().Add(time.Duration(p.PollInterval))); serr != nil {
+			err = errors.Join(err, serr)
+		}
 		p.logger.Warn("queueing event failed; the poller will retry", zap.String("order_no", order), zap.Error(err))
 	}
 }
@@ -242,6 +249,12 @@ func (p *PayProxy) post(ctx context.Context, id string, body []byte) error {
 	req.Header.Set("X-Tollgate-Signature", Sign(p.webhookSecret, time.Now(), body))
 	resp, err := p.webhookClient.Do(req)
 	if err != nil {
+		// The error quotes the webhook URL, whose query may carry a token;
+		// it is logged and kept in the dead-letter list: keep the cause.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = fmt.Errorf("posting the event: %w", ue.Err)
+		}
 		return err
 	}
 	defer resp.Body.Close()

@@ -6,8 +6,10 @@ package redisclient
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -108,6 +110,12 @@ func Options(url string) (*redis.UniversalOptions, error) {
 func singleOptions(url string) (*redis.UniversalOptions, error) {
 	o, err := redis.ParseURL(url)
 	if err != nil {
+		// net/url's errors quote the whole URL, password included: keep
+		// only the cause.
+		var ue *neturl.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, err
 	}
 	return &redis.UniversalOptions{Addrs: []string{o.Addr}, DB: o.DB, Username: o.Username,

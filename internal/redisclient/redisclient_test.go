@@ -40,7 +40,7 @@ func TestOptionsParseEveryURLForm(t *testing.T) {
 
 func TestOptionsRefuseBadURLsWithoutLeakingThePassword(t *testing.T) {
 	for _, url := range []string{"", "localhost:6379", "http://x:1", "redis+cluster://", "redis+cluster://a:1/0",
-		"redis+sentinel://s:1", "redis+sentinel://s:1/m/x", "redis+cluster://:hunter2@nohostport"} {
+		"redis+sentinel://s:1", "redis+sentinel://s:1/m/x", "redis+cluster://:hunter2@nohostport", "redis://u:hunter2@h:bad/0", "redis://:hunter2@h:6379/x"} {
 		_, err := Options(url)
 		if err == nil {
 			t.Errorf("%q accepted", url)

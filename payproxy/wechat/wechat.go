@@ -5,7 +5,6 @@ package wechat
 
 import (
 	"context"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"net/http"
@@ -81,10 +80,6 @@ func New(cfg Config) (*Adapter, error) {
 		notifier: h,
 	}, nil
 }
-
-// ValidatePublicKey reports whether pemText is a usable platform public key
-// (used at config load so a bad file is named with its line).
-func ValidatePublicKey(pemText string) (*rsa.PublicKey, error) { return utils.LoadPublicKey(pemText) }
 
 // rewritingClient points the SDK, whose host is a compile-time constant,
 // at baseURL by rewriting each request's scheme and host. The request
