@@ -144,10 +144,11 @@ func (h *AuthJWT) identityFrom(claims jwt.MapClaims, now time.Time) (*identity, 
 	if safeHeaderValue(userID) {
 		id.headers = append(id.headers, headerValue{h.userHeader, []string{userID}})
 	}
-	for _, ch := range h.ClaimHeaders {
+	for i, ch := range h.ClaimHeaders {
 		v, ok := claims[ch.Claim]
 		if s := claimString(v); ok && s != "" && safeHeaderValue(s) {
-			id.headers = append(id.headers, headerValue{http.CanonicalHeaderKey(ch.Header), []string{s}})
+			// h.strip holds the canonical names, user header first.
+			id.headers = append(id.headers, headerValue{h.strip[i+1], []string{s}})
 		}
 	}
 	return id, nil

@@ -46,9 +46,9 @@ type rotation struct {
 
 // userTag escapes the characters that would break the hash tag ({ and }),
 // and % so the escaping is reversible and two users never share keys.
-func userTag(user string) string {
-	return strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D").Replace(user)
-}
+func userTag(user string) string { return userTagEscaper.Replace(user) }
+
+var userTagEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 
 // sessionKey is the hash of one session: tollgate:{u:<user>}:s:<sid>.
 func sessionKey(user, sid string) string { return sessionPrefix(user) + sid }
