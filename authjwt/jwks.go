@@ -63,6 +63,7 @@ type jwksSource struct {
 	missMu       sync.Mutex // serializes refetches on unknown kids
 	lastMissTime time.Time
 
+	ctx    context.Context // the source's life; cancelled by Destruct
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -103,7 +104,7 @@ func startJWKS(location string, refresh time.Duration, logger *zap.Logger) (*jwk
 	// The refresher lives as long as the pool entry, not one config: the
 	// last Cleanup's Destruct cancels it.
 	ctx, cancel := context.WithCancel(context.Background())
-	src.cancel = cancel
+	src.ctx, src.cancel = ctx, cancel
 	go src.refreshLoop(ctx)
 	return src, nil
 }
@@ -170,7 +171,8 @@ func (s *jwksSource) refetchForKid(kid string) *keySet {
 		return s.current.Load()
 	}
 	s.lastMissTime = time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), jwksFetchTimeout)
+	// Bound to the source's life: Destruct cancels a fetch in flight.
+	ctx, cancel := context.WithTimeout(s.ctx, jwksFetchTimeout)
 	defer cancel()
 	s.reload(ctx, "unknown kid")
 	return s.current.Load()
