@@ -2,6 +2,7 @@ package authjwt
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -37,20 +38,31 @@ const cacheShards = 16
 
 // tokenCache is a bounded map of verified tokens, sharded to keep lock
 // contention low. Entries are never served at or after the token's exp.
+// Eviction is CLOCK (second chance): a hit marks its slot, the hand skips
+// marked slots once, so tokens in use survive a flood of one-time tokens,
+// and a put costs O(1) amortised — never a scan of the shard.
 type tokenCache struct {
 	perShard int
 	shards   [cacheShards]cacheShard
 }
 
 type cacheShard struct {
-	mu sync.RWMutex
-	m  map[tokenKey]*identity
+	mu    sync.RWMutex
+	index map[tokenKey]int // slot of each key
+	slots []cacheSlot      // grows to perShard, then reused in place
+	hand  int              // next slot the CLOCK looks at
+}
+
+type cacheSlot struct {
+	key  tokenKey
+	id   *identity
+	used atomic.Bool // set by get under the read lock, cleared by the hand
 }
 
 func newTokenCache(size int) *tokenCache {
 	c := &tokenCache{perShard: max(1, size/cacheShards)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[tokenKey]*identity)
+		c.shards[i].index = make(map[tokenKey]int)
 	}
 	return c
 }
@@ -61,7 +73,14 @@ func (c *tokenCache) shard(k tokenKey) *cacheShard { return &c.shards[k[0]%cache
 func (c *tokenCache) get(k tokenKey, now time.Time) *identity {
 	s := c.shard(k)
 	s.mu.RLock()
-	id := s.m[k]
+	var id *identity
+	if i, ok := s.index[k]; ok {
+		slot := &s.slots[i]
+		id = slot.id
+		if !slot.used.Load() { // a store only when it changes: no shared-line churn
+			slot.used.Store(true)
+		}
+	}
 	s.mu.RUnlock()
 	if id == nil || !now.Before(id.exp) {
 		return nil
@@ -69,26 +88,40 @@ func (c *tokenCache) get(k tokenKey, now time.Time) *identity {
 	return id
 }
 
-// put stores a verified identity. When the shard is full it first drops
-// expired entries, then an arbitrary one (Go's map order is random).
+// put stores a verified identity, evicting when the shard is full.
 func (c *tokenCache) put(k tokenKey, id *identity, now time.Time) {
 	s := c.shard(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.m) >= c.perShard {
-		var victim *tokenKey
-		for key, v := range s.m {
-			if !now.Before(v.exp) {
-				delete(s.m, key)
-			} else if victim == nil {
-				victim = &key
-			}
-		}
-		if len(s.m) >= c.perShard && victim != nil {
-			delete(s.m, *victim)
-		}
+	if i, ok := s.index[k]; ok {
+		s.slots[i].id = id
+		return
 	}
-	s.m[k] = id
+	if len(s.slots) < c.perShard {
+		s.slots = append(s.slots, cacheSlot{key: k, id: id})
+		s.index[k] = len(s.slots) - 1
+		return
+	}
+	i := s.victim(now)
+	delete(s.index, s.slots[i].key)
+	s.slots[i].key, s.slots[i].id = k, id
+	s.slots[i].used.Store(false)
+	s.index[k] = i
+}
+
+// victim advances the hand to the first slot that is expired or was not
+// used since the hand last passed it. After one full turn every mark is
+// cleared, so it stops within len(slots)+1 steps.
+func (s *cacheShard) victim(now time.Time) int {
+	for {
+		i := s.hand
+		s.hand = (s.hand + 1) % len(s.slots)
+		slot := &s.slots[i]
+		if !now.Before(slot.id.exp) || !slot.used.Load() {
+			return i
+		}
+		slot.used.Store(false)
+	}
 }
 
 // len counts entries, for tests.
@@ -96,7 +129,7 @@ func (c *tokenCache) len() int {
 	n := 0
 	for i := range c.shards {
 		c.shards[i].mu.RLock()
-		n += len(c.shards[i].m)
+		n += len(c.shards[i].index)
 		c.shards[i].mu.RUnlock()
 	}
 	return n

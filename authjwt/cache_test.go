@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +32,66 @@ func TestCacheIsBounded(t *testing.T) {
 	}
 	if n := c.len(); n > 64 {
 		t.Fatalf("cache holds %d entries, bound is 64", n)
+	}
+}
+
+// TestCacheKeepsTokensInUse floods a full cache with one-time tokens: a
+// token read between the puts keeps its place (CLOCK's second chance).
+func TestCacheKeepsTokensInUse(t *testing.T) {
+	c := newTokenCache(cacheShards * 8) // 8 slots per shard
+	now := time.Now()
+	hot := tokenKey{0, 0xff}
+	c.put(hot, &identity{userID: "hot", exp: now.Add(time.Hour)}, now)
+	for i := 1; i < 1000; i++ {
+		c.put(tokenKey{0, byte(i), byte(i >> 8)}, &identity{exp: now.Add(time.Hour)}, now)
+		if c.get(hot, now) == nil {
+			t.Fatalf("token in use evicted after %d one-time tokens", i)
+		}
+	}
+	if n := c.len(); n != 8 {
+		t.Fatalf("cache holds %d entries in one shard, bound is 8", n)
+	}
+}
+
+// TestCacheEvictsExpiredFirst: an expired entry goes before a fresh one,
+// even one that was never read.
+func TestCacheEvictsExpiredFirst(t *testing.T) {
+	c := newTokenCache(cacheShards * 2)
+	now := time.Now()
+	fresh, stale, next := tokenKey{0, 1}, tokenKey{0, 2}, tokenKey{0, 3}
+	c.put(fresh, &identity{exp: now.Add(time.Hour)}, now)
+	c.put(stale, &identity{exp: now.Add(time.Second)}, now)
+	c.get(fresh, now)
+	later := now.Add(time.Minute)
+	c.put(next, &identity{exp: later.Add(time.Hour)}, later)
+	if c.get(fresh, later) == nil || c.get(next, later) == nil {
+		t.Fatal("a fresh entry was evicted while an expired one stayed")
+	}
+}
+
+// TestCacheConcurrentUse runs gets and puts on one shard from many
+// goroutines (meaningful under -race) and checks the bound afterwards.
+func TestCacheConcurrentUse(t *testing.T) {
+	c := newTokenCache(cacheShards * 4)
+	now := time.Now()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				k := tokenKey{0, byte(g), byte(i), byte(i >> 8)}
+				c.put(k, &identity{userID: "u", exp: now.Add(time.Hour)}, now)
+				if id := c.get(k, now); id != nil && id.userID != "u" {
+					t.Errorf("wrong identity for %x", k)
+				}
+				c.get(tokenKey{0, byte(g), byte(i - 1)}, now)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := c.len(); n > 4 {
+		t.Fatalf("shard holds %d entries, bound is 4", n)
 	}
 }
 
@@ -95,5 +156,26 @@ func TestClaimPlaceholdersAndHeaders(t *testing.T) {
 	}
 	if got := next.req.Header.Values("X-Tenant"); len(got) != 1 || got[0] != "acme" {
 		t.Errorf("X-Tenant = %v", got)
+	}
+}
+
+// BenchmarkCachePutFull is the first-seen steady state: every put lands in
+// a full cache (the default size) and must evict.
+func BenchmarkCachePutFull(b *testing.B) {
+	c := newTokenCache(DefaultCacheSize)
+	now := time.Now()
+	id := &identity{exp: now.Add(time.Hour)}
+	var k tokenKey
+	for i := range DefaultCacheSize * 2 {
+		k[0], k[1], k[2] = byte(i), byte(i>>8), byte(i>>16)
+		c.put(k, id, now)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := DefaultCacheSize * 2
+	for b.Loop() {
+		i++
+		k[0], k[1], k[2], k[3] = byte(i), byte(i>>8), byte(i>>16), byte(i>>24)
+		c.put(k, id, now)
 	}
 }
