@@ -71,6 +71,7 @@ var (
 	errRedisDown    = &apiError{http.StatusServiceUnavailable, "redis_unavailable", "the trade store is unavailable"}
 	errLockTimeout  = &apiError{http.StatusServiceUnavailable, "lock_timeout", "another request for this order is still running; retry"}
 	errLockLostResp = &apiError{http.StatusServiceUnavailable, "lock_lost", "the order lock was lost during the provider call; the trade state is UNKNOWN, retry"}
+	errChanged      = &apiError{http.StatusConflict, "conflict", "the order changed meanwhile; retry"}
 )
 
 func writeError(w http.ResponseWriter, status int, code, desc string) {
@@ -325,9 +326,23 @@ func (p *PayProxy) createFastPath(ctx context.Context, wt *wanted) (t *tradeReco
 	return nil, nil, false
 }
 
-// createLocked is the decision the issue describes, taken under the lock
-// from the stored record.
+// createLocked takes the decision under the lock. The lock keeps the
+// stored record still; should another writer change it all the same (a
+// lock that expired unnoticed, or instances locking on different servers
+// while a reload changes lock_redis), allocate's compare-and-set refuses
+// and the decision is taken once more from the new record, which usually
+// holds the other writer's identical trade: the client gets that trade
+// instead of a 409.
 func (p *PayProxy) createLocked(ctx context.Context, wt *wanted) (*tradeRecord, error) {
+	t, err := p.decide(ctx, wt)
+	if errors.Is(err, errChanged) {
+		t, err = p.decide(ctx, wt)
+	}
+	return t, err
+}
+
+// decide is the decision the issue describes, from the stored record.
+func (p *PayProxy) decide(ctx context.Context, wt *wanted) (*tradeRecord, error) {
 	now := time.Now()
 	t, err := p.store.load(ctx, wt.order)
 	if err != nil && !errors.Is(err, errNoRecord) {
@@ -358,7 +373,7 @@ func (p *PayProxy) createLocked(ctx context.Context, wt *wanted) (*tradeRecord, 
 		return nil, err
 	}
 	if !ok {
-		return nil, &apiError{http.StatusConflict, "conflict", "the order changed meanwhile; retry"}
+		return nil, errChanged
 	}
 	return p.issue(ctx, nt)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/internal/paysim"
+	"github.com/tollgate/tollgate/internal/testcaddy"
 	"github.com/tollgate/tollgate/internal/testredis"
 )
 
@@ -109,5 +110,69 @@ func TestQuorumLockWithAMajorityDownAnswers503AndCreatesNothing(t *testing.T) {
 	}
 	if calls := e.sim.Calls(); calls["alipay.trade.precreate"]+calls["wechat.native.prepay"] != 0 {
 		t.Fatalf("provider called: %v", calls)
+	}
+}
+
+// TestLockServersChangedByRollingReloadsKeepOneTrade: while a rolling
+// reload adds lock_redis, one instance still locks on the trade Redis and
+// the other on three lock servers, so the two locks exclude nothing; the
+// trade record's compare-and-set must still keep each order at one trade
+// at the provider, and every client must get that trade. Storms of 100
+// creates split over both instances with a provider slower than lock_ttl,
+// in each phase: lock_redis on one instance only, on both, then removed
+// from one again.
+func TestLockServersChangedByRollingReloadsKeepOneTrade(t *testing.T) {
+	e := newEnv(t)
+	e.options["provider_timeout"] = "5s"
+	a := e.start() // locks on the trade Redis
+	port2 := testcaddy.FreePort(t)
+	plain2 := e.caddyfile(port2)
+	lockServers(t, e, 3)
+	b := testcaddy.StartProcess(t, "", e.caddyfile(port2)) // locks on the three
+	if err := testcaddy.WaitListening(fmt.Sprintf("127.0.0.1:%d", port2), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	bases := []string{e.base, fmt.Sprintf("http://127.0.0.1:%d", port2)}
+	e.sim.SetFault(paysim.Fault{Operation: "alipay.trade.precreate", Mode: "delay", DelayMS: 1200}) // lock_ttl is 1s
+	phases := []struct {
+		name   string
+		reload func()
+	}{
+		{"lock_redis_on_one_instance", func() {}},
+		{"lock_redis_on_both", func() { a.Reload(e.caddyfile(e.port)) }},
+		{"lock_redis_removed_from_one", func() { b.Reload(plain2) }},
+	}
+	for i, ph := range phases {
+		ph.reload()
+		// A reload closes the old listener's idle connections; a POST sent
+		// on one would fail before reaching payproxy.
+		client.CloseIdleConnections()
+		order := fmt.Sprintf("LOCKMOVE_%d", i)
+		answers := make([]response, 100)
+		errs := make([]error, 100)
+		var wg sync.WaitGroup
+		for j := range answers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				answers[j], errs[j] = tryDo("POST", bases[j%2]+"/pay/trades", map[string]any{"order_no": order, "amount_fen": 700, "channel": "alipay", "subject": order})
+			}()
+		}
+		wg.Wait()
+		for j, r := range answers {
+			if errs[j] != nil || r.Status != 200 || r.str("trade_no") != answers[0].str("trade_no") {
+				t.Fatalf("%s: answer %d differs: %v %d %s vs %s", ph.name, j, errs[j], r.Status, r.Raw, answers[0].Raw)
+			}
+		}
+		var trades []string
+		for _, tr := range e.sim.Trades() {
+			if tr.Subject == order {
+				trades = append(trades, tr.OutTradeNo+"("+tr.State+")")
+			}
+		}
+		if len(trades) != 1 || !strings.HasPrefix(trades[0], answers[0].str("trade_no")+"(") {
+			t.Fatalf("%s: trades at the provider %v, clients were answered %s", ph.name, trades, answers[0].str("trade_no"))
+		}
+		t.Logf("%s: one trade %s, 100 identical answers", ph.name, trades[0])
 	}
 }
