@@ -5,8 +5,9 @@
 #     directly against the paysim engine, per channel, with the ratio
 #     (target >= 0.80) and payproxy's overhead per trade at the median
 #     (target < 2 ms);
-#   - the duplicate storm: time for 100 concurrent creates of one order to
-#     all return (and the provider's creation count: must be 1).
+#   - the duplicate storm: p50/p99 latency of 100 concurrent creates of one
+#     order, against 100 concurrent creates of distinct orders in the same
+#     run (and the provider's creation count per storm: must be 1).
 # Redis runs with appendonly yes, appendfsync everysec (the recommended
 # production setting; "always" adds an fsync per write).
 #

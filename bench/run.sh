@@ -54,7 +54,7 @@ summary="$results/$date-summary.md"
 		if grep -q '^<!-- summary' "$f"; then
 			sed -n '/^<!-- summary/,$p' "$f" | tail -n +2
 		else
-			grep -E 'req\/s|ratio|per_s|limit|failed|^(alipay|wechat) ' "$f" | grep -v '^!!!' | sed 's/^/    /' || echo "    (no result lines)"
+			grep -E 'req\/s|ratio|per_s|limit|failed|storm|^(alipay|wechat) ' "$f" | grep -v '^!!!' | sed 's/^/    /' || echo "    (no result lines)"
 		fi
 		if grep -q '^!!! ' "$f"; then printf '\n**This script failed; see the raw output.**\n'; fi
 	done

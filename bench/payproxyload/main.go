@@ -2,7 +2,9 @@
 // per second for distinct orders through a tollgate process, the same
 // provider SDK calls made directly (through payproxy's adapters, which are
 // thin wrappers of the official SDKs), the overhead per trade at the
-// median, and the duplicate storm (100 concurrent creates of one order).
+// median, and the duplicate storm (100 concurrent creates of one order)
+// against a burst of 100 concurrent creates of distinct orders: p50 and p99
+// of each request's latency.
 // bench/payproxy.sh builds tollgate, starts redis-server and runs it.
 package main
 
@@ -114,22 +116,30 @@ func run(bin, redisURL string, n, conc, storms int) error {
 		fmt.Printf("%-8s %12.0f %12.0f %7.2f   %12s %12s %14s\n", ch, d.rate, p.rate, p.rate/d.rate,
 			dl.p50.Round(time.Microsecond), pl.p50.Round(time.Microsecond), (pl.p50 - dl.p50).Round(time.Microsecond))
 	}
-	fmt.Printf("\nduplicate storm: 100 concurrent creates of one order (provider delay 0)\n")
+	fmt.Printf("\nduplicate storm (100 concurrent creates of one order) vs burst (100 concurrent creates of distinct orders), interleaved, latency per request:\n")
+	fmt.Printf("%-8s %9s %9s %9s %9s %8s   %s\n", "channel", "storm p50", "storm p99", "burst p50", "burst p99", "p99 x", "provider creations per storm")
 	for _, ch := range []string{"alipay", "wechat"} {
-		var times []time.Duration
-		before := sim.Calls()
+		var stormLat, burstLat []time.Duration
+		op := map[string]string{"alipay": "alipay.trade.precreate", "wechat": "wechat.native.prepay"}[ch]
+		var creations int
 		for s := 0; s < storms; s++ {
-			d, err := storm(client, base, fmt.Sprintf("S%d%s%d", run, ch, s), ch)
+			before := sim.Calls()[op]
+			lat, err := burst(client, base, ch, func(int) string { return fmt.Sprintf("S%d%s%d", run, ch, s) })
 			if err != nil {
 				return err
 			}
-			times = append(times, d)
+			creations += sim.Calls()[op] - before
+			stormLat = append(stormLat, lat...)
+			lat, err = burst(client, base, ch, func(i int) string { return fmt.Sprintf("B%d%s%d_%d", run, ch, s, i) })
+			if err != nil {
+				return err
+			}
+			burstLat = append(burstLat, lat...)
 		}
-		op := map[string]string{"alipay": "alipay.trade.precreate", "wechat": "wechat.native.prepay"}[ch]
-		sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-		fmt.Printf("%-8s all 100 returned in median %s (min %s, max %s) over %d storms; provider creations per storm: %.1f\n",
-			ch, times[len(times)/2].Round(time.Microsecond), times[0].Round(time.Microsecond),
-			times[len(times)-1].Round(time.Microsecond), storms, float64(sim.Calls()[op]-before[op])/float64(storms))
+		sp50, sp99 := percentiles(stormLat)
+		bp50, bp99 := percentiles(burstLat)
+		fmt.Printf("%-8s %9s %9s %9s %9s %8.2f   %.1f over %d storms\n", ch, ms(sp50), ms(sp99), ms(bp50), ms(bp99),
+			float64(sp99)/float64(bp99), float64(creations)/float64(storms), storms)
 	}
 	return nil
 }
@@ -193,25 +203,36 @@ func viaProxy(c *http.Client, base, order, ch string) error {
 	return nil
 }
 
-func storm(c *http.Client, base, order, ch string) (time.Duration, error) {
+// burst sends 100 creates at once, for the order numbers orderOf(0..99)
+// gives (one number: the duplicate storm), and returns each one's latency.
+func burst(c *http.Client, base, ch string, orderOf func(i int) string) ([]time.Duration, error) {
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
-	start := time.Now()
-	for i := 0; i < 100; i++ {
+	lat := make([]time.Duration, 100)
+	for i := range lat {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := viaProxy(c, base, order, ch); err != nil {
+			t0 := time.Now()
+			if err := viaProxy(c, base, orderOf(i), ch); err != nil {
 				firstErr.CompareAndSwap(nil, err)
 			}
+			lat[i] = time.Since(t0)
 		}()
 	}
 	wg.Wait()
 	if err, _ := firstErr.Load().(error); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return time.Since(start), nil
+	return lat, nil
 }
+
+func percentiles(lat []time.Duration) (p50, p99 time.Duration) {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	return lat[len(lat)/2], lat[(len(lat)*99+99)/100-1]
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond)) }
 
 func directAdapters(k paysim.Keys, simURL, base string) (map[string]provider.Provider, error) {
 	read := func(p string) string { b, _ := os.ReadFile(p); return string(b) }
