@@ -129,10 +129,11 @@ type AuthJWT struct {
 	CacheSize int `json:"cache_size,omitempty"`
 
 	algs          []string
-	hmacSecret    []byte
+	hmacKey       *verificationKey // the hmac_secret, alone when set
 	staticKeys    *keySet
 	jwks          *jwksSource
-	parser        *jwt.Parser
+	parser        *jwt.Parser    // only parses: verifyToken checks the signature
+	validator     *jwt.Validator // the claims rules (exp, iat, iss, aud, leeway)
 	allow         caddyhttp.MatchPath
 	userHeader    string
 	strip         []string
@@ -199,6 +200,7 @@ func (h *AuthJWT) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.parser = jwt.NewParser(h.parserOptions()...)
+	h.validator = jwt.NewValidator(h.parserOptions()...)
 	h.cache = newTokenCache(h.CacheSize)
 	return h.provisionRevocation()
 }
@@ -244,7 +246,7 @@ func (h *AuthJWT) provisionKeys() error {
 		if len(secret) < minHMACSecret {
 			return fmt.Errorf("hmac_secret is %d bytes; at least %d are required", len(secret), minHMACSecret)
 		}
-		h.hmacSecret = []byte(secret)
+		h.hmacKey = &verificationKey{key: []byte(secret), algs: slices.Clone(hmacAlgs)}
 		return nil
 	}
 	if len(h.Keys) == 0 && h.JWKS == nil {
@@ -285,9 +287,9 @@ func (h *AuthJWT) provisionAlgorithms() error {
 		switch {
 		case strings.EqualFold(a, "none"):
 			return errors.New(`alg "none" is never accepted`)
-		case slices.Contains(hmacAlgs, a) && h.hmacSecret == nil:
+		case slices.Contains(hmacAlgs, a) && h.hmacKey == nil:
 			return fmt.Errorf("alg %s needs hmac_secret", a)
-		case !slices.Contains(hmacAlgs, a) && h.hmacSecret != nil:
+		case !slices.Contains(hmacAlgs, a) && h.hmacKey != nil:
 			return fmt.Errorf("alg %s cannot be used with hmac_secret", a)
 		case !slices.Contains(hmacAlgs, a) && !slices.Contains(asymmetricAlgs, a):
 			return fmt.Errorf("unsupported alg %q", a)
@@ -298,7 +300,7 @@ func (h *AuthJWT) provisionAlgorithms() error {
 }
 
 func (h *AuthJWT) derivedAlgorithms() []string {
-	if h.hmacSecret != nil {
+	if h.hmacKey != nil {
 		return slices.Clone(hmacAlgs)
 	}
 	if h.JWKS != nil {
@@ -316,7 +318,7 @@ func (h *AuthJWT) derivedAlgorithms() []string {
 }
 
 func (h *AuthJWT) parserOptions() []jwt.ParserOption {
-	// No WithValidMethods: keyFor checks the alg before handing out any key,
+	// No WithValidMethods: keysFor checks the alg before handing out any key,
 	// which also lets us tell "alg not accepted" apart from a bad signature.
 	opts := []jwt.ParserOption{
 		jwt.WithLeeway(time.Duration(*h.Leeway)),

@@ -319,19 +319,19 @@ func (k jsonWebKey) verificationKey() (verificationKey, error) {
 	if err != nil {
 		return verificationKey{}, err
 	}
-	algs, err := algsForKey(pub)
+	vk, err := newVerificationKey(k.Kid, pub)
 	if err != nil {
 		return verificationKey{}, err
 	}
 	if k.Alg != "" {
 		// The publisher pinned the algorithm: honour it, and only if it
 		// fits the key.
-		if !slices.Contains(algs, k.Alg) {
+		if !slices.Contains(vk.algs, k.Alg) {
 			return verificationKey{}, fmt.Errorf("alg %s does not fit a %s key", k.Alg, k.Kty)
 		}
-		algs = []string{k.Alg}
+		vk.algs = []string{k.Alg}
 	}
-	return verificationKey{kid: k.Kid, key: pub, algs: algs}, nil
+	return vk, nil
 }
 
 func (k jsonWebKey) publicKey() (crypto.PublicKey, error) {

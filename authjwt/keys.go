@@ -6,19 +6,57 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	_ "crypto/sha256" // RS256 in verify
+	_ "crypto/sha512" // RS384, RS512
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/internal/rsapub"
 )
 
-// verificationKey is one public key with the algorithms it may verify.
+// verificationKey is one key with the algorithms it may verify.
 type verificationKey struct {
 	kid  string
-	key  crypto.PublicKey
+	key  crypto.PublicKey // or the HMAC secret ([]byte)
 	algs []string
+	rsa  *rsapub.Key // an RSA key prepared once: PKCS #1 v1.5 without per-call setup
+}
+
+// newVerificationKey binds a public key to the algorithms that fit it and
+// prepares RSA keys for verification.
+func newVerificationKey(kid string, key crypto.PublicKey) (verificationKey, error) {
+	algs, err := algsForKey(key)
+	if err != nil {
+		return verificationKey{}, err
+	}
+	vk := verificationKey{kid: kid, key: key, algs: algs}
+	if pub, ok := key.(*rsa.PublicKey); ok {
+		if vk.rsa, err = rsapub.New(pub); err != nil {
+			return verificationKey{}, err
+		}
+	}
+	return vk, nil
+}
+
+// pkcs1Hashes are the RS* algorithms rsapub verifies; PS* (RSA-PSS) goes
+// through the jwt library and crypto/rsa.
+var pkcs1Hashes = map[string]crypto.Hash{"RS256": crypto.SHA256, "RS384": crypto.SHA384, "RS512": crypto.SHA512}
+
+// verify checks sig over signed with this key. The method is the token's,
+// already known to be one of k.algs (candidates filtered on it).
+func (k *verificationKey) verify(m jwt.SigningMethod, signed string, sig []byte) error {
+	if hash, ok := pkcs1Hashes[m.Alg()]; ok && k.rsa != nil {
+		h := hash.New()
+		h.Write([]byte(signed))
+		return k.rsa.VerifyPKCS1v15(hash, h.Sum(nil), sig)
+	}
+	return m.Verify(signed, sig, k.key)
 }
 
 // algsForKey lists the JWS algorithms a public key can verify. Tying each
@@ -56,11 +94,11 @@ func loadKeyFile(path, kid string) (verificationKey, error) {
 	if err != nil {
 		return verificationKey{}, fmt.Errorf("key file %s: %w", path, err)
 	}
-	algs, err := algsForKey(key)
+	vk, err := newVerificationKey(kid, key)
 	if err != nil {
 		return verificationKey{}, fmt.Errorf("key file %s: %w", path, err)
 	}
-	return verificationKey{kid: kid, key: key, algs: algs}, nil
+	return vk, nil
 }
 
 func parsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
@@ -96,7 +134,7 @@ type keySet struct {
 // candidates returns the keys that may verify a token with this kid and
 // alg. A token with a kid matches keys with that kid and keys configured
 // without one; a token without a kid matches every key.
-func (s *keySet) candidates(kid, alg string, out []crypto.PublicKey) []crypto.PublicKey {
+func (s *keySet) candidates(kid, alg string, out []*verificationKey) []*verificationKey {
 	if s == nil {
 		return out
 	}
@@ -108,7 +146,7 @@ func (s *keySet) candidates(kid, alg string, out []crypto.PublicKey) []crypto.Pu
 		if !slices.Contains(k.algs, alg) {
 			continue
 		}
-		out = append(out, k.key)
+		out = append(out, k)
 	}
 	return out
 }

@@ -1,9 +1,9 @@
 package authjwt
 
 import (
-	"crypto"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -29,20 +29,19 @@ var (
 	errAlg        = errors.New("algorithm not allowed")
 )
 
-// keyFor is the jwt.Keyfunc: it picks keys by the token's kid and alg and
-// never lets the token choose a key type. HMAC is configured alone, so a
-// public key can never be handed to the HMAC method.
-func (h *AuthJWT) keyFor(t *jwt.Token) (any, error) {
+// keysFor picks the keys that may verify the token, by its kid and alg,
+// and never lets the token choose a key type. HMAC is configured alone, so
+// a public key can never be handed to the HMAC method.
+func (h *AuthJWT) keysFor(t *jwt.Token, buf []*verificationKey) ([]*verificationKey, error) {
 	alg := t.Method.Alg()
 	if !h.algAllowed(alg) {
 		return nil, errAlg
 	}
-	if h.hmacSecret != nil {
-		return h.hmacSecret, nil
+	if h.hmacKey != nil {
+		return append(buf, h.hmacKey), nil
 	}
 	kid, _ := t.Header["kid"].(string)
-	var buf [4]crypto.PublicKey
-	keys := h.staticKeys.candidates(kid, alg, buf[:0])
+	keys := h.staticKeys.candidates(kid, alg, buf)
 	if h.jwks != nil {
 		set := h.jwks.keys()
 		if kid != "" && !set.hasKid(kid) && !h.staticKeys.hasKid(kid) {
@@ -50,20 +49,29 @@ func (h *AuthJWT) keyFor(t *jwt.Token) (any, error) {
 		}
 		keys = set.candidates(kid, alg, keys)
 	}
-	switch len(keys) {
-	case 0:
+	if len(keys) == 0 {
 		if kid != "" {
 			return nil, errUnknownKid
 		}
 		return nil, errAlg
-	case 1:
-		return keys[0], nil
 	}
-	set := jwt.VerificationKeySet{Keys: make([]jwt.VerificationKey, len(keys))}
-	for i, k := range keys {
-		set.Keys[i] = k
+	return keys, nil
+}
+
+// verifySignature checks the token's signature against each candidate key
+// until one fits.
+func (h *AuthJWT) verifySignature(t *jwt.Token, signed string) error {
+	var buf [4]*verificationKey
+	keys, err := h.keysFor(t, buf[:0])
+	if err != nil {
+		return err
 	}
-	return set, nil
+	for _, k := range keys {
+		if err = k.verify(t.Method, signed, t.Signature); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %w", jwt.ErrTokenSignatureInvalid, err)
 }
 
 func (h *AuthJWT) algAllowed(alg string) bool {
@@ -75,11 +83,20 @@ func (h *AuthJWT) algAllowed(alg string) bool {
 	return false
 }
 
-// verifyToken checks signature and claims and builds the identity.
+// verifyToken checks signature and claims and builds the identity. It does
+// what jwt.Parser.ParseWithClaims does, in the same order (parse, pick the
+// keys, verify, validate the claims), with the signature check its own so
+// that RSA keys use their prepared form (internal/rsapub).
 func (h *AuthJWT) verifyToken(raw string, now time.Time) (*identity, *rejection) {
 	claims := jwt.MapClaims{}
-	tok, err := h.parser.ParseWithClaims(raw, claims, h.keyFor)
+	tok, parts, err := h.parser.ParseUnverified(raw, claims)
 	if err != nil {
+		return nil, classify(err)
+	}
+	if err := h.verifySignature(tok, raw[:len(parts[0])+1+len(parts[1])]); err != nil {
+		return nil, classify(err)
+	}
+	if err := h.validator.Validate(claims); err != nil {
 		return nil, classify(err)
 	}
 	if isRefresh(tok.Header["typ"]) || isRefresh(claims["typ"]) {

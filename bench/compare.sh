@@ -24,7 +24,7 @@ CONNS=${CONNS:-64}
 ALGS=${ALGS:-RS256 ES256}
 # Distinct tokens per key type: enough that no token is sent twice to one
 # process in a first-seen run (RS256 signing is slow to generate).
-TOKENS_RS256=${TOKENS_RS256:-40000}
+TOKENS_RS256=${TOKENS_RS256:-70000}
 TOKENS_ES256=${TOKENS_ES256:-100000}
 if [ "${CI:-}" = "true" ]; then
 	ROUNDS=${CI_ROUNDS:-1}; DURATION=${CI_DURATION:-2s}; TOKENS_RS256=3000; TOKENS_ES256=10000

@@ -1,0 +1,122 @@
+package authjwt
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// TestEveryAlgorithmVerifiesAndRefusesForgeries runs each accepted
+// algorithm through verifyToken: its own token passes; the same token
+// signed by another key, with a changed signature byte, or relabelled
+// with a sibling algorithm, is refused as a bad signature.
+func TestEveryAlgorithmVerifiesAndRefusesForgeries(t *testing.T) {
+	k := keys(t)
+	dir := t.TempDir()
+	rsaKeys := []KeyFile{{File: writePublicPEM(t, dir, "rsa.pem", &k.rsa1.PublicKey)}}
+	secret := "0123456789abcdef0123456789abcdef"
+	cases := []struct {
+		method     jwt.SigningMethod
+		cfg        *AuthJWT
+		key, wrong any
+		sibling    string // another alg the same key type accepts
+	}{
+		{jwt.SigningMethodRS256, &AuthJWT{Keys: rsaKeys}, k.rsa1, k.rsa2, "RS384"},
+		{jwt.SigningMethodRS384, &AuthJWT{Keys: rsaKeys}, k.rsa1, k.rsa2, "RS512"},
+		{jwt.SigningMethodRS512, &AuthJWT{Keys: rsaKeys}, k.rsa1, k.rsa2, "RS256"},
+		{jwt.SigningMethodPS256, &AuthJWT{Keys: rsaKeys}, k.rsa1, k.rsa2, "RS256"},
+		{jwt.SigningMethodPS384, &AuthJWT{Keys: rsaKeys}, k.rsa1, k.rsa2, "PS256"},
+		{jwt.SigningMethodPS512, &AuthJWT{Keys: rsaKeys}, k.rsa1, k.rsa2, "RS512"},
+		{jwt.SigningMethodES256, &AuthJWT{Keys: []KeyFile{{File: writePublicPEM(t, dir, "ec.pem", &k.ec256.PublicKey)}}}, k.ec256, mustEC(t), ""},
+		{jwt.SigningMethodEdDSA, &AuthJWT{Keys: []KeyFile{{File: writePublicPEM(t, dir, "ed.pem", k.ed.Public())}}}, k.ed, mustEd(t), ""},
+		{jwt.SigningMethodHS256, &AuthJWT{HMACSecret: secret}, []byte(secret), []byte(strings.ToUpper(secret)), "HS384"},
+		{jwt.SigningMethodHS512, &AuthJWT{HMACSecret: secret}, []byte(secret), []byte(strings.ToUpper(secret)), "HS256"},
+	}
+	now := time.Now()
+	for _, c := range cases {
+		t.Run(c.method.Alg(), func(t *testing.T) {
+			h := provisioned(t, c.cfg)
+			good := sign(t, c.method, c.key, "", claims())
+			if id, rej := h.verifyToken(good, now); rej != nil || id.userID != "user-42" {
+				t.Fatalf("valid token refused: %+v", rej)
+			}
+			refused := map[string]string{
+				"other key":   sign(t, c.method, c.wrong, "", claims()),
+				"changed sig": flipSignatureByte(good),
+			}
+			if c.sibling != "" {
+				refused["relabelled "+c.sibling] = relabel(t, good, c.sibling)
+			}
+			for name, tok := range refused {
+				if _, rej := h.verifyToken(tok, now); rej == nil || rej.reason != reasonSignature {
+					t.Errorf("%s: %+v, want a signature rejection", name, rej)
+				}
+			}
+		})
+	}
+}
+
+// TestEveryCandidateKeyIsTried: keys without kid are all candidates; a
+// token of the second one passes, one of an unconfigured key does not.
+func TestEveryCandidateKeyIsTried(t *testing.T) {
+	k := keys(t)
+	dir := t.TempDir()
+	h := provisioned(t, &AuthJWT{Keys: []KeyFile{
+		{File: writePublicPEM(t, dir, "a.pem", &k.rsa1.PublicKey)},
+		{File: writePublicPEM(t, dir, "b.pem", &k.rsa2.PublicKey)},
+	}})
+	now := time.Now()
+	if _, rej := h.verifyToken(sign(t, jwt.SigningMethodRS256, k.rsa2, "", claims()), now); rej != nil {
+		t.Fatalf("token of the second key refused: %+v", rej)
+	}
+	if _, rej := h.verifyToken(sign(t, jwt.SigningMethodRS256, k.rsa3, "", claims()), now); rej == nil || rej.reason != reasonSignature {
+		t.Fatalf("token of an unconfigured key: %+v", rej)
+	}
+}
+
+// flipSignatureByte changes one byte in the middle of the signature.
+func flipSignatureByte(tok string) string {
+	i := strings.LastIndexByte(tok, '.') + 1
+	b := []byte(tok)
+	mid := i + (len(tok)-i)/2
+	if b[mid] == 'A' {
+		b[mid] = 'B'
+	} else {
+		b[mid] = 'A'
+	}
+	return string(b)
+}
+
+// relabel rewrites the header's alg, keeping payload and signature.
+func relabel(t *testing.T, tok, alg string) string {
+	t.Helper()
+	parts := strings.SplitN(tok, ".", 3)
+	h, err := jwt.NewParser().DecodeSegment(parts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := strings.Replace(string(h), `"alg":"`, `"alg":"`+alg+`","x":"`, 1)
+	return b64(header) + "." + parts[1] + "." + parts[2]
+}
+
+func mustEC(t *testing.T) *ecdsa.PrivateKey {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func mustEd(t *testing.T) ed25519.PrivateKey {
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
