@@ -6,10 +6,19 @@
 // mirrors the set in memory from pub/sub, and reloads the whole set whenever
 // its subscription is (re)established, so nothing published while it was
 // disconnected is missed.
+//
+// A subscription can also go deaf without breaking: after a Sentinel
+// failover go-redis sends commands to the promoted master but leaves
+// subscriptions on the old one, which no longer hears what is published.
+// So each watcher publishes a probe every second and, when its own probe
+// does not come back, subscribes again (on the current master) and
+// reloads.
 package revocation
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -31,6 +40,12 @@ const (
 	// resyncEvery bounds how stale a watcher can be if a message is lost
 	// without the connection dropping.
 	resyncEvery = 30 * time.Second
+	// probeEvery is how often a watcher publishes a probe to itself, and
+	// probeTimeout how long it waits for it before subscribing again.
+	probeEvery   = time.Second
+	probeTimeout = time.Second
+	// probePrefix starts a probe's payload; apply ignores it (not a time).
+	probePrefix = "probe "
 )
 
 // Revoke marks sids as revoked until the given time and tells every watcher.
@@ -67,8 +82,12 @@ type Watcher struct {
 	rdb    redis.UniversalClient
 	logger *zap.Logger
 	cancel context.CancelFunc
-	ps     *redis.PubSub
 	done   chan struct{}
+	probe  string // this watcher's probe payload prefix, unique per process
+
+	psMu   sync.Mutex
+	ps     *redis.PubSub // replaced when a probe goes unanswered
+	closed bool
 
 	mu      sync.RWMutex
 	revoked map[string]int64
@@ -85,7 +104,7 @@ func Acquire(redisURL string, logger *zap.Logger) (*Watcher, error) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		w := &Watcher{url: redisURL, rdb: rdb, logger: logger, cancel: cancel,
-			done: make(chan struct{}), revoked: map[string]int64{}}
+			done: make(chan struct{}), revoked: map[string]int64{}, probe: probePrefix + randomID() + " "}
 		w.ps = rdb.Subscribe(ctx, Channel)
 		go w.run(ctx)
 		return w, nil
@@ -106,7 +125,10 @@ func (w *Watcher) Release() error {
 func (w *Watcher) Destruct() error {
 	w.cancel()
 	// Closing the subscription interrupts a blocked read at once.
+	w.psMu.Lock()
+	w.closed = true
 	_ = w.ps.Close()
+	w.psMu.Unlock()
 	<-w.done
 	return redisclient.Release(w.url)
 }
@@ -132,33 +154,97 @@ func (w *Watcher) Loaded() bool {
 func (w *Watcher) run(ctx context.Context) {
 	defer close(w.done)
 	ps := w.ps
+	var pr prober
+	lastLoad := time.Now()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		msg, err := ps.ReceiveTimeout(ctx, resyncEvery)
+		msg, err := ps.ReceiveTimeout(ctx, probeEvery/2)
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			// A new or re-established subscription: whatever was published
 			// while we were away is only in the set.
 			w.reload(ctx)
+			lastLoad = time.Now()
 			backoff = 100 * time.Millisecond
 		case *redis.Message:
-			w.apply(m.Payload)
+			if m.Payload == pr.pending {
+				pr.pending = ""
+			} else {
+				w.apply(m.Payload)
+			}
 		default:
-			if err == nil {
+			if err != nil && !isTimeout(err) {
+				if ctx.Err() != nil {
+					return
+				}
+				w.logger.Debug("revocation subscription interrupted", zap.Error(err))
+				sleep(ctx, backoff)
+				backoff = min(backoff*2, 2*time.Second)
 				continue
 			}
-			if isTimeout(err) {
-				w.reload(ctx)
-				continue
-			}
-			if ctx.Err() != nil {
+		}
+		if pr.deaf(time.Now()) {
+			w.logger.Warn("revocation subscription hears nothing (its own probe did not come back); subscribing again")
+			if ps = w.resubscribe(ctx); ps == nil {
 				return
 			}
-			w.logger.Debug("revocation subscription interrupted", zap.Error(err))
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 2*time.Second)
+			pr.pending = ""
+		}
+		if pr.due(time.Now()) {
+			pr.send(ctx, w.rdb, w.probe)
+		}
+		if time.Since(lastLoad) >= resyncEvery {
+			w.reload(ctx)
+			lastLoad = time.Now()
 		}
 	}
+}
+
+// prober tracks the watcher's probe: one outstanding at a time.
+type prober struct {
+	seq     uint64
+	pending string // payload published and not heard back yet
+	sentAt  time.Time
+}
+
+func (p *prober) due(now time.Time) bool {
+	return p.pending == "" && now.Sub(p.sentAt) >= probeEvery
+}
+
+func (p *prober) deaf(now time.Time) bool {
+	return p.pending != "" && now.Sub(p.sentAt) >= probeTimeout
+}
+
+// send publishes the next probe. A failed publish sets nothing pending:
+// Redis is unreachable, and the subscription's own errors handle that.
+func (p *prober) send(ctx context.Context, rdb redis.UniversalClient, prefix string) {
+	p.seq++
+	p.sentAt = time.Now()
+	payload := prefix + strconv.FormatUint(p.seq, 10)
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	if rdb.Publish(ctx, Channel, payload).Err() == nil {
+		p.pending = payload
+	}
+}
+
+// resubscribe replaces the subscription with a new one, dialed afresh (to
+// the current master); nil when the watcher is being destroyed.
+func (w *Watcher) resubscribe(ctx context.Context) *redis.PubSub {
+	w.psMu.Lock()
+	defer w.psMu.Unlock()
+	if w.closed {
+		return nil
+	}
+	_ = w.ps.Close()
+	w.ps = w.rdb.Subscribe(ctx, Channel)
+	return w.ps
+}
+
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // reload replaces the in-memory set with Redis's, dropping expired entries.
