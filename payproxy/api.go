@@ -317,8 +317,14 @@ func (p *PayProxy) createFastPath(ctx context.Context, wt *wanted) (t *tradeReco
 	t, err = p.store.load(ctx, wt.order)
 	switch {
 	case err == nil && reusable(t, wt, time.Now()):
+		if err := p.store.confirm(ctx, wt.order); err != nil {
+			return nil, err, true
+		}
 		return t, nil, true
 	case err == nil && t.State == StatePaid:
+		if err := p.store.confirm(ctx, wt.order); err != nil {
+			return nil, err, true
+		}
 		return t, errOrderPaid, true
 	case err != nil && !errors.Is(err, errNoRecord):
 		return nil, err, true
@@ -352,9 +358,14 @@ func (p *PayProxy) decide(ctx context.Context, wt *wanted) (*tradeRecord, error)
 	if t != nil {
 		expect = t.TradeNo
 		switch {
-		case t.State == StatePaid:
-			return t, errOrderPaid
-		case reusable(t, wt, now):
+		case t.State == StatePaid || reusable(t, wt, now):
+			// Answered from the record as read: make sure it is durable.
+			if err := p.store.confirm(ctx, wt.order); err != nil {
+				return nil, err
+			}
+			if t.State == StatePaid {
+				return t, errOrderPaid
+			}
 			return t, nil
 		case t.State == StateUnknown && t.live(now) && t.Channel == wt.channel && t.AmountFen == wt.amount:
 			return p.issue(ctx, t)
@@ -399,6 +410,11 @@ func (p *PayProxy) issue(ctx context.Context, t *tradeRecord) (*tradeRecord, err
 	st, err := p.store.issued(ctx, t.OrderNo, t.TradeNo, qr)
 	if err != nil {
 		return nil, err
+	}
+	if st == "stale" {
+		// The order's record names another trade now: another writer got
+		// past the lock (see createLocked). Never answer this one.
+		return nil, errChanged
 	}
 	t.State, t.QRCode = st, qr
 	if st == StatePaid {

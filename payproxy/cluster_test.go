@@ -17,43 +17,118 @@ func TestOnRedisCluster(t *testing.T) {
 	e.redisURL = testredis.StartCluster(t, 3).URL()
 	e.start()
 	for _, ch := range []string{"alipay", "wechat"} {
-		t.Run(ch, func(t *testing.T) {
-			order := "CLUSTER_" + ch
-			answers := make([]response, 20)
-			var wg sync.WaitGroup
-			for i := range answers {
-				wg.Add(1)
-				go func(i int) { defer wg.Done(); answers[i] = e.create(order, ch, 1000) }(i)
-			}
-			wg.Wait()
-			for _, r := range answers {
-				if r.Status != 200 || r.str("trade_no") != answers[0].str("trade_no") {
-					t.Fatalf("storm: %d %s", r.Status, r.Raw)
-				}
-			}
-			if err := e.sim.Pay(answers[0].str("trade_no")); err != nil {
-				t.Fatal(err)
-			}
-			eventually(t, 5*time.Second, "PAID", func() bool { return e.get(order).str("state") == "PAID" })
-			eventually(t, 5*time.Second, "trade.paid", func() bool { return len(e.hooks.ofType("trade.paid", order)) == 1 })
-			ok := 0
-			var mu sync.Mutex
-			for i := 0; i < 5; i++ {
-				wg.Add(1)
-				go func(i int) {
-					defer wg.Done()
-					if e.refund(order, fmt.Sprintf("CR_%s_%d", ch, i), 400).Status == 200 {
-						mu.Lock()
-						ok++
-						mu.Unlock()
-					}
-				}(i)
-			}
-			wg.Wait()
-			if ok != 2 {
-				t.Fatalf("%d refunds of 400 accepted against 1000", ok)
-			}
-			eventually(t, 5*time.Second, "refund.succeeded x2", func() bool { return len(e.hooks.ofType("refund.succeeded", order)) == 2 })
-		})
+		t.Run(ch, func(t *testing.T) { lifecycle(t, e, "CLUSTER_"+ch, ch) })
 	}
+}
+
+// TestOnRedisSentinel: the lifecycle through a redis+sentinel:// URL with
+// wait_replicas=1, then a failover (the replica promoted while the old
+// master still runs and takes writes) with a storm of creates sent right
+// after it. Every write waits for a replica, so a create that landed on
+// the demoted master is never confirmed: it answers 503 before any
+// provider call, the client retries, and the order still gets exactly
+// one trade at the provider. (Without wait_replicas this storm split over
+// the two masters and made two trades.) The order paid before the failover
+// is PAID and refundable on the promoted master.
+func TestOnRedisSentinel(t *testing.T) {
+	e := newEnv(t)
+	set := testredis.StartSentinel(t, testredis.WithAOF("always"))
+	e.redisURL = set.URL() + "?wait_replicas=1&wait_timeout=300ms"
+	e.start()
+	lifecycle(t, e, "SENTINEL_BEFORE", "alipay")
+	set.Failover()
+	const order = "SENTINEL_AFTER"
+	answers := make([]response, 20)
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i] = untilAnswered(func() response { return e.create(order, "wechat", 1000) })
+		}()
+	}
+	wg.Wait()
+	for _, r := range answers {
+		if r.Status != 200 || r.str("trade_no") != answers[0].str("trade_no") {
+			t.Fatalf("storm after the failover: %d %s vs %s", r.Status, r.Raw, answers[0].Raw)
+		}
+	}
+	var trades []string
+	for _, tr := range e.sim.Trades() {
+		if tr.Subject == "运费 "+order {
+			trades = append(trades, tr.OutTradeNo)
+		}
+	}
+	if len(trades) != 1 || trades[0] != answers[0].str("trade_no") {
+		t.Fatalf("trades at the provider %v, answered %s", trades, answers[0].str("trade_no"))
+	}
+	if err := e.sim.Pay(trades[0]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "PAID after the failover", func() bool { return e.get(order).str("state") == "PAID" })
+	eventually(t, 15*time.Second, "trade.paid", func() bool { return len(e.hooks.ofType("trade.paid", order)) == 1 })
+	if r := e.get("SENTINEL_BEFORE"); r.str("state") != "PAID" {
+		t.Fatalf("order paid before the failover: %s", r.Raw)
+	}
+	// Its two refunds of 400 survived: 200 more fit into 1000, 1 more not.
+	if r := untilAnswered(func() response { return e.refund("SENTINEL_BEFORE", "SR_AFTER_FAILOVER", 200) }); r.Status != 200 {
+		t.Fatalf("refund after the failover of an order paid before it: %d %s", r.Status, r.Raw)
+	}
+	if r := untilAnswered(func() response { return e.refund("SENTINEL_BEFORE", "SR_OVER", 1) }); r.Status != 409 {
+		t.Fatalf("over-refund after the failover: %d %s", r.Status, r.Raw)
+	}
+}
+
+// untilAnswered retries a 503 (what a client does while Redis fails over)
+// for up to 30 s.
+func untilAnswered(send func() response) response {
+	var r response
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if r = send(); r.Status != 503 {
+			return r
+		}
+	}
+	return r
+}
+
+// lifecycle: 20 concurrent creates of one order get one trade; paid at the
+// provider, it becomes PAID with one trade.paid event; of five concurrent
+// refunds of 400 against 1000, two are accepted and both succeed.
+func lifecycle(t *testing.T, e *env, order, ch string) {
+	t.Helper()
+	answers := make([]response, 20)
+	var wg sync.WaitGroup
+	for i := range answers {
+		wg.Add(1)
+		go func(i int) { defer wg.Done(); answers[i] = e.create(order, ch, 1000) }(i)
+	}
+	wg.Wait()
+	for _, r := range answers {
+		if r.Status != 200 || r.str("trade_no") != answers[0].str("trade_no") {
+			t.Fatalf("storm: %d %s", r.Status, r.Raw)
+		}
+	}
+	if err := e.sim.Pay(answers[0].str("trade_no")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "PAID", func() bool { return e.get(order).str("state") == "PAID" })
+	eventually(t, 5*time.Second, "trade.paid", func() bool { return len(e.hooks.ofType("trade.paid", order)) == 1 })
+	ok := 0
+	var mu sync.Mutex
+	for i := 0; i < 5; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if e.refund(order, fmt.Sprintf("R_%s_%d", order, i), 400).Status == 200 {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		}(i)
+	}
+	wg.Wait()
+	if ok != 2 {
+		t.Fatalf("%d refunds of 400 accepted against 1000", ok)
+	}
+	eventually(t, 5*time.Second, "refund.succeeded x2", func() bool { return len(e.hooks.ofType("refund.succeeded", order)) == 2 })
 }

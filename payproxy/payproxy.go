@@ -195,7 +195,11 @@ func (p *PayProxy) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("payproxy redis: %w", err)
 	}
 	p.rdb, p.redisHeld = rdb, true
-	p.store = &tradeStore{rdb: rdb}
+	durability, err := redisclient.DurabilityOf(p.Redis)
+	if err != nil {
+		return fmt.Errorf("payproxy redis: %w", err)
+	}
+	p.store = &tradeStore{rdb: rdb, durability: durability}
 	if err := p.provisionLocks(rdb); err != nil {
 		return err
 	}

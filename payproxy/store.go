@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/redisclient"
 )
 
 // Redis key layout (all under keyPrefix; {…} are Cluster hash tags):
@@ -93,6 +95,11 @@ type refundRecord struct {
 // tradeStore reads and changes trade records; every change is a script.
 type tradeStore struct {
 	rdb redis.UniversalClient
+	// durability, when the redis URL asks for replicas (wait_replicas),
+	// makes every change of a trade or refund wait until that many
+	// replicas have it, so a failover cannot lose a trade number that was
+	// handed to the provider or a refund that was reserved.
+	durability redisclient.Durability
 }
 
 // errNoRecord means the order has no trade.
@@ -130,13 +137,15 @@ func (s *tradeStore) orderOfTrade(ctx context.Context, tradeNo string) (string, 
 // run in order, so the index exists before the trade (an orphan index is
 // harmless; a trade without one would make its notifications unknown).
 func (s *tradeStore) allocate(ctx context.Context, t *tradeRecord, expectTradeNo string, pollAt time.Time) (bool, error) {
-	pipe := s.rdb.Pipeline()
-	pipe.Set(ctx, tradeIndexKey(t.TradeNo), t.OrderNo, 0)
-	alloc := allocScript.Eval(ctx, pipe, []string{tradeKey(t.OrderNo)},
-		t.OrderNo, t.TradeNo, t.Channel, t.AmountFen, t.Subject,
-		t.CreatedAt.UnixMilli(), t.ExpiresAt.UnixMilli(), expectTradeNo)
-	pipe.ZAdd(ctx, dueKey, redis.Z{Score: float64(pollAt.UnixMilli()), Member: t.OrderNo})
-	if _, err := pipe.Exec(ctx); err != nil {
+	var alloc *redis.Cmd
+	err := s.durability.Pipelined(ctx, s.rdb, func(pipe redis.Pipeliner) {
+		pipe.Set(ctx, tradeIndexKey(t.TradeNo), t.OrderNo, 0)
+		alloc = allocScript.Eval(ctx, pipe, []string{tradeKey(t.OrderNo)},
+			t.OrderNo, t.TradeNo, t.Channel, t.AmountFen, t.Subject,
+			t.CreatedAt.UnixMilli(), t.ExpiresAt.UnixMilli(), expectTradeNo)
+		pipe.ZAdd(ctx, dueKey, redis.Z{Score: float64(pollAt.UnixMilli()), Member: t.OrderNo})
+	})
+	if err != nil {
 		return false, fmt.Errorf("allocating trade for order %s: %w", t.OrderNo, err)
 	}
 	n, err := alloc.Int()
@@ -147,11 +156,30 @@ func (s *tradeStore) allocate(ctx context.Context, t *tradeRecord, expectTradeNo
 }
 
 func (s *tradeStore) issued(ctx context.Context, order, tradeNo, qr string) (string, error) {
-	st, err := issuedScript.Run(ctx, s.rdb, []string{tradeKey(order)}, tradeNo, qr).Text()
+	st, err := s.durability.Run(ctx, s.rdb, issuedScript, []string{tradeKey(order)}, tradeNo, qr).Text()
 	if err != nil {
 		return "", fmt.Errorf("recording QR code of trade %s: %w", tradeNo, err)
 	}
 	return st, nil
+}
+
+// confirm makes sure, when durability asks for replicas, that what was
+// just read of the order has reached them before it is answered: the
+// record may come from a write that failed its own confirmation (the
+// client got a 503 and retried). It writes one field of the record and
+// WAITs: replication is one ordered stream, so the replicas that have
+// this write have every earlier one. Without durability it does nothing.
+func (s *tradeStore) confirm(ctx context.Context, order string) error {
+	if s.durability.Replicas == 0 {
+		return nil
+	}
+	err := s.durability.Pipelined(ctx, s.rdb, func(p redis.Pipeliner) {
+		p.HSet(ctx, tradeKey(order), "confirmed_at", time.Now().UnixMilli())
+	})
+	if err != nil {
+		return fmt.Errorf("confirming the trade of order %s: %w", order, err)
+	}
+	return nil
 }
 
 // transition moves a trade to PAID or CLOSED and puts its event into the
@@ -164,7 +192,7 @@ func (s *tradeStore) transition(ctx context.Context, t *tradeRecord, to, provide
 	ev := newEvent(typ, t.TradeNo, now, eventData{
 		OrderNo: t.OrderNo, TradeNo: t.TradeNo, Channel: t.Channel, AmountFen: t.AmountFen, State: to,
 	})
-	res, err := transitionScript.Run(ctx, s.rdb, []string{tradeKey(t.OrderNo), outboxKey(t.OrderNo)},
+	res, err := s.durability.Run(ctx, s.rdb, transitionScript, []string{tradeKey(t.OrderNo), outboxKey(t.OrderNo)},
 		t.TradeNo, to, now.UnixMilli(), ev.ID, ev.Body, providerTradeID).Text()
 	if err != nil {
 		return false, nil, fmt.Errorf("moving trade %s to %s: %w", t.TradeNo, to, err)
@@ -177,7 +205,7 @@ func (s *tradeStore) transition(ctx context.Context, t *tradeRecord, to, provide
 
 // reserveRefund runs refundReserveScript.
 func (s *tradeStore) reserveRefund(ctx context.Context, order, refundNo string, amount int64, reason string, now time.Time) (string, *refundRecord, error) {
-	vals, err := refundReserveScript.Run(ctx, s.rdb, []string{tradeKey(order), refundsKey(order)},
+	vals, err := s.durability.Run(ctx, s.rdb, refundReserveScript, []string{tradeKey(order), refundsKey(order)},
 		refundNo, amount, reason, now.UnixMilli()).StringSlice()
 	if err != nil || len(vals) != 2 {
 		return "", nil, fmt.Errorf("reserving refund %s: %w", refundNo, err)
@@ -201,7 +229,7 @@ func (s *tradeStore) settleRefund(ctx context.Context, t *tradeRecord, r *refund
 	ev := newEvent(typ, t.TradeNo+"_"+r.RefundNo, now, eventData{
 		OrderNo: t.OrderNo, TradeNo: t.TradeNo, Channel: t.Channel, AmountFen: r.AmountFen, State: to, RefundNo: r.RefundNo,
 	})
-	res, err := refundSettleScript.Run(ctx, s.rdb,
+	res, err := s.durability.Run(ctx, s.rdb, refundSettleScript,
 		[]string{tradeKey(t.OrderNo), refundsKey(t.OrderNo), outboxKey(t.OrderNo)},
 		r.RefundNo, to, now.UnixMilli(), ev.ID, ev.Body).Text()
 	if err != nil {

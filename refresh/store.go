@@ -88,32 +88,12 @@ func (s *sessionStore) rotate(ctx context.Context, user, sid string, gen int64) 
 	return parseRotation(res)
 }
 
-// run executes a writing script. With durability it sends the script and
-// WAIT on one connection (WAIT counts that connection's writes) and fails
-// when too few replicas confirm; the client then retries, and the retry
-// finds the write (a replayed refresh within reuse_grace).
+// run executes a writing script; with durability it waits for the
+// replicas (redisclient.Durability.Run) and fails when too few confirm: the
+// client then retries, and the retry finds the write (a replayed refresh
+// within reuse_grace).
 func (s *sessionStore) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
-	d := s.durability
-	if d.Replicas == 0 {
-		return script.Run(ctx, s.rdb, keys, args...)
-	}
-	var res, wait *redis.Cmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		res = script.Eval(ctx, p, keys, args...)
-		wait = p.Do(ctx, "WAIT", d.Replicas, d.Timeout.Milliseconds())
-		return nil
-	})
-	if err == nil {
-		if n, werr := wait.Int(); werr != nil || n < d.Replicas {
-			err = fmt.Errorf("write confirmed by %d of %d replicas: %v", n, d.Replicas, werr)
-		}
-	}
-	if err != nil && !errors.Is(err, redis.Nil) {
-		failed := redis.NewCmd(ctx)
-		failed.SetErr(err)
-		return failed
-	}
-	return res
+	return s.durability.Run(ctx, s.rdb, script, keys, args...)
 }
 
 // parseRotation reads a script reply {outcome, [gen, [ttl ms]]}.

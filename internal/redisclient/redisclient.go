@@ -5,6 +5,7 @@
 package redisclient
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -254,4 +255,45 @@ func splitDurability(url string) (string, Durability, error) {
 		base += "?" + strings.Join(kept, "&")
 	}
 	return base, d, nil
+}
+
+// Pipelined runs fn's commands in one pipeline on one connection and, when
+// d asks for replicas, ends it with WAIT: WAIT counts the writes of its own
+// connection, so it confirms exactly these. Too few confirmations is an
+// error; the write may still have happened on the master, and the caller
+// answers as if it had failed (its retry finds the write).
+func (d Durability) Pipelined(ctx context.Context, rdb redis.UniversalClient, fn func(redis.Pipeliner)) error {
+	var wait *redis.Cmd
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		fn(p)
+		if d.Replicas > 0 {
+			wait = p.Do(ctx, "WAIT", d.Replicas, d.Timeout.Milliseconds())
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	if wait != nil {
+		if n, werr := wait.Int(); werr != nil || n < d.Replicas {
+			return fmt.Errorf("write confirmed by %d of %d replicas in %s: %v", n, d.Replicas, d.Timeout, werr)
+		}
+	}
+	return nil
+}
+
+// Run runs a writing script, confirmed by d's replicas when it asks for
+// them (see Pipelined). The reply is the script's, or the failure.
+func (d Durability) Run(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	if d.Replicas == 0 {
+		return script.Run(ctx, rdb, keys, args...)
+	}
+	var res *redis.Cmd
+	err := d.Pipelined(ctx, rdb, func(p redis.Pipeliner) { res = script.Eval(ctx, p, keys, args...) })
+	if err != nil {
+		failed := redis.NewCmd(ctx)
+		failed.SetErr(err)
+		return failed
+	}
+	return res
 }
