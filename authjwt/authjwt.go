@@ -487,9 +487,10 @@ func (h *AuthJWT) refuseOrPass(w http.ResponseWriter, r *http.Request, next cadd
 func (h *AuthJWT) applyIdentity(r *http.Request, id *identity) {
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl != nil {
-		for _, kv := range id.placeholders {
-			repl.Set(kv.key, kv.value)
-		}
+		// One provider per request instead of a Set per claim: Set writes
+		// into the request's replacer map and grows it on every request,
+		// while most placeholders are never read.
+		repl.Map(id.placeholder)
 	}
 	for _, kv := range id.headers {
 		r.Header[kv.key] = kv.values

@@ -1,6 +1,7 @@
 package authjwt
 
 import (
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,10 +20,25 @@ type identity struct {
 
 }
 
-// placeholder values are boxed once, so setting them allocates nothing.
+// placeholder values are boxed once, so answering them allocates nothing.
 type placeholder struct {
 	key   string
 	value any
+}
+
+// placeholder answers the replacer for the http.auth.user.* names (a
+// caddy.ReplacerFunc). A token has a handful of claims: a scan is cheaper
+// than a map.
+func (id *identity) placeholder(key string) (any, bool) {
+	if !strings.HasPrefix(key, "http.auth.user.") {
+		return nil, false
+	}
+	for i := range id.placeholders {
+		if id.placeholders[i].key == key {
+			return id.placeholders[i].value, true
+		}
+	}
+	return nil, false
 }
 
 // headerValue slices are built once and shared; net/http copies on append.
