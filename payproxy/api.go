@@ -316,20 +316,25 @@ func (p *PayProxy) createTrade(ctx context.Context, wt *wanted) (*tradeRecord, s
 func (p *PayProxy) createFastPath(ctx context.Context, wt *wanted) (t *tradeRecord, err error, done bool) {
 	t, err = p.store.load(ctx, wt.order)
 	switch {
-	case err == nil && reusable(t, wt, time.Now()):
-		if err := p.store.confirm(ctx, wt.order); err != nil {
-			return nil, err, true
-		}
-		return t, nil, true
-	case err == nil && t.State == StatePaid:
-		if err := p.store.confirm(ctx, wt.order); err != nil {
-			return nil, err, true
-		}
-		return t, errOrderPaid, true
+	case err == nil && (t.State == StatePaid || reusable(t, wt, time.Now())):
+		t, err = answerFromRecord(ctx, p.store, t)
+		return t, err, true
 	case err != nil && !errors.Is(err, errNoRecord):
 		return nil, err, true
 	}
 	return nil, nil, false
+}
+
+// answerFromRecord answers a create with the stored trade as read (a live
+// identical trade, or a paid order), once it is durable (confirm).
+func answerFromRecord(ctx context.Context, store *tradeStore, t *tradeRecord) (*tradeRecord, error) {
+	if err := store.confirm(ctx, t.OrderNo); err != nil {
+		return nil, err
+	}
+	if t.State == StatePaid {
+		return t, errOrderPaid
+	}
+	return t, nil
 }
 
 // createLocked takes the decision under the lock. The lock keeps the
@@ -359,14 +364,7 @@ func (p *PayProxy) decide(ctx context.Context, wt *wanted) (*tradeRecord, error)
 		expect = t.TradeNo
 		switch {
 		case t.State == StatePaid || reusable(t, wt, now):
-			// Answered from the record as read: make sure it is durable.
-			if err := p.store.confirm(ctx, wt.order); err != nil {
-				return nil, err
-			}
-			if t.State == StatePaid {
-				return t, errOrderPaid
-			}
-			return t, nil
+			return answerFromRecord(ctx, p.store, t)
 		case t.State == StateUnknown && t.live(now) && t.Channel == wt.channel && t.AmountFen == wt.amount:
 			return p.issue(ctx, t)
 		case t.State == StatePaying || t.State == StateUnknown:
