@@ -5,20 +5,31 @@ GOFLAGS   ?=
 # CI=true shortens the long runs (chaos, load).
 export CI
 
-.PHONY: build test demo redis-server bench-tools vet race bench chaos clean
+.PHONY: build test demo redis-server prometheus bench-tools vet race bench chaos clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tollgate
 	@if [ -d cmd/paysim ]; then $(GO) build -o bin/paysim ./cmd/paysim; fi
 
+# apt_install installs Debian's package $(2) when command $(1) is missing, and
+# stops the service the package may start: the tests start their own.
+define apt_install
+	@command -v $(1) >/dev/null 2>&1 || { \
+		echo "$(1) is missing: installing Debian's $(2) package (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(2) >/dev/null; \
+		command -v $(1) >/dev/null || { echo "could not install $(2)"; exit 1; }; \
+		systemctl stop $(2) >/dev/null 2>&1 || service $(2) stop >/dev/null 2>&1 || true; \
+	}
+endef
+
 # The tests start their own redis-server processes; it must be installed.
 redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		echo "redis-server is missing: installing Debian's redis-server package (apt-get)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
-		command -v redis-server >/dev/null || { echo "could not install redis-server"; exit 1; }; \
-		systemctl stop redis-server >/dev/null 2>&1 || service redis-server stop >/dev/null 2>&1 || true; \
-	}
+	$(call apt_install,redis-server,redis-server)
+
+# deploy/'s tests run promtool and a real prometheus (Debian's prometheus package).
+prometheus:
+	$(call apt_install,promtool,prometheus)
+	$(call apt_install,prometheus,prometheus)
 
 vet:
 	$(GO) vet ./...
@@ -26,7 +37,7 @@ vet:
 race:
 	$(GO) test -race -count=1 -timeout 14m ./...
 
-test: redis-server vet race
+test: redis-server prometheus vet race
 
 demo: redis-server
 	./demo/run.sh

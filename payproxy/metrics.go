@@ -49,6 +49,8 @@ func newPayMetrics(reg prometheus.Registerer) (*payMetrics, error) {
 	m.notifications = register(reg, m.notifications, &err)
 	m.webhooks = register(reg, m.webhooks, &err)
 	m.webhookDuration = register(reg, m.webhookDuration, &err)
+	// The webhook queue, dead letters and Redis health, read at scrape time.
+	register[prometheus.Collector](reg, newWebhookGauges(), &err)
 	return m, err
 }
 

@@ -1,0 +1,81 @@
+package payproxy
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// scrapeTimeout bounds the Redis reads of one /metrics scrape, so a Redis
+// that is down delays the scrape by at most this much.
+const scrapeTimeout = time.Second
+
+// webhookGauges reads the webhook queue and the dead-letter list from Redis
+// when /metrics is scraped, so the numbers are the shared truth of every
+// instance (each instance reports the same values) and survive restarts
+// and reloads. A scrape that cannot read Redis reports redis_up 0 and
+// leaves the two lengths out rather than report stale ones.
+type webhookGauges struct {
+	queued, dead, up *prometheus.Desc
+}
+
+func newWebhookGauges() *webhookGauges {
+	const ns, sub = "tollgate", "payproxy"
+	return &webhookGauges{
+		queued: prometheus.NewDesc(prometheus.BuildFQName(ns, sub, "webhook_queue_length"),
+			"Webhook events waiting for delivery (or being delivered), read from Redis at scrape time.", nil, nil),
+		dead: prometheus.NewDesc(prometheus.BuildFQName(ns, sub, "webhook_dead_letters"),
+			"Webhook events in the dead-letter list, read from Redis at scrape time.", nil, nil),
+		up: prometheus.NewDesc(prometheus.BuildFQName(ns, sub, "redis_up"),
+			"1 when this scrape could read payproxy's Redis (the trade store), 0 when it could not.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (g *webhookGauges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- g.queued
+	ch <- g.dead
+	ch <- g.up
+}
+
+// Collect implements prometheus.Collector. It reports nothing while no
+// payproxy route is running; with several Redis servers (routes with
+// different redis URLs) the lengths are summed and redis_up is 0 when any
+// of them failed.
+func (g *webhookGauges) Collect(ch chan<- prometheus.Metric) {
+	clients := redisClients()
+	if len(clients) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
+	defer cancel()
+	var queued, dead int64
+	for _, rdb := range clients {
+		q, d, err := webhookLengths(ctx, rdb)
+		if err != nil {
+			ch <- prometheus.MustNewConstMetric(g.up, prometheus.GaugeValue, 0)
+			return
+		}
+		queued, dead = queued+q, dead+d
+	}
+	ch <- prometheus.MustNewConstMetric(g.up, prometheus.GaugeValue, 1)
+	ch <- prometheus.MustNewConstMetric(g.queued, prometheus.GaugeValue, float64(queued))
+	ch <- prometheus.MustNewConstMetric(g.dead, prometheus.GaugeValue, float64(dead))
+}
+
+// webhookLengths reads both lengths in one round trip (both keys carry the
+// {wh} hash tag, so they share a Cluster slot).
+func webhookLengths(ctx context.Context, rdb redis.UniversalClient) (queued, dead int64, err error) {
+	var q, d *redis.IntCmd
+	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		q = p.ZCard(ctx, queueKey)
+		d = p.LLen(ctx, deadKey)
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return q.Val(), d.Val(), nil
+}
