@@ -1,15 +1,31 @@
 # tollgate — build, test and demo. See README.md.
 GO        ?= go
 BIN       ?= bin/tollgate
+PAYSIM_BIN ?= $(dir $(BIN))paysim
 GOFLAGS   ?=
-# CI=true shortens the long runs (chaos, load).
+# tollgate's version, linked into the binary (`tollgate version`): the tag of
+# the checked-out commit, else a Go pseudo-version of it, plus +dirty when
+# the work tree has changes. VERSION=v1.2.3 sets it; outside a git checkout
+# it is left to Go's build information.
+PSEUDO_VERSION = $(shell TZ=UTC git log -1 --format='v0.0.0-%cd-%h' --date=format-local:%Y%m%d%H%M%S --abbrev=12 2>/dev/null)
+VERSION   ?= $(shell git describe --tags --exact-match 2>/dev/null || echo $(PSEUDO_VERSION))$(shell git status --porcelain 2>/dev/null | grep -q . && echo +dirty)
+LDFLAGS    = $(if $(VERSION),-X github.com/tollgate/tollgate/cmd/tollgate/commands.Version=$(VERSION))
+# xcaddy builds (see xcaddy.md): Caddy's version is the one go.mod pins.
+XCADDY_BIN ?= bin/tollgate-xcaddy
+CADDY_VERSION = $(shell $(GO) list -m -f '{{.Version}}' github.com/caddyserver/caddy/v2)
 export CI
 
-.PHONY: build test demo redis-server prometheus bench-tools vet race bench chaos clean
+.PHONY: build test demo xcaddy redis-server prometheus bench-tools vet race bench chaos clean
 
 build:
-	$(GO) build -o $(BIN) ./cmd/tollgate
-	@if [ -d cmd/paysim ]; then $(GO) build -o bin/paysim ./cmd/paysim; fi
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/tollgate
+	@if [ -d cmd/paysim ]; then $(GO) build -o $(PAYSIM_BIN) ./cmd/paysim; fi
+
+# tollgate with xcaddy from this checkout (minutes; see xcaddy.md). The
+# module gets the commit's pseudo-version, so `tollgate version` names it.
+xcaddy:
+	$(GO) run github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5 build $(CADDY_VERSION) --output $(XCADDY_BIN) \
+		--with github.com/tollgate/tollgate@$(PSEUDO_VERSION)=.
 
 # apt_install installs Debian's package $(2) when command $(1) is missing, and
 # stops the service the package may start: the tests start their own.

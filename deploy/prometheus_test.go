@@ -3,17 +3,22 @@ package deploy_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -25,43 +30,81 @@ import (
 	_ "github.com/tollgate/tollgate"
 )
 
-// TestDeadLetterAlertFiresInARealPrometheus: a real Prometheus evaluates
-// alerts.yml against a real tollgate whose webhook receiver is dead. One
-// paid order's event is dead-lettered after max_attempts 1, the alert
-// fires, and every dashboard query runs against the same Prometheus.
-func TestDeadLetterAlertFiresInARealPrometheus(t *testing.T) {
+// TestDeadLetterAlertFiresInARealPrometheusAndResolvesAfterAReplay: a real
+// Prometheus evaluates alerts.yml against a real tollgate whose webhook
+// receiver refuses everything. One paid order's event is dead-lettered
+// after max_attempts 1 and the alert fires; every dashboard query runs
+// against the same Prometheus. Then the operator's path: list the dead
+// letter with `tollgate payproxy dead-letters`, fix the receiver, replay it
+// with --replay, and the alert resolves.
+func TestDeadLetterAlertFiresInARealPrometheusAndResolvesAfterAReplay(t *testing.T) {
 	w := startPayWorld(t)
-	prom := startPrometheus(t, "127.0.0.1:"+strconv.Itoa(w.caddy.AdminPort))
+	admin := "127.0.0.1:" + strconv.Itoa(w.caddy.AdminPort)
+	prom := startPrometheus(t, admin)
 
 	w.paidOrder("DEADLETTER_1")
 	waitFor(t, 20*time.Second, "one dead letter in the admin API", func() bool {
 		var dead []json.RawMessage
 		return getJSON(w.caddy.AdminURL()+"/tollgate/payproxy/dead_letters", &dead) == nil && len(dead) == 1
 	})
-
 	waitFor(t, 60*time.Second, "alert TollgateWebhookDeadLetters firing", func() bool {
 		return prom.alertState("TollgateWebhookDeadLetters") == "firing"
 	})
 	if v := prom.value(t, `tollgate_payproxy_webhook_dead_letters`); v != "1" {
 		t.Fatalf("tollgate_payproxy_webhook_dead_letters = %q, want 1", v)
 	}
+	runDashboard(t, prom)
 
-	for _, expr := range dashboardExprs(t) {
+	// The operator lists it, refuses nothing by mistake, and replays it.
+	table := cli(t, 0, "payproxy", "dead-letters", "--address", admin).stdout
+	id := regexp.MustCompile(`(?m)^(evt_\S+)\s+trade\.paid\s+DEADLETTER_1\s+\S+\s+1\s+`).FindStringSubmatch(table)
+	if id == nil {
+		t.Fatalf("dead-letters printed:\n%s", table)
+	}
+	before := w.redis.Dump()
+	for want, args := range map[string][]string{
+		"no dead letter with id":                       {"--replay", "evt_no_such_event"},
+		"give --replay <id> or --replay-all, not both": {"--replay", id[1], "--replay-all"},
+	} {
+		if r := cli(t, 1, append([]string{"payproxy", "dead-letters", "--address", admin}, args...)...); !strings.Contains(r.stderr, want) {
+			t.Errorf("dead-letters %v: %s, want %q", args, r.stderr, want)
+		}
+	}
+	if after := w.redis.Dump(); !maps.Equal(before, after) {
+		t.Fatalf("a refused replay changed Redis:\nbefore %v\nafter  %v", before, after)
+	}
+	w.receiver.up.Store(true)
+	if out := cli(t, 0, "payproxy", "dead-letters", "--address", admin, "--replay", id[1]).stdout; out != "replayed 1\n" {
+		t.Fatalf("--replay printed %q", out)
+	}
+	waitFor(t, 20*time.Second, "the replayed event at the receiver", func() bool { return w.receiver.got(id[1]) })
+	if r := cli(t, 0, "payproxy", "dead-letters", "--address", admin); r.stdout != "" || !strings.Contains(r.stderr, "no dead letters") {
+		t.Fatalf("dead-letters after the replay: %+v", r)
+	}
+	waitFor(t, 60*time.Second, "alert TollgateWebhookDeadLetters resolved", func() bool {
+		return prom.alertState("TollgateWebhookDeadLetters") == "" && prom.value(t, `tollgate_payproxy_webhook_dead_letters`) == "0"
+	})
+}
+
+// runDashboard runs every dashboard query against prom, and checks that
+// every tollgate metric the scrape carried has a panel.
+func runDashboard(t *testing.T, prom *prometheus) {
+	t.Helper()
+	exprs := dashboardExprs(t)
+	for _, expr := range exprs {
 		if err := prom.query(promQL(expr), nil); err != nil {
 			t.Errorf("dashboard query %q: %v", expr, err)
 		}
 	}
-
-	// Every tollgate metric this scrape carried has a panel.
 	var families []struct {
 		Metric map[string]string `json:"metric"`
 	}
 	if err := prom.query(`count by (__name__) ({__name__=~"tollgate_.+"})`, &families); err != nil {
 		t.Fatal(err)
 	}
-	exprs := strings.Join(dashboardExprs(t), "\n")
+	all := strings.Join(exprs, "\n")
 	for _, f := range families {
-		if name := metricNames(f.Metric["__name__"]); len(name) != 1 || !strings.Contains(exprs, name[0]) {
+		if name := metricNames(f.Metric["__name__"]); len(name) != 1 || !strings.Contains(all, name[0]) {
 			t.Errorf("scraped %s has no dashboard panel", f.Metric["__name__"])
 		}
 	}
@@ -101,14 +144,43 @@ func TestPayproxyRedisOutageShowsAtTheNextScrape(t *testing.T) {
 }
 
 // payWorld is a tollgate running payproxy (WeChat Pay through paysim) with a
-// webhook to a port where nothing listens, max_attempts 1, and Caddy's HTTP
+// webhook to a receiver that is down, max_attempts 1, and Caddy's HTTP
 // metrics on.
 type payWorld struct {
-	t     *testing.T
-	redis *testredis.Server
-	sim   *paysim.Sim
-	caddy *testcaddy.Instance
-	base  string
+	t        *testing.T
+	redis    *testredis.Server
+	sim      *paysim.Sim
+	caddy    *testcaddy.Instance
+	base     string
+	receiver *receiver
+}
+
+// receiver is the backend's webhook endpoint: 503 to everything until up,
+// then 200, recording the event ids it accepted.
+type receiver struct {
+	up  atomic.Bool
+	mu  sync.Mutex
+	ids []string
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !rc.up.Load() {
+		http.Error(w, "receiver down", http.StatusServiceUnavailable)
+		return
+	}
+	var ev struct {
+		ID string `json:"id"`
+	}
+	_ = json.NewDecoder(r.Body).Decode(&ev)
+	rc.mu.Lock()
+	rc.ids = append(rc.ids, ev.ID)
+	rc.mu.Unlock()
+}
+
+func (rc *receiver) got(id string) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return slices.Contains(rc.ids, id)
 }
 
 func startPayWorld(t *testing.T) *payWorld {
@@ -119,10 +191,11 @@ func startPayWorld(t *testing.T) *payWorld {
 	}
 	simSrv := httptest.NewServer(sim.Handler())
 	t.Cleanup(func() { simSrv.Close(); sim.Close() })
-	w := &payWorld{t: t, redis: testredis.Start(t), sim: sim}
+	w := &payWorld{t: t, redis: testredis.Start(t), sim: sim, receiver: &receiver{}}
+	hooks := httptest.NewServer(w.receiver)
+	t.Cleanup(hooks.Close)
 	port := testcaddy.FreePort(t)
 	w.base = fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadReceiver := fmt.Sprintf("http://127.0.0.1:%d/webhooks", testcaddy.FreePort(t))
 	k := sim.Keys()
 	w.caddy = testcaddy.Start(t, "\tmetrics", fmt.Sprintf(`%s {
 	payproxy {
@@ -148,7 +221,7 @@ func startPayWorld(t *testing.T) *payWorld {
 	respond "upstream" 200
 }
 `, w.base, w.redis.URL(), k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key,
-		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, simSrv.URL, w.base, deadReceiver))
+		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, simSrv.URL, w.base, hooks.URL+"/webhooks"))
 	if err := testcaddy.WaitListening(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -298,6 +371,29 @@ func (p *prometheus) api(path string, data any) error {
 		return fmt.Errorf("%s: %s", env.Status, env.Error)
 	}
 	return json.Unmarshal(env.Data, data)
+}
+
+// cliResult is what one run of the tollgate binary printed.
+type cliResult struct{ stdout, stderr string }
+
+// cli runs the tollgate binary and fails the test unless it exits with code.
+func cli(t *testing.T, code int, args ...string) cliResult {
+	t.Helper()
+	cmd := exec.Command(testcaddy.Binary(t), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	got := 0
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		got = exit.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if got != code {
+		t.Fatalf("tollgate %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), got, code, &stdout, &stderr)
+	}
+	return cliResult{stdout.String(), stderr.String()}
 }
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}

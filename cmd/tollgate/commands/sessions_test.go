@@ -1,0 +1,59 @@
+package commands_test
+
+import (
+	"maps"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/tollgate/tollgate/internal/testcaddy"
+)
+
+// TestSessionsRevokeEndsOneSessionThenEveryOneOfTheUser runs the command
+// against a real instance: --sid ends that session only, --user alone ends
+// the rest of the user's, and other users keep theirs.
+func TestSessionsRevokeEndsOneSessionThenEveryOneOfTheUser(t *testing.T) {
+	w := startKeyWorld(t, ok(t, "keygen", "--dir", t.TempDir()).stdout)
+	first, second, other := w.login(t, "u1"), w.login(t, "u1"), w.login(t, "u2")
+	sid1 := jwtPart(t, first.RefreshToken, 1)["sid"].(string)
+	sid2 := jwtPart(t, second.RefreshToken, 1)["sid"].(string)
+
+	out := ok(t, "sessions", "revoke", "--address", w.admin(), "--user", "u1", "--sid", sid1).stdout
+	if out != sid1+"\n" {
+		t.Fatalf("revoke --sid printed %q, want %s", out, sid1)
+	}
+	if r := w.refresh(t, first.RefreshToken); r.status != http.StatusBadRequest || r.Error != "invalid_grant" {
+		t.Fatalf("refresh of the revoked session: %d %s", r.status, r.Error)
+	}
+	second = w.refresh(t, second.RefreshToken)
+	if second.status != http.StatusOK {
+		t.Fatalf("refresh of u1's other session: %d %s", second.status, second.Error)
+	}
+
+	out = ok(t, "sessions", "revoke", "--address", w.admin(), "--user", "u1").stdout
+	if !strings.Contains(out, sid2) {
+		t.Fatalf("revoke --user printed %q, want %s among them", out, sid2)
+	}
+	if r := w.refresh(t, second.RefreshToken); r.status != http.StatusBadRequest {
+		t.Fatalf("refresh after revoking every session of u1: %d", r.status)
+	}
+	if r := w.refresh(t, other.RefreshToken); r.status != http.StatusOK {
+		t.Fatalf("u2's session was touched: %d %s", r.status, r.Error)
+	}
+}
+
+// TestSessionsRevokeRefusesWithoutUserAndNamesAnUnreachableAdmin: nothing
+// is sent without --user, and Redis is as it was.
+func TestSessionsRevokeRefusesWithoutUserAndNamesAnUnreachableAdmin(t *testing.T) {
+	w := startKeyWorld(t, ok(t, "keygen", "--dir", t.TempDir()).stdout)
+	w.login(t, "u1")
+	before := w.redis.Dump()
+	refused(t, "--user is required", "sessions", "revoke", "--address", w.admin())
+	refused(t, "--user is required", "sessions", "revoke", "--address", w.admin(), "--user", " ", "--sid", "x")
+	dead := "127.0.0.1:" + strconv.Itoa(testcaddy.FreePort(t))
+	refused(t, "on the admin API at "+dead, "sessions", "revoke", "--address", dead, "--user", "u1")
+	if after := w.redis.Dump(); !maps.Equal(before, after) {
+		t.Fatalf("Redis changed:\nbefore %v\nafter  %v", before, after)
+	}
+}
