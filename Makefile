@@ -55,7 +55,8 @@ race:
 
 test: redis-server prometheus vet race
 
-demo: redis-server
+# run.sh checks its ports first, then installs redis-server when missing.
+demo:
 	./demo/run.sh
 
 # The load scripts need wrk, curl, openssl and python3 (Debian's packages) besides redis-server.

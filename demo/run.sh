@@ -2,7 +2,9 @@
 # make demo: builds tollgate, starts redis-server, paysim and a stand-in
 # backend in a temporary folder, runs caddyfile.example, and walks through
 # the whole mission. KEEP=1 leaves everything running (Ctrl-C to stop) so a
-# person can click through a payment on paysim's page.
+# person can click through a payment on paysim's page. Every port can be
+# moved with its *_PORT variable (make demo CUSTOMER_PORT=18081); a port in
+# use stops the demo before anything is built or started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -14,8 +16,40 @@ BACKEND_PORT=${BACKEND_PORT:-9000}
 REDIS_PORT=${REDIS_PORT:-6390}
 ADMIN_PORT=${ADMIN_PORT:-2999}
 KEEP=${KEEP:-}
+DEMO_OUT=${DEMO_OUT:-$ROOT/bin} # where the walkthrough writes the QR codes
 
 say() { printf '\033[1m%s\033[0m\n' "$*"; }
+
+# preflight: every demo port distinct and free on 127.0.0.1, checked before
+# anything is installed, built or started.
+in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+preflight() {
+	local name port first="" seen=" "
+	for name in CUSTOMER_PORT COURIER_PORT PAYSIM_PORT BACKEND_PORT REDIS_PORT ADMIN_PORT; do
+		port=${!name}
+		if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
+			echo "✗ $name=$port is not a TCP port number" >&2
+		elif [[ $seen == *" $port "* ]]; then
+			echo "✗ $name=$port: another demo port already uses $port" >&2
+		elif in_use "$port"; then
+			echo "✗ port $port ($name) is already in use on 127.0.0.1" >&2
+		else
+			seen+="$port "
+			continue
+		fi
+		first=${first:-$name}
+	done
+	[ -z "$first" ] && return
+	port=${!first}
+	[[ $port =~ ^[0-9]+$ ]] && ((port < 65000)) || port=18000
+	for ((port++; port < 65535; port++)); do
+		[[ $seen != *" $port "* ]] && ! in_use "$port" && break
+	done
+	echo "  Choose other ports with the *_PORT variables, e.g.: make demo $first=$port" >&2
+	echo "  (now CUSTOMER_PORT=$CUSTOMER_PORT COURIER_PORT=$COURIER_PORT PAYSIM_PORT=$PAYSIM_PORT BACKEND_PORT=$BACKEND_PORT REDIS_PORT=$REDIS_PORT ADMIN_PORT=$ADMIN_PORT)" >&2
+	exit 1
+}
+preflight
 
 if ! command -v redis-server >/dev/null 2>&1; then
 	say "redis-server is missing: installing Debian's redis-server package (apt-get)"
@@ -44,7 +78,7 @@ wait_port() { # name port
 }
 
 say "Building tollgate, paysim and the demo backend…"
-mkdir -p bin
+mkdir -p bin "$DEMO_OUT"
 go build -o bin/tollgate ./cmd/tollgate
 go build -o "$WORK/paysim" ./cmd/paysim
 go build -o "$WORK/backend" ./demo/backend
@@ -91,7 +125,7 @@ wait_port tollgate "$CUSTOMER_PORT"
 
 status=0
 "$WORK/walkthrough" -customer "$TOLLGATE_CUSTOMER_SITE" -courier "$TOLLGATE_COURIER_SITE" \
-	-paysim "$PAYSIM_URL" -backend "http://$BACKEND" -grace "$REUSE_GRACE" -out "${DEMO_OUT:-$ROOT/bin}" || status=$?
+	-paysim "$PAYSIM_URL" -backend "http://$BACKEND" -grace "$REUSE_GRACE" -out "$DEMO_OUT" || status=$?
 echo
 say "What the backend's webhook receiver printed:"
 sed 's/^/  /' "$WORK/backend.log"
