@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -63,7 +64,12 @@ func makeDemo(t *testing.T, ports ...string) (out, tmp string) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "make", args...)
 	cmd.Dir = moduleRoot()
-	cmd.Env = append(os.Environ(), "TMPDIR="+tmp, "DEMO_OUT="+tmp)
+	// Without the variables of a make that runs these tests (make test).
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return name == "MAKEFLAGS" || name == "MFLAGS" || name == "MAKELEVEL"
+	})
+	cmd.Env = append(cmd.Env, "TMPDIR="+tmp, "DEMO_OUT="+tmp)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
 	if err := cmd.Run(); err == nil {

@@ -14,11 +14,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/tollgate/tollgate/internal/testcaddy"
 	"github.com/tollgate/tollgate/internal/testredis"
@@ -50,6 +50,7 @@ func binary(t *testing.T) string {
 		binPath = filepath.Join(dir, "tollgate")
 		cmd := exec.Command("make", "-s", "build", "BIN="+binPath, "PAYSIM_BIN="+filepath.Join(dir, "paysim"))
 		cmd.Dir = moduleRoot()
+		cmd.Env = withoutMake(os.Environ())
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("make build: %v\n%s", err, out)
 		}
@@ -58,6 +59,15 @@ func binary(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// withoutMake drops the variables of a make that runs these tests (make
+// test), so the inner make starts clean, as a person's would.
+func withoutMake(env []string) []string {
+	return slices.DeleteFunc(env, func(kv string) bool {
+		name, _, _ := strings.Cut(kv, "=")
+		return name == "MAKEFLAGS" || name == "MFLAGS" || name == "MAKELEVEL"
+	})
 }
 
 func TestMain(m *testing.M) {
@@ -271,15 +281,4 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
