@@ -1,8 +1,11 @@
 package commands_test
 
 import (
+	"fmt"
 	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,7 +34,12 @@ func TestSessionsRevokeEndsOneSessionThenEveryOneOfTheUser(t *testing.T) {
 		t.Fatalf("refresh of u1's other session: %d %s", second.status, second.Error)
 	}
 
-	out = ok(t, "sessions", "revoke", "--address", w.admin(), "--user", "u1").stdout
+	// The admin address may come from the config, as with tollgate reload.
+	cfg := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(cfg, []byte("{\n\tadmin "+w.admin()+"\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = ok(t, "sessions", "revoke", "--config", cfg, "--adapter", "caddyfile", "--user", "u1").stdout
 	if !strings.Contains(out, sid2) {
 		t.Fatalf("revoke --user printed %q, want %s among them", out, sid2)
 	}
@@ -56,4 +64,13 @@ func TestSessionsRevokeRefusesWithoutUserAndNamesAnUnreachableAdmin(t *testing.T
 	if after := w.redis.Dump(); !maps.Equal(before, after) {
 		t.Fatalf("Redis changed:\nbefore %v\nafter  %v", before, after)
 	}
+}
+
+// TestSessionsRevokeSaysWhenNoJwtRefreshRuns: the admin API's 409 comes
+// back with its code and text.
+func TestSessionsRevokeSaysWhenNoJwtRefreshRuns(t *testing.T) {
+	port := testcaddy.FreePort(t)
+	inst := testcaddy.Start(t, "", fmt.Sprintf("http://127.0.0.1:%d {\n\trespond ok\n}\n", port))
+	refused(t, `HTTP 409: {"error":"not_configured","error_description":"no jwt_refresh handler is running"}`,
+		"sessions", "revoke", "--address", "127.0.0.1:"+strconv.Itoa(inst.AdminPort), "--user", "u1")
 }
