@@ -492,8 +492,11 @@ func (h *AuthJWT) applyIdentity(r *http.Request, id *identity) {
 		// while most placeholders are never read.
 		repl.Map(id.placeholder)
 	}
+	// A fresh slice per request: the cached identity is shared by every
+	// request with this token, and handlers after us may edit header
+	// values in place.
 	for _, kv := range id.headers {
-		r.Header[kv.key] = kv.values
+		r.Header[kv.key] = []string{kv.value}
 	}
 }
 

@@ -41,10 +41,12 @@ func (id *identity) placeholder(key string) (any, bool) {
 	return nil, false
 }
 
-// headerValue slices are built once and shared; net/http copies on append.
+// headerValue is one identity header. Only the string is shared between
+// requests: each request gets its own slice (applyIdentity), because a
+// later handler (request_header, a rewrite) may edit it in place.
 type headerValue struct {
-	key    string
-	values []string
+	key   string
+	value string
 }
 
 // tokenKey is the SHA-256 of a raw token: the cache never holds tokens.

@@ -159,13 +159,13 @@ func (h *AuthJWT) identityFrom(claims jwt.MapClaims, now time.Time) (*identity, 
 	}
 	id.placeholders = append(id.placeholders, placeholder{"http.auth.user.id", userID})
 	if safeHeaderValue(userID) {
-		id.headers = append(id.headers, headerValue{h.userHeader, []string{userID}})
+		id.headers = append(id.headers, headerValue{h.userHeader, userID})
 	}
 	for i, ch := range h.ClaimHeaders {
 		v, ok := claims[ch.Claim]
 		if s := claimString(v); ok && s != "" && safeHeaderValue(s) {
 			// h.strip holds the canonical names, user header first.
-			id.headers = append(id.headers, headerValue{h.strip[i+1], []string{s}})
+			id.headers = append(id.headers, headerValue{h.strip[i+1], s})
 		}
 	}
 	return id, nil
