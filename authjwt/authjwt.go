@@ -52,8 +52,9 @@ const (
 // After a successful verification these placeholders are set:
 // `{http.auth.user.id}` (the user_claim) and `{http.auth.user.<claim>}` for
 // every other claim (lists of strings are comma-separated, objects JSON).
-// The identity headers (user_header and every claim_header) are removed
-// from every incoming request first, so a client can never send its own.
+// Client headers matching strip_headers and the identity headers
+// (user_header and every claim_header) are removed from every incoming
+// request first, whitelisted or not, so a client can never send its own.
 type AuthJWT struct {
 	// Public keys (PEM: PKIX or PKCS#1 public key, or an X.509
 	// certificate) of type RSA (2048 bits or more), ECDSA P-256/P-384 or
@@ -106,6 +107,14 @@ type AuthJWT struct {
 	// More claims to pass upstream as headers.
 	ClaimHeaders []ClaimHeader `json:"claim_headers,omitempty"`
 
+	// Client headers removed from every request before anything else, on
+	// every path: exact names or prefixes ending in "*", matched without
+	// regard to case and with '_' counting as '-'. Their names are also
+	// removed from Connection, so a client cannot make a proxy drop them
+	// as hop-by-hop. user_header and every claim_header are always
+	// removed as well. Default: X-User-* X-Auth-*.
+	StripHeaders []string `json:"strip_headers,omitempty"`
+
 	// The claim holding roles: a JSON array of strings or a
 	// space-separated string. Default: roles.
 	RolesClaim string `json:"roles_claim,omitempty"`
@@ -136,7 +145,8 @@ type AuthJWT struct {
 	validator     *jwt.Validator // the claims rules (exp, iat, iss, aud, leeway)
 	allow         caddyhttp.MatchPath
 	userHeader    string
-	strip         []string
+	identityHdrs  []string // canonical names of the headers we set: user_header first
+	stripMatch    headerPatterns
 	cache         *tokenCache
 	revoked       revocationChecker
 	releaseRevoke func() error
@@ -187,6 +197,11 @@ func (h *AuthJWT) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 	h.applyDefaults()
+	patterns, err := compileHeaderPatterns(h.StripHeaders)
+	if err != nil {
+		return err
+	}
+	h.stripMatch = patterns.with(h.identityHdrs...)
 	if err := h.provisionKeys(); err != nil {
 		return err
 	}
@@ -228,10 +243,13 @@ func (h *AuthJWT) applyDefaults() {
 	if h.JWKS != nil && h.JWKS.Refresh == 0 {
 		h.JWKS.Refresh = caddy.Duration(DefaultRefresh)
 	}
+	if len(h.StripHeaders) == 0 {
+		h.StripHeaders = slices.Clone(DefaultStripHeaders)
+	}
 	h.userHeader = http.CanonicalHeaderKey(h.UserHeader)
-	h.strip = []string{h.userHeader}
+	h.identityHdrs = []string{h.userHeader}
 	for _, ch := range h.ClaimHeaders {
-		h.strip = append(h.strip, http.CanonicalHeaderKey(ch.Header))
+		h.identityHdrs = append(h.identityHdrs, http.CanonicalHeaderKey(ch.Header))
 	}
 }
 
@@ -366,6 +384,9 @@ func (h *AuthJWT) Validate() error {
 			return errors.New("claim_header needs a claim and a header name")
 		}
 	}
+	if _, err := compileHeaderPatterns(h.StripHeaders); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -387,9 +408,7 @@ func (h *AuthJWT) Cleanup() error {
 // ServeHTTP authenticates the request, then calls next or answers with
 // 401/403 itself.
 func (h *AuthJWT) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	for _, name := range h.strip {
-		r.Header.Del(name)
-	}
+	h.stripClientHeaders(r)
 	token, err := extractToken(r, h.Sources)
 	if h.isPreflight(r) {
 		return next.ServeHTTP(w, r)

@@ -40,6 +40,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    user_claim   <claim>
 //	    user_header  <header>
 //	    claim_header <claim> <header>
+//	    strip_headers <patterns...>
 //	    roles_claim  <claim>
 //	    require_role <roles...>
 //	    preflight    pass|require
@@ -123,6 +124,8 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 			return d.ArgErr()
 		}
 		a.ClaimHeaders = append(a.ClaimHeaders, ch)
+	case "strip_headers":
+		return cfgargs.AtLeastOne(d, &a.StripHeaders)
 	case "roles_claim":
 		return cfgargs.One(d, &a.RolesClaim)
 	case "require_role":

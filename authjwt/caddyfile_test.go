@@ -78,6 +78,7 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		user_header X-Uid
 		claim_header tenant X-Tenant
 		claim_header roles X-Roles
+		strip_headers X-User-* X-Auth-* X-Internal
 		roles_claim authorities
 		require_role admin dispatcher
 		preflight require
@@ -103,6 +104,7 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		UserClaim:    "userId",
 		UserHeader:   "X-Uid",
 		ClaimHeaders: []ClaimHeader{{"tenant", "X-Tenant"}, {"roles", "X-Roles"}},
+		StripHeaders: []string{"X-User-*", "X-Auth-*", "X-Internal"},
 		RolesClaim:   "authorities",
 		RequireRoles: []string{"admin", "dispatcher"},
 		Preflight:    "require",
@@ -113,7 +115,7 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		t.Errorf("adapted config\n got %+v\nwant %+v\njson %s", got, want, raw)
 	}
 	for _, field := range []string{`"keys"`, `"jwks"`, `"alg"`, `"issuer"`, `"audience"`, `"leeway"`, `"from"`, `"allow"`,
-		`"user_claim"`, `"user_header"`, `"claim_headers"`, `"roles_claim"`, `"require_role"`, `"preflight"`, `"revocation"`, `"cache_size"`} {
+		`"user_claim"`, `"user_header"`, `"claim_headers"`, `"strip_headers"`, `"roles_claim"`, `"require_role"`, `"preflight"`, `"revocation"`, `"cache_size"`} {
 		if !strings.Contains(string(raw), field) {
 			t.Errorf("JSON lacks %s: %s", field, raw)
 		}
@@ -161,6 +163,8 @@ func TestValidateRefusesBadJSON(t *testing.T) {
 		"ShortSecret":   {`{"handler":"authjwt","hmac_secret":"{env.TOLLGATE_UNSET_SECRET}"}`, "at least 32"},
 		"UnreadableKey": {`{"handler":"authjwt","keys":[{"file":"/nonexistent/k.pem"}]}`, "reading key file"},
 		"PlainHTTP":     {`{"handler":"authjwt","jwks":{"url":"http://idp.example/j"}}`, "plain http"},
+		"StarInside":    {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","strip_headers":["X-*-Id"]}`, `strip_headers "X-*-Id"`},
+		"StarAlone":     {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","strip_headers":["*"]}`, `strip_headers "*"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := `{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[` + tc.handler + `]}]}}}}}`

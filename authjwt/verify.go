@@ -164,8 +164,8 @@ func (h *AuthJWT) identityFrom(claims jwt.MapClaims, now time.Time) (*identity, 
 	for i, ch := range h.ClaimHeaders {
 		v, ok := claims[ch.Claim]
 		if s := claimString(v); ok && s != "" && safeHeaderValue(s) {
-			// h.strip holds the canonical names, user header first.
-			id.headers = append(id.headers, headerValue{h.strip[i+1], s})
+			// identityHdrs holds the canonical names, user header first.
+			id.headers = append(id.headers, headerValue{h.identityHdrs[i+1], s})
 		}
 	}
 	return id, nil
