@@ -129,8 +129,14 @@ type AuthJWT struct {
 	Preflight string `json:"preflight,omitempty"`
 
 	// A Redis URL; when set, a token whose `sid` claim has been revoked
-	// is refused with 401 ("session revoked"). Default: off.
+	// is refused with 401 ("session revoked"), and a token without a
+	// `sid` with 401 ("token cannot be revoked"). Default: off.
 	Revocation string `json:"revocation,omitempty"`
+
+	// With revocation, accept tokens without a `sid` claim too, knowing
+	// they can never be revoked (tokens of another issuer that has no
+	// sessions). Default: false.
+	RevocationAllowWithoutSid bool `json:"revocation_allow_without_sid,omitempty"`
 
 	// How many verified tokens are remembered so a repeated token skips
 	// the signature check. Entries never outlive the token's exp.
@@ -466,8 +472,8 @@ func (h *AuthJWT) authenticate(token string) (*identity, *rejection) {
 		}
 	}
 	// Revocation is checked on every request, cached or not.
-	if h.revoked != nil && id.sid != "" && h.revoked.Revoked(id.sid) {
-		return nil, reject401(reasonRevoked, "session revoked")
+	if rej := h.checkRevocation(id); rej != nil {
+		return nil, rej
 	}
 	countVerified(cached)
 	return id, nil

@@ -44,7 +44,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    roles_claim  <claim>
 //	    require_role <roles...>
 //	    preflight    pass|require
-//	    revocation   <redis-url>
+//	    revocation   <redis-url> {
+//	        allow_without_sid
+//	    }
 //	    cache_size   <entries>
 //	}
 //
@@ -138,7 +140,7 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 			return d.Errf("preflight %q: must be pass or require", a.Preflight)
 		}
 	case "revocation":
-		return cfgargs.One(d, &a.Revocation)
+		return a.parseRevocation(d)
 	case "cache_size":
 		var s string
 		if err := cfgargs.One(d, &s); err != nil {
@@ -151,6 +153,25 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 		a.CacheSize = n
 	default:
 		return d.Errf("unrecognized authjwt subdirective %q", sub)
+	}
+	return nil
+}
+
+// parseRevocation reads `revocation <url> [{ allow_without_sid }]`.
+func (a *AuthJWT) parseRevocation(d *caddyfile.Dispenser) error {
+	if err := cfgargs.One(d, &a.Revocation); err != nil {
+		return err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "allow_without_sid":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.RevocationAllowWithoutSid = true
+		default:
+			return d.Errf("unrecognized revocation option %q", d.Val())
+		}
 	}
 	return nil
 }

@@ -82,7 +82,9 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		roles_claim authorities
 		require_role admin dispatcher
 		preflight require
-		revocation redis://127.0.0.1:6379/0
+		revocation redis://127.0.0.1:6379/0 {
+			allow_without_sid
+		}
 		cache_size 500
 	}
 	respond ok`, rsaPEM, edPEM))
@@ -93,29 +95,30 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 	}
 	leeway := caddy.Duration(10 * time.Second)
 	want := AuthJWT{
-		Keys:         []KeyFile{{File: rsaPEM, Kid: "k1"}, {File: edPEM}},
-		JWKS:         &JWKS{URL: "https://idp.example/.well-known/jwks.json", Refresh: caddy.Duration(5 * time.Minute)},
-		Algorithms:   []string{"RS256", "EdDSA"},
-		Issuer:       "https://auth.example",
-		Audience:     []string{"gateway", "mobile"},
-		Leeway:       &leeway,
-		Sources:      []TokenSource{{"header", "X-Token"}, {"cookie", "access_token"}, {"query", "access_token"}},
-		Allow:        []string{"/public/*", "/health"},
-		UserClaim:    "userId",
-		UserHeader:   "X-Uid",
-		ClaimHeaders: []ClaimHeader{{"tenant", "X-Tenant"}, {"roles", "X-Roles"}},
-		StripHeaders: []string{"X-User-*", "X-Auth-*", "X-Internal"},
-		RolesClaim:   "authorities",
-		RequireRoles: []string{"admin", "dispatcher"},
-		Preflight:    "require",
-		Revocation:   "redis://127.0.0.1:6379/0",
-		CacheSize:    500,
+		Keys:                      []KeyFile{{File: rsaPEM, Kid: "k1"}, {File: edPEM}},
+		JWKS:                      &JWKS{URL: "https://idp.example/.well-known/jwks.json", Refresh: caddy.Duration(5 * time.Minute)},
+		Algorithms:                []string{"RS256", "EdDSA"},
+		Issuer:                    "https://auth.example",
+		Audience:                  []string{"gateway", "mobile"},
+		Leeway:                    &leeway,
+		Sources:                   []TokenSource{{"header", "X-Token"}, {"cookie", "access_token"}, {"query", "access_token"}},
+		Allow:                     []string{"/public/*", "/health"},
+		UserClaim:                 "userId",
+		UserHeader:                "X-Uid",
+		ClaimHeaders:              []ClaimHeader{{"tenant", "X-Tenant"}, {"roles", "X-Roles"}},
+		StripHeaders:              []string{"X-User-*", "X-Auth-*", "X-Internal"},
+		RolesClaim:                "authorities",
+		RequireRoles:              []string{"admin", "dispatcher"},
+		Preflight:                 "require",
+		Revocation:                "redis://127.0.0.1:6379/0",
+		RevocationAllowWithoutSid: true,
+		CacheSize:                 500,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("adapted config\n got %+v\nwant %+v\njson %s", got, want, raw)
 	}
 	for _, field := range []string{`"keys"`, `"jwks"`, `"alg"`, `"issuer"`, `"audience"`, `"leeway"`, `"from"`, `"allow"`,
-		`"user_claim"`, `"user_header"`, `"claim_headers"`, `"strip_headers"`, `"roles_claim"`, `"require_role"`, `"preflight"`, `"revocation"`, `"cache_size"`} {
+		`"user_claim"`, `"user_header"`, `"claim_headers"`, `"strip_headers"`, `"roles_claim"`, `"require_role"`, `"preflight"`, `"revocation"`, `"revocation_allow_without_sid"`, `"cache_size"`} {
 		if !strings.Contains(string(raw), field) {
 			t.Errorf("JSON lacks %s: %s", field, raw)
 		}
@@ -142,6 +145,7 @@ func TestBadCaddyfileNamesTheLine(t *testing.T) {
 		"AlgNone":                 {"key " + rsaPEM + "\n\t\talg none", `"none" is never accepted`},
 		"HMACMixedWithPublicKeys": {"key " + rsaPEM + "\n\t\thmac_secret " + strings.Repeat("x", 32), "cannot be combined"},
 		"NoKeyAtAll":              {"issuer x", "needs a key"},
+		"UnknownRevocationOption": {"key " + rsaPEM + "\n\t\trevocation redis://127.0.0.1:6379/0 {\n\t\t\tfail open\n\t\t}", `unrecognized revocation option "fail"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := testcaddy.Adapt("http://127.0.0.1:9 {\n\tauthjwt {\n\t\t" + tc.body + "\n\t}\n\trespond ok\n}\n")

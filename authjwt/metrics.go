@@ -23,6 +23,7 @@ const (
 	reasonRefresh    = "refresh_token"
 	reasonNoUser     = "no_user_claim"
 	reasonRevoked    = "revoked"
+	reasonNoSid      = "no_sid"
 	reasonRole       = "insufficient_role"
 )
 

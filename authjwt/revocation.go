@@ -27,3 +27,21 @@ func (h *AuthJWT) provisionRevocation() error {
 	h.releaseRevoke = w.Release
 	return nil
 }
+
+// checkRevocation refuses a token of a revoked session, and a token that
+// names no session at all: revocation could never reach it (the seed's
+// {userId, exp} refresh tokens verify with the same keys as access tokens).
+func (h *AuthJWT) checkRevocation(id *identity) *rejection {
+	switch {
+	case h.revoked == nil:
+		return nil
+	case id.sid == "":
+		if h.RevocationAllowWithoutSid {
+			return nil
+		}
+		return reject401(reasonNoSid, "token cannot be revoked")
+	case h.revoked.Revoked(id.sid):
+		return reject401(reasonRevoked, "session revoked")
+	}
+	return nil
+}
