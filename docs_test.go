@@ -1,22 +1,35 @@
 package tollgate_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/tollgate/tollgate/internal/paysim"
 	"github.com/tollgate/tollgate/internal/testcaddy"
+	"github.com/tollgate/tollgate/internal/testredis"
 )
 
 // exampleEnv is the environment caddyfile.example reads, with real key
@@ -188,5 +201,238 @@ func TestDemoWalksTheWholeMission(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "✓ every step passed") {
 		t.Fatalf("make demo failed: %v\n%s", err, out)
+	}
+}
+
+var jsonBlock = regexp.MustCompile("(?s)```json\n(.*?)```")
+
+// readmeAdminSnippet is the README's JSON admin object for backends.
+func readmeAdminSnippet(t *testing.T) string {
+	t.Helper()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range jsonBlock.FindAllStringSubmatch(string(readme), -1) {
+		if strings.Contains(b[1], `"remote"`) {
+			return b[1]
+		}
+	}
+	t.Fatal("README.md has no JSON admin snippet with a remote listener")
+	return ""
+}
+
+// The README's way of exposing /tollgate/… to backends: Caddy's remote
+// admin listener with mutual TLS, limited to tollgate's paths. With an
+// accepted client certificate the revoke endpoint answers and /load,
+// /config/ and /metrics are refused; without one, or with an unknown one,
+// the handshake fails.
+func TestAdminAPIOverMutualTLSReachesOnlyTollgatePaths(t *testing.T) {
+	snippet := readmeAdminSnippet(t)
+	ca, caKey := testCA(t, "backends CA")
+	client := leafCert(t, ca, caKey, "orders-service")
+	stranger, strangerKey := testCA(t, "stranger")
+	strangerCert := tls.Certificate{Certificate: [][]byte{stranger.Raw}, PrivateKey: strangerKey}
+
+	local, remote := testcaddy.FreePort(t), testcaddy.FreePort(t)
+	admin := strings.NewReplacer(
+		`"localhost:2019"`, strconv.Quote("127.0.0.1:"+strconv.Itoa(local)),
+		`"10.0.0.5:2021"`, strconv.Quote("127.0.0.1:"+strconv.Itoa(remote)),
+		`"<base64 DER of the backends' client CA certificate>"`, strconv.Quote(base64.StdEncoding.EncodeToString(ca.Raw)),
+	).Replace(snippet)
+
+	rds := testredis.Start(t)
+	files := newKeyFiles(t)
+	site := files.localize(fmt.Sprintf("http://127.0.0.1:%d {\n\tjwt_refresh {\n\t\tredis %s\n\t\tsigning_key /etc/tollgate/es256.pem\n\t}\n\trespond 404\n}\n",
+		testcaddy.FreePort(t), rds.URL()))
+	adapted, _, err := testcaddy.Adapt(site)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	_ = json.Unmarshal(adapted, &cfg)
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(admin), &doc); err != nil {
+		t.Fatalf("README's admin snippet is not JSON: %v\n%s", err, snippet)
+	}
+	cfg["admin"] = doc["admin"]
+	data := t.TempDir()
+	proc := runConfig(t, cfg, []string{"HOME=" + data, "XDG_DATA_HOME=" + data, "XDG_CONFIG_HOME=" + data},
+		"127.0.0.1:"+strconv.Itoa(remote))
+
+	rootPEM := waitFile(t, filepath.Join(data, "caddy", "pki", "authorities", "local", "root.crt"), proc)
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(rootPEM)
+	base := "https://127.0.0.1:" + strconv.Itoa(remote)
+	with := func(certs ...tls.Certificate) *http.Client {
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			RootCAs: roots, ServerName: "tollgate-admin.internal", Certificates: certs}}}
+	}
+	backend := with(client)
+	// The listener starts before its identity certificate is issued: until
+	// then handshakes fail.
+	var res *http.Response
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		res, err = backend.Post(base+"/tollgate/sessions/revoke", "application/json", strings.NewReader(`{"user":"10138000"}`))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("revoke with the backend's certificate: %v\n%s", err, proc.log())
+		}
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(body), `"revoked"`) {
+		t.Fatalf("revoke: %d %s", res.StatusCode, body)
+	}
+	for _, c := range []struct{ method, path string }{{"POST", "/load"}, {"GET", "/config/"}, {"GET", "/metrics"}, {"DELETE", "/tollgate/sessions/revoke"}} {
+		req, _ := http.NewRequest(c.method, base+c.path, strings.NewReader(`{}`))
+		res, err := backend.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", c.method, c.path, err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusForbidden {
+			t.Errorf("%s %s with the backend's certificate: %d, want 403", c.method, c.path, res.StatusCode)
+		}
+	}
+	for name, c := range map[string]*http.Client{"no certificate": with(), "unknown certificate": with(strangerCert)} {
+		if res, err := c.Post(base+"/tollgate/sessions/revoke", "application/json", strings.NewReader(`{"user":"10138000"}`)); err == nil {
+			res.Body.Close()
+			t.Errorf("%s: answered %d, want a failed handshake", name, res.StatusCode)
+		}
+	}
+}
+
+// testCA makes a self-signed CA certificate.
+func testCA(t *testing.T, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return cert, key
+}
+
+// leafCert makes a client certificate signed by ca.
+func leafCert(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string) tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der, ca.Raw}, PrivateKey: key}
+}
+
+// process is a tollgate started from a config file by a test, with its
+// output kept.
+type process struct {
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{} // closed when the process has exited
+}
+
+func (p *process) log() string { return p.out.String() }
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// runConfig starts tollgate on a JSON config and waits until addr accepts
+// connections; it is stopped at cleanup.
+func runConfig(t *testing.T, cfg map[string]any, env []string, addr string) *process {
+	t.Helper()
+	raw, _ := json.Marshal(cfg)
+	path := filepath.Join(t.TempDir(), "caddy.json")
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return startTollgate(t, env, nil, nil, addr, "run", "--config", path)
+}
+
+// startTollgate runs the tollgate binary with args, its output kept (and
+// copied to stdout/stderr files when given), and waits until every addr
+// accepts connections. It is stopped at cleanup.
+func startTollgate(t *testing.T, env []string, stdout, stderr io.Writer, addr string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(testcaddy.Binary(t), args...), out: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = io.Writer(p.out), io.Writer(p.out)
+	if stdout != nil {
+		p.cmd.Stdout = io.MultiWriter(p.out, stdout)
+	}
+	if stderr != nil {
+		p.cmd.Stderr = io.MultiWriter(p.out, stderr)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(p.stop)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return p
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("tollgate %s exited before listening on %s:\n%s", strings.Join(args, " "), addr, p.log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing listening on %s after 60s:\n%s", addr, p.log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stop asks tollgate to stop (SIGINT) and kills it if it has not within
+// 10 s.
+func (p *process) stop() {
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// waitFile waits for a file the process writes and returns its content.
+func waitFile(t *testing.T, path string, p *process) []byte {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+			return b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was never written\n%s", path, p.log())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

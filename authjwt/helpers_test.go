@@ -174,3 +174,10 @@ func serve(t testing.TB, h *AuthJWT, r *http.Request) (*httptest.ResponseRecorde
 	}
 	return w, next, repl
 }
+
+// httptestRequest is a GET /orders carrying tok as a Bearer token.
+func httptestRequest(tok string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "/orders", nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	return r
+}

@@ -93,7 +93,7 @@ func startJWKS(location string, refresh time.Duration, logger *zap.Logger) (*jwk
 		location: location,
 		refresh:  refresh,
 		logger:   logger,
-		client:   &http.Client{Timeout: jwksFetchTimeout},
+		client:   &http.Client{Timeout: jwksFetchTimeout, CheckRedirect: checkJWKSRedirect},
 		done:     make(chan struct{}),
 	}
 	set, sum, err := src.fetch(context.Background())
@@ -215,6 +215,19 @@ func (s *jwksSource) fetchURL(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("HTTP status %d", resp.StatusCode)
 	}
 	return io.ReadAll(io.LimitReader(resp.Body, jwksMaxBody))
+}
+
+// checkJWKSRedirect applies the https-or-loopback rule to every hop: a
+// loopback or https location must not hand us keys fetched over plain
+// http from anywhere else.
+func checkJWKSRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if err := checkJWKSLocation(req.URL.String()); err != nil {
+		return fmt.Errorf("redirect refused: %w", err)
+	}
+	return nil
 }
 
 func isURL(location string) bool {

@@ -12,6 +12,7 @@ const (
 	reasonMissing    = "missing_token"
 	reasonMultiple   = "multiple_tokens"
 	reasonMalformed  = "malformed"
+	reasonCrit       = "unknown_crit"
 	reasonSignature  = "bad_signature"
 	reasonAlg        = "bad_alg"
 	reasonUnknownKid = "unknown_kid"

@@ -93,6 +93,11 @@ func (h *AuthJWT) verifyToken(raw string, now time.Time) (*identity, *rejection)
 	if err != nil {
 		return nil, classify(err)
 	}
+	if _, ok := tok.Header["crit"]; ok {
+		// RFC 7515 §4.1.11: we understand no extension, so any token that
+		// makes one critical must be refused rather than half-understood.
+		return nil, reject401(reasonCrit, "critical header parameter not understood")
+	}
 	if err := h.verifySignature(tok, raw[:len(parts[0])+1+len(parts[1])]); err != nil {
 		return nil, classify(err)
 	}

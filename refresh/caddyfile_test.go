@@ -156,6 +156,7 @@ func TestValidateRejectsInconsistentJSON(t *testing.T) {
 	cases := map[string]Handler{
 		"refresh_ttl over session_max": {Redis: "redis://x:1", RefreshTTL: caddy.Duration(2e9), SessionMax: caddy.Duration(1e9)},
 		"grace over 10m":               {Redis: "redis://x:1", ReuseGrace: &grace},
+		"access_ttl over refresh_ttl":  {Redis: "redis://x:1", AccessTTL: caddy.Duration(10 * 60e9), RefreshTTL: caddy.Duration(5 * 60e9)},
 		"duplicate paths":              {Redis: "redis://x:1", LoginPath: "/a", LogoutPath: "/a"},
 		"legacy key without prefix":    {Redis: "redis://x:1", LegacyKeys: []string{k.rsaPub}},
 		"bad redis":                    {Redis: "tcp://x"},

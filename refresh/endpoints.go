@@ -270,7 +270,7 @@ func formToken(body []byte, refreshing bool) (string, error) {
 
 // writePair answers 200 with a token response for the session.
 func (h *Handler) writePair(w http.ResponseWriter, s session, rot rotation, user any) error {
-	pair, err := h.issue(s, rot.gen, rot.ttl)
+	pair, err := h.issue(s, rot)
 	if err != nil {
 		h.logger.Error("signing tokens", zap.Error(err))
 		return writeError(w, http.StatusInternalServerError, "server_error", "could not sign tokens")

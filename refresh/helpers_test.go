@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -173,9 +174,14 @@ func siteBlock(port int, redisURL, backend, extra string) string {
 `, port, redisURL, k.es256, k.rsa, withTimings(extra), backend)
 }
 
-// withTimings adds the tests' short default lifetimes unless extra sets them.
+// withTimings adds the tests' short default lifetimes unless extra sets
+// them; access_ttl defaults to the refresh_ttl in use (it may not exceed it).
 func withTimings(extra string) string {
-	for _, d := range []string{"refresh_ttl 10s", "session_max 20s", "reuse_grace 1s"} {
+	refreshTTL := "10s"
+	if m := regexp.MustCompile(`refresh_ttl\s+(\S+)`).FindStringSubmatch(extra); m != nil {
+		refreshTTL = m[1]
+	}
+	for _, d := range []string{"refresh_ttl 10s", "session_max 20s", "reuse_grace 1s", "access_ttl " + refreshTTL} {
 		if !strings.Contains(extra, strings.Fields(d)[0]) {
 			extra += "\n\t\t" + d
 		}

@@ -86,7 +86,8 @@ type Handler struct {
 	// `aud` of access tokens. Default: none.
 	Audience []string `json:"audience,omitempty"`
 
-	// Lifetime of an access token. Default: 5m.
+	// Lifetime of an access token, at most refresh_ttl; never past the
+	// session's end (session_max). Default: 5m.
 	AccessTTL caddy.Duration `json:"access_ttl,omitempty"`
 
 	// Idle timeout of a session: a refresh token must be used within it,
@@ -276,6 +277,12 @@ func (h *Handler) Validate() error {
 	}
 	if h.SessionMax != 0 && h.RefreshTTL > h.SessionMax {
 		return fmt.Errorf("jwt_refresh refresh_ttl %s exceeds session_max %s", time.Duration(h.RefreshTTL), time.Duration(h.SessionMax))
+	}
+	// An access token issued at a rotation must not outlive the refresh
+	// token issued with it: an idle session would end while its access
+	// tokens still work.
+	if h.RefreshTTL != 0 && h.AccessTTL > h.RefreshTTL {
+		return fmt.Errorf("jwt_refresh access_ttl %s exceeds refresh_ttl %s", time.Duration(h.AccessTTL), time.Duration(h.RefreshTTL))
 	}
 	paths := map[string]string{}
 	for name, p := range map[string]string{"refresh_path": h.RefreshPath, "login_path": h.LoginPath,

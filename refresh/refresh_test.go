@@ -18,7 +18,7 @@ import (
 func TestLoginIssuesTokensAndNestsUpstreamAnswer(t *testing.T) {
 	e := startEnv(t, "")
 	r := login(t, e.base, "1024")
-	if r.pair.TokenType != "Bearer" || r.pair.ExpiresIn != 300 || r.pair.RefreshExpiresIn != 10 {
+	if r.pair.TokenType != "Bearer" || r.pair.ExpiresIn != 10 || r.pair.RefreshExpiresIn != 10 {
 		t.Fatalf("token response %s", r.raw)
 	}
 	var body struct {
@@ -372,4 +372,24 @@ func TestForgedExpiredWrongTypOrIssuerTokensLeaveRedisUntouched(t *testing.T) {
 	sameDump(t, before, e.rd.Dump())
 	// The real token still works: nothing above touched its session.
 	expectStatus(t, refreshWith(t, e.base, good.RefreshToken), http.StatusOK, "")
+}
+
+// Near session_max a refresh must not hand out an access token that lives
+// access_ttl past the session's end: exp is capped at the end, and
+// expires_in says so.
+func TestAccessTokenNeverOutlivesItsSession(t *testing.T) {
+	e := startEnv(t, "access_ttl 3s\n\t\trefresh_ttl 4s\n\t\tsession_max 4s")
+	p := login(t, e.base, "late").pair
+	loggedIn := time.Now()
+	end := loggedIn.Add(4 * time.Second).Unix() // the session ends before this
+	time.Sleep(2200 * time.Millisecond)
+	r := refreshWith(t, e.base, p.RefreshToken)
+	expectStatus(t, r, http.StatusOK, "")
+	exp := int64(claimsOf(t, r.pair.AccessToken)["exp"].(float64))
+	if exp > end {
+		t.Fatalf("access token exp %d is %ds after the session's end %d", exp, exp-end, end)
+	}
+	if r.pair.ExpiresIn > 2 {
+		t.Fatalf("expires_in %d outlives the session (%s left)", r.pair.ExpiresIn, time.Until(time.Unix(end, 0)))
+	}
 }

@@ -41,7 +41,7 @@ end
 
 // createScript starts a session at generation 1.
 // KEYS: session, index. ARGV: sid, refresh_ttl ms, session_max ms.
-// Returns {"created", gen, ttl ms} or {"exists"} on a sid collision.
+// Returns {"created", gen, ttl ms, end ms} or {"exists"} on a sid collision.
 var createScript = redis.NewScript(luaPrelude + `
 local now = nowms()
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
@@ -50,17 +50,19 @@ local ttl = math.min(tonumber(ARGV[2]), max)
 redis.call('HSET', KEYS[1], 'gen', 1, 'rot', now, 'auth', now, 'end', now + max)
 redis.call('PEXPIRE', KEYS[1], ttl)
 index(KEYS[2], ARGV[1], now + ttl, now)
-return {'created', 1, ttl}
+return {'created', 1, ttl, now + max}
 `)
 
 // rotateScript is one refresh. KEYS: session, index. ARGV: the token's gen,
 // sid, refresh_ttl ms, reuse_grace ms. Returns one of
 //
-//	{"unknown"}             no such session (expired, logged out, revoked)
-//	{"rotated", gen, ttl}   the token was current: gen is the new generation
-//	{"replayed", gen, ttl}  one behind, inside the grace window of the
-//	                        rotation that superseded it: answer for gen
-//	{"reuse", gen}          anything else: the session is now revoked
+//	{"unknown"}                  no such session (expired, logged out, revoked)
+//	{"rotated", gen, ttl, end}   the token was current: gen is the new generation
+//	{"replayed", gen, ttl, end}  one behind, inside the grace window of the
+//	                             rotation that superseded it: answer for gen
+//	{"reuse", gen}               anything else: the session is now revoked
+//
+// end is the unix ms of session_max: no token may outlive it.
 //
 // A token ahead of the stored generation is authentic (it is signed) and can
 // only mean Redis lost a write (failover, AOF fsync window): it rotates
@@ -82,10 +84,10 @@ if gen >= cur then
   redis.call('HSET', KEYS[1], 'gen', cur, 'rot', now)
   redis.call('PEXPIRE', KEYS[1], ttl)
   index(KEYS[2], ARGV[2], now + ttl, now)
-  return {'rotated', cur, ttl}
+  return {'rotated', cur, ttl, stop}
 end
 if gen == cur - 1 and now - rot < tonumber(ARGV[4]) then
-  return {'replayed', cur, redis.call('PTTL', KEYS[1])}
+  return {'replayed', cur, redis.call('PTTL', KEYS[1]), stop}
 end
 forget(KEYS[1], KEYS[2], ARGV[2])
 return {'reuse', cur}

@@ -42,6 +42,7 @@ type rotation struct {
 	outcome string // rotated, replayed, reuse, unknown
 	gen     int64
 	ttl     time.Duration
+	end     time.Time // session_max: no token of the session outlives it
 }
 
 // userTag escapes the characters that would break the hash tag ({ and }),
@@ -72,7 +73,7 @@ func (s *sessionStore) create(ctx context.Context, user, sid string) (rotation, 
 	if err != nil {
 		return rotation{}, fmt.Errorf("creating session: %w", err)
 	}
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return rotation{}, errors.New("creating session: session id collision")
 	}
 	return parseRotation(res)
@@ -96,7 +97,7 @@ func (s *sessionStore) run(ctx context.Context, script *redis.Script, keys []str
 	return s.durability.Run(ctx, s.rdb, script, keys, args...)
 }
 
-// parseRotation reads a script reply {outcome, [gen, [ttl ms]]}.
+// parseRotation reads a script reply {outcome, [gen, [ttl ms, end ms]]}.
 func parseRotation(res []any) (rotation, error) {
 	var r rotation
 	var ok bool
@@ -117,6 +118,13 @@ func parseRotation(res []any) (rotation, error) {
 			return rotation{}, fmt.Errorf("unexpected script reply ttl %v", res[2])
 		}
 		r.ttl = time.Duration(ms) * time.Millisecond
+	}
+	if len(res) > 3 {
+		ms, ok := res[3].(int64)
+		if !ok {
+			return rotation{}, fmt.Errorf("unexpected script reply end %v", res[3])
+		}
+		r.end = time.UnixMilli(ms)
 	}
 	return r, nil
 }
