@@ -21,6 +21,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/tollgate/tollgate/internal/revocation"
 )
 
 func init() {
@@ -83,7 +85,8 @@ type AuthJWT struct {
 	// Default: not checked.
 	Audience []string `json:"audience,omitempty"`
 
-	// Clock skew tolerated on exp, nbf and iat. Default: 30s.
+	// Clock skew tolerated on exp, nbf and iat. At most 5m: revocations
+	// are kept that long past a token's exp, no longer. Default: 30s.
 	Leeway *caddy.Duration `json:"leeway,omitempty"`
 
 	// Where tokens are looked for, in order. In a header both
@@ -384,6 +387,10 @@ func (h *AuthJWT) Validate() error {
 	}
 	if h.Leeway != nil && *h.Leeway < 0 {
 		return errors.New("leeway is negative")
+	}
+	if h.Leeway != nil && time.Duration(*h.Leeway) > revocation.MaxLeeway {
+		return fmt.Errorf("leeway %s exceeds %s: a revoked session's tokens are refused only that long past their exp",
+			time.Duration(*h.Leeway), revocation.MaxLeeway)
 	}
 	for _, ch := range h.ClaimHeaders {
 		if ch.Claim == "" || ch.Header == "" {

@@ -167,6 +167,7 @@ func TestValidateRefusesBadJSON(t *testing.T) {
 		"ShortSecret":   {`{"handler":"authjwt","hmac_secret":"{env.TOLLGATE_UNSET_SECRET}"}`, "at least 32"},
 		"UnreadableKey": {`{"handler":"authjwt","keys":[{"file":"/nonexistent/k.pem"}]}`, "reading key file"},
 		"PlainHTTP":     {`{"handler":"authjwt","jwks":{"url":"http://idp.example/j"}}`, "plain http"},
+		"LeewayOver5m":  {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","leeway":360000000000}`, "leeway 6m0s exceeds 5m0s"},
 		"StarInside":    {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","strip_headers":["X-*-Id"]}`, `strip_headers "X-*-Id"`},
 		"StarAlone":     {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","strip_headers":["*"]}`, `strip_headers "*"`},
 	} {

@@ -148,9 +148,11 @@ func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error
 
 // revoke publishes sids to every authjwt instance watching this Redis. It is
 // a separate command, not part of a script: the revoked set is not on the
-// user's slot.
+// user's slot. The entries outlive the last access token by the largest
+// leeway a verifier may allow, so an expired token inside its leeway is
+// still refused.
 func (s *sessionStore) revoke(ctx context.Context, sids ...string) error {
-	until := s.now().Add(s.accessTTL + revokeMargin)
+	until := s.now().Add(s.accessTTL + revocation.MaxLeeway + revokeMargin)
 	return revocation.Revoke(ctx, s.rdb, until, sids...)
 }
 

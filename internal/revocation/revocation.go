@@ -32,6 +32,12 @@ import (
 	"github.com/tollgate/tollgate/internal/redisclient"
 )
 
+// MaxLeeway is the most clock skew a verifier may allow on exp (authjwt's
+// leeway is bounded by it). A revocation is kept this long past the
+// expiry of the session's last access token, so a token that is expired
+// but still inside a verifier's leeway stays refused.
+const MaxLeeway = 5 * time.Minute
+
 const (
 	// Key is the sorted set of revoked session ids, scored by expiry.
 	Key = "tollgate:revoked"
