@@ -129,21 +129,90 @@ func parseRotation(res []any) (rotation, error) {
 	return r, nil
 }
 
+// Ending sessions always writes the revocation first and deletes second:
+// the revoked set is on another slot, so the two cannot be one script, and
+// in this order a failure of either leaves a session that a retry ends
+// again (a 503 means "nothing lost, retry"), never a deleted session whose
+// access tokens still work.
+
 // end ends one session and makes its access tokens fail everywhere.
 func (s *sessionStore) end(ctx context.Context, user, sid string) error {
+	if err := s.revoke(ctx, sid); err != nil {
+		return err
+	}
 	if err := s.run(ctx, endScript, []string{sessionKey(user, sid), indexKey(user)}, sid).Err(); err != nil {
 		return fmt.Errorf("ending session: %w", err)
 	}
-	return s.revoke(ctx, sid)
+	return nil
 }
 
-// endAll ends every session of user and returns their ids.
+// logout ends the session of a refresh token of generation gen, reporting
+// "ended", "reuse" (the token was superseded: the session is ended anyway)
+// or "unknown".
+func (s *sessionStore) logout(ctx context.Context, user, sid string, gen int64) (string, error) {
+	if err := s.revoke(ctx, sid); err != nil {
+		return "", err
+	}
+	verdict, err := s.run(ctx, logoutScript, []string{sessionKey(user, sid), indexKey(user)},
+		gen, sid, s.grace.Milliseconds()).Text()
+	if err != nil {
+		return "", fmt.Errorf("ending session: %w", err)
+	}
+	return verdict, nil
+}
+
+// check reports whether refresh would accept a refresh token of generation
+// gen: "ok", "unknown", or "reuse" (the session is then marked dead and
+// must be ended with end).
+func (s *sessionStore) check(ctx context.Context, user, sid string, gen int64) (string, error) {
+	verdict, err := s.run(ctx, checkScript, []string{sessionKey(user, sid), indexKey(user)},
+		gen, sid, s.grace.Milliseconds()).Text()
+	if err != nil {
+		return "", fmt.Errorf("checking session: %w", err)
+	}
+	return verdict, nil
+}
+
+// live reports whether an access token's session is still in force: not
+// revoked, still stored, not marked dead.
+func (s *sessionStore) live(ctx context.Context, user, sid string) (bool, error) {
+	revoked, err := revocation.IsRevoked(ctx, s.rdb, sid)
+	if err != nil || revoked {
+		return false, err
+	}
+	h, err := s.rdb.HMGet(ctx, sessionKey(user, sid), "gen", "dead").Result()
+	if err != nil {
+		return false, fmt.Errorf("reading session: %w", err)
+	}
+	return h[0] != nil && h[1] == nil, nil
+}
+
+// endAll ends every session of user and returns the ids of those that
+// were still open. The sessions listed now are revoked, then deleted;
+// one opened in between (a concurrent login) stays open.
 func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error) {
-	sids, err := s.run(ctx, endAllScript, []string{indexKey(user)}, sessionPrefix(user)).StringSlice()
+	sids, err := s.rdb.ZRange(ctx, indexKey(user), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("listing sessions: %w", err)
+	}
+	if len(sids) == 0 {
+		return nil, nil
+	}
+	if err := s.revoke(ctx, sids...); err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(sids)+1)
+	args := make([]any, 0, len(sids))
+	keys = append(keys, indexKey(user))
+	for _, sid := range sids {
+		keys = append(keys, sessionKey(user, sid))
+		args = append(args, sid)
+	}
+	ended, err := s.run(ctx, endSessionsScript, keys, args...).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("ending all sessions: %w", err)
 	}
-	return sids, s.revoke(ctx, sids...)
+	return ended, nil
 }
 
 // revoke publishes sids to every authjwt instance watching this Redis. It is

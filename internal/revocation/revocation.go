@@ -19,6 +19,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -56,7 +57,9 @@ const (
 
 // Revoke marks sids as revoked until the given time and tells every watcher.
 // The set is written before the message is published, so a watcher that
-// reloads because of a reconnect sees it either way.
+// reloads because of a reconnect sees it either way. It is one MULTI/EXEC:
+// a write that Redis refuses (a node down, an ACL) publishes nothing
+// either, so an error means nothing was revoked and the caller may retry.
 func Revoke(ctx context.Context, rdb redis.UniversalClient, until time.Time, sids ...string) error {
 	if len(sids) == 0 {
 		return nil
@@ -66,7 +69,7 @@ func Revoke(ctx context.Context, rdb redis.UniversalClient, until time.Time, sid
 	for _, sid := range sids {
 		members = append(members, redis.Z{Score: score, Member: sid})
 	}
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZAddArgs(ctx, Key, redis.ZAddArgs{GT: true, Members: members})
 		p.ZRemRangeByScore(ctx, Key, "-inf", "("+strconv.FormatInt(time.Now().Unix(), 10))
 		p.Publish(ctx, Channel, strconv.FormatInt(until.Unix(), 10)+" "+strings.Join(sids, " "))
@@ -76,6 +79,19 @@ func Revoke(ctx context.Context, rdb redis.UniversalClient, until time.Time, sid
 		return fmt.Errorf("publishing revocation: %w", err)
 	}
 	return nil
+}
+
+// IsRevoked asks Redis whether sid is revoked now (for callers that do not
+// run a Watcher).
+func IsRevoked(ctx context.Context, rdb redis.UniversalClient, sid string) (bool, error) {
+	until, err := rdb.ZScore(ctx, Key, sid).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading revocation: %w", err)
+	}
+	return int64(until) >= time.Now().Unix(), nil
 }
 
 // watchers shares one Watcher per Redis URL across module instances and
