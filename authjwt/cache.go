@@ -13,7 +13,8 @@ type identity struct {
 	userID       string
 	placeholders []placeholder // full names, http.auth.user.*
 	headers      []headerValue // canonical header names for the upstream
-	sid          string        // session id, for revocation
+	sid          string        // session id
+	revocation   string        // its entry in the revoked set (realm-qualified)
 	exp          time.Time
 	roleOK       bool
 	keyGen       uint64 // JWK Set generation it was verified against

@@ -40,7 +40,7 @@ func (h *AuthJWT) checkRevocation(id *identity) *rejection {
 			return nil
 		}
 		return reject401(reasonNoSid, "token cannot be revoked")
-	case h.revoked.Revoked(id.sid):
+	case h.revoked.Revoked(id.revocation):
 		return reject401(reasonRevoked, "session revoked")
 	}
 	return nil

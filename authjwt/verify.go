@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/internal/revocation"
 )
 
 // rejection is why a token was refused: a metric label, the text the
@@ -156,6 +158,11 @@ func (h *AuthJWT) identityFrom(claims jwt.MapClaims, now time.Time) (*identity, 
 		roleOK: h.hasRequiredRole(claims[h.RolesClaim]),
 	}
 	id.sid, _ = claims["sid"].(string)
+	// jwt_refresh names the realm of a session in its tokens; the revoked
+	// set's entries carry it, so one realm's revocation never refuses
+	// another's token.
+	realm, _ := claims["realm"].(string)
+	id.revocation = revocation.Member(realm, id.sid)
 	for name, v := range claims {
 		if name == "id" {
 			continue // http.auth.user.id is the user id, never a claim

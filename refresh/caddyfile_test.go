@@ -63,6 +63,7 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		{"jwks_path", "jwks_path /.well-known/jwks.json", "jwks_path", "/.well-known/jwks.json"},
 		{"user_claim", "user_claim userId", "user_claim", "userId"},
 		{"issuer", "issuer https://auth.example", "issuer", "https://auth.example"},
+		{"realm", "realm customer", "realm", "customer"},
 		{"audience", "audience api admin", "audience", []any{"api", "admin"}},
 		{"access_ttl", "access_ttl 5m", "access_ttl", float64(300e9)},
 		{"refresh_ttl", "refresh_ttl 24h", "refresh_ttl", float64(86400e9)},

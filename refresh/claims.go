@@ -59,6 +59,10 @@ func (h *Handler) verify(raw, typ string) (session, error) {
 	if claims["typ"] != typ {
 		return session{}, fmt.Errorf("token typ %v, want %s", claims["typ"], typ)
 	}
+	if realm, _ := claims["realm"].(string); realm != h.realm {
+		// Signed with a key this realm shares with another: not ours.
+		return session{}, errors.New("token of another realm")
+	}
 	return sessionFromClaims(claims, typ == typRefresh, h.UserClaim)
 }
 
@@ -162,6 +166,9 @@ func (h *Handler) baseClaims(s session, typ string, now time.Time, exp int64) jw
 	c["auth_time"] = s.authTime
 	if h.Issuer != "" {
 		c["iss"] = h.Issuer
+	}
+	if h.realm != "" {
+		c["realm"] = h.realm
 	}
 	return c
 }

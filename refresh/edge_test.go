@@ -1,6 +1,9 @@
 package refresh
 
 import (
+	"crypto/hkdf"
+	"crypto/sha256"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"os"
@@ -9,9 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
+
 	_ "github.com/tollgate/tollgate/authjwt" // registers authjwt for the edge sites
 
+	"github.com/tollgate/tollgate/internal/revocation"
 	"github.com/tollgate/tollgate/internal/testcaddy"
+	"github.com/tollgate/tollgate/internal/testkeys"
 	"github.com/tollgate/tollgate/internal/testredis"
 )
 
@@ -217,7 +225,7 @@ func TestRevocationWriteRefusedThenRetriedRevokesEveryAccessToken(t *testing.T) 
 		}
 	}
 	for _, p := range []tokenPair{out, all1, all2, adm1, adm2, one} {
-		if n := rd.Client().Exists(t.Context(), sessionKey(claimsOf(t, p.RefreshToken)["sub"].(string), sidOf(t, p.RefreshToken))).Val(); n != 1 {
+		if n := rd.Client().Exists(t.Context(), sessionKey(testRealm, claimsOf(t, p.RefreshToken)["sub"].(string), sidOf(t, p.RefreshToken))).Val(); n != 1 {
 			t.Errorf("a 503 deleted session %s of %s", sidOf(t, p.RefreshToken), claimsOf(t, p.RefreshToken)["sub"])
 		}
 	}
@@ -233,7 +241,7 @@ func TestRevocationWriteRefusedThenRetriedRevokesEveryAccessToken(t *testing.T) 
 		waitStatus(t, e.base, p.AccessToken, http.StatusUnauthorized, time.Second)
 		// In Redis too, not only in this process's memory: a restarted or
 		// new instance loads the set.
-		if _, err := rd.Client().ZScore(t.Context(), "tollgate:revoked", sidOf(t, p.RefreshToken)).Result(); err != nil {
+		if _, err := rd.Client().ZScore(t.Context(), "tollgate:revoked", revocation.Member(testRealm, sidOf(t, p.RefreshToken))).Result(); err != nil {
 			t.Errorf("session %s of %s is not in the revoked set: %v", sidOf(t, p.RefreshToken), claimsOf(t, p.RefreshToken)["sub"], err)
 		}
 	}
@@ -245,4 +253,142 @@ func toAny(s []string) []any {
 		out[i] = v
 	}
 	return out
+}
+
+// realmSites runs, on one Redis and one signing key (same kid), the two
+// sites of caddyfile.example (each its own realm, issuer and audience) and
+// two sites that differ by realm alone.
+func realmSites(t *testing.T) (customer, courier, a, b, admin string) {
+	t.Helper()
+	k := testKeys(t)
+	rd := testredis.Start(t)
+	backend := startBackend(t).hostPort()
+	site := func(port int, realm, issuer, audience string) string {
+		ident := ""
+		if issuer != "" {
+			ident = "issuer " + issuer + "\n\t\taudience " + audience
+		}
+		return fmt.Sprintf(`http://127.0.0.1:%d {
+	jwt_refresh {
+		redis %[2]s
+		signing_key %[3]s key-1
+		realm %[4]s
+		%[5]s
+		user_claim userId
+		login_path /login
+		logout_path /logout
+		logout_all_path /logout_all
+		%[6]s
+	}
+	authjwt {
+		key %[7]s key-1
+		%[5]s
+		user_claim userId
+		allow /login
+		revocation %[2]s
+	}
+	reverse_proxy %[8]s
+}
+`, port, rd.URL(), k.es256, realm, ident, withTimings(""), k.es256Pub, backend)
+	}
+	ports := []int{testcaddy.FreePort(t), testcaddy.FreePort(t), testcaddy.FreePort(t), testcaddy.FreePort(t)}
+	inst := testcaddy.Start(t, "", site(ports[0], "customer", "https://customer-api.example.com", "customer-api")+
+		site(ports[1], "courier", "https://courier-api.example.com", "courier-api")+
+		site(ports[2], "a", "", "")+site(ports[3], "b", "", ""))
+	base := func(p int) string { return fmt.Sprintf("http://127.0.0.1:%d", p) }
+	return base(ports[0]), base(ports[1]), base(ports[2]), base(ports[3]), inst.AdminURL() + "/tollgate/sessions/revoke"
+}
+
+// Customer 42 and courier 42 are different people: two sites on the same
+// Redis, key and kid must never share sessions. A refresh token of one
+// site is invalid_grant on the other, an access token of one is 401 on
+// the other, and customer 42's logout_all leaves courier 42 logged in.
+func TestTwoSitesNeverShareSessions(t *testing.T) {
+	customer, courier, a, b, admin := realmSites(t)
+	for _, pair := range [][2]string{{customer, courier}, {a, b}} {
+		one, other := pair[0], pair[1]
+		mine := login(t, one, "42").pair
+		theirs := login(t, other, "42").pair
+		waitStatus(t, one, mine.AccessToken, http.StatusOK, 5*time.Second)
+		waitStatus(t, other, theirs.AccessToken, http.StatusOK, 5*time.Second)
+
+		expectStatus(t, refreshWith(t, other, mine.RefreshToken), http.StatusBadRequest, "invalid_grant")
+		expectStatus(t, post(t, other+"/logout_all", "", "", "Authorization", "Bearer "+mine.AccessToken), http.StatusUnauthorized, "invalid_token")
+		expectStatus(t, post(t, other+"/logout_all", "", "", "Refresh-Token", mine.RefreshToken), http.StatusUnauthorized, "invalid_token")
+		if one == customer {
+			if got := getWithAccess(t, other, mine.AccessToken); got != http.StatusUnauthorized {
+				t.Errorf("the customer's access token at the courier site: %d, want 401", got)
+			}
+		}
+
+		r := post(t, one+"/logout_all", "", "", "Authorization", "Bearer "+mine.AccessToken)
+		expectStatus(t, r, http.StatusOK, "")
+		if !strings.Contains(string(r.raw), `"revoked_sessions":1`) {
+			t.Errorf("%s logout_all of 42: %s, want one session", one, r.raw)
+		}
+		waitStatus(t, one, mine.AccessToken, http.StatusUnauthorized, time.Second)
+		expectStatus(t, refreshWith(t, other, theirs.RefreshToken), http.StatusOK, "")
+		if got := getWithAccess(t, other, theirs.AccessToken); got != http.StatusOK {
+			t.Errorf("%s's 42 lost its access after %s's 42 logged out everywhere: %d", other, one, got)
+		}
+	}
+
+	// The admin API must be told which 42.
+	c, d := login(t, customer, "7").pair, login(t, courier, "7").pair
+	expectStatus(t, post(t, admin, "application/json", `{"user":"7"}`), http.StatusBadRequest, "invalid_request")
+	expectStatus(t, post(t, admin, "application/json", `{"user":"7","realm":"nope"}`), http.StatusBadRequest, "invalid_request")
+	expectStatus(t, post(t, admin, "application/json", `{"user":"7","realm":"customer"}`), http.StatusOK, "")
+	expectStatus(t, refreshWith(t, customer, c.RefreshToken), http.StatusBadRequest, "invalid_grant")
+	expectStatus(t, refreshWith(t, courier, d.RefreshToken), http.StatusOK, "")
+}
+
+// A session written by the release before realms (keys
+// tollgate:{u:<user>}…, refresh token MACed with HKDF(key, info = kid), no
+// realm claim) keeps refreshing after the upgrade on a handler in the
+// default realm (no realm, no issuer): its layout and MAC are unchanged.
+func TestSessionOfThePreviousReleaseRefreshesInTheDefaultRealm(t *testing.T) {
+	k := testKeys(t)
+	rd := testredis.Start(t)
+	port := testcaddy.FreePort(t)
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	testcaddy.Start(t, "", fmt.Sprintf(`http://127.0.0.1:%d {
+	jwt_refresh {
+		redis %s
+		signing_key %s es1
+		user_claim userId
+		logout_all_path /logout_all
+		%s
+	}
+	respond 404
+}`, port, rd.URL(), k.es256, withTimings("")))
+
+	// What the previous release wrote at login, byte for byte.
+	const user, sid = "10138000", "0123456789abcdef0123456789abcdef"
+	now := time.Now()
+	ms := now.UnixMilli()
+	c := rd.Client()
+	c.HSet(t.Context(), "tollgate:{u:10138000}:s:"+sid, "gen", 1, "rot", ms, "auth", ms, "end", ms+20000)
+	c.PExpire(t.Context(), "tollgate:{u:10138000}:s:"+sid, 10*time.Second)
+	c.ZAdd(t.Context(), "tollgate:{u:10138000}:sessions", redis.Z{Score: float64(ms + 10000), Member: sid})
+	der, _ := x509.MarshalPKCS8PrivateKey(k.es256Key)
+	mac, err := hkdf.Key(sha256.New, der, []byte("tollgate jwt_refresh refresh-token MAC v1"), "es1", 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := testkeys.Sign(t, jwt.SigningMethodHS256, mac, "es1", jwt.MapClaims{
+		"sub": user, "userId": user, "sid": sid, "gen": 1, "jti": "j1", "typ": "refresh",
+		"iat": now.Unix(), "exp": now.Add(10 * time.Second).Unix(), "auth_time": now.Unix()})
+
+	r := refreshWith(t, base, old)
+	expectStatus(t, r, http.StatusOK, "")
+	if genOf(t, r.pair.RefreshToken) != 2 || c.HGet(t.Context(), "tollgate:{u:10138000}:s:"+sid, "gen").Val() != "2" {
+		t.Fatalf("the old session did not rotate in place: %s", r.raw)
+	}
+	if _, ok := claimsOf(t, r.pair.AccessToken)["realm"]; ok {
+		t.Error("the default realm's tokens carry a realm claim")
+	}
+	expectStatus(t, post(t, base+"/logout_all", "", "", "Refresh-Token", r.pair.RefreshToken), http.StatusOK, "")
+	if _, err := c.ZScore(t.Context(), "tollgate:revoked", sid).Result(); err != nil {
+		t.Errorf("the default realm's revocation entry is not the bare sid: %v", err)
+	}
 }

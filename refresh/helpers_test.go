@@ -151,6 +151,9 @@ type env struct {
 	caddy   *testcaddy.Instance
 }
 
+// testRealm is the realm of the test sites: their issuer's, by default.
+const testRealm = "https://tollgate.test"
+
 // siteBlock is the standard test site: jwt_refresh in front of the backend.
 // extra goes inside the jwt_refresh block.
 func siteBlock(port int, redisURL, backend, extra string) string {
@@ -303,7 +306,7 @@ func sidOf(t testing.TB, token string) string {
 // storedGen reads a session's generation straight from Redis.
 func (e *env) storedGen(user, sid string) string {
 	e.t.Helper()
-	return e.rd.Client().HGet(e.t.Context(), sessionKey(user, sid), "gen").Val()
+	return e.rd.Client().HGet(e.t.Context(), sessionKey(testRealm, user, sid), "gen").Val()
 }
 
 // sameDump fails when Redis changed.

@@ -83,6 +83,15 @@ type Handler struct {
 	// `iss` of issued tokens; when set, presented tokens must carry it.
 	Issuer string `json:"issuer,omitempty"`
 
+	// The namespace of the sessions: handlers with the same realm share
+	// sessions on purpose (one API behind two listeners); handlers with
+	// different realms never do, even on one Redis with one signing key
+	// and kid. The realm is in every Redis key, every revocation entry,
+	// the refresh-token MAC key and a `realm` claim of both tokens.
+	// Default: the issuer; with no issuer either, the default realm, whose
+	// keys and tokens are those of releases before realms existed.
+	Realm string `json:"realm,omitempty"`
+
 	// `aud` of access tokens. Default: none.
 	Audience []string `json:"audience,omitempty"`
 
@@ -142,6 +151,7 @@ type Handler struct {
 	rdb        redis.UniversalClient
 	store      *sessionStore
 	jwks       []byte
+	realm      string // Realm, or the issuer
 	metrics    *metrics
 	logger     *zap.Logger
 	now        func() time.Time
@@ -194,7 +204,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("jwt_refresh redis %s: %w", redisclient.Redact(h.Redis), err)
 	}
-	h.store = &sessionStore{rdb: h.rdb, refreshTTL: time.Duration(h.RefreshTTL),
+	h.store = &sessionStore{rdb: h.rdb, realm: h.realm, refreshTTL: time.Duration(h.RefreshTTL),
 		sessionMax: time.Duration(h.SessionMax), grace: time.Duration(*h.ReuseGrace),
 		accessTTL: time.Duration(h.AccessTTL), now: h.now, metrics: h.metrics, durability: durability}
 	registerStore(h.redisURL, h.store)
@@ -225,6 +235,10 @@ func (h *Handler) applyDefaults() {
 	if h.UserClaim == "" {
 		h.UserClaim = defaultUserClaim
 	}
+	h.realm = h.Realm
+	if h.realm == "" {
+		h.realm = h.Issuer
+	}
 }
 
 // loadKeys reads the signing keys and the legacy keys, expanding
@@ -235,7 +249,7 @@ func (h *Handler) loadKeys(repl *caddy.Replacer) error {
 	}
 	var keys []*signingKey
 	for _, kf := range h.SigningKeys {
-		k, err := loadSigningKey(repl.ReplaceKnown(kf.File, ""), repl.ReplaceKnown(kf.Kid, ""))
+		k, err := loadSigningKey(repl.ReplaceKnown(kf.File, ""), repl.ReplaceKnown(kf.Kid, ""), h.realm)
 		if err != nil {
 			return fmt.Errorf("jwt_refresh: %w", err)
 		}

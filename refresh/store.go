@@ -22,9 +22,10 @@ const keyPrefix = "tollgate:"
 // its last access token, for clock skew between instances.
 const revokeMargin = 5 * time.Second
 
-// sessionStore is the Redis side of the session lifecycle.
+// sessionStore is the Redis side of the session lifecycle of one realm.
 type sessionStore struct {
 	rdb        redis.UniversalClient
+	realm      string
 	refreshTTL time.Duration
 	sessionMax time.Duration
 	grace      time.Duration
@@ -51,13 +52,22 @@ func userTag(user string) string { return userTagEscaper.Replace(user) }
 
 var userTagEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 
-// sessionKey is the hash of one session: tollgate:{u:<user>}:s:<sid>.
-func sessionKey(user, sid string) string { return sessionPrefix(user) + sid }
+// userKeys starts the keys of one user of a realm: tollgate:{u:<user>} in
+// the default realm (""), the layout of every release before realms, and
+// tollgate:<realm tag>:{u:<user>} in any other. The hash tag stays the
+// user's, so one user's keys of a realm share a Cluster slot.
+func userKeys(realm, user string) string {
+	if realm == "" {
+		return keyPrefix + "{u:" + userTag(user) + "}"
+	}
+	return keyPrefix + revocation.RealmTag(realm) + ":{u:" + userTag(user) + "}"
+}
 
-func sessionPrefix(user string) string { return keyPrefix + "{u:" + userTag(user) + "}:s:" }
+// sessionKey is the hash of one session: <userKeys>:s:<sid>.
+func sessionKey(realm, user, sid string) string { return userKeys(realm, user) + ":s:" + sid }
 
-// indexKey is the sorted set of a user's sessions: tollgate:{u:<user>}:sessions.
-func indexKey(user string) string { return keyPrefix + "{u:" + userTag(user) + "}:sessions" }
+// indexKey is the sorted set of a user's sessions: <userKeys>:sessions.
+func indexKey(realm, user string) string { return userKeys(realm, user) + ":sessions" }
 
 // legacyKey is where the seed's TokenService kept a refresh token:
 // prefix + lowercase hex MD5 of the token text.
@@ -66,9 +76,13 @@ func legacyKey(prefix, token string) string {
 	return prefix + hex.EncodeToString(sum[:])
 }
 
+func (s *sessionStore) sessionKey(user, sid string) string { return sessionKey(s.realm, user, sid) }
+
+func (s *sessionStore) indexKey(user string) string { return indexKey(s.realm, user) }
+
 // create starts a new session for user.
 func (s *sessionStore) create(ctx context.Context, user, sid string) (rotation, error) {
-	res, err := s.run(ctx, createScript, []string{sessionKey(user, sid), indexKey(user)},
+	res, err := s.run(ctx, createScript, []string{s.sessionKey(user, sid), s.indexKey(user)},
 		sid, s.refreshTTL.Milliseconds(), s.sessionMax.Milliseconds()).Slice()
 	if err != nil {
 		return rotation{}, fmt.Errorf("creating session: %w", err)
@@ -81,7 +95,7 @@ func (s *sessionStore) create(ctx context.Context, user, sid string) (rotation, 
 
 // rotate runs one refresh of the session sid at generation gen.
 func (s *sessionStore) rotate(ctx context.Context, user, sid string, gen int64) (rotation, error) {
-	res, err := s.run(ctx, rotateScript, []string{sessionKey(user, sid), indexKey(user)},
+	res, err := s.run(ctx, rotateScript, []string{s.sessionKey(user, sid), s.indexKey(user)},
 		gen, sid, s.refreshTTL.Milliseconds(), s.grace.Milliseconds()).Slice()
 	if err != nil {
 		return rotation{}, fmt.Errorf("rotating session: %w", err)
@@ -140,7 +154,7 @@ func (s *sessionStore) end(ctx context.Context, user, sid string) error {
 	if err := s.revoke(ctx, sid); err != nil {
 		return err
 	}
-	if err := s.run(ctx, endScript, []string{sessionKey(user, sid), indexKey(user)}, sid).Err(); err != nil {
+	if err := s.run(ctx, endScript, []string{s.sessionKey(user, sid), s.indexKey(user)}, sid).Err(); err != nil {
 		return fmt.Errorf("ending session: %w", err)
 	}
 	return nil
@@ -153,7 +167,7 @@ func (s *sessionStore) logout(ctx context.Context, user, sid string, gen int64) 
 	if err := s.revoke(ctx, sid); err != nil {
 		return "", err
 	}
-	verdict, err := s.run(ctx, logoutScript, []string{sessionKey(user, sid), indexKey(user)},
+	verdict, err := s.run(ctx, logoutScript, []string{s.sessionKey(user, sid), s.indexKey(user)},
 		gen, sid, s.grace.Milliseconds()).Text()
 	if err != nil {
 		return "", fmt.Errorf("ending session: %w", err)
@@ -165,7 +179,7 @@ func (s *sessionStore) logout(ctx context.Context, user, sid string, gen int64) 
 // gen: "ok", "unknown", or "reuse" (the session is then marked dead and
 // must be ended with end).
 func (s *sessionStore) check(ctx context.Context, user, sid string, gen int64) (string, error) {
-	verdict, err := s.run(ctx, checkScript, []string{sessionKey(user, sid), indexKey(user)},
+	verdict, err := s.run(ctx, checkScript, []string{s.sessionKey(user, sid), s.indexKey(user)},
 		gen, sid, s.grace.Milliseconds()).Text()
 	if err != nil {
 		return "", fmt.Errorf("checking session: %w", err)
@@ -176,11 +190,11 @@ func (s *sessionStore) check(ctx context.Context, user, sid string, gen int64) (
 // live reports whether an access token's session is still in force: not
 // revoked, still stored, not marked dead.
 func (s *sessionStore) live(ctx context.Context, user, sid string) (bool, error) {
-	revoked, err := revocation.IsRevoked(ctx, s.rdb, sid)
+	revoked, err := revocation.IsRevoked(ctx, s.rdb, revocation.Member(s.realm, sid))
 	if err != nil || revoked {
 		return false, err
 	}
-	h, err := s.rdb.HMGet(ctx, sessionKey(user, sid), "gen", "dead").Result()
+	h, err := s.rdb.HMGet(ctx, s.sessionKey(user, sid), "gen", "dead").Result()
 	if err != nil {
 		return false, fmt.Errorf("reading session: %w", err)
 	}
@@ -191,7 +205,7 @@ func (s *sessionStore) live(ctx context.Context, user, sid string) (bool, error)
 // were still open. The sessions listed now are revoked, then deleted;
 // one opened in between (a concurrent login) stays open.
 func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error) {
-	sids, err := s.rdb.ZRange(ctx, indexKey(user), 0, -1).Result()
+	sids, err := s.rdb.ZRange(ctx, s.indexKey(user), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("listing sessions: %w", err)
 	}
@@ -203,9 +217,9 @@ func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error
 	}
 	keys := make([]string, 0, len(sids)+1)
 	args := make([]any, 0, len(sids))
-	keys = append(keys, indexKey(user))
+	keys = append(keys, s.indexKey(user))
 	for _, sid := range sids {
-		keys = append(keys, sessionKey(user, sid))
+		keys = append(keys, s.sessionKey(user, sid))
 		args = append(args, sid)
 	}
 	ended, err := s.run(ctx, endSessionsScript, keys, args...).StringSlice()
@@ -222,7 +236,11 @@ func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error
 // still refused.
 func (s *sessionStore) revoke(ctx context.Context, sids ...string) error {
 	until := s.now().Add(s.accessTTL + revocation.MaxLeeway + revokeMargin)
-	return revocation.Revoke(ctx, s.rdb, until, sids...)
+	members := make([]string, len(sids))
+	for i, sid := range sids {
+		members[i] = revocation.Member(s.realm, sid)
+	}
+	return revocation.Revoke(ctx, s.rdb, until, members...)
 }
 
 // takeLegacy removes a seed-era token from Redis if it is still there,

@@ -81,7 +81,7 @@ func BenchmarkRefreshCPU(b *testing.B) {
 
 func benchHandler(b *testing.B, keyFile string) *Handler {
 	b.Helper()
-	k, err := loadSigningKey(keyFile, "k1")
+	k, err := loadSigningKey(keyFile, "k1", "")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -55,7 +55,8 @@ const (
 	probePrefix = "probe "
 )
 
-// Revoke marks sids as revoked until the given time and tells every watcher.
+// Revoke marks sids (Member names) as revoked until the given time and
+// tells every watcher.
 // The set is written before the message is published, so a watcher that
 // reloads because of a reconnect sees it either way. It is one MULTI/EXEC:
 // a write that Redis refuses (a node down, an ACL) publishes nothing
@@ -81,8 +82,38 @@ func Revoke(ctx context.Context, rdb redis.UniversalClient, until time.Time, sid
 	return nil
 }
 
-// IsRevoked asks Redis whether sid is revoked now (for callers that do not
-// run a Watcher).
+// RealmTag writes a realm name for Redis key names and revocation entries:
+// every byte outside [A-Za-z0-9._~-] is percent-escaped, so a tag holds no
+// ':', '{', '}' or space and cannot run into what follows it.
+func RealmTag(realm string) string {
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(realm); i++ {
+		c := realm[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '~', c == '-':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&15])
+		}
+	}
+	return b.String()
+}
+
+// Member is the revoked set's entry for a session: its sid in the default
+// realm (""), "<RealmTag(realm)>:<sid>" in any other, so revoking a
+// session of one realm can never refuse a token of another.
+func Member(realm, sid string) string {
+	if realm == "" {
+		return sid
+	}
+	return RealmTag(realm) + ":" + sid
+}
+
+// IsRevoked asks Redis whether sid (a Member name) is revoked now (for
+// callers that do not run a Watcher).
 func IsRevoked(ctx context.Context, rdb redis.UniversalClient, sid string) (bool, error) {
 	until, err := rdb.ZScore(ctx, Key, sid).Result()
 	if errors.Is(err, redis.Nil) {
@@ -155,7 +186,8 @@ func (w *Watcher) Destruct() error {
 	return redisclient.Release(w.url)
 }
 
-// Revoked reports whether sid is revoked now. It never touches Redis.
+// Revoked reports whether sid (a Member name) is revoked now. It never
+// touches Redis.
 func (w *Watcher) Revoked(sid string) bool {
 	if sid == "" {
 		return false
