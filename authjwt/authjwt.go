@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -141,26 +142,35 @@ type AuthJWT struct {
 	// sessions). Default: false.
 	RevocationAllowWithoutSid bool `json:"revocation_allow_without_sid,omitempty"`
 
+	// What to do with a token that has a `sid` while the revoked-session
+	// set is not current (not loaded yet, or not confirmed with Redis for
+	// 5s): "accept" it (a revoked session may get through meanwhile) or
+	// "reject" it with 503 temporarily_unavailable and Retry-After.
+	// Either way tollgate_authjwt_revocation_synced is 0 and a warning is
+	// logged. Default: accept.
+	RevocationUnavailable string `json:"revocation_unavailable,omitempty"`
+
 	// How many verified tokens are remembered so a repeated token skips
 	// the signature check. Entries never outlive the token's exp.
 	// Default: 10000.
 	CacheSize int `json:"cache_size,omitempty"`
 
-	algs          []string
-	hmacKey       *verificationKey // the hmac_secret, alone when set
-	staticKeys    *keySet
-	jwks          *jwksSource
-	parser        *jwt.Parser    // only parses: verifyToken checks the signature
-	validator     *jwt.Validator // the claims rules (exp, iat, iss, aud, leeway)
-	allow         caddyhttp.MatchPath
-	userHeader    string
-	identityHdrs  []string // canonical names of the headers we set: user_header first
-	stripMatch    headerPatterns
-	cache         *tokenCache
-	revoked       revocationChecker
-	releaseRevoke func() error
-	logger        *zap.Logger
-	now           func() time.Time
+	algs            []string
+	hmacKey         *verificationKey // the hmac_secret, alone when set
+	staticKeys      *keySet
+	jwks            *jwksSource
+	parser          *jwt.Parser    // only parses: verifyToken checks the signature
+	validator       *jwt.Validator // the claims rules (exp, iat, iss, aud, leeway)
+	allow           caddyhttp.MatchPath
+	userHeader      string
+	identityHdrs    []string // canonical names of the headers we set: user_header first
+	stripMatch      headerPatterns
+	cache           *tokenCache
+	revoked         revocationChecker
+	releaseRevoke   func() error
+	logger          *zap.Logger
+	metricsRegistry *prometheus.Registry
+	now             func() time.Time
 }
 
 // KeyFile is one PEM public key or certificate.
@@ -185,9 +195,11 @@ type ClaimHeader struct {
 	Header string `json:"header"`
 }
 
-// revocationChecker answers whether a session id was revoked.
+// revocationChecker answers whether a session was revoked, and whether
+// its answers are current.
 type revocationChecker interface {
-	Revoked(sid string) bool
+	Revoked(member string) bool
+	Synced(now time.Time) bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -202,7 +214,8 @@ func (AuthJWT) CaddyModule() caddy.ModuleInfo {
 func (h *AuthJWT) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.now = time.Now
-	if err := initMetrics(ctx.GetMetricsRegistry()); err != nil {
+	h.metricsRegistry = ctx.GetMetricsRegistry()
+	if err := initMetrics(h.metricsRegistry); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 	h.applyDefaults()
@@ -382,6 +395,11 @@ func (h *AuthJWT) Validate() error {
 	default:
 		return fmt.Errorf("preflight %q: must be pass or require", h.Preflight)
 	}
+	switch h.RevocationUnavailable {
+	case "", "accept", "reject":
+	default:
+		return fmt.Errorf("revocation unavailable %q: must be accept or reject", h.RevocationUnavailable)
+	}
 	if h.CacheSize < 0 {
 		return fmt.Errorf("cache_size %d is negative", h.CacheSize)
 	}
@@ -479,7 +497,7 @@ func (h *AuthJWT) authenticate(token string) (*identity, *rejection) {
 		}
 	}
 	// Revocation is checked on every request, cached or not.
-	if rej := h.checkRevocation(id); rej != nil {
+	if rej := h.checkRevocation(id, now); rej != nil {
 		return nil, rej
 	}
 	countVerified(cached)
@@ -513,6 +531,10 @@ func (h *AuthJWT) refuseOrPass(w http.ResponseWriter, r *http.Request, next cadd
 		return next.ServeHTTP(w, r)
 	}
 	countRejected(rej.reason)
+	if rej.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+		return writeError(w, rej.status, "temporarily_unavailable", rej.desc)
+	}
 	return writeChallenge(w, rej.status, "invalid_token", rej.desc, true)
 }
 
@@ -557,8 +579,13 @@ func writeChallenge(w http.ResponseWriter, status int, code, desc string, withEr
 	if withError {
 		challenge = fmt.Sprintf(`Bearer error="%s", error_description="%s"`, code, desc)
 	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	return writeError(w, status, code, desc)
+}
+
+// writeError answers the JSON error body.
+func writeError(w http.ResponseWriter, status int, code, desc string) error {
 	hdr := w.Header()
-	hdr.Set("WWW-Authenticate", challenge)
 	hdr.Set("Content-Type", "application/json")
 	hdr.Set("Cache-Control", "no-store")
 	body, _ := json.Marshal(map[string]string{"error": code, "error_description": desc})

@@ -46,6 +46,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    preflight    pass|require
 //	    revocation   <redis-url> {
 //	        allow_without_sid
+//	        unavailable  accept|reject
 //	    }
 //	    cache_size   <entries>
 //	}
@@ -157,7 +158,7 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 	return nil
 }
 
-// parseRevocation reads `revocation <url> [{ allow_without_sid }]`.
+// parseRevocation reads `revocation <url> [{ allow_without_sid; unavailable accept|reject }]`.
 func (a *AuthJWT) parseRevocation(d *caddyfile.Dispenser) error {
 	if err := cfgargs.One(d, &a.Revocation); err != nil {
 		return err
@@ -169,6 +170,13 @@ func (a *AuthJWT) parseRevocation(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			a.RevocationAllowWithoutSid = true
+		case "unavailable":
+			if err := cfgargs.One(d, &a.RevocationUnavailable); err != nil {
+				return err
+			}
+			if a.RevocationUnavailable != "accept" && a.RevocationUnavailable != "reject" {
+				return d.Errf("revocation unavailable %q: must be accept or reject", a.RevocationUnavailable)
+			}
 		default:
 			return d.Errf("unrecognized revocation option %q", d.Val())
 		}

@@ -84,6 +84,7 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		preflight require
 		revocation redis://127.0.0.1:6379/0 {
 			allow_without_sid
+			unavailable reject
 		}
 		cache_size 500
 	}
@@ -112,13 +113,14 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		Preflight:                 "require",
 		Revocation:                "redis://127.0.0.1:6379/0",
 		RevocationAllowWithoutSid: true,
+		RevocationUnavailable:     "reject",
 		CacheSize:                 500,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("adapted config\n got %+v\nwant %+v\njson %s", got, want, raw)
 	}
 	for _, field := range []string{`"keys"`, `"jwks"`, `"alg"`, `"issuer"`, `"audience"`, `"leeway"`, `"from"`, `"allow"`,
-		`"user_claim"`, `"user_header"`, `"claim_headers"`, `"strip_headers"`, `"roles_claim"`, `"require_role"`, `"preflight"`, `"revocation"`, `"revocation_allow_without_sid"`, `"cache_size"`} {
+		`"user_claim"`, `"user_header"`, `"claim_headers"`, `"strip_headers"`, `"roles_claim"`, `"require_role"`, `"preflight"`, `"revocation"`, `"revocation_allow_without_sid"`, `"revocation_unavailable"`, `"cache_size"`} {
 		if !strings.Contains(string(raw), field) {
 			t.Errorf("JSON lacks %s: %s", field, raw)
 		}
@@ -163,13 +165,14 @@ func TestBadCaddyfileNamesTheLine(t *testing.T) {
 // checks: Provision must refuse them too.
 func TestValidateRefusesBadJSON(t *testing.T) {
 	for name, tc := range map[string]struct{ handler, msg string }{
-		"NoKey":         {`{"handler":"authjwt"}`, "no key configured"},
-		"ShortSecret":   {`{"handler":"authjwt","hmac_secret":"{env.TOLLGATE_UNSET_SECRET}"}`, "at least 32"},
-		"UnreadableKey": {`{"handler":"authjwt","keys":[{"file":"/nonexistent/k.pem"}]}`, "reading key file"},
-		"PlainHTTP":     {`{"handler":"authjwt","jwks":{"url":"http://idp.example/j"}}`, "plain http"},
-		"LeewayOver5m":  {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","leeway":360000000000}`, "leeway 6m0s exceeds 5m0s"},
-		"StarInside":    {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","strip_headers":["X-*-Id"]}`, `strip_headers "X-*-Id"`},
-		"StarAlone":     {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","strip_headers":["*"]}`, `strip_headers "*"`},
+		"NoKey":            {`{"handler":"authjwt"}`, "no key configured"},
+		"ShortSecret":      {`{"handler":"authjwt","hmac_secret":"{env.TOLLGATE_UNSET_SECRET}"}`, "at least 32"},
+		"UnreadableKey":    {`{"handler":"authjwt","keys":[{"file":"/nonexistent/k.pem"}]}`, "reading key file"},
+		"PlainHTTP":        {`{"handler":"authjwt","jwks":{"url":"http://idp.example/j"}}`, "plain http"},
+		"UnavailableMaybe": {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","revocation_unavailable":"maybe"}`, `revocation unavailable "maybe"`},
+		"LeewayOver5m":     {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","leeway":360000000000}`, "leeway 6m0s exceeds 5m0s"},
+		"StarInside":       {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","strip_headers":["X-*-Id"]}`, `strip_headers "X-*-Id"`},
+		"StarAlone":        {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","strip_headers":["*"]}`, `strip_headers "*"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := `{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[` + tc.handler + `]}]}}}}}`

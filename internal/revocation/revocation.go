@@ -55,6 +55,12 @@ const (
 	probePrefix = "probe "
 )
 
+// StaleAfter is how long a watcher's set counts as current after the
+// watcher last heard from Redis: its own probe coming back through the
+// subscription (every second), which proves every earlier message arrived,
+// or a full reload. Past it, Synced is false.
+const StaleAfter = 5 * time.Second
+
 // Revoke marks sids (Member names) as revoked until the given time and
 // tells every watcher.
 // The set is written before the message is published, so a watcher that
@@ -142,9 +148,13 @@ type Watcher struct {
 	ps     *redis.PubSub // replaced when a probe goes unanswered
 	closed bool
 
-	mu      sync.RWMutex
-	revoked map[string]int64
-	loaded  bool
+	mu        sync.RWMutex
+	revoked   map[string]int64
+	loaded    bool
+	confirmed time.Time // when the set was last known current
+
+	started  time.Time
+	reported bool // the sync state last logged (run's goroutine only)
 }
 
 // Acquire returns the process's Watcher for redisURL, starting it on first
@@ -157,7 +167,8 @@ func Acquire(redisURL string, logger *zap.Logger) (*Watcher, error) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		w := &Watcher{url: redisURL, rdb: rdb, logger: logger, cancel: cancel,
-			done: make(chan struct{}), revoked: map[string]int64{}, probe: probePrefix + randomID() + " "}
+			done: make(chan struct{}), revoked: map[string]int64{}, probe: probePrefix + randomID() + " ",
+			started: time.Now(), reported: true}
 		w.ps = rdb.Subscribe(ctx, Channel)
 		go w.run(ctx)
 		return w, nil
@@ -205,6 +216,48 @@ func (w *Watcher) Loaded() bool {
 	return w.loaded
 }
 
+// Synced reports whether the set is known to be current at now: loaded,
+// and confirmed within StaleAfter.
+func (w *Watcher) Synced(now time.Time) bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.loaded && now.Sub(w.confirmed) <= StaleAfter
+}
+
+// AllSynced reports whether every watcher of this process is Synced (true
+// when there is none).
+func AllSynced(now time.Time) bool {
+	all := true
+	watchers.Range(func(_, v any) bool {
+		all = v.(*Watcher).Synced(now)
+		return all
+	})
+	return all
+}
+
+func (w *Watcher) confirm() {
+	w.mu.Lock()
+	w.confirmed = time.Now()
+	w.mu.Unlock()
+}
+
+// reportSync logs when the set stops being current and when it is current
+// again; the first load gets StaleAfter before it counts as late.
+func (w *Watcher) reportSync(now time.Time) {
+	synced := w.Synced(now)
+	if synced == w.reported || (!synced && !w.Loaded() && now.Sub(w.started) < StaleAfter) {
+		return
+	}
+	w.reported = synced
+	if synced {
+		w.logger.Info("revocation status known again: the revoked-session set is current")
+		return
+	}
+	w.logger.Warn("revocation status unknown: the revoked-session set is not current (Redis unreachable?); "+
+		"authjwt with unavailable accept lets tokens through, with unavailable reject answers 503",
+		zap.String("redis", redisclient.Redact(w.url)), zap.Duration("stale_after", StaleAfter))
+}
+
 func (w *Watcher) run(ctx context.Context) {
 	defer close(w.done)
 	ps := w.ps
@@ -212,6 +265,7 @@ func (w *Watcher) run(ctx context.Context) {
 	lastLoad := time.Now()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		w.reportSync(time.Now())
 		msg, err := ps.ReceiveTimeout(ctx, probeEvery/2)
 		switch m := msg.(type) {
 		case *redis.Subscription:
@@ -223,6 +277,7 @@ func (w *Watcher) run(ctx context.Context) {
 		case *redis.Message:
 			if m.Payload == pr.pending {
 				pr.pending = ""
+				w.confirm() // everything published before it has arrived
 			} else {
 				w.apply(m.Payload)
 			}
@@ -303,7 +358,8 @@ func randomID() string {
 
 // reload replaces the in-memory set with Redis's, dropping expired entries.
 func (w *Watcher) reload(ctx context.Context) {
-	now := time.Now().Unix()
+	start := time.Now()
+	now := start.Unix()
 	zs, err := w.rdb.ZRangeByScoreWithScores(ctx, Key, &redis.ZRangeBy{
 		Min: strconv.FormatInt(now, 10), Max: "+inf"}).Result()
 	if err != nil {
@@ -325,6 +381,7 @@ func (w *Watcher) reload(ctx context.Context) {
 	}
 	w.revoked = fresh
 	w.loaded = true
+	w.confirmed = start // current as of when the read began
 	w.mu.Unlock()
 }
 
