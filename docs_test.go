@@ -17,6 +17,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,9 +106,11 @@ func TestCaddyfileExampleValidatesAndAdapts(t *testing.T) {
 
 var caddyfileBlock = regexp.MustCompile("(?s)```caddyfile\n(.*?)```")
 
-// Every Caddyfile example in the README adapts: the manual cannot drift
-// from the parser.
-func TestREADMECaddyfileSnippetsAdapt(t *testing.T) {
+// Every Caddyfile example in the README is loaded by a fresh tollgate
+// process and serves requests, as ops would run it: adapting alone let
+// an example whose config could never load (authjwt fetching the JWK Set
+// of its own site before the listener existed) pass.
+func TestEveryREADMECaddyfileStartsColdAndServes(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -116,15 +119,177 @@ func TestREADMECaddyfileSnippetsAdapt(t *testing.T) {
 	if len(blocks) < 3 {
 		t.Fatalf("found %d caddyfile examples in README.md, want one per directive at least", len(blocks))
 	}
-	files := newKeyFiles(t)
+	w := newColdWorld(t)
 	for i, b := range blocks {
-		snippet := files.localize(b[1])
-		t.Run(strconv.Itoa(i+1)+"_"+firstLine(snippet), func(t *testing.T) {
-			if _, _, err := testcaddy.Adapt(snippet); err != nil {
-				t.Fatalf("README example %d does not adapt: %v\n%s", i+1, err, snippet)
+		t.Run(strconv.Itoa(i+1)+"_"+firstLine(b[1]), func(t *testing.T) {
+			caddyfile, sites := w.localize(b[1])
+			w.start(t, caddyfile, sites)
+			for _, base := range sites {
+				w.expectUnauthorized(t, base)
+			}
+			if loginPath := subdirective(b[1], "login_path"); loginPath != "" {
+				for _, base := range sites {
+					w.sessionFlow(t, base, loginPath, subdirective(b[1], "refresh_path"))
+				}
 			}
 		})
 	}
+}
+
+// coldWorld is what a README example needs around it: Redis, a backend
+// that logs users in and answers everything else, key files, secrets.
+type coldWorld struct {
+	redis   *testredis.Server
+	backend *httptest.Server
+	files   *keyFiles
+	env     []string
+}
+
+func newColdWorld(t *testing.T) *coldWorld {
+	w := &coldWorld{redis: testredis.Start(t), files: newKeyFiles(t)}
+	w.backend = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/login") {
+			rw.Header().Set("X-Auth-Subject", "10138000")
+			rw.Header().Set("X-Auth-Claims", `{"roles":["customer","courier"]}`)
+			rw.Header().Set("Content-Type", "application/json")
+			_, _ = io.WriteString(rw, `{"id":"10138000"}`)
+			return
+		}
+		_, _ = io.WriteString(rw, "upstream "+r.URL.Path)
+	}))
+	t.Cleanup(w.backend.Close)
+	data := t.TempDir()
+	w.env = []string{"HOME=" + data, "XDG_DATA_HOME=" + data, "XDG_CONFIG_HOME=" + data,
+		"REDIS_PASSWORD=unused-by-the-test-redis", "WEBHOOK_SECRET=example-webhook-secret-0123456789"}
+	return w
+}
+
+var (
+	siteLine    = regexp.MustCompile(`(?m)^([a-z0-9.-]+\.example\.com) \{`)
+	redisURL    = regexp.MustCompile(`redis://\S+`)
+	proxyLine   = regexp.MustCompile(`(?m)^(\s*reverse_proxy\s+)\S+`)
+	siteURLPath = regexp.MustCompile(`https://([a-z0-9.-]+\.example\.com)/`)
+)
+
+// localize points an example at this machine: each site on a free
+// loopback port (plain http), every Redis URL at the test Redis, every
+// upstream at the backend, URLs of its own sites at their ports, key files
+// at generated ones. It returns the Caddyfile and each site's base URL.
+func (w *coldWorld) localize(snippet string) (string, map[string]string) {
+	sites := map[string]string{}
+	for _, m := range siteLine.FindAllStringSubmatch(snippet, -1) {
+		sites[m[1]] = "http://127.0.0.1:" + strconv.Itoa(testcaddy.FreePort(w.files.t))
+	}
+	out := siteLine.ReplaceAllStringFunc(snippet, func(line string) string {
+		return sites[siteLine.FindStringSubmatch(line)[1]] + " {"
+	})
+	out = siteURLPath.ReplaceAllStringFunc(out, func(u string) string {
+		if base, ok := sites[siteURLPath.FindStringSubmatch(u)[1]]; ok {
+			return base + "/"
+		}
+		return u
+	})
+	out = redisURL.ReplaceAllString(out, w.redis.URL())
+	out = proxyLine.ReplaceAllString(out, "${1}"+strings.TrimPrefix(w.backend.URL, "http://"))
+	return w.files.localize(out), sites
+}
+
+// start runs the Caddyfile in a new tollgate process (its own admin port,
+// nothing persisted) and waits until every site listens.
+func (w *coldWorld) start(t *testing.T, caddyfile string, sites map[string]string) *process {
+	t.Helper()
+	global := fmt.Sprintf("{\n\tadmin 127.0.0.1:%d\n\tpersist_config off\n}\n", testcaddy.FreePort(t))
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(global+caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var p *process
+	for _, base := range sites {
+		if p == nil {
+			p = startTollgate(t, w.env, nil, nil, strings.TrimPrefix(base, "http://"), "run", "--config", path, "--adapter", "caddyfile")
+		} else if err := testcaddy.WaitListening(strings.TrimPrefix(base, "http://"), 10*time.Second); err != nil {
+			t.Fatalf("%v\n%s", err, p.log())
+		}
+	}
+	return p
+}
+
+// expectUnauthorized: a request without a token is answered by authjwt.
+func (w *coldWorld) expectUnauthorized(t *testing.T, base string) {
+	t.Helper()
+	res := call(t, http.MethodGet, base+"/orders/42", nil, "")
+	if res.status != http.StatusUnauthorized || res.json["error"] != "unauthorized" {
+		t.Errorf("%s/orders/42 without a token: %d %s, want 401 unauthorized", base, res.status, res.body)
+	}
+}
+
+// sessionFlow logs in through the backend, uses the access token (which
+// authjwt may verify only once its keys are loaded: 503 until then, never
+// 401) and refreshes.
+func (w *coldWorld) sessionFlow(t *testing.T, base, loginPath, refreshPath string) {
+	t.Helper()
+	if refreshPath == "" {
+		refreshPath = "/auth/refresh"
+	}
+	login := call(t, http.MethodPost, base+loginPath, map[string]string{"Content-Type": "application/json"}, `{"phone":"13800138000"}`)
+	access, _ := login.json["access_token"].(string)
+	refresh, _ := login.json["refresh_token"].(string)
+	if login.status != http.StatusOK || access == "" || refresh == "" {
+		t.Fatalf("login at %s%s: %d %s", base, loginPath, login.status, login.body)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res := call(t, http.MethodGet, base+"/orders/42", map[string]string{"Authorization": "Bearer " + access}, "")
+		if res.status == http.StatusOK && res.body == "upstream /orders/42" {
+			break
+		}
+		if res.status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("access token at %s: %d %s", base, res.status, res.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if res := call(t, http.MethodPost, base+refreshPath, map[string]string{"Refresh-Token": refresh}, ""); res.status != http.StatusOK {
+		t.Fatalf("refresh at %s%s: %d %s", base, refreshPath, res.status, res.body)
+	}
+}
+
+// subdirective is the first argument of name in a snippet, or "".
+func subdirective(snippet, name string) string {
+	m := regexp.MustCompile(`(?m)^\s*` + name + `\s+(\S+)`).FindStringSubmatch(snippet)
+	if m == nil {
+		return ""
+	}
+	return m[1]
+}
+
+// answer is an HTTP response as the doc tests read it.
+type answer struct {
+	status int
+	header http.Header
+	body   string
+	json   map[string]any
+}
+
+var docClient = &http.Client{Timeout: 15 * time.Second}
+
+func call(t *testing.T, method, url string, headers map[string]string, body string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	res, err := docClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	a := answer{status: res.StatusCode, header: res.Header, body: string(b)}
+	_ = json.Unmarshal(b, &a.json)
+	return a
 }
 
 // keyFiles stands in for the key files a README example names under

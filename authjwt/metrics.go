@@ -31,6 +31,7 @@ const (
 	reasonRole       = "insufficient_role"
 
 	reasonRevocationUnknown = "revocation_unknown"
+	reasonKeysNotLoaded     = "keys_not_loaded"
 )
 
 // The collectors are process-wide, so counts survive config reloads; each

@@ -27,8 +27,9 @@ func reject401(reason, desc string) *rejection {
 }
 
 var (
-	errUnknownKid = errors.New("unknown key id")
-	errAlg        = errors.New("algorithm not allowed")
+	errUnknownKid    = errors.New("unknown key id")
+	errAlg           = errors.New("algorithm not allowed")
+	errKeysNotLoaded = errors.New("jwks not loaded yet")
 )
 
 // keysFor picks the keys that may verify the token, by its kid and alg,
@@ -46,6 +47,11 @@ func (h *AuthJWT) keysFor(t *jwt.Token, buf []*verificationKey) ([]*verification
 	keys := h.staticKeys.candidates(kid, alg, buf)
 	if h.jwks != nil {
 		set := h.jwks.keys()
+		if set == nil && len(keys) == 0 {
+			// Not an invalid token: we cannot tell yet. 503, never a 401
+			// that would make the client drop a good token.
+			return nil, errKeysNotLoaded
+		}
 		if kid != "" && !set.hasKid(kid) && !h.staticKeys.hasKid(kid) {
 			set = h.jwks.refetchForKid(kid)
 		}
@@ -124,6 +130,8 @@ func classify(err error) *rejection {
 		return reject401(reasonMalformed, "malformed token")
 	case errors.Is(err, errUnknownKid):
 		return reject401(reasonUnknownKid, "unknown key id")
+	case errors.Is(err, errKeysNotLoaded):
+		return &rejection{reason: reasonKeysNotLoaded, desc: "signing keys not loaded yet; retry shortly", status: http.StatusServiceUnavailable}
 	case errors.Is(err, errAlg):
 		return reject401(reasonAlg, "signing algorithm not accepted")
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/internal/testcaddy"
 )
 
 // TestEveryAlgorithmVerifiesAndRefusesForgeries runs each accepted
@@ -186,5 +189,44 @@ func TestJWKSRedirectToPlainHTTPIsNeverFollowed(t *testing.T) {
 	tok := sign(t, jwt.SigningMethodRS256, k.rsa2, "evil", claims())
 	if w, next, _ := serve(t, h, httptestRequest(tok)); next.called || w.Code == http.StatusOK {
 		t.Fatalf("a key fetched through a redirect to plain http verified a token: %d %s", w.Code, w.Body)
+	}
+}
+
+// A JWK Set URL that does not answer when the config loads (the set of a
+// jwt_refresh in the same config, whose listener starts after the load)
+// does not fail the load: tokens get 503 with Retry-After, never a 401
+// that would make a client drop a good token, until the background fetch
+// succeeds.
+func TestJWKSUnreachableAtLoadAnswers503UntilItLoads(t *testing.T) {
+	saved := jwksFirstRetry
+	t.Cleanup(func() { jwksFirstRetry = saved })
+	jwksFirstRetry = 50 * time.Millisecond
+	k := keys(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testcaddy.FreePort(t))
+	h := provisioned(t, &AuthJWT{JWKS: &JWKS{URL: "http://" + addr + "/jwks.json"}})
+	tok := sign(t, jwt.SigningMethodRS256, k.rsa1, "k1", claims())
+
+	w, next, _ := serve(t, h, httptestRequest(tok))
+	if next.called || w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" ||
+		!strings.Contains(w.Body.String(), `"temporarily_unavailable"`) {
+		t.Fatalf("before the set loads: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(jwksJSON(map[string]*rsa.PublicKey{"k1": &k.rsa1.PublicKey}))
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		w, next, _ := serve(t, h, httptestRequest(tok))
+		if next.called {
+			break
+		}
+		if w.Code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("while the set loads: %d %s", w.Code, w.Body)
+		}
 	}
 }
