@@ -132,3 +132,47 @@ http://127.0.0.1:%d {
 		}
 	})
 }
+
+// What payproxy's order_source and every other handler read as identity,
+// {http.auth.user.id} and {http.auth.user.<claim>}, is what authjwt
+// verified and nothing else: a client's headers, query or an invalid token
+// on a whitelisted path leave them empty.
+func TestIdentityPlaceholdersComeOnlyFromAVerifiedToken(t *testing.T) {
+	k := keys(t)
+	pem := writePublicPEM(t, t.TempDir(), "rsa.pem", &k.rsa1.PublicKey)
+	port := testcaddy.FreePort(t)
+	testcaddy.Start(t, "", fmt.Sprintf(`
+http://127.0.0.1:%d {
+	authjwt {
+		key %s
+		allow /public/*
+	}
+	respond "{http.auth.user.id}|{http.auth.user.roles}|{http.auth.user.tenant}"
+}`, port, pem))
+	tok := sign(t, jwt.SigningMethodRS256, k.rsa1, "", claims(func(c jwt.MapClaims) { c["tenant"] = "t-1" }))
+	spoof := map[string]string{"X-User-Id": "admin", "X-User-Roles": "admin", "X-Auth-User-Id": "admin"}
+	const unset = "{http.auth.user.id}|{http.auth.user.roles}|{http.auth.user.tenant}"
+	for name, tc := range map[string]struct {
+		req  request
+		want string
+	}{
+		"verified": {request{path: "/orders", headers: with(spoof, bearer(tok))}, "user-42|courier|t-1"},
+		// respond leaves a placeholder nobody set as written.
+		"no token":      {request{path: "/public/x?http.auth.user.id=admin", headers: spoof}, unset},
+		"invalid token": {request{path: "/public/x", headers: with(spoof, bearer("a.b.c"))}, unset},
+	} {
+		if res := do(t, port, tc.req); res.status != http.StatusOK || res.body != tc.want {
+			t.Errorf("%s: %d %q, want %q", name, res.status, res.body, tc.want)
+		}
+	}
+}
+
+func with(maps ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, m := range maps {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
