@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
-
-	"github.com/tollgate/tollgate/internal/testcaddy"
 )
 
 // A handler after authjwt that edits the identity headers (request_header
@@ -17,19 +15,10 @@ import (
 // verified, and concurrent requests never share a header value (run with
 // -race).
 func TestHeaderEditedDownstreamNeverReachesTheNextRequestOfTheSameToken(t *testing.T) {
-	k := keys(t)
-	pem := writePublicPEM(t, t.TempDir(), "rsa.pem", &k.rsa1.PublicKey)
-	port := testcaddy.FreePort(t)
-	testcaddy.Start(t, "", fmt.Sprintf(`
-http://127.0.0.1:%d {
-	authjwt {
-		key %s
-		claim_header roles X-Roles
-	}
-	request_header X-User-Id ^ tenant-a:
+	port := startAuthSite(t, "claim_header roles X-Roles", `request_header X-User-Id ^ tenant-a:
 	request_header X-Roles ^ r:
-	respond "{http.request.header.X-User-Id}|{http.request.header.X-Roles}|{http.auth.user.id}"
-}`, port, pem))
+	respond "{http.request.header.X-User-Id}|{http.request.header.X-Roles}|{http.auth.user.id}"`)
+	k := keys(t)
 	tok := sign(t, jwt.SigningMethodRS256, k.rsa1, "", claims())
 	const want = "tenant-a:user-42|r:courier|user-42"
 	const workers, perWorker = 8, 40

@@ -46,18 +46,7 @@ func TestRevocationOverClusterAndSentinel(t *testing.T) {
 // startRevocationSite runs authjwt with revocation on redisURL.
 func startRevocationSite(t *testing.T, redisURL string) int {
 	t.Helper()
-	k := keys(t)
-	pem := writePublicPEM(t, t.TempDir(), "rsa.pem", &k.rsa1.PublicKey)
-	port := testcaddy.FreePort(t)
-	testcaddy.Start(t, "", fmt.Sprintf(`
-http://127.0.0.1:%d {
-	authjwt {
-		key %s
-		revocation %s
-	}
-	respond "ok {http.auth.user.id}"
-}`, port, pem, redisURL))
-	return port
+	return startAuthSite(t, "revocation "+redisURL, `respond "ok {http.auth.user.id}"`)
 }
 
 // revokeAndExpectRejection revokes session sid through rdb: its token must

@@ -138,17 +138,8 @@ http://127.0.0.1:%d {
 // verified and nothing else: a client's headers, query or an invalid token
 // on a whitelisted path leave them empty.
 func TestIdentityPlaceholdersComeOnlyFromAVerifiedToken(t *testing.T) {
+	port := startAuthSite(t, "allow /public/*", `respond "{http.auth.user.id}|{http.auth.user.roles}|{http.auth.user.tenant}"`)
 	k := keys(t)
-	pem := writePublicPEM(t, t.TempDir(), "rsa.pem", &k.rsa1.PublicKey)
-	port := testcaddy.FreePort(t)
-	testcaddy.Start(t, "", fmt.Sprintf(`
-http://127.0.0.1:%d {
-	authjwt {
-		key %s
-		allow /public/*
-	}
-	respond "{http.auth.user.id}|{http.auth.user.roles}|{http.auth.user.tenant}"
-}`, port, pem))
 	tok := sign(t, jwt.SigningMethodRS256, k.rsa1, "", claims(func(c jwt.MapClaims) { c["tenant"] = "t-1" }))
 	spoof := map[string]string{"X-User-Id": "admin", "X-User-Roles": "admin", "X-Auth-User-Id": "admin"}
 	const unset = "{http.auth.user.id}|{http.auth.user.roles}|{http.auth.user.tenant}"

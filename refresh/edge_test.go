@@ -23,35 +23,22 @@ import (
 	"github.com/tollgate/tollgate/internal/testredis"
 )
 
-// edgeSite is jwt_refresh in front of authjwt (with revocation) and the
-// login backend, as a site runs them: refreshExtra goes into jwt_refresh,
-// authExtra into authjwt.
+// edgeSite is the standard test site (siteBlock) with authjwt (with
+// revocation) between jwt_refresh and the upstream, as a site runs them:
+// refreshExtra goes into jwt_refresh, authExtra into authjwt.
 func edgeSite(port int, redisURL, backend, refreshExtra, authExtra string) string {
 	k := testKeys(nil)
-	return fmt.Sprintf(`http://127.0.0.1:%d {
-	jwt_refresh {
-		redis %[2]s
-		signing_key %[3]s es1
-		issuer https://tollgate.test
-		audience api
-		user_claim userId
-		login_path /login
-		logout_path /logout
-		logout_all_path /logout_all
-		%[4]s
-	}
-	authjwt {
-		key %[5]s es1
+	auth := fmt.Sprintf(`authjwt {
+		key %s es1
 		issuer https://tollgate.test
 		audience api
 		user_claim userId
 		allow /login
-		revocation %[2]s
-		%[6]s
+		revocation %s
+		%s
 	}
-	reverse_proxy %[7]s
-}
-`, port, redisURL, k.es256, withTimings(refreshExtra), k.es256Pub, authExtra, backend)
+	reverse_proxy`, k.es256Pub, redisURL, authExtra)
+	return strings.Replace(siteBlock(port, redisURL, backend, refreshExtra), "reverse_proxy", auth, 1)
 }
 
 // startEdge runs a fresh Redis, the backend and one in-process Caddy with
