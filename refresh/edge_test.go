@@ -149,8 +149,12 @@ func TestSupersededRefreshTokenCannotLogEveryoneOut(t *testing.T) {
 		gone := login(t, e.base, "victim3").pair
 		kept := login(t, e.base, "victim3").pair
 		expectStatus(t, post(t, e.base+"/logout", "", "", "Refresh-Token", gone.RefreshToken), http.StatusOK, "")
+		before := e.rd.Dump()
 		r := post(t, e.base+"/logout_all", "", "", "Authorization", "Bearer "+gone.AccessToken)
 		expectStatus(t, r, http.StatusUnauthorized, "invalid_token")
+		r = post(t, e.base+"/logout_all", "", "", "Refresh-Token", gone.RefreshToken)
+		expectStatus(t, r, http.StatusUnauthorized, "invalid_token")
+		sameDump(t, before, e.rd.Dump())
 		expectStatus(t, refreshWith(t, e.base, kept.RefreshToken), http.StatusOK, "")
 	})
 }
@@ -245,10 +249,10 @@ func toAny(s []string) []any {
 // realmSites runs, on one Redis and one signing key (same kid), the two
 // sites of caddyfile.example (each its own realm, issuer and audience) and
 // two sites that differ by realm alone.
-func realmSites(t *testing.T) (customer, courier, a, b, admin string) {
+func realmSites(t *testing.T) (customer, courier, a, b, admin string, rd *testredis.Server) {
 	t.Helper()
 	k := testKeys(t)
-	rd := testredis.Start(t)
+	rd = testredis.Start(t)
 	backend := startBackend(t).hostPort()
 	site := func(port int, realm, issuer, audience string) string {
 		ident := ""
@@ -283,7 +287,7 @@ func realmSites(t *testing.T) (customer, courier, a, b, admin string) {
 		site(ports[1], "courier", "https://courier-api.example.com", "courier-api")+
 		site(ports[2], "a", "", "")+site(ports[3], "b", "", ""))
 	base := func(p int) string { return fmt.Sprintf("http://127.0.0.1:%d", p) }
-	return base(ports[0]), base(ports[1]), base(ports[2]), base(ports[3]), inst.AdminURL() + "/tollgate/sessions/revoke"
+	return base(ports[0]), base(ports[1]), base(ports[2]), base(ports[3]), inst.AdminURL() + "/tollgate/sessions/revoke", rd
 }
 
 // Customer 42 and courier 42 are different people: two sites on the same
@@ -291,7 +295,7 @@ func realmSites(t *testing.T) (customer, courier, a, b, admin string) {
 // site is invalid_grant on the other, an access token of one is 401 on
 // the other, and customer 42's logout_all leaves courier 42 logged in.
 func TestTwoSitesNeverShareSessions(t *testing.T) {
-	customer, courier, a, b, admin := realmSites(t)
+	customer, courier, a, b, admin, rd := realmSites(t)
 	for _, pair := range [][2]string{{customer, courier}, {a, b}} {
 		one, other := pair[0], pair[1]
 		mine := login(t, one, "42").pair
@@ -299,9 +303,12 @@ func TestTwoSitesNeverShareSessions(t *testing.T) {
 		waitStatus(t, one, mine.AccessToken, http.StatusOK, 5*time.Second)
 		waitStatus(t, other, theirs.AccessToken, http.StatusOK, 5*time.Second)
 
+		before := rd.Dump()
 		expectStatus(t, refreshWith(t, other, mine.RefreshToken), http.StatusBadRequest, "invalid_grant")
 		expectStatus(t, post(t, other+"/logout_all", "", "", "Authorization", "Bearer "+mine.AccessToken), http.StatusUnauthorized, "invalid_token")
 		expectStatus(t, post(t, other+"/logout_all", "", "", "Refresh-Token", mine.RefreshToken), http.StatusUnauthorized, "invalid_token")
+		expectStatus(t, post(t, other+"/logout", "", "", "Refresh-Token", mine.RefreshToken), http.StatusOK, "") // RFC 7009: unusable here
+		sameDump(t, before, rd.Dump())
 		if one == customer {
 			if got := getWithAccess(t, other, mine.AccessToken); got != http.StatusUnauthorized {
 				t.Errorf("the customer's access token at the courier site: %d, want 401", got)
@@ -322,8 +329,10 @@ func TestTwoSitesNeverShareSessions(t *testing.T) {
 
 	// The admin API must be told which 42.
 	c, d := login(t, customer, "7").pair, login(t, courier, "7").pair
+	before := rd.Dump()
 	expectStatus(t, post(t, admin, "application/json", `{"user":"7"}`), http.StatusBadRequest, "invalid_request")
 	expectStatus(t, post(t, admin, "application/json", `{"user":"7","realm":"nope"}`), http.StatusBadRequest, "invalid_request")
+	sameDump(t, before, rd.Dump())
 	expectStatus(t, post(t, admin, "application/json", `{"user":"7","realm":"customer"}`), http.StatusOK, "")
 	expectStatus(t, refreshWith(t, customer, c.RefreshToken), http.StatusBadRequest, "invalid_grant")
 	expectStatus(t, refreshWith(t, courier, d.RefreshToken), http.StatusOK, "")
