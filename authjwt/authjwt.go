@@ -19,8 +19,11 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/tollgate/tollgate/internal/revocation"
 )
 
 func init() {
@@ -52,8 +55,9 @@ const (
 // After a successful verification these placeholders are set:
 // `{http.auth.user.id}` (the user_claim) and `{http.auth.user.<claim>}` for
 // every other claim (lists of strings are comma-separated, objects JSON).
-// The identity headers (user_header and every claim_header) are removed
-// from every incoming request first, so a client can never send its own.
+// Client headers matching strip_headers and the identity headers
+// (user_header and every claim_header) are removed from every incoming
+// request first, whitelisted or not, so a client can never send its own.
 type AuthJWT struct {
 	// Public keys (PEM: PKIX or PKCS#1 public key, or an X.509
 	// certificate) of type RSA (2048 bits or more), ECDSA P-256/P-384 or
@@ -82,7 +86,8 @@ type AuthJWT struct {
 	// Default: not checked.
 	Audience []string `json:"audience,omitempty"`
 
-	// Clock skew tolerated on exp, nbf and iat. Default: 30s.
+	// Clock skew tolerated on exp, nbf and iat. At most 5m: revocations
+	// are kept that long past a token's exp, no longer. Default: 30s.
 	Leeway *caddy.Duration `json:"leeway,omitempty"`
 
 	// Where tokens are looked for, in order. In a header both
@@ -106,6 +111,14 @@ type AuthJWT struct {
 	// More claims to pass upstream as headers.
 	ClaimHeaders []ClaimHeader `json:"claim_headers,omitempty"`
 
+	// Client headers removed from every request before anything else, on
+	// every path: exact names or prefixes ending in "*", matched without
+	// regard to case and with '_' counting as '-'. Their names are also
+	// removed from Connection, so a client cannot make a proxy drop them
+	// as hop-by-hop. user_header and every claim_header are always
+	// removed as well. Default: X-User-* X-Auth-*.
+	StripHeaders []string `json:"strip_headers,omitempty"`
+
 	// The claim holding roles: a JSON array of strings or a
 	// space-separated string. Default: roles.
 	RolesClaim string `json:"roles_claim,omitempty"`
@@ -120,28 +133,44 @@ type AuthJWT struct {
 	Preflight string `json:"preflight,omitempty"`
 
 	// A Redis URL; when set, a token whose `sid` claim has been revoked
-	// is refused with 401 ("session revoked"). Default: off.
+	// is refused with 401 ("session revoked"), and a token without a
+	// `sid` with 401 ("token cannot be revoked"). Default: off.
 	Revocation string `json:"revocation,omitempty"`
+
+	// With revocation, accept tokens without a `sid` claim too, knowing
+	// they can never be revoked (tokens of another issuer that has no
+	// sessions). Default: false.
+	RevocationAllowWithoutSid bool `json:"revocation_allow_without_sid,omitempty"`
+
+	// What to do with a token that has a `sid` while the revoked-session
+	// set is not current (not loaded yet, or not confirmed with Redis for
+	// 5s): "accept" it (a revoked session may get through meanwhile) or
+	// "reject" it with 503 temporarily_unavailable and Retry-After.
+	// Either way tollgate_authjwt_revocation_synced is 0 and a warning is
+	// logged. Default: accept.
+	RevocationUnavailable string `json:"revocation_unavailable,omitempty"`
 
 	// How many verified tokens are remembered so a repeated token skips
 	// the signature check. Entries never outlive the token's exp.
 	// Default: 10000.
 	CacheSize int `json:"cache_size,omitempty"`
 
-	algs          []string
-	hmacKey       *verificationKey // the hmac_secret, alone when set
-	staticKeys    *keySet
-	jwks          *jwksSource
-	parser        *jwt.Parser    // only parses: verifyToken checks the signature
-	validator     *jwt.Validator // the claims rules (exp, iat, iss, aud, leeway)
-	allow         caddyhttp.MatchPath
-	userHeader    string
-	strip         []string
-	cache         *tokenCache
-	revoked       revocationChecker
-	releaseRevoke func() error
-	logger        *zap.Logger
-	now           func() time.Time
+	algs            []string
+	hmacKey         *verificationKey // the hmac_secret, alone when set
+	staticKeys      *keySet
+	jwks            *jwksSource
+	parser          *jwt.Parser    // only parses: verifyToken checks the signature
+	validator       *jwt.Validator // the claims rules (exp, iat, iss, aud, leeway)
+	allow           caddyhttp.MatchPath
+	userHeader      string
+	identityHdrs    []string // canonical names of the headers we set: user_header first
+	stripMatch      headerPatterns
+	cache           *tokenCache
+	revoked         revocationChecker
+	releaseRevoke   func() error
+	logger          *zap.Logger
+	metricsRegistry *prometheus.Registry
+	now             func() time.Time
 }
 
 // KeyFile is one PEM public key or certificate.
@@ -166,9 +195,11 @@ type ClaimHeader struct {
 	Header string `json:"header"`
 }
 
-// revocationChecker answers whether a session id was revoked.
+// revocationChecker answers whether a session was revoked, and whether
+// its answers are current.
 type revocationChecker interface {
-	Revoked(sid string) bool
+	Revoked(member string) bool
+	Synced(now time.Time) bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -183,10 +214,16 @@ func (AuthJWT) CaddyModule() caddy.ModuleInfo {
 func (h *AuthJWT) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.now = time.Now
-	if err := initMetrics(ctx.GetMetricsRegistry()); err != nil {
+	h.metricsRegistry = ctx.GetMetricsRegistry()
+	if err := initMetrics(h.metricsRegistry); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 	h.applyDefaults()
+	patterns, err := compileHeaderPatterns(h.StripHeaders)
+	if err != nil {
+		return err
+	}
+	h.stripMatch = patterns.with(h.identityHdrs...)
 	if err := h.provisionKeys(); err != nil {
 		return err
 	}
@@ -228,10 +265,13 @@ func (h *AuthJWT) applyDefaults() {
 	if h.JWKS != nil && h.JWKS.Refresh == 0 {
 		h.JWKS.Refresh = caddy.Duration(DefaultRefresh)
 	}
+	if len(h.StripHeaders) == 0 {
+		h.StripHeaders = slices.Clone(DefaultStripHeaders)
+	}
 	h.userHeader = http.CanonicalHeaderKey(h.UserHeader)
-	h.strip = []string{h.userHeader}
+	h.identityHdrs = []string{h.userHeader}
 	for _, ch := range h.ClaimHeaders {
-		h.strip = append(h.strip, http.CanonicalHeaderKey(ch.Header))
+		h.identityHdrs = append(h.identityHdrs, http.CanonicalHeaderKey(ch.Header))
 	}
 }
 
@@ -355,16 +395,28 @@ func (h *AuthJWT) Validate() error {
 	default:
 		return fmt.Errorf("preflight %q: must be pass or require", h.Preflight)
 	}
+	switch h.RevocationUnavailable {
+	case "", "accept", "reject":
+	default:
+		return fmt.Errorf("revocation unavailable %q: must be accept or reject", h.RevocationUnavailable)
+	}
 	if h.CacheSize < 0 {
 		return fmt.Errorf("cache_size %d is negative", h.CacheSize)
 	}
 	if h.Leeway != nil && *h.Leeway < 0 {
 		return errors.New("leeway is negative")
 	}
+	if h.Leeway != nil && time.Duration(*h.Leeway) > revocation.MaxLeeway {
+		return fmt.Errorf("leeway %s exceeds %s: a revoked session's tokens are refused only that long past their exp",
+			time.Duration(*h.Leeway), revocation.MaxLeeway)
+	}
 	for _, ch := range h.ClaimHeaders {
 		if ch.Claim == "" || ch.Header == "" {
 			return errors.New("claim_header needs a claim and a header name")
 		}
+	}
+	if _, err := compileHeaderPatterns(h.StripHeaders); err != nil {
+		return err
 	}
 	return nil
 }
@@ -387,9 +439,7 @@ func (h *AuthJWT) Cleanup() error {
 // ServeHTTP authenticates the request, then calls next or answers with
 // 401/403 itself.
 func (h *AuthJWT) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	for _, name := range h.strip {
-		r.Header.Del(name)
-	}
+	h.stripClientHeaders(r)
 	token, err := extractToken(r, h.Sources)
 	if h.isPreflight(r) {
 		return next.ServeHTTP(w, r)
@@ -447,8 +497,8 @@ func (h *AuthJWT) authenticate(token string) (*identity, *rejection) {
 		}
 	}
 	// Revocation is checked on every request, cached or not.
-	if h.revoked != nil && id.sid != "" && h.revoked.Revoked(id.sid) {
-		return nil, reject401(reasonRevoked, "session revoked")
+	if rej := h.checkRevocation(id, now); rej != nil {
+		return nil, rej
 	}
 	countVerified(cached)
 	return id, nil
@@ -481,6 +531,10 @@ func (h *AuthJWT) refuseOrPass(w http.ResponseWriter, r *http.Request, next cadd
 		return next.ServeHTTP(w, r)
 	}
 	countRejected(rej.reason)
+	if rej.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+		return writeError(w, rej.status, "temporarily_unavailable", rej.desc)
+	}
 	return writeChallenge(w, rej.status, "invalid_token", rej.desc, true)
 }
 
@@ -492,8 +546,11 @@ func (h *AuthJWT) applyIdentity(r *http.Request, id *identity) {
 		// while most placeholders are never read.
 		repl.Map(id.placeholder)
 	}
+	// A fresh slice per request: the cached identity is shared by every
+	// request with this token, and handlers after us may edit header
+	// values in place.
 	for _, kv := range id.headers {
-		r.Header[kv.key] = kv.values
+		r.Header[kv.key] = []string{kv.value}
 	}
 }
 
@@ -522,8 +579,13 @@ func writeChallenge(w http.ResponseWriter, status int, code, desc string, withEr
 	if withError {
 		challenge = fmt.Sprintf(`Bearer error="%s", error_description="%s"`, code, desc)
 	}
+	w.Header().Set("WWW-Authenticate", challenge)
+	return writeError(w, status, code, desc)
+}
+
+// writeError answers the JSON error body.
+func writeError(w http.ResponseWriter, status int, code, desc string) error {
 	hdr := w.Header()
-	hdr.Set("WWW-Authenticate", challenge)
 	hdr.Set("Content-Type", "application/json")
 	hdr.Set("Cache-Control", "no-store")
 	body, _ := json.Marshal(map[string]string{"error": code, "error_description": desc})

@@ -13,7 +13,8 @@ type identity struct {
 	userID       string
 	placeholders []placeholder // full names, http.auth.user.*
 	headers      []headerValue // canonical header names for the upstream
-	sid          string        // session id, for revocation
+	sid          string        // session id
+	revocation   string        // its entry in the revoked set (realm-qualified)
 	exp          time.Time
 	roleOK       bool
 	keyGen       uint64 // JWK Set generation it was verified against
@@ -41,10 +42,12 @@ func (id *identity) placeholder(key string) (any, bool) {
 	return nil, false
 }
 
-// headerValue slices are built once and shared; net/http copies on append.
+// headerValue is one identity header. Only the string is shared between
+// requests: each request gets its own slice (applyIdentity), because a
+// later handler (request_header, a rewrite) may edit it in place.
 type headerValue struct {
-	key    string
-	values []string
+	key   string
+	value string
 }
 
 // tokenKey is the SHA-256 of a raw token: the cache never holds tokens.

@@ -40,10 +40,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    user_claim   <claim>
 //	    user_header  <header>
 //	    claim_header <claim> <header>
+//	    strip_headers <patterns...>
 //	    roles_claim  <claim>
 //	    require_role <roles...>
 //	    preflight    pass|require
-//	    revocation   <redis-url>
+//	    revocation   <redis-url> {
+//	        allow_without_sid
+//	        unavailable  accept|reject
+//	    }
 //	    cache_size   <entries>
 //	}
 //
@@ -123,6 +127,8 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 			return d.ArgErr()
 		}
 		a.ClaimHeaders = append(a.ClaimHeaders, ch)
+	case "strip_headers":
+		return cfgargs.AtLeastOne(d, &a.StripHeaders)
 	case "roles_claim":
 		return cfgargs.One(d, &a.RolesClaim)
 	case "require_role":
@@ -135,7 +141,7 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 			return d.Errf("preflight %q: must be pass or require", a.Preflight)
 		}
 	case "revocation":
-		return cfgargs.One(d, &a.Revocation)
+		return a.parseRevocation(d)
 	case "cache_size":
 		var s string
 		if err := cfgargs.One(d, &s); err != nil {
@@ -148,6 +154,32 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 		a.CacheSize = n
 	default:
 		return d.Errf("unrecognized authjwt subdirective %q", sub)
+	}
+	return nil
+}
+
+// parseRevocation reads `revocation <url> [{ allow_without_sid; unavailable accept|reject }]`.
+func (a *AuthJWT) parseRevocation(d *caddyfile.Dispenser) error {
+	if err := cfgargs.One(d, &a.Revocation); err != nil {
+		return err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "allow_without_sid":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.RevocationAllowWithoutSid = true
+		case "unavailable":
+			if err := cfgargs.One(d, &a.RevocationUnavailable); err != nil {
+				return err
+			}
+			if a.RevocationUnavailable != "accept" && a.RevocationUnavailable != "reject" {
+				return d.Errf("revocation unavailable %q: must be accept or reject", a.RevocationUnavailable)
+			}
+		default:
+			return d.Errf("unrecognized revocation option %q", d.Val())
+		}
 	}
 	return nil
 }

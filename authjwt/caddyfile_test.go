@@ -78,10 +78,14 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		user_header X-Uid
 		claim_header tenant X-Tenant
 		claim_header roles X-Roles
+		strip_headers X-User-* X-Auth-* X-Internal
 		roles_claim authorities
 		require_role admin dispatcher
 		preflight require
-		revocation redis://127.0.0.1:6379/0
+		revocation redis://127.0.0.1:6379/0 {
+			allow_without_sid
+			unavailable reject
+		}
 		cache_size 500
 	}
 	respond ok`, rsaPEM, edPEM))
@@ -92,28 +96,31 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 	}
 	leeway := caddy.Duration(10 * time.Second)
 	want := AuthJWT{
-		Keys:         []KeyFile{{File: rsaPEM, Kid: "k1"}, {File: edPEM}},
-		JWKS:         &JWKS{URL: "https://idp.example/.well-known/jwks.json", Refresh: caddy.Duration(5 * time.Minute)},
-		Algorithms:   []string{"RS256", "EdDSA"},
-		Issuer:       "https://auth.example",
-		Audience:     []string{"gateway", "mobile"},
-		Leeway:       &leeway,
-		Sources:      []TokenSource{{"header", "X-Token"}, {"cookie", "access_token"}, {"query", "access_token"}},
-		Allow:        []string{"/public/*", "/health"},
-		UserClaim:    "userId",
-		UserHeader:   "X-Uid",
-		ClaimHeaders: []ClaimHeader{{"tenant", "X-Tenant"}, {"roles", "X-Roles"}},
-		RolesClaim:   "authorities",
-		RequireRoles: []string{"admin", "dispatcher"},
-		Preflight:    "require",
-		Revocation:   "redis://127.0.0.1:6379/0",
-		CacheSize:    500,
+		Keys:                      []KeyFile{{File: rsaPEM, Kid: "k1"}, {File: edPEM}},
+		JWKS:                      &JWKS{URL: "https://idp.example/.well-known/jwks.json", Refresh: caddy.Duration(5 * time.Minute)},
+		Algorithms:                []string{"RS256", "EdDSA"},
+		Issuer:                    "https://auth.example",
+		Audience:                  []string{"gateway", "mobile"},
+		Leeway:                    &leeway,
+		Sources:                   []TokenSource{{"header", "X-Token"}, {"cookie", "access_token"}, {"query", "access_token"}},
+		Allow:                     []string{"/public/*", "/health"},
+		UserClaim:                 "userId",
+		UserHeader:                "X-Uid",
+		ClaimHeaders:              []ClaimHeader{{"tenant", "X-Tenant"}, {"roles", "X-Roles"}},
+		StripHeaders:              []string{"X-User-*", "X-Auth-*", "X-Internal"},
+		RolesClaim:                "authorities",
+		RequireRoles:              []string{"admin", "dispatcher"},
+		Preflight:                 "require",
+		Revocation:                "redis://127.0.0.1:6379/0",
+		RevocationAllowWithoutSid: true,
+		RevocationUnavailable:     "reject",
+		CacheSize:                 500,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("adapted config\n got %+v\nwant %+v\njson %s", got, want, raw)
 	}
 	for _, field := range []string{`"keys"`, `"jwks"`, `"alg"`, `"issuer"`, `"audience"`, `"leeway"`, `"from"`, `"allow"`,
-		`"user_claim"`, `"user_header"`, `"claim_headers"`, `"roles_claim"`, `"require_role"`, `"preflight"`, `"revocation"`, `"cache_size"`} {
+		`"user_claim"`, `"user_header"`, `"claim_headers"`, `"strip_headers"`, `"roles_claim"`, `"require_role"`, `"preflight"`, `"revocation"`, `"revocation_allow_without_sid"`, `"revocation_unavailable"`, `"cache_size"`} {
 		if !strings.Contains(string(raw), field) {
 			t.Errorf("JSON lacks %s: %s", field, raw)
 		}
@@ -140,6 +147,7 @@ func TestBadCaddyfileNamesTheLine(t *testing.T) {
 		"AlgNone":                 {"key " + rsaPEM + "\n\t\talg none", `"none" is never accepted`},
 		"HMACMixedWithPublicKeys": {"key " + rsaPEM + "\n\t\thmac_secret " + strings.Repeat("x", 32), "cannot be combined"},
 		"NoKeyAtAll":              {"issuer x", "needs a key"},
+		"UnknownRevocationOption": {"key " + rsaPEM + "\n\t\trevocation redis://127.0.0.1:6379/0 {\n\t\t\tfail open\n\t\t}", `unrecognized revocation option "fail"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := testcaddy.Adapt("http://127.0.0.1:9 {\n\tauthjwt {\n\t\t" + tc.body + "\n\t}\n\trespond ok\n}\n")
@@ -157,10 +165,14 @@ func TestBadCaddyfileNamesTheLine(t *testing.T) {
 // checks: Provision must refuse them too.
 func TestValidateRefusesBadJSON(t *testing.T) {
 	for name, tc := range map[string]struct{ handler, msg string }{
-		"NoKey":         {`{"handler":"authjwt"}`, "no key configured"},
-		"ShortSecret":   {`{"handler":"authjwt","hmac_secret":"{env.TOLLGATE_UNSET_SECRET}"}`, "at least 32"},
-		"UnreadableKey": {`{"handler":"authjwt","keys":[{"file":"/nonexistent/k.pem"}]}`, "reading key file"},
-		"PlainHTTP":     {`{"handler":"authjwt","jwks":{"url":"http://idp.example/j"}}`, "plain http"},
+		"NoKey":            {`{"handler":"authjwt"}`, "no key configured"},
+		"ShortSecret":      {`{"handler":"authjwt","hmac_secret":"{env.TOLLGATE_UNSET_SECRET}"}`, "at least 32"},
+		"UnreadableKey":    {`{"handler":"authjwt","keys":[{"file":"/nonexistent/k.pem"}]}`, "reading key file"},
+		"PlainHTTP":        {`{"handler":"authjwt","jwks":{"url":"http://idp.example/j"}}`, "plain http"},
+		"UnavailableMaybe": {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","revocation_unavailable":"maybe"}`, `revocation unavailable "maybe"`},
+		"LeewayOver5m":     {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","leeway":360000000000}`, "leeway 6m0s exceeds 5m0s"},
+		"StarInside":       {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","strip_headers":["X-*-Id"]}`, `strip_headers "X-*-Id"`},
+		"StarAlone":        {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","strip_headers":["*"]}`, `strip_headers "*"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := `{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[` + tc.handler + `]}]}}}}}`

@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +25,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tollgate/tollgate/internal/testcaddy"
 	"github.com/tollgate/tollgate/internal/testkeys"
 )
 
@@ -173,4 +175,23 @@ func serve(t testing.TB, h *AuthJWT, r *http.Request) (*httptest.ResponseRecorde
 		t.Fatalf("ServeHTTP: %v", err)
 	}
 	return w, next, repl
+}
+
+// httptestRequest is a GET /orders carrying tok as a Bearer token.
+func httptestRequest(tok string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "/orders", nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	return r
+}
+
+// startAuthSite runs one site in this process: authjwt with rsa1's public
+// key plus authBody (subdirectives), then rest (the site's other
+// directives). It returns the site's port.
+func startAuthSite(t *testing.T, authBody, rest string) int {
+	t.Helper()
+	pem := writePublicPEM(t, t.TempDir(), "rsa.pem", &keys(t).rsa1.PublicKey)
+	port := testcaddy.FreePort(t)
+	testcaddy.Start(t, "", fmt.Sprintf("http://127.0.0.1:%d {\n\tauthjwt {\n\t\tkey %s\n\t\t%s\n\t}\n\t%s\n}\n",
+		port, pem, authBody, rest))
+	return port
 }

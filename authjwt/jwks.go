@@ -40,6 +40,11 @@ var (
 	// jwksMissInterval is the least time between two refetches triggered
 	// by unknown kids, so forged kids cannot turn us into a traffic source.
 	jwksMissInterval = 10 * time.Second
+	// jwksFirstRetry and jwksMaxRetry space the attempts at a set not
+	// loaded yet: soon, for a set published by the same config (its
+	// listener starts right after the config loads), then less often.
+	jwksFirstRetry = 250 * time.Millisecond
+	jwksMaxRetry   = 10 * time.Second
 )
 
 // jwksPool shares one fetcher per JWK Set location and refresh interval
@@ -88,19 +93,30 @@ func releaseJWKS(src *jwksSource) {
 	_, _ = jwksPool.Delete(jwksPoolKey(src.location, src.refresh))
 }
 
+// startJWKS fetches the set once. A file that cannot be read or parsed
+// fails the config load; a URL that does not answer yet does not: the set
+// may be published by this very config (jwt_refresh's jwks_path), whose
+// listener only starts after the load, or by an identity provider that is
+// briefly down. It is fetched again in the background until it loads;
+// meanwhile tokens that need it get 503.
 func startJWKS(location string, refresh time.Duration, logger *zap.Logger) (*jwksSource, error) {
 	src := &jwksSource{
 		location: location,
 		refresh:  refresh,
 		logger:   logger,
-		client:   &http.Client{Timeout: jwksFetchTimeout},
+		client:   &http.Client{Timeout: jwksFetchTimeout, CheckRedirect: checkJWKSRedirect},
 		done:     make(chan struct{}),
 	}
 	set, sum, err := src.fetch(context.Background())
-	if err != nil {
+	switch {
+	case err == nil:
+		src.store(set, sum)
+	case !isURL(location):
 		return nil, fmt.Errorf("loading jwks %s: %w", redactLocation(location), err)
+	default:
+		logger.Warn("jwks not loaded yet; fetching it again in the background, tokens that need it get 503 meanwhile",
+			zap.String("jwks", redactLocation(location)), zap.Error(err))
 	}
-	src.store(set, sum)
 	// The refresher lives as long as the pool entry, not one config: the
 	// last Cleanup's Destruct cancels it.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -119,6 +135,16 @@ func (s *jwksSource) Destruct() error {
 
 func (s *jwksSource) refreshLoop(ctx context.Context) {
 	defer close(s.done)
+	retry := jwksFirstRetry
+	for s.keys() == nil {
+		if !sleepCtx(ctx, retry) {
+			return
+		}
+		if s.reload(ctx, "not loaded yet") {
+			s.logger.Info("jwks loaded", zap.String("jwks", redactLocation(s.location)))
+		}
+		retry = min(retry*2, jwksMaxRetry, s.refresh)
+	}
 	ticker := time.NewTicker(s.refresh)
 	defer ticker.Stop()
 	for {
@@ -128,6 +154,18 @@ func (s *jwksSource) refreshLoop(ctx context.Context) {
 		case <-ticker.C:
 			s.reload(ctx, "scheduled")
 		}
+	}
+}
+
+// sleepCtx waits d, or less if ctx ends (then it reports false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -156,7 +194,7 @@ func (s *jwksSource) store(set *keySet, sum [32]byte) {
 	s.current.Store(set)
 }
 
-// keys returns the current set.
+// keys returns the current set, nil until the first fetch succeeded.
 func (s *jwksSource) keys() *keySet { return s.current.Load() }
 
 // refetchForKid is called when a token names a kid we do not know: it
@@ -215,6 +253,19 @@ func (s *jwksSource) fetchURL(ctx context.Context) ([]byte, error) {
 		return nil, fmt.Errorf("HTTP status %d", resp.StatusCode)
 	}
 	return io.ReadAll(io.LimitReader(resp.Body, jwksMaxBody))
+}
+
+// checkJWKSRedirect applies the https-or-loopback rule to every hop: a
+// loopback or https location must not hand us keys fetched over plain
+// http from anywhere else.
+func checkJWKSRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	if err := checkJWKSLocation(req.URL.String()); err != nil {
+		return fmt.Errorf("redirect refused: %w", err)
+	}
+	return nil
 }
 
 func isURL(location string) bool {

@@ -3,8 +3,11 @@ package authjwt
 import (
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tollgate/tollgate/internal/revocation"
 )
 
 // Rejection reasons, the values of the "reason" label.
@@ -12,6 +15,7 @@ const (
 	reasonMissing    = "missing_token"
 	reasonMultiple   = "multiple_tokens"
 	reasonMalformed  = "malformed"
+	reasonCrit       = "unknown_crit"
 	reasonSignature  = "bad_signature"
 	reasonAlg        = "bad_alg"
 	reasonUnknownKid = "unknown_kid"
@@ -23,7 +27,11 @@ const (
 	reasonRefresh    = "refresh_token"
 	reasonNoUser     = "no_user_claim"
 	reasonRevoked    = "revoked"
+	reasonNoSid      = "no_sid"
 	reasonRole       = "insufficient_role"
+
+	reasonRevocationUnknown = "revocation_unknown"
+	reasonKeysNotLoaded     = "keys_not_loaded"
 )
 
 // The collectors are process-wide, so counts survive config reloads; each
@@ -49,12 +57,38 @@ func initMetrics(registry *prometheus.Registry) error {
 			Help:      "Requests rejected with 401 or 403, by reason.",
 		}, []string{"reason"})
 	})
+	return register(registry, authMetrics.verified, authMetrics.rejected)
+}
+
+// revocationSynced is process-wide like the counters: it reads the state
+// of every revocation watcher when scraped.
+var revocationSynced = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	Namespace: "tollgate",
+	Subsystem: "authjwt",
+	Name:      "revocation_synced",
+	Help:      "1 while every revocation watcher's revoked-session set is current, 0 while one is not (Redis unreachable or first load pending).",
+}, func() float64 {
+	if revocation.AllSynced(time.Now()) {
+		return 1
+	}
+	return 0
+})
+
+// registerRevocationMetric adds the gauge to a config's registry, once
+// however many authjwt handlers with revocation the config has.
+func registerRevocationMetric(registry *prometheus.Registry) error {
+	return register(registry, revocationSynced)
+}
+
+// register adds process-wide collectors to one config's registry. Several
+// authjwt handlers share a config's registry: the second registration of
+// the same collector is expected and harmless; another collector of the
+// same name is an error.
+func register(registry *prometheus.Registry, collectors ...prometheus.Collector) error {
 	if registry == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{authMetrics.verified, authMetrics.rejected} {
-		// Several authjwt handlers share one config's registry: the second
-		// registration of the same collector is expected and harmless.
+	for _, c := range collectors {
 		if err := registry.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) || are.ExistingCollector != c {

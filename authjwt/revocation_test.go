@@ -46,18 +46,7 @@ func TestRevocationOverClusterAndSentinel(t *testing.T) {
 // startRevocationSite runs authjwt with revocation on redisURL.
 func startRevocationSite(t *testing.T, redisURL string) int {
 	t.Helper()
-	k := keys(t)
-	pem := writePublicPEM(t, t.TempDir(), "rsa.pem", &k.rsa1.PublicKey)
-	port := testcaddy.FreePort(t)
-	testcaddy.Start(t, "", fmt.Sprintf(`
-http://127.0.0.1:%d {
-	authjwt {
-		key %s
-		revocation %s
-	}
-	respond "ok {http.auth.user.id}"
-}`, port, pem, redisURL))
-	return port
+	return startAuthSite(t, "revocation "+redisURL, `respond "ok {http.auth.user.id}"`)
 }
 
 // revokeAndExpectRejection revokes session sid through rdb: its token must
@@ -95,5 +84,54 @@ func revokeAndExpectRejection(t *testing.T, port int, rdb redis.UniversalClient,
 	t.Logf("session %s refused %s after the revocation", sid, time.Since(start).Round(time.Millisecond))
 	if res := do(t, port, request{path: "/", headers: bearer(otherTok)}); res.status != http.StatusOK {
 		t.Errorf("another session was affected: %d %s", res.status, res.body)
+	}
+}
+
+// The seed's long-lived refresh tokens ({userId, exp}, RS256, no typ, no
+// sid) verify with the same keys as access tokens: with revocation on they
+// would be access tokens nobody can ever revoke. They are refused unless
+// allow_without_sid says the site accepts such tokens on purpose.
+func TestTokenWithoutSidIsRefusedWhenRevocationIsOn(t *testing.T) {
+	rds := testredis.Start(t)
+	k := keys(t)
+	pem := writePublicPEM(t, t.TempDir(), "rsa.pem", &k.rsa1.PublicKey)
+	strict, lenient := testcaddy.FreePort(t), testcaddy.FreePort(t)
+	testcaddy.Start(t, "", fmt.Sprintf(`
+http://127.0.0.1:%d {
+	authjwt {
+		key %s
+		user_claim userId
+		revocation %s
+	}
+	respond "ok {http.auth.user.id}"
+}
+http://127.0.0.1:%d {
+	authjwt {
+		key %s
+		user_claim userId
+		revocation %s {
+			allow_without_sid
+		}
+	}
+	respond "ok {http.auth.user.id}"
+}`, strict, pem, rds.URL(), lenient, pem, rds.URL()))
+	seed := sign(t, jwt.SigningMethodRS256, k.rsa1, "", jwt.MapClaims{
+		"userId": 10138000, "exp": time.Now().Add(72 * time.Hour).Unix()})
+	res := do(t, strict, request{path: "/", headers: bearer(seed)})
+	if res.status != http.StatusUnauthorized || res.errCode != "invalid_token" || res.errDesc != "token cannot be revoked" {
+		t.Errorf("seed-shaped token: %d %q %q, want 401 invalid_token \"token cannot be revoked\"", res.status, res.errCode, res.errDesc)
+	}
+	empty := sign(t, jwt.SigningMethodRS256, k.rsa1, "", jwt.MapClaims{
+		"userId": 7, "sid": "", "exp": time.Now().Add(time.Hour).Unix()})
+	if res := do(t, strict, request{path: "/", headers: bearer(empty)}); res.status != http.StatusUnauthorized {
+		t.Errorf("empty sid: %d %s", res.status, res.body)
+	}
+	if res := do(t, lenient, request{path: "/", headers: bearer(seed)}); res.status != http.StatusOK || res.body != "ok 10138000" {
+		t.Errorf("allow_without_sid: %d %s", res.status, res.body)
+	}
+	withSid := sign(t, jwt.SigningMethodRS256, k.rsa1, "", jwt.MapClaims{
+		"userId": 7, "sid": "s-1", "exp": time.Now().Add(time.Hour).Unix()})
+	if res := do(t, strict, request{path: "/", headers: bearer(withSid)}); res.status != http.StatusOK {
+		t.Errorf("a token with a sid: %d %s", res.status, res.body)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/internal/revocation"
 )
 
 // rejection is why a token was refused: a metric label, the text the
@@ -25,8 +27,9 @@ func reject401(reason, desc string) *rejection {
 }
 
 var (
-	errUnknownKid = errors.New("unknown key id")
-	errAlg        = errors.New("algorithm not allowed")
+	errUnknownKid    = errors.New("unknown key id")
+	errAlg           = errors.New("algorithm not allowed")
+	errKeysNotLoaded = errors.New("jwks not loaded yet")
 )
 
 // keysFor picks the keys that may verify the token, by its kid and alg,
@@ -44,6 +47,11 @@ func (h *AuthJWT) keysFor(t *jwt.Token, buf []*verificationKey) ([]*verification
 	keys := h.staticKeys.candidates(kid, alg, buf)
 	if h.jwks != nil {
 		set := h.jwks.keys()
+		if set == nil && len(keys) == 0 {
+			// Not an invalid token: we cannot tell yet. 503, never a 401
+			// that would make the client drop a good token.
+			return nil, errKeysNotLoaded
+		}
 		if kid != "" && !set.hasKid(kid) && !h.staticKeys.hasKid(kid) {
 			set = h.jwks.refetchForKid(kid)
 		}
@@ -93,6 +101,11 @@ func (h *AuthJWT) verifyToken(raw string, now time.Time) (*identity, *rejection)
 	if err != nil {
 		return nil, classify(err)
 	}
+	if _, ok := tok.Header["crit"]; ok {
+		// RFC 7515 §4.1.11: we understand no extension, so any token that
+		// makes one critical must be refused rather than half-understood.
+		return nil, reject401(reasonCrit, "critical header parameter not understood")
+	}
 	if err := h.verifySignature(tok, raw[:len(parts[0])+1+len(parts[1])]); err != nil {
 		return nil, classify(err)
 	}
@@ -117,6 +130,8 @@ func classify(err error) *rejection {
 		return reject401(reasonMalformed, "malformed token")
 	case errors.Is(err, errUnknownKid):
 		return reject401(reasonUnknownKid, "unknown key id")
+	case errors.Is(err, errKeysNotLoaded):
+		return &rejection{reason: reasonKeysNotLoaded, desc: "signing keys not loaded yet; retry shortly", status: http.StatusServiceUnavailable}
 	case errors.Is(err, errAlg):
 		return reject401(reasonAlg, "signing algorithm not accepted")
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
@@ -151,6 +166,11 @@ func (h *AuthJWT) identityFrom(claims jwt.MapClaims, now time.Time) (*identity, 
 		roleOK: h.hasRequiredRole(claims[h.RolesClaim]),
 	}
 	id.sid, _ = claims["sid"].(string)
+	// jwt_refresh names the realm of a session in its tokens; the revoked
+	// set's entries carry it, so one realm's revocation never refuses
+	// another's token.
+	realm, _ := claims["realm"].(string)
+	id.revocation = revocation.Member(realm, id.sid)
 	for name, v := range claims {
 		if name == "id" {
 			continue // http.auth.user.id is the user id, never a claim
@@ -159,13 +179,13 @@ func (h *AuthJWT) identityFrom(claims jwt.MapClaims, now time.Time) (*identity, 
 	}
 	id.placeholders = append(id.placeholders, placeholder{"http.auth.user.id", userID})
 	if safeHeaderValue(userID) {
-		id.headers = append(id.headers, headerValue{h.userHeader, []string{userID}})
+		id.headers = append(id.headers, headerValue{h.userHeader, userID})
 	}
 	for i, ch := range h.ClaimHeaders {
 		v, ok := claims[ch.Claim]
 		if s := claimString(v); ok && s != "" && safeHeaderValue(s) {
-			// h.strip holds the canonical names, user header first.
-			id.headers = append(id.headers, headerValue{h.strip[i+1], []string{s}})
+			// identityHdrs holds the canonical names, user header first.
+			id.headers = append(id.headers, headerValue{h.identityHdrs[i+1], s})
 		}
 	}
 	return id, nil

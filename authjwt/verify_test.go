@@ -1,15 +1,24 @@
 package authjwt
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/internal/testcaddy"
 )
 
 // TestEveryAlgorithmVerifiesAndRefusesForgeries runs each accepted
@@ -119,4 +128,105 @@ func mustEd(t *testing.T) ed25519.PrivateKey {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// RFC 7515 §4.1.11: a JWS whose "crit" header names an extension the
+// recipient does not understand must be rejected. authjwt understands
+// none, so a token that asks for one (here: only valid with some
+// "exp-bound" semantics we would ignore) is refused, signature or not.
+func TestTokenWithUnknownCriticalHeaderIsRefused(t *testing.T) {
+	k := keys(t)
+	h := provisioned(t, &AuthJWT{Keys: []KeyFile{{File: writePublicPEM(t, t.TempDir(), "rsa.pem", &k.rsa1.PublicKey)}}})
+	for name, hdr := range map[string]map[string]any{
+		"unknown extension": {"crit": []string{"exp-bound"}, "exp-bound": true},
+		"empty list":        {"crit": []string{}},
+		"not a list":        {"crit": "exp-bound"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims())
+			for k, v := range hdr {
+				tok.Header[k] = v
+			}
+			raw, err := tok.SignedString(k.rsa1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, next, _ := serve(t, h, httptestRequest(raw))
+			if next.called || w.Code != 401 || !strings.Contains(w.Body.String(), `"critical header parameter not understood"`) {
+				t.Fatalf("token with crit %v: %d %s", hdr["crit"], w.Code, w.Body)
+			}
+		})
+	}
+}
+
+// A JWK Set URL that passes the https-or-loopback rule must not smuggle
+// keys in from elsewhere through a redirect: every hop is checked. The
+// loopback set redirects to plain http on 0.0.0.0 (not a loopback address,
+// though it reaches this machine): a token signed by the key published
+// there is never accepted, whether the load fails or the set stays empty.
+func TestJWKSRedirectToPlainHTTPIsNeverFollowed(t *testing.T) {
+	k := keys(t)
+	smuggled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(jwksJSON(map[string]*rsa.PublicKey{"evil": &k.rsa2.PublicKey}))
+	}))
+	t.Cleanup(smuggled.Close)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(smuggled.URL, "http://"))
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://0.0.0.0:"+port+"/jwks.json", http.StatusFound)
+	}))
+	t.Cleanup(redirector.Close)
+
+	h := &AuthJWT{JWKS: &JWKS{URL: redirector.URL + "/jwks.json"}}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := h.Provision(ctx); err != nil {
+		if !strings.Contains(err.Error(), "plain http") {
+			t.Errorf("load failed for another reason: %v", err)
+		}
+		return // refused at load: nothing can be accepted
+	}
+	t.Cleanup(func() { _ = h.Cleanup() })
+	tok := sign(t, jwt.SigningMethodRS256, k.rsa2, "evil", claims())
+	if w, next, _ := serve(t, h, httptestRequest(tok)); next.called || w.Code == http.StatusOK {
+		t.Fatalf("a key fetched through a redirect to plain http verified a token: %d %s", w.Code, w.Body)
+	}
+}
+
+// A JWK Set URL that does not answer when the config loads (the set of a
+// jwt_refresh in the same config, whose listener starts after the load)
+// does not fail the load: tokens get 503 with Retry-After, never a 401
+// that would make a client drop a good token, until the background fetch
+// succeeds.
+func TestJWKSUnreachableAtLoadAnswers503UntilItLoads(t *testing.T) {
+	saved := jwksFirstRetry
+	t.Cleanup(func() { jwksFirstRetry = saved })
+	jwksFirstRetry = 50 * time.Millisecond
+	k := keys(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testcaddy.FreePort(t))
+	h := provisioned(t, &AuthJWT{JWKS: &JWKS{URL: "http://" + addr + "/jwks.json"}})
+	tok := sign(t, jwt.SigningMethodRS256, k.rsa1, "k1", claims())
+
+	w, next, _ := serve(t, h, httptestRequest(tok))
+	if next.called || w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" ||
+		!strings.Contains(w.Body.String(), `"temporarily_unavailable"`) {
+		t.Fatalf("before the set loads: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(jwksJSON(map[string]*rsa.PublicKey{"k1": &k.rsa1.PublicKey}))
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		w, next, _ := serve(t, h, httptestRequest(tok))
+		if next.called {
+			break
+		}
+		if w.Code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("while the set loads: %d %s", w.Code, w.Body)
+		}
+	}
 }

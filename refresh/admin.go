@@ -3,8 +3,12 @@ package refresh
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,10 +29,13 @@ const defaultStoreTimeout = 5 * time.Second
 // (usually one), which register themselves when provisioned.
 //
 // Request body: {"user": "<id>"} ends every session of the user;
-// {"user": "<id>", "sid": "<sid>"} ends one. Answer: 200
-// {"revoked": ["<sid>", ...]}. Errors: 400 invalid_request (bad body),
-// 405 (not POST), 409 not_configured (no jwt_refresh handler running),
-// 503 temporarily_unavailable (Redis unreachable).
+// {"user": "<id>", "sid": "<sid>"} ends one; "realm": "<realm>" picks the
+// realm, and is required when the running handlers have more than one
+// (user 42 of one realm is not user 42 of another). Answer: 200
+// {"revoked": ["<sid>", ...]}. Errors: 400 invalid_request (bad body,
+// realm missing or unknown), 405 (not POST), 409 not_configured (no
+// jwt_refresh handler running), 503 temporarily_unavailable (Redis
+// unreachable; nothing was deleted, retry).
 type AdminAPI struct {
 	logger *zap.Logger
 }
@@ -57,8 +64,9 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 
 // revokeRequest is the body of POST /tollgate/sessions/revoke.
 type revokeRequest struct {
-	User string `json:"user"`
-	Sid  string `json:"sid,omitempty"`
+	User  string  `json:"user"`
+	Sid   string  `json:"sid,omitempty"`
+	Realm *string `json:"realm,omitempty"`
 }
 
 func (a *AdminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
@@ -72,9 +80,13 @@ func (a *AdminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if err := dec.Decode(&req); err != nil || req.User == "" {
 		return writeError(w, http.StatusBadRequest, "invalid_request", `body must be {"user": "..."} or {"user": "...", "sid": "..."}`)
 	}
-	stores := registeredStores()
-	if len(stores) == 0 {
+	all := registeredStores()
+	if len(all) == 0 {
 		return writeError(w, http.StatusConflict, "not_configured", "no jwt_refresh handler is running")
+	}
+	stores, err := storesOfRealm(all, req.Realm)
+	if err != nil {
+		return writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 	}
 	ctx, cancel := storeContext()
 	defer cancel()
@@ -91,8 +103,35 @@ func (a *AdminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	for _, s := range stores {
 		s.metrics.session("admin")
 	}
-	a.logger.Info("sessions revoked by admin", zap.String("user", req.User), zap.Strings("sids", revoked))
+	a.logger.Info("sessions revoked by admin", zap.String("realm", stores[0].realm), zap.String("user", req.User), zap.Strings("sids", revoked))
 	return writeJSON(w, http.StatusOK, map[string][]string{"revoked": dedupe(revoked)})
+}
+
+// storesOfRealm keeps the stores of the requested realm; with none
+// requested, the only realm running.
+func storesOfRealm(stores []*sessionStore, realm *string) ([]*sessionStore, error) {
+	var out []*sessionStore
+	realms := map[string]bool{}
+	for _, s := range stores {
+		realms[s.realm] = true
+		if realm != nil && s.realm == *realm {
+			out = append(out, s)
+		}
+	}
+	names := make([]string, 0, len(realms))
+	for r := range realms {
+		names = append(names, strconv.Quote(r))
+	}
+	sort.Strings(names)
+	switch {
+	case realm == nil && len(realms) == 1:
+		return stores, nil
+	case realm == nil:
+		return nil, fmt.Errorf("several realms are running: name one with \"realm\" (%s)", strings.Join(names, ", "))
+	case len(out) == 0:
+		return nil, fmt.Errorf("no jwt_refresh handler has this realm (running: %s)", strings.Join(names, ", "))
+	}
+	return out, nil
 }
 
 func revokeIn(ctx context.Context, s *sessionStore, req revokeRequest) ([]string, error) {
@@ -139,19 +178,20 @@ func unregisterStore(_ string, s *sessionStore) {
 	delete(registry, s)
 }
 
-// registeredStores returns one store per Redis URL, the one with the
-// longest access_ttl (so revocations outlive every access token).
+// registeredStores returns one store per Redis URL and realm, the one with
+// the longest access_ttl (so revocations outlive every access token).
 func registeredStores() []*sessionStore {
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	byURL := map[string]*sessionStore{}
+	byKey := map[string]*sessionStore{}
 	for s, url := range registry {
-		if cur, ok := byURL[url]; !ok || s.accessTTL > cur.accessTTL {
-			byURL[url] = s
+		key := url + "\x00" + s.realm
+		if cur, ok := byKey[key]; !ok || s.accessTTL > cur.accessTTL {
+			byKey[key] = s
 		}
 	}
-	out := make([]*sessionStore, 0, len(byURL))
-	for _, s := range byURL {
+	out := make([]*sessionStore, 0, len(byKey))
+	for _, s := range byKey {
 		out = append(out, s)
 	}
 	return out

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+
+	"github.com/tollgate/tollgate/internal/revocation"
 )
 
 func TestAdminRevokeEndsOneOrAllSessionsOfAUser(t *testing.T) {
@@ -28,7 +30,7 @@ func TestAdminRevokeEndsOneOrAllSessionsOfAUser(t *testing.T) {
 	expectStatus(t, refreshWith(t, e.base, a3.RefreshToken), http.StatusBadRequest, "invalid_grant")
 	expectStatus(t, refreshWith(t, e.base, other.RefreshToken), http.StatusOK, "")
 	for _, sid := range []string{sidOf(t, a1.RefreshToken), sidOf(t, a3.RefreshToken)} {
-		if _, err := e.rd.Client().ZScore(t.Context(), "tollgate:revoked", sid).Result(); err != nil {
+		if _, err := e.rd.Client().ZScore(t.Context(), "tollgate:revoked", revocation.Member(testRealm, sid)).Result(); err != nil {
 			t.Fatalf("sid %s not published as revoked", sid)
 		}
 	}

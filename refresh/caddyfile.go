@@ -35,6 +35,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    jwks_path       <path>
 //	    user_claim      <claim>
 //	    issuer          <iss>
+//	    realm           <name>
 //	    audience        <aud...>
 //	    access_ttl      <duration>
 //	    refresh_ttl     <duration>
@@ -97,6 +98,8 @@ func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 		return cfgargs.One(d, &m.UserClaim)
 	case "issuer":
 		return cfgargs.One(d, &m.Issuer)
+	case "realm":
+		return cfgargs.One(d, &m.Realm)
 	case "audience":
 		m.Audience = d.RemainingArgs()
 		if len(m.Audience) == 0 {
@@ -156,7 +159,7 @@ func (m *Handler) parseSigningKey(d *caddyfile.Dispenser) error {
 		kf.Kid = args[1]
 	}
 	if !strings.Contains(kf.File, "{") {
-		if _, err := loadSigningKey(kf.File, kf.Kid); err != nil {
+		if _, err := loadSigningKey(kf.File, kf.Kid, ""); err != nil {
 			return d.Errf("%v", err)
 		}
 	}

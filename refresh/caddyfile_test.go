@@ -63,6 +63,7 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		{"jwks_path", "jwks_path /.well-known/jwks.json", "jwks_path", "/.well-known/jwks.json"},
 		{"user_claim", "user_claim userId", "user_claim", "userId"},
 		{"issuer", "issuer https://auth.example", "issuer", "https://auth.example"},
+		{"realm", "realm customer", "realm", "customer"},
 		{"audience", "audience api admin", "audience", []any{"api", "admin"}},
 		{"access_ttl", "access_ttl 5m", "access_ttl", float64(300e9)},
 		{"refresh_ttl", "refresh_ttl 24h", "refresh_ttl", float64(86400e9)},
@@ -156,6 +157,7 @@ func TestValidateRejectsInconsistentJSON(t *testing.T) {
 	cases := map[string]Handler{
 		"refresh_ttl over session_max": {Redis: "redis://x:1", RefreshTTL: caddy.Duration(2e9), SessionMax: caddy.Duration(1e9)},
 		"grace over 10m":               {Redis: "redis://x:1", ReuseGrace: &grace},
+		"access_ttl over refresh_ttl":  {Redis: "redis://x:1", AccessTTL: caddy.Duration(10 * 60e9), RefreshTTL: caddy.Duration(5 * 60e9)},
 		"duplicate paths":              {Redis: "redis://x:1", LoginPath: "/a", LogoutPath: "/a"},
 		"legacy key without prefix":    {Redis: "redis://x:1", LegacyKeys: []string{k.rsaPub}},
 		"bad redis":                    {Redis: "tcp://x"},

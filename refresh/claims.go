@@ -59,6 +59,10 @@ func (h *Handler) verify(raw, typ string) (session, error) {
 	if claims["typ"] != typ {
 		return session{}, fmt.Errorf("token typ %v, want %s", claims["typ"], typ)
 	}
+	if realm, _ := claims["realm"].(string); realm != h.realm {
+		// Signed with a key this realm shares with another: not ours.
+		return session{}, errors.New("token of another realm")
+	}
 	return sessionFromClaims(claims, typ == typRefresh, h.UserClaim)
 }
 
@@ -98,24 +102,28 @@ type tokenPair struct {
 	User             any    `json:"user,omitempty"`
 }
 
-// issue signs an access token and a refresh token of generation gen whose
-// lifetime is ttl (what Redis gives the session). Every call mints a new
+// issue signs an access token and a refresh token of generation rot.gen
+// whose lifetime is rot.ttl (what Redis gives the session); the access
+// token does not outlive the session's end (rot.end, when known). Every call mints a new
 // jti, so several valid refresh tokens of the current generation may exist
 // (grace answers); the generation, not the jti, is what Redis checks.
-func (h *Handler) issue(s session, gen int64, ttl time.Duration) (tokenPair, error) {
+func (h *Handler) issue(s session, rot rotation) (tokenPair, error) {
 	now := h.now()
 	if s.authTime == 0 {
 		s.authTime = now.Unix()
 	}
 	accessTTL := time.Duration(h.AccessTTL)
-	access := h.baseClaims(s, typAccess, now, accessTTL)
+	accessExp := capAtEnd(ceilUnix(now.Add(accessTTL)), rot.end)
+	access := h.baseClaims(s, typAccess, now, accessExp)
 	if len(h.Audience) == 1 {
 		access["aud"] = h.Audience[0]
 	} else if len(h.Audience) > 1 {
 		access["aud"] = h.Audience
 	}
-	refresh := h.baseClaims(s, typRefresh, now, ttl)
-	refresh["gen"] = gen
+	// rot.ttl already ends by the session's end; Redis's TTL, not exp,
+	// decides when a refresh token stops working.
+	refresh := h.baseClaims(s, typRefresh, now, ceilUnix(now.Add(rot.ttl)))
+	refresh["gen"] = rot.gen
 	at, err := h.keys.signer.sign(access)
 	if err != nil {
 		return tokenPair{}, err
@@ -124,11 +132,24 @@ func (h *Handler) issue(s session, gen int64, ttl time.Duration) (tokenPair, err
 	if err != nil {
 		return tokenPair{}, err
 	}
+	expiresIn := seconds(accessTTL)
+	if left := accessExp - now.Unix(); left < expiresIn {
+		expiresIn = max(left, 0)
+	}
 	return tokenPair{AccessToken: at, RefreshToken: rt, TokenType: "Bearer",
-		ExpiresIn: seconds(accessTTL), RefreshExpiresIn: seconds(ttl)}, nil
+		ExpiresIn: expiresIn, RefreshExpiresIn: seconds(rot.ttl)}, nil
 }
 
-func (h *Handler) baseClaims(s session, typ string, now time.Time, ttl time.Duration) jwt.MapClaims {
+// capAtEnd keeps a token's exp at or before the session's end (rounded
+// down to the second); a zero end means not known.
+func capAtEnd(exp int64, end time.Time) int64 {
+	if !end.IsZero() && exp > end.Unix() {
+		return end.Unix()
+	}
+	return exp
+}
+
+func (h *Handler) baseClaims(s session, typ string, now time.Time, exp int64) jwt.MapClaims {
 	c := make(jwt.MapClaims, len(s.extra)+10)
 	for k, v := range s.extra {
 		c[k] = v
@@ -141,10 +162,13 @@ func (h *Handler) baseClaims(s session, typ string, now time.Time, ttl time.Dura
 	c["typ"] = typ
 	c["jti"] = randomID(16)
 	c["iat"] = now.Unix()
-	c["exp"] = ceilUnix(now.Add(ttl))
+	c["exp"] = exp
 	c["auth_time"] = s.authTime
 	if h.Issuer != "" {
 		c["iss"] = h.Issuer
+	}
+	if h.realm != "" {
+		c["realm"] = h.realm
 	}
 	return c
 }

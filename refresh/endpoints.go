@@ -50,23 +50,32 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return h.storeError(w, r, err)
 	}
-	h.outcome(r, rot.outcome)
 	switch rot.outcome {
 	case "rotated", "replayed":
+		h.outcome(r, rot.outcome)
 		return h.writePair(w, s, rot, nil)
 	case "reuse":
-		h.reuseDetected(r, s, raw)
+		return h.reuseDetected(w, r, s, raw)
 	}
+	h.outcome(r, rot.outcome)
 	return writeError(w, http.StatusBadRequest, "invalid_grant", "the session has ended; log in again")
 }
 
-// reuseDetected finishes what the rotate script started when a superseded
-// refresh token came back: the script already deleted the session; here its
-// access tokens are revoked everywhere and the theft is logged.
-func (h *Handler) reuseDetected(r *http.Request, s session, raw string) {
-	if err := h.store.revoke(r.Context(), s.sid); err != nil {
-		h.logger.Error("revoking access tokens of a reused session", zap.String("sid", s.sid), zap.Error(err))
+// reuseDetected finishes what a script started when a superseded refresh
+// token came back: the session is marked dead; here its access tokens are
+// revoked everywhere, then it is deleted, and the theft is logged. If
+// Redis fails on the way the answer is 503 and the session stays dead, so
+// the retry (or the next use of any of its tokens) finishes the job.
+func (h *Handler) reuseDetected(w http.ResponseWriter, r *http.Request, s session, raw string) error {
+	if err := h.store.end(r.Context(), s.user, s.sid); err != nil {
+		return h.storeError(w, r, err)
 	}
+	h.outcome(r, "reuse")
+	h.logReuse(r, s, raw)
+	return writeError(w, http.StatusBadRequest, "invalid_grant", "the session has ended; log in again")
+}
+
+func (h *Handler) logReuse(r *http.Request, s session, raw string) {
 	h.logger.Warn("refresh_reuse",
 		zap.String("user", s.user),
 		zap.String("sid", s.sid),
@@ -146,8 +155,10 @@ func upstreamJSON(body []byte) any {
 
 // serveLogout ends the session of the presented refresh token. As in RFC
 // 7009 an invalid or unknown token still gets 200: the client's goal, no
-// usable session, is met. Only a Redis outage is an error (503), because
-// then the session would survive.
+// usable session, is met. A superseded token is reuse, as at refresh: the
+// session ends, refresh_reuse is logged, and the answer is invalid_grant.
+// Only a Redis outage is an error (503), because then the session would
+// survive; nothing is deleted before the revocation is written.
 func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	if !allowPost(w, r) {
 		return nil
@@ -162,11 +173,19 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		return writeJSON(w, http.StatusOK, struct{}{})
 	}
 	setUser(r, s)
-	if err := h.store.end(r.Context(), s.user, s.sid); err != nil {
+	verdict, err := h.store.logout(r.Context(), s.user, s.sid, s.gen)
+	if err != nil {
 		return h.storeError(w, r, err)
 	}
+	if verdict == "reuse" {
+		h.outcome(r, "reuse")
+		h.logReuse(r, s, raw)
+		return writeError(w, http.StatusBadRequest, "invalid_grant", "the session has ended; log in again")
+	}
 	h.outcome(r, "logout")
-	h.metrics.session("logout")
+	if verdict == "ended" {
+		h.metrics.session("logout")
+	}
 	return writeJSON(w, http.StatusOK, struct{}{})
 }
 
@@ -176,7 +195,7 @@ func (h *Handler) serveLogoutAll(w http.ResponseWriter, r *http.Request) error {
 	if !allowPost(w, r) {
 		return nil
 	}
-	s, err := h.logoutAllIdentity(r)
+	s, raw, err := h.logoutAllIdentity(r)
 	if errors.Is(err, errNoToken) {
 		return writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 	}
@@ -185,6 +204,16 @@ func (h *Handler) serveLogoutAll(w http.ResponseWriter, r *http.Request) error {
 		return writeError(w, http.StatusUnauthorized, "invalid_token", "the token is invalid or expired")
 	}
 	setUser(r, s)
+	verdict, err := h.sessionInForce(r, s)
+	switch {
+	case err != nil:
+		return h.storeError(w, r, err)
+	case verdict == "reuse":
+		return h.reuseDetected(w, r, s, raw)
+	case verdict != "ok":
+		h.debug("logout_all with the token of an ended session", zap.String("sid", s.sid))
+		return writeError(w, http.StatusUnauthorized, "invalid_token", "the session of this token has ended")
+	}
 	sids, err := h.store.endAll(r.Context(), s.user)
 	if err != nil {
 		return h.storeError(w, r, err)
@@ -195,19 +224,39 @@ func (h *Handler) serveLogoutAll(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]int{"revoked_sessions": len(sids)})
 }
 
-func (h *Handler) logoutAllIdentity(r *http.Request) (session, error) {
+// logoutAllIdentity verifies the token logout_all was given: a Bearer
+// access token or a refresh token (session.gen is 0 for an access token).
+func (h *Handler) logoutAllIdentity(r *http.Request) (session, string, error) {
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		scheme, tok, ok := strings.Cut(auth, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			return session{}, errors.New("authorization is not a Bearer token")
+			return session{}, "", errors.New("authorization is not a Bearer token")
 		}
-		return h.verify(strings.TrimSpace(tok), typAccess)
+		tok = strings.TrimSpace(tok)
+		s, err := h.verify(tok, typAccess)
+		return s, tok, err
 	}
 	raw, err := h.readToken(r, false)
 	if err != nil {
-		return session{}, err
+		return session{}, "", err
 	}
-	return h.verify(raw, typRefresh)
+	s, err := h.verify(raw, typRefresh)
+	return s, raw, err
+}
+
+// sessionInForce says whether the verified token's session may still act:
+// "ok"; "reuse" for a refresh token refresh would refuse as superseded;
+// anything else when the session has ended or an access token of it was
+// revoked.
+func (h *Handler) sessionInForce(r *http.Request, s session) (string, error) {
+	if s.gen > 0 {
+		return h.store.check(r.Context(), s.user, s.sid, s.gen)
+	}
+	live, err := h.store.live(r.Context(), s.user, s.sid)
+	if err != nil || !live {
+		return "revoked", err
+	}
+	return "ok", nil
 }
 
 // readToken finds the refresh token: the refresh_header, a form body
@@ -270,7 +319,7 @@ func formToken(body []byte, refreshing bool) (string, error) {
 
 // writePair answers 200 with a token response for the session.
 func (h *Handler) writePair(w http.ResponseWriter, s session, rot rotation, user any) error {
-	pair, err := h.issue(s, rot.gen, rot.ttl)
+	pair, err := h.issue(s, rot)
 	if err != nil {
 		h.logger.Error("signing tokens", zap.Error(err))
 		return writeError(w, http.StatusInternalServerError, "server_error", "could not sign tokens")

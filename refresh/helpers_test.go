@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -150,6 +151,9 @@ type env struct {
 	caddy   *testcaddy.Instance
 }
 
+// testRealm is the realm of the test sites: their issuer's, by default.
+const testRealm = "https://tollgate.test"
+
 // siteBlock is the standard test site: jwt_refresh in front of the backend.
 // extra goes inside the jwt_refresh block.
 func siteBlock(port int, redisURL, backend, extra string) string {
@@ -173,9 +177,14 @@ func siteBlock(port int, redisURL, backend, extra string) string {
 `, port, redisURL, k.es256, k.rsa, withTimings(extra), backend)
 }
 
-// withTimings adds the tests' short default lifetimes unless extra sets them.
+// withTimings adds the tests' short default lifetimes unless extra sets
+// them; access_ttl defaults to the refresh_ttl in use (it may not exceed it).
 func withTimings(extra string) string {
-	for _, d := range []string{"refresh_ttl 10s", "session_max 20s", "reuse_grace 1s"} {
+	refreshTTL := "10s"
+	if m := regexp.MustCompile(`refresh_ttl\s+(\S+)`).FindStringSubmatch(extra); m != nil {
+		refreshTTL = m[1]
+	}
+	for _, d := range []string{"refresh_ttl 10s", "session_max 20s", "reuse_grace 1s", "access_ttl " + refreshTTL} {
 		if !strings.Contains(extra, strings.Fields(d)[0]) {
 			extra += "\n\t\t" + d
 		}
@@ -297,7 +306,7 @@ func sidOf(t testing.TB, token string) string {
 // storedGen reads a session's generation straight from Redis.
 func (e *env) storedGen(user, sid string) string {
 	e.t.Helper()
-	return e.rd.Client().HGet(e.t.Context(), sessionKey(user, sid), "gen").Val()
+	return e.rd.Client().HGet(e.t.Context(), sessionKey(testRealm, user, sid), "gen").Val()
 }
 
 // sameDump fails when Redis changed.

@@ -83,7 +83,7 @@ func TestLegacyTokenRaceHasOneWinner(t *testing.T) {
 	if ok != 1 {
 		t.Fatalf("%d of 10 concurrent legacy exchanges succeeded: %v", ok, statuses)
 	}
-	if n := e.rd.Client().ZCard(t.Context(), indexKey("77")).Val(); n != 1 {
+	if n := e.rd.Client().ZCard(t.Context(), indexKey(testRealm, "77")).Val(); n != 1 {
 		t.Fatalf("%d sessions created", n)
 	}
 }

@@ -83,10 +83,20 @@ type Handler struct {
 	// `iss` of issued tokens; when set, presented tokens must carry it.
 	Issuer string `json:"issuer,omitempty"`
 
+	// The namespace of the sessions: handlers with the same realm share
+	// sessions on purpose (one API behind two listeners); handlers with
+	// different realms never do, even on one Redis with one signing key
+	// and kid. The realm is in every Redis key, every revocation entry,
+	// the refresh-token MAC key and a `realm` claim of both tokens.
+	// Default: the issuer; with no issuer either, the default realm, whose
+	// keys and tokens are those of releases before realms existed.
+	Realm string `json:"realm,omitempty"`
+
 	// `aud` of access tokens. Default: none.
 	Audience []string `json:"audience,omitempty"`
 
-	// Lifetime of an access token. Default: 5m.
+	// Lifetime of an access token, at most refresh_ttl; never past the
+	// session's end (session_max). Default: 5m.
 	AccessTTL caddy.Duration `json:"access_ttl,omitempty"`
 
 	// Idle timeout of a session: a refresh token must be used within it,
@@ -141,6 +151,7 @@ type Handler struct {
 	rdb        redis.UniversalClient
 	store      *sessionStore
 	jwks       []byte
+	realm      string // Realm, or the issuer
 	metrics    *metrics
 	logger     *zap.Logger
 	now        func() time.Time
@@ -193,7 +204,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("jwt_refresh redis %s: %w", redisclient.Redact(h.Redis), err)
 	}
-	h.store = &sessionStore{rdb: h.rdb, refreshTTL: time.Duration(h.RefreshTTL),
+	h.store = &sessionStore{rdb: h.rdb, realm: h.realm, refreshTTL: time.Duration(h.RefreshTTL),
 		sessionMax: time.Duration(h.SessionMax), grace: time.Duration(*h.ReuseGrace),
 		accessTTL: time.Duration(h.AccessTTL), now: h.now, metrics: h.metrics, durability: durability}
 	registerStore(h.redisURL, h.store)
@@ -224,6 +235,10 @@ func (h *Handler) applyDefaults() {
 	if h.UserClaim == "" {
 		h.UserClaim = defaultUserClaim
 	}
+	h.realm = h.Realm
+	if h.realm == "" {
+		h.realm = h.Issuer
+	}
 }
 
 // loadKeys reads the signing keys and the legacy keys, expanding
@@ -234,7 +249,7 @@ func (h *Handler) loadKeys(repl *caddy.Replacer) error {
 	}
 	var keys []*signingKey
 	for _, kf := range h.SigningKeys {
-		k, err := loadSigningKey(repl.ReplaceKnown(kf.File, ""), repl.ReplaceKnown(kf.Kid, ""))
+		k, err := loadSigningKey(repl.ReplaceKnown(kf.File, ""), repl.ReplaceKnown(kf.Kid, ""), h.realm)
 		if err != nil {
 			return fmt.Errorf("jwt_refresh: %w", err)
 		}
@@ -276,6 +291,12 @@ func (h *Handler) Validate() error {
 	}
 	if h.SessionMax != 0 && h.RefreshTTL > h.SessionMax {
 		return fmt.Errorf("jwt_refresh refresh_ttl %s exceeds session_max %s", time.Duration(h.RefreshTTL), time.Duration(h.SessionMax))
+	}
+	// An access token issued at a rotation must not outlive the refresh
+	// token issued with it: an idle session would end while its access
+	// tokens still work.
+	if h.RefreshTTL != 0 && h.AccessTTL > h.RefreshTTL {
+		return fmt.Errorf("jwt_refresh access_ttl %s exceeds refresh_ttl %s", time.Duration(h.AccessTTL), time.Duration(h.RefreshTTL))
 	}
 	paths := map[string]string{}
 	for name, p := range map[string]string{"refresh_path": h.RefreshPath, "login_path": h.LoginPath,

@@ -12,13 +12,14 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tollgate/tollgate/internal/revocation"
 	"github.com/tollgate/tollgate/internal/testkeys"
 )
 
 func TestLoginIssuesTokensAndNestsUpstreamAnswer(t *testing.T) {
 	e := startEnv(t, "")
 	r := login(t, e.base, "1024")
-	if r.pair.TokenType != "Bearer" || r.pair.ExpiresIn != 300 || r.pair.RefreshExpiresIn != 10 {
+	if r.pair.TokenType != "Bearer" || r.pair.ExpiresIn != 10 || r.pair.RefreshExpiresIn != 10 {
 		t.Fatalf("token response %s", r.raw)
 	}
 	var body struct {
@@ -183,10 +184,10 @@ func TestRetryAfterGraceRevokesTheSession(t *testing.T) {
 	expectStatus(t, refreshWith(t, e.base, r0), http.StatusBadRequest, "invalid_grant")
 	// The session is gone: the current token fails too.
 	expectStatus(t, refreshWith(t, e.base, r1.pair.RefreshToken), http.StatusBadRequest, "invalid_grant")
-	if n := e.rd.Client().Exists(t.Context(), sessionKey("u2", sidOf(t, r0))).Val(); n != 0 {
+	if n := e.rd.Client().Exists(t.Context(), sessionKey(testRealm, "u2", sidOf(t, r0))).Val(); n != 0 {
 		t.Fatal("session still in Redis")
 	}
-	if _, err := e.rd.Client().ZScore(t.Context(), "tollgate:revoked", sidOf(t, r0)).Result(); err != nil {
+	if _, err := e.rd.Client().ZScore(t.Context(), "tollgate:revoked", revocation.Member(testRealm, sidOf(t, r0))).Result(); err != nil {
 		t.Fatalf("sid not published as revoked: %v", err)
 	}
 }
@@ -218,7 +219,7 @@ func TestTwoLoginsInTheSameSecondAreDistinctSessions(t *testing.T) {
 	if sidOf(t, a.RefreshToken) == sidOf(t, b.RefreshToken) || a.RefreshToken == b.RefreshToken {
 		t.Fatal("two logins share a session")
 	}
-	if n := e.rd.Client().ZCard(t.Context(), indexKey("same")).Val(); n != 2 {
+	if n := e.rd.Client().ZCard(t.Context(), indexKey(testRealm, "same")).Val(); n != 2 {
 		t.Fatalf("index has %d sessions", n)
 	}
 	expectStatus(t, refreshWith(t, e.base, a.RefreshToken), http.StatusOK, "")
@@ -245,7 +246,7 @@ func TestSessionMaxEndsAnActiveSession(t *testing.T) {
 func TestIdleSessionExpiresAfterRefreshTTL(t *testing.T) {
 	e := startEnv(t, "refresh_ttl 1s\n\t\tsession_max 5s")
 	p := login(t, e.base, "idle").pair
-	if ttl := e.rd.Client().PTTL(t.Context(), sessionKey("idle", sidOf(t, p.RefreshToken))).Val(); ttl <= 0 || ttl > time.Second {
+	if ttl := e.rd.Client().PTTL(t.Context(), sessionKey(testRealm, "idle", sidOf(t, p.RefreshToken))).Val(); ttl <= 0 || ttl > time.Second {
 		t.Fatalf("session TTL %s, want refresh_ttl", ttl)
 	}
 	time.Sleep(1200 * time.Millisecond)
@@ -339,7 +340,7 @@ func TestForgedExpiredWrongTypOrIssuerTokensLeaveRedisUntouched(t *testing.T) {
 	}
 	pubDER := []byte(readFile(t, k.es256Pub))
 	tampered := good.RefreshToken[:len(good.RefreshToken)-4] + "AAAA"
-	mac, err := deriveMAC(k.es256Key, "es1")
+	mac, err := deriveMAC(k.es256Key, "es1", testRealm)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,4 +373,24 @@ func TestForgedExpiredWrongTypOrIssuerTokensLeaveRedisUntouched(t *testing.T) {
 	sameDump(t, before, e.rd.Dump())
 	// The real token still works: nothing above touched its session.
 	expectStatus(t, refreshWith(t, e.base, good.RefreshToken), http.StatusOK, "")
+}
+
+// Near session_max a refresh must not hand out an access token that lives
+// access_ttl past the session's end: exp is capped at the end, and
+// expires_in says so.
+func TestAccessTokenNeverOutlivesItsSession(t *testing.T) {
+	e := startEnv(t, "access_ttl 3s\n\t\trefresh_ttl 4s\n\t\tsession_max 4s")
+	p := login(t, e.base, "late").pair
+	loggedIn := time.Now()
+	end := loggedIn.Add(4 * time.Second).Unix() // the session ends before this
+	time.Sleep(2200 * time.Millisecond)
+	r := refreshWith(t, e.base, p.RefreshToken)
+	expectStatus(t, r, http.StatusOK, "")
+	exp := int64(claimsOf(t, r.pair.AccessToken)["exp"].(float64))
+	if exp > end {
+		t.Fatalf("access token exp %d is %ds after the session's end %d", exp, exp-end, end)
+	}
+	if r.pair.ExpiresIn > 2 {
+		t.Fatalf("expires_in %d outlives the session (%s left)", r.pair.ExpiresIn, time.Until(time.Unix(end, 0)))
+	}
 }

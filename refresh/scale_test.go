@@ -30,7 +30,7 @@ func TestRefreshRaceOnARedisCluster(t *testing.T) {
 			t.Fatalf("caller %d: %d %s", i, r.status, r.raw)
 		}
 	}
-	gen, err := cluster.Client().HGet(context.Background(), sessionKey("cluster-user", sid), "gen").Result()
+	gen, err := cluster.Client().HGet(context.Background(), sessionKey(testRealm, "cluster-user", sid), "gen").Result()
 	if err != nil || gen != "2" {
 		t.Fatalf("stored gen %q (%v): want exactly one rotation", gen, err)
 	}

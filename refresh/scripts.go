@@ -15,6 +15,9 @@ import "github.com/redis/go-redis/v9"
 //	rot   unix ms of the last rotation (or of the login)
 //	auth  unix ms of the login
 //	end   unix ms when session_max ends the session, whatever happens
+//	dead  set when reuse was detected: the session only waits for its
+//	      revocation to be written before it is deleted, and every token
+//	      of it is reuse meanwhile
 //
 // The per-user index is a sorted set of sids scored by the unix ms at which
 // their hash expires, so logout_all finds every live session.
@@ -37,11 +40,24 @@ local function forget(skey, ikey, sid)
   redis.call('DEL', skey)
   redis.call('ZREM', ikey, sid)
 end
+-- judge says what a refresh token of generation gen may do with the session
+-- h = HMGET(gen, rot, end, dead): 'current' (at or ahead of the stored
+-- generation: ahead means Redis lost a write, and the token is authentic),
+-- 'grace' (one behind, within reuse_grace of the rotation that superseded
+-- it), 'ended' (past session_max) or 'reuse'.
+local function judge(h, gen, grace, now)
+  local cur, rot, stop = tonumber(h[1]), tonumber(h[2]), tonumber(h[3])
+  if stop - now <= 0 then return 'ended' end
+  if h[4] then return 'reuse' end
+  if gen >= cur then return 'current' end
+  if gen == cur - 1 and now - rot < grace then return 'grace' end
+  return 'reuse'
+end
 `
 
 // createScript starts a session at generation 1.
 // KEYS: session, index. ARGV: sid, refresh_ttl ms, session_max ms.
-// Returns {"created", gen, ttl ms} or {"exists"} on a sid collision.
+// Returns {"created", gen, ttl ms, end ms} or {"exists"} on a sid collision.
 var createScript = redis.NewScript(luaPrelude + `
 local now = nowms()
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
@@ -50,63 +66,106 @@ local ttl = math.min(tonumber(ARGV[2]), max)
 redis.call('HSET', KEYS[1], 'gen', 1, 'rot', now, 'auth', now, 'end', now + max)
 redis.call('PEXPIRE', KEYS[1], ttl)
 index(KEYS[2], ARGV[1], now + ttl, now)
-return {'created', 1, ttl}
+return {'created', 1, ttl, now + max}
 `)
 
 // rotateScript is one refresh. KEYS: session, index. ARGV: the token's gen,
 // sid, refresh_ttl ms, reuse_grace ms. Returns one of
 //
-//	{"unknown"}             no such session (expired, logged out, revoked)
-//	{"rotated", gen, ttl}   the token was current: gen is the new generation
-//	{"replayed", gen, ttl}  one behind, inside the grace window of the
-//	                        rotation that superseded it: answer for gen
-//	{"reuse", gen}          anything else: the session is now revoked
+//	{"unknown"}                  no such session (expired, logged out, revoked)
+//	{"rotated", gen, ttl, end}   the token was current: gen is the new generation
+//	{"replayed", gen, ttl, end}  one behind, inside the grace window of the
+//	                             rotation that superseded it: answer for gen
+//	{"reuse", gen}               anything else: the session is marked dead;
+//	                             the caller revokes it, then deletes it
 //
-// A token ahead of the stored generation is authentic (it is signed) and can
-// only mean Redis lost a write (failover, AOF fsync window): it rotates
-// rather than logging the user out because Redis blinked.
+// end is the unix ms of session_max: no token may outlive it. The session
+// is not deleted on reuse: its revocation must be written first (another
+// slot), and a dead session keeps answering reuse until then, so a failed
+// revocation is retried by the next attempt with any of its tokens.
 var rotateScript = redis.NewScript(luaPrelude + `
 local now = nowms()
-local h = redis.call('HMGET', KEYS[1], 'gen', 'rot', 'end')
+local h = redis.call('HMGET', KEYS[1], 'gen', 'rot', 'end', 'dead')
 if not h[1] then return {'unknown'} end
-local cur, rot, stop = tonumber(h[1]), tonumber(h[2]), tonumber(h[3])
+local cur, stop = tonumber(h[1]), tonumber(h[3])
 local gen = tonumber(ARGV[1])
-local left = stop - now
-if left <= 0 then
+local verdict = judge(h, gen, tonumber(ARGV[4]), now)
+if verdict == 'ended' then
   forget(KEYS[1], KEYS[2], ARGV[2])
   return {'unknown'}
 end
-if gen >= cur then
+if verdict == 'current' then
   cur = gen + 1
-  local ttl = math.min(tonumber(ARGV[3]), left)
+  local ttl = math.min(tonumber(ARGV[3]), stop - now)
   redis.call('HSET', KEYS[1], 'gen', cur, 'rot', now)
   redis.call('PEXPIRE', KEYS[1], ttl)
   index(KEYS[2], ARGV[2], now + ttl, now)
-  return {'rotated', cur, ttl}
+  return {'rotated', cur, ttl, stop}
 end
-if gen == cur - 1 and now - rot < tonumber(ARGV[4]) then
-  return {'replayed', cur, redis.call('PTTL', KEYS[1])}
+if verdict == 'grace' then
+  return {'replayed', cur, redis.call('PTTL', KEYS[1]), stop}
 end
-forget(KEYS[1], KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[1], 'dead', 1)
 return {'reuse', cur}
 `)
 
-// endScript ends one session (logout, reuse, admin revoke).
-// KEYS: session, index. ARGV: sid. Returns 1 if it existed.
+// checkScript tells whether refresh would accept a refresh token, without
+// rotating: logout_all takes only such tokens. KEYS: session, index. ARGV:
+// the token's gen, sid, reuse_grace ms. Returns "ok", "unknown" or "reuse"
+// (the session is then marked dead, as by rotateScript).
+var checkScript = redis.NewScript(luaPrelude + `
+local now = nowms()
+local h = redis.call('HMGET', KEYS[1], 'gen', 'rot', 'end', 'dead')
+if not h[1] then return 'unknown' end
+local verdict = judge(h, tonumber(ARGV[1]), tonumber(ARGV[3]), now)
+if verdict == 'ended' then
+  forget(KEYS[1], KEYS[2], ARGV[2])
+  return 'unknown'
+end
+if verdict == 'reuse' then
+  redis.call('HSET', KEYS[1], 'dead', 1)
+  return 'reuse'
+end
+return 'ok'
+`)
+
+// logoutScript ends the session of a refresh token whose revocation the
+// caller has already written. KEYS: session, index. ARGV: the token's gen,
+// sid, reuse_grace ms. Returns "ended" (a token refresh would accept),
+// "reuse" (a superseded one: the session is ended all the same) or
+// "unknown".
+var logoutScript = redis.NewScript(luaPrelude + `
+local now = nowms()
+local h = redis.call('HMGET', KEYS[1], 'gen', 'rot', 'end', 'dead')
+if not h[1] then return 'unknown' end
+local verdict = judge(h, tonumber(ARGV[1]), tonumber(ARGV[3]), now)
+forget(KEYS[1], KEYS[2], ARGV[2])
+if verdict == 'ended' then return 'unknown' end
+if verdict == 'reuse' then return 'reuse' end
+return 'ended'
+`)
+
+// endScript ends one session whose revocation is written (admin revoke,
+// reuse). KEYS: session, index. ARGV: sid. Returns 1 if it existed.
 var endScript = redis.NewScript(luaPrelude + `
 local existed = redis.call('EXISTS', KEYS[1])
 forget(KEYS[1], KEYS[2], ARGV[1])
 return existed
 `)
 
-// endAllScript ends every session of one user. KEYS: index. ARGV: the
-// prefix of that user's session keys (same hash tag as the index, so the
-// keys it builds are on the index's slot). Returns the sids it found.
-var endAllScript = redis.NewScript(`
-local sids = redis.call('ZRANGE', KEYS[1], 0, -1)
-for _, sid in ipairs(sids) do redis.call('DEL', ARGV[1] .. sid) end
-redis.call('DEL', KEYS[1])
-return sids
+// endSessionsScript ends the listed sessions of one user, whose revocation
+// is written: exactly these, so a session opened since they were listed
+// (a login racing logout_all) is not ended unrevoked. KEYS: index, then
+// one session key per sid. ARGV: the sids. Returns the sids whose session
+// still existed.
+var endSessionsScript = redis.NewScript(`
+local ended = {}
+for i, sid in ipairs(ARGV) do
+  if redis.call('DEL', KEYS[i + 1]) == 1 then table.insert(ended, sid) end
+  redis.call('ZREM', KEYS[1], sid)
+end
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+return ended
 `)
 
 // legacyTakeScript accepts a seed-era refresh token once: it deletes the

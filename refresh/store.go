@@ -22,9 +22,10 @@ const keyPrefix = "tollgate:"
 // its last access token, for clock skew between instances.
 const revokeMargin = 5 * time.Second
 
-// sessionStore is the Redis side of the session lifecycle.
+// sessionStore is the Redis side of the session lifecycle of one realm.
 type sessionStore struct {
 	rdb        redis.UniversalClient
+	realm      string
 	refreshTTL time.Duration
 	sessionMax time.Duration
 	grace      time.Duration
@@ -42,6 +43,7 @@ type rotation struct {
 	outcome string // rotated, replayed, reuse, unknown
 	gen     int64
 	ttl     time.Duration
+	end     time.Time // session_max: no token of the session outlives it
 }
 
 // userTag escapes the characters that would break the hash tag ({ and }),
@@ -50,13 +52,22 @@ func userTag(user string) string { return userTagEscaper.Replace(user) }
 
 var userTagEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
 
-// sessionKey is the hash of one session: tollgate:{u:<user>}:s:<sid>.
-func sessionKey(user, sid string) string { return sessionPrefix(user) + sid }
+// userKeys starts the keys of one user of a realm: tollgate:{u:<user>} in
+// the default realm (""), the layout of every release before realms, and
+// tollgate:<realm tag>:{u:<user>} in any other. The hash tag stays the
+// user's, so one user's keys of a realm share a Cluster slot.
+func userKeys(realm, user string) string {
+	if realm == "" {
+		return keyPrefix + "{u:" + userTag(user) + "}"
+	}
+	return keyPrefix + revocation.RealmTag(realm) + ":{u:" + userTag(user) + "}"
+}
 
-func sessionPrefix(user string) string { return keyPrefix + "{u:" + userTag(user) + "}:s:" }
+// sessionKey is the hash of one session: <userKeys>:s:<sid>.
+func sessionKey(realm, user, sid string) string { return userKeys(realm, user) + ":s:" + sid }
 
-// indexKey is the sorted set of a user's sessions: tollgate:{u:<user>}:sessions.
-func indexKey(user string) string { return keyPrefix + "{u:" + userTag(user) + "}:sessions" }
+// indexKey is the sorted set of a user's sessions: <userKeys>:sessions.
+func indexKey(realm, user string) string { return userKeys(realm, user) + ":sessions" }
 
 // legacyKey is where the seed's TokenService kept a refresh token:
 // prefix + lowercase hex MD5 of the token text.
@@ -65,14 +76,18 @@ func legacyKey(prefix, token string) string {
 	return prefix + hex.EncodeToString(sum[:])
 }
 
+func (s *sessionStore) sessionKey(user, sid string) string { return sessionKey(s.realm, user, sid) }
+
+func (s *sessionStore) indexKey(user string) string { return indexKey(s.realm, user) }
+
 // create starts a new session for user.
 func (s *sessionStore) create(ctx context.Context, user, sid string) (rotation, error) {
-	res, err := s.run(ctx, createScript, []string{sessionKey(user, sid), indexKey(user)},
+	res, err := s.run(ctx, createScript, []string{s.sessionKey(user, sid), s.indexKey(user)},
 		sid, s.refreshTTL.Milliseconds(), s.sessionMax.Milliseconds()).Slice()
 	if err != nil {
 		return rotation{}, fmt.Errorf("creating session: %w", err)
 	}
-	if len(res) != 3 {
+	if len(res) != 4 {
 		return rotation{}, errors.New("creating session: session id collision")
 	}
 	return parseRotation(res)
@@ -80,7 +95,7 @@ func (s *sessionStore) create(ctx context.Context, user, sid string) (rotation, 
 
 // rotate runs one refresh of the session sid at generation gen.
 func (s *sessionStore) rotate(ctx context.Context, user, sid string, gen int64) (rotation, error) {
-	res, err := s.run(ctx, rotateScript, []string{sessionKey(user, sid), indexKey(user)},
+	res, err := s.run(ctx, rotateScript, []string{s.sessionKey(user, sid), s.indexKey(user)},
 		gen, sid, s.refreshTTL.Milliseconds(), s.grace.Milliseconds()).Slice()
 	if err != nil {
 		return rotation{}, fmt.Errorf("rotating session: %w", err)
@@ -96,7 +111,7 @@ func (s *sessionStore) run(ctx context.Context, script *redis.Script, keys []str
 	return s.durability.Run(ctx, s.rdb, script, keys, args...)
 }
 
-// parseRotation reads a script reply {outcome, [gen, [ttl ms]]}.
+// parseRotation reads a script reply {outcome, [gen, [ttl ms, end ms]]}.
 func parseRotation(res []any) (rotation, error) {
 	var r rotation
 	var ok bool
@@ -118,32 +133,114 @@ func parseRotation(res []any) (rotation, error) {
 		}
 		r.ttl = time.Duration(ms) * time.Millisecond
 	}
+	if len(res) > 3 {
+		ms, ok := res[3].(int64)
+		if !ok {
+			return rotation{}, fmt.Errorf("unexpected script reply end %v", res[3])
+		}
+		r.end = time.UnixMilli(ms)
+	}
 	return r, nil
 }
 
+// Ending sessions always writes the revocation first and deletes second:
+// the revoked set is on another slot, so the two cannot be one script, and
+// in this order a failure of either leaves a session that a retry ends
+// again (a 503 means "nothing lost, retry"), never a deleted session whose
+// access tokens still work.
+
 // end ends one session and makes its access tokens fail everywhere.
 func (s *sessionStore) end(ctx context.Context, user, sid string) error {
-	if err := s.run(ctx, endScript, []string{sessionKey(user, sid), indexKey(user)}, sid).Err(); err != nil {
+	if err := s.revoke(ctx, sid); err != nil {
+		return err
+	}
+	if err := s.run(ctx, endScript, []string{s.sessionKey(user, sid), s.indexKey(user)}, sid).Err(); err != nil {
 		return fmt.Errorf("ending session: %w", err)
 	}
-	return s.revoke(ctx, sid)
+	return nil
 }
 
-// endAll ends every session of user and returns their ids.
+// logout ends the session of a refresh token of generation gen, reporting
+// "ended", "reuse" (the token was superseded: the session is ended anyway)
+// or "unknown".
+func (s *sessionStore) logout(ctx context.Context, user, sid string, gen int64) (string, error) {
+	if err := s.revoke(ctx, sid); err != nil {
+		return "", err
+	}
+	verdict, err := s.run(ctx, logoutScript, []string{s.sessionKey(user, sid), s.indexKey(user)},
+		gen, sid, s.grace.Milliseconds()).Text()
+	if err != nil {
+		return "", fmt.Errorf("ending session: %w", err)
+	}
+	return verdict, nil
+}
+
+// check reports whether refresh would accept a refresh token of generation
+// gen: "ok", "unknown", or "reuse" (the session is then marked dead and
+// must be ended with end).
+func (s *sessionStore) check(ctx context.Context, user, sid string, gen int64) (string, error) {
+	verdict, err := s.run(ctx, checkScript, []string{s.sessionKey(user, sid), s.indexKey(user)},
+		gen, sid, s.grace.Milliseconds()).Text()
+	if err != nil {
+		return "", fmt.Errorf("checking session: %w", err)
+	}
+	return verdict, nil
+}
+
+// live reports whether an access token's session is still in force: not
+// revoked, still stored, not marked dead.
+func (s *sessionStore) live(ctx context.Context, user, sid string) (bool, error) {
+	revoked, err := revocation.IsRevoked(ctx, s.rdb, revocation.Member(s.realm, sid))
+	if err != nil || revoked {
+		return false, err
+	}
+	h, err := s.rdb.HMGet(ctx, s.sessionKey(user, sid), "gen", "dead").Result()
+	if err != nil {
+		return false, fmt.Errorf("reading session: %w", err)
+	}
+	return h[0] != nil && h[1] == nil, nil
+}
+
+// endAll ends every session of user and returns the ids of those that
+// were still open. The sessions listed now are revoked, then deleted;
+// one opened in between (a concurrent login) stays open.
 func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error) {
-	sids, err := s.run(ctx, endAllScript, []string{indexKey(user)}, sessionPrefix(user)).StringSlice()
+	sids, err := s.rdb.ZRange(ctx, s.indexKey(user), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("listing sessions: %w", err)
+	}
+	if len(sids) == 0 {
+		return nil, nil
+	}
+	if err := s.revoke(ctx, sids...); err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(sids)+1)
+	args := make([]any, 0, len(sids))
+	keys = append(keys, s.indexKey(user))
+	for _, sid := range sids {
+		keys = append(keys, s.sessionKey(user, sid))
+		args = append(args, sid)
+	}
+	ended, err := s.run(ctx, endSessionsScript, keys, args...).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("ending all sessions: %w", err)
 	}
-	return sids, s.revoke(ctx, sids...)
+	return ended, nil
 }
 
 // revoke publishes sids to every authjwt instance watching this Redis. It is
 // a separate command, not part of a script: the revoked set is not on the
-// user's slot.
+// user's slot. The entries outlive the last access token by the largest
+// leeway a verifier may allow, so an expired token inside its leeway is
+// still refused.
 func (s *sessionStore) revoke(ctx context.Context, sids ...string) error {
-	until := s.now().Add(s.accessTTL + revokeMargin)
-	return revocation.Revoke(ctx, s.rdb, until, sids...)
+	until := s.now().Add(s.accessTTL + revocation.MaxLeeway + revokeMargin)
+	members := make([]string, len(sids))
+	for i, sid := range sids {
+		members[i] = revocation.Member(s.realm, sid)
+	}
+	return revocation.Revoke(ctx, s.rdb, until, members...)
 }
 
 // takeLegacy removes a seed-era token from Redis if it is still there,

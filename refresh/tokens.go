@@ -32,7 +32,7 @@ const (
 // cannot override them.
 var reservedClaims = map[string]bool{
 	"sub": true, "sid": true, "gen": true, "jti": true, "typ": true, "iat": true,
-	"exp": true, "nbf": true, "iss": true, "aud": true, "auth_time": true,
+	"exp": true, "nbf": true, "iss": true, "aud": true, "auth_time": true, "realm": true,
 }
 
 // signingKey is one loaded private key with what is needed to sign and to
@@ -55,13 +55,20 @@ type signingKey struct {
 var refreshMACMethod = jwt.SigningMethodHS256
 
 // deriveMAC derives the refresh-token MAC key of a private key with HKDF
-// (SHA-256), bound to the kid.
-func deriveMAC(priv crypto.Signer, kid string) ([]byte, error) {
+// (SHA-256), bound to the kid and the realm: two realms sharing a key file
+// and kid never accept each other's refresh tokens. The default realm ("")
+// derives exactly as releases before realms did (info = kid), so their
+// refresh tokens keep verifying.
+func deriveMAC(priv crypto.Signer, kid, realm string) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
 		return nil, fmt.Errorf("deriving the refresh token key: %w", err)
 	}
-	return hkdf.Key(sha256.New, der, []byte("tollgate jwt_refresh refresh-token MAC v1"), kid, 32)
+	info := kid
+	if realm != "" {
+		info = kid + "\x00realm\x00" + realm
+	}
+	return hkdf.Key(sha256.New, der, []byte("tollgate jwt_refresh refresh-token MAC v1"), info, 32)
 }
 
 // verifyKey is a public key tokens may be checked against.
@@ -73,8 +80,8 @@ type verifyKey struct {
 
 // loadSigningKey reads a PEM private key (PKCS#8, PKCS#1 or SEC 1) and picks
 // the JWS algorithm from its type. An empty kid becomes the RFC 7638
-// thumbprint of the public key.
-func loadSigningKey(path, kid string) (*signingKey, error) {
+// thumbprint of the public key. Its refresh-token MAC key is the realm's.
+func loadSigningKey(path, kid, realm string) (*signingKey, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading signing key %s: %w", path, err)
@@ -90,7 +97,7 @@ func loadSigningKey(path, kid string) (*signingKey, error) {
 	if kid == "" {
 		kid = thumbprint(priv.Public())
 	}
-	mac, err := deriveMAC(priv, kid)
+	mac, err := deriveMAC(priv, kid, realm)
 	if err != nil {
 		return nil, fmt.Errorf("signing key %s: %w", path, err)
 	}

@@ -43,7 +43,7 @@ func BenchmarkIssue(b *testing.B) {
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if _, err := h.issue(s, 2, time.Hour); err != nil {
+					if _, err := h.issue(s, rotation{gen: 2, ttl: time.Hour}); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -58,7 +58,7 @@ func BenchmarkRefreshCPU(b *testing.B) {
 	for _, alg := range []struct{ name, file string }{{"ES256", testKeys(b).es256}, {"RS256", testKeys(b).rsa}} {
 		b.Run(alg.name, func(b *testing.B) {
 			h := benchHandler(b, alg.file)
-			pair, err := h.issue(session{user: "bench", sid: randomID(16), extra: map[string]any{}}, 1, time.Hour)
+			pair, err := h.issue(session{user: "bench", sid: randomID(16), extra: map[string]any{}}, rotation{gen: 1, ttl: time.Hour})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -70,7 +70,7 @@ func BenchmarkRefreshCPU(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					if _, err := h.issue(s, s.gen+1, time.Hour); err != nil {
+					if _, err := h.issue(s, rotation{gen: s.gen + 1, ttl: time.Hour}); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -81,7 +81,7 @@ func BenchmarkRefreshCPU(b *testing.B) {
 
 func benchHandler(b *testing.B, keyFile string) *Handler {
 	b.Helper()
-	k, err := loadSigningKey(keyFile, "k1")
+	k, err := loadSigningKey(keyFile, "k1", "")
 	if err != nil {
 		b.Fatal(err)
 	}

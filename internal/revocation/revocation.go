@@ -19,6 +19,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -31,6 +32,12 @@ import (
 
 	"github.com/tollgate/tollgate/internal/redisclient"
 )
+
+// MaxLeeway is the most clock skew a verifier may allow on exp (authjwt's
+// leeway is bounded by it). A revocation is kept this long past the
+// expiry of the session's last access token, so a token that is expired
+// but still inside a verifier's leeway stays refused.
+const MaxLeeway = 5 * time.Minute
 
 const (
 	// Key is the sorted set of revoked session ids, scored by expiry.
@@ -48,9 +55,18 @@ const (
 	probePrefix = "probe "
 )
 
-// Revoke marks sids as revoked until the given time and tells every watcher.
+// StaleAfter is how long a watcher's set counts as current after the
+// watcher last heard from Redis: its own probe coming back through the
+// subscription (every second), which proves every earlier message arrived,
+// or a full reload. Past it, Synced is false.
+const StaleAfter = 5 * time.Second
+
+// Revoke marks sids (Member names) as revoked until the given time and
+// tells every watcher.
 // The set is written before the message is published, so a watcher that
-// reloads because of a reconnect sees it either way.
+// reloads because of a reconnect sees it either way. It is one MULTI/EXEC:
+// a write that Redis refuses (a node down, an ACL) publishes nothing
+// either, so an error means nothing was revoked and the caller may retry.
 func Revoke(ctx context.Context, rdb redis.UniversalClient, until time.Time, sids ...string) error {
 	if len(sids) == 0 {
 		return nil
@@ -60,7 +76,7 @@ func Revoke(ctx context.Context, rdb redis.UniversalClient, until time.Time, sid
 	for _, sid := range sids {
 		members = append(members, redis.Z{Score: score, Member: sid})
 	}
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.ZAddArgs(ctx, Key, redis.ZAddArgs{GT: true, Members: members})
 		p.ZRemRangeByScore(ctx, Key, "-inf", "("+strconv.FormatInt(time.Now().Unix(), 10))
 		p.Publish(ctx, Channel, strconv.FormatInt(until.Unix(), 10)+" "+strings.Join(sids, " "))
@@ -70,6 +86,49 @@ func Revoke(ctx context.Context, rdb redis.UniversalClient, until time.Time, sid
 		return fmt.Errorf("publishing revocation: %w", err)
 	}
 	return nil
+}
+
+// RealmTag writes a realm name for Redis key names and revocation entries:
+// every byte outside [A-Za-z0-9._~-] is percent-escaped, so a tag holds no
+// ':', '{', '}' or space and cannot run into what follows it.
+func RealmTag(realm string) string {
+	const hexDigits = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(realm); i++ {
+		c := realm[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '~', c == '-':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('%')
+			b.WriteByte(hexDigits[c>>4])
+			b.WriteByte(hexDigits[c&15])
+		}
+	}
+	return b.String()
+}
+
+// Member is the revoked set's entry for a session: its sid in the default
+// realm (""), "<RealmTag(realm)>:<sid>" in any other, so revoking a
+// session of one realm can never refuse a token of another.
+func Member(realm, sid string) string {
+	if realm == "" {
+		return sid
+	}
+	return RealmTag(realm) + ":" + sid
+}
+
+// IsRevoked asks Redis whether sid (a Member name) is revoked now (for
+// callers that do not run a Watcher).
+func IsRevoked(ctx context.Context, rdb redis.UniversalClient, sid string) (bool, error) {
+	until, err := rdb.ZScore(ctx, Key, sid).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading revocation: %w", err)
+	}
+	return int64(until) >= time.Now().Unix(), nil
 }
 
 // watchers shares one Watcher per Redis URL across module instances and
@@ -89,9 +148,13 @@ type Watcher struct {
 	ps     *redis.PubSub // replaced when a probe goes unanswered
 	closed bool
 
-	mu      sync.RWMutex
-	revoked map[string]int64
-	loaded  bool
+	mu        sync.RWMutex
+	revoked   map[string]int64
+	loaded    bool
+	confirmed time.Time // when the set was last known current
+
+	started  time.Time
+	reported bool // the sync state last logged (run's goroutine only)
 }
 
 // Acquire returns the process's Watcher for redisURL, starting it on first
@@ -104,7 +167,8 @@ func Acquire(redisURL string, logger *zap.Logger) (*Watcher, error) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		w := &Watcher{url: redisURL, rdb: rdb, logger: logger, cancel: cancel,
-			done: make(chan struct{}), revoked: map[string]int64{}, probe: probePrefix + randomID() + " "}
+			done: make(chan struct{}), revoked: map[string]int64{}, probe: probePrefix + randomID() + " ",
+			started: time.Now(), reported: true}
 		w.ps = rdb.Subscribe(ctx, Channel)
 		go w.run(ctx)
 		return w, nil
@@ -133,7 +197,8 @@ func (w *Watcher) Destruct() error {
 	return redisclient.Release(w.url)
 }
 
-// Revoked reports whether sid is revoked now. It never touches Redis.
+// Revoked reports whether sid (a Member name) is revoked now. It never
+// touches Redis.
 func (w *Watcher) Revoked(sid string) bool {
 	if sid == "" {
 		return false
@@ -151,6 +216,48 @@ func (w *Watcher) Loaded() bool {
 	return w.loaded
 }
 
+// Synced reports whether the set is known to be current at now: loaded,
+// and confirmed within StaleAfter.
+func (w *Watcher) Synced(now time.Time) bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.loaded && now.Sub(w.confirmed) <= StaleAfter
+}
+
+// AllSynced reports whether every watcher of this process is Synced (true
+// when there is none).
+func AllSynced(now time.Time) bool {
+	all := true
+	watchers.Range(func(_, v any) bool {
+		all = v.(*Watcher).Synced(now)
+		return all
+	})
+	return all
+}
+
+func (w *Watcher) confirm() {
+	w.mu.Lock()
+	w.confirmed = time.Now()
+	w.mu.Unlock()
+}
+
+// reportSync logs when the set stops being current and when it is current
+// again; the first load gets StaleAfter before it counts as late.
+func (w *Watcher) reportSync(now time.Time) {
+	synced := w.Synced(now)
+	if synced == w.reported || (!synced && !w.Loaded() && now.Sub(w.started) < StaleAfter) {
+		return
+	}
+	w.reported = synced
+	if synced {
+		w.logger.Info("revocation status known again: the revoked-session set is current")
+		return
+	}
+	w.logger.Warn("revocation status unknown: the revoked-session set is not current (Redis unreachable?); "+
+		"authjwt with unavailable accept lets tokens through, with unavailable reject answers 503",
+		zap.String("redis", redisclient.Redact(w.url)), zap.Duration("stale_after", StaleAfter))
+}
+
 func (w *Watcher) run(ctx context.Context) {
 	defer close(w.done)
 	ps := w.ps
@@ -158,6 +265,7 @@ func (w *Watcher) run(ctx context.Context) {
 	lastLoad := time.Now()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		w.reportSync(time.Now())
 		msg, err := ps.ReceiveTimeout(ctx, probeEvery/2)
 		switch m := msg.(type) {
 		case *redis.Subscription:
@@ -169,6 +277,7 @@ func (w *Watcher) run(ctx context.Context) {
 		case *redis.Message:
 			if m.Payload == pr.pending {
 				pr.pending = ""
+				w.confirm() // everything published before it has arrived
 			} else {
 				w.apply(m.Payload)
 			}
@@ -249,7 +358,8 @@ func randomID() string {
 
 // reload replaces the in-memory set with Redis's, dropping expired entries.
 func (w *Watcher) reload(ctx context.Context) {
-	now := time.Now().Unix()
+	start := time.Now()
+	now := start.Unix()
 	zs, err := w.rdb.ZRangeByScoreWithScores(ctx, Key, &redis.ZRangeBy{
 		Min: strconv.FormatInt(now, 10), Max: "+inf"}).Result()
 	if err != nil {
@@ -271,6 +381,7 @@ func (w *Watcher) reload(ctx context.Context) {
 	}
 	w.revoked = fresh
 	w.loaded = true
+	w.confirmed = start // current as of when the read began
 	w.mu.Unlock()
 }
 

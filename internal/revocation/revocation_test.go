@@ -2,6 +2,7 @@ package revocation
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,4 +107,21 @@ func TestWatcherIsSharedAndStopsOnLastRelease(t *testing.T) {
 
 func redisZ(until time.Time, sid string) redis.Z {
 	return redis.Z{Score: float64(until.Unix()), Member: sid}
+}
+
+func TestMembersOfDifferentRealmsNeverCollide(t *testing.T) {
+	if Member("", "abc") != "abc" {
+		t.Errorf("the default realm's entries are the bare sids: %q", Member("", "abc"))
+	}
+	seen := map[string]string{}
+	for _, realm := range []string{"a", "a:b", "a%3Ab", "https://x.example/", "x y", "{u:1}", "é"} {
+		m := Member(realm, "s1")
+		if strings.ContainsAny(RealmTag(realm), ": {}") {
+			t.Errorf("tag of %q holds a separator: %q", realm, RealmTag(realm))
+		}
+		if other, dup := seen[m]; dup {
+			t.Errorf("realms %q and %q share the entry %q", realm, other, m)
+		}
+		seen[m] = realm
+	}
 }
