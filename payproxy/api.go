@@ -421,23 +421,48 @@ func (p *PayProxy) issue(ctx context.Context, t *tradeRecord) (*tradeRecord, err
 	return t, nil
 }
 
-// providerFailure maps a failed provider call. A definite "already paid"
-// is recorded as paid; everything else leaves the state UNKNOWN and is a
-// 502 (or 504 on timeout), never a guess.
+// providerFailure maps a failed provider call. Only a signed answer is
+// the provider's: an "already paid" one is settled by a signed query (the
+// order becomes paid only if the query says so, with the trade's amount),
+// a signed refusal is a 502 provider_rejected, and everything else (no
+// answer, an unsigned one, a system error) leaves the state UNKNOWN: a 502
+// (or 504 on timeout), never a guess.
 func (p *PayProxy) providerFailure(ctx context.Context, t *tradeRecord, err error) error {
 	if provider.IsCode(err, provider.CodeTradePaid) {
-		p.markPaid(ctx, t, "")
-		return errOrderPaid
+		return p.confirmPaid(ctx, t)
 	}
+	return describeProviderError(err)
+}
+
+func describeProviderError(err error) error {
 	if isTimeout(err) {
 		return &apiError{http.StatusGatewayTimeout, "provider_timeout", "the payment provider did not answer in time; the trade state is UNKNOWN, retry"}
 	}
-	if provider.IsDefinite(err) {
-		var pe *provider.Error
-		errors.As(err, &pe)
+	var pe *provider.Error
+	if errors.As(err, &pe) {
 		return &apiError{http.StatusBadGateway, "provider_rejected", "the payment provider refused: " + pe.ProviderCode}
 	}
-	return &apiError{http.StatusBadGateway, "provider_error", "the payment provider failed; the trade state is UNKNOWN, retry"}
+	return errProviderUnknown
+}
+
+var errProviderUnknown = &apiError{http.StatusBadGateway, "provider_error", "the payment provider failed; the trade state is UNKNOWN, retry"}
+
+// confirmPaid checks an "already paid" answer with a signed query: only a
+// query that says paid, for the trade's amount, records the payment.
+func (p *PayProxy) confirmPaid(ctx context.Context, t *tradeRecord) error {
+	q, err := p.queryTrade(ctx, t)
+	if err != nil {
+		return describeProviderError(err)
+	}
+	if q.Status != provider.TradePaid {
+		p.logger.Warn("the provider answered already paid but its query does not say paid",
+			zap.String("trade_no", t.TradeNo), zap.String("status", string(q.Status)))
+		return errProviderUnknown
+	}
+	if err := p.apply(ctx, t, q.Status, q.AmountFen, q.ProviderTradeID, "query"); err != nil {
+		return err
+	}
+	return errOrderPaid
 }
 
 func isTimeout(err error) bool {
@@ -449,10 +474,6 @@ func isTimeout(err error) bool {
 // replaces it; if the provider says it was paid, the order is paid.
 func (p *PayProxy) retire(ctx context.Context, t *tradeRecord) error {
 	err := p.closeAtProvider(ctx, t)
-	if provider.IsCode(err, provider.CodeTradePaid) {
-		p.markPaid(ctx, t, "")
-		return errOrderPaid
-	}
 	if err != nil {
 		return p.providerFailure(ctx, t, err)
 	}
@@ -560,9 +581,21 @@ func (p *PayProxy) serveGetTrade(w http.ResponseWriter, r *http.Request, order s
 // syncTrade asks the provider and applies what it says (no lock needed:
 // the transition is idempotent and tied to the trade number).
 func (p *PayProxy) syncTrade(ctx context.Context, t *tradeRecord) error {
+	if p.providers[t.Channel] == nil {
+		return nil
+	}
+	q, err := p.queryTrade(ctx, t)
+	if err != nil {
+		return err
+	}
+	return p.apply(ctx, t, q.Status, q.AmountFen, q.ProviderTradeID, "query")
+}
+
+// queryTrade asks the trade's provider for its state (a signed answer).
+func (p *PayProxy) queryTrade(ctx context.Context, t *tradeRecord) (provider.QueryResult, error) {
 	prov := p.providers[t.Channel]
 	if prov == nil {
-		return nil
+		return provider.QueryResult{}, &apiError{http.StatusConflict, "channel_unavailable", "the order's trade uses a channel that is no longer configured"}
 	}
 	var q provider.QueryResult
 	err := p.call(ctx, t.Channel, "query", func(ctx context.Context) error {
@@ -570,10 +603,7 @@ func (p *PayProxy) syncTrade(ctx context.Context, t *tradeRecord) error {
 		q, err = prov.Query(ctx, t.TradeNo)
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	return p.apply(ctx, t, q.Status, q.AmountFen, q.ProviderTradeID, "query")
+	return q, err
 }
 
 // apply moves a trade according to a status the provider reported (query

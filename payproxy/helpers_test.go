@@ -42,7 +42,13 @@ const webhookSecret = "whsec_test_0123456789"
 
 func newEnv(t *testing.T, redisOpts ...testredis.Option) *env {
 	t.Helper()
-	sim, err := paysim.New(paysim.Config{WechatRefundDelay: 300 * time.Millisecond})
+	return newEnvWithSim(t, paysim.Config{WechatRefundDelay: 300 * time.Millisecond}, redisOpts...)
+}
+
+// newEnvWithSim is newEnv with the simulator configured by cfg.
+func newEnvWithSim(t *testing.T, cfg paysim.Config, redisOpts ...testredis.Option) *env {
+	t.Helper()
+	sim, err := paysim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,18 +87,19 @@ func (p *PayProxy) refundNotification(ctx context.Context, t *tradeRecord, n *pr
 	if err != nil {
 		return err
 	}
-	if r.State != RefundProcessing {
+	switch {
+	case r.State == RefundFailed:
+		// Failed here, but the provider writes about it: its signed query
+		// decides, and a success is honoured.
+		p.recheckRefund(ctx, t, r)
 		return nil
-	}
-	if n.RefundState == provider.RefundProcessing {
+	case r.State != RefundProcessing:
+		return nil
+	case n.RefundState == provider.RefundProcessing:
 		if err := p.syncRefund(ctx, t, r, false); err != nil {
 			p.logger.Warn("refund query after notification failed; the poller retries", zap.Error(err))
 		}
 		return nil
 	}
-	if n.RefundState == provider.RefundSucceeded && n.RefundFen != r.AmountFen {
-		p.logger.Error("refund notification amount differs", zap.String("refund_no", r.RefundNo))
-		return errAmountMismatch
-	}
-	return p.applyRefund(ctx, t, r, n.RefundState)
+	return p.applyRefund(ctx, t, r, provider.RefundResult{Status: n.RefundState, AmountFen: n.RefundFen})
 }

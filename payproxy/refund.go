@@ -107,10 +107,15 @@ func (p *PayProxy) createRefund(ctx context.Context, order, refundNo string, amo
 		return nil, errRefundMismatch
 	case status == "replay":
 		p.rebindRefundNo(ctx, order, refundNo)
-		if rec.State == RefundProcessing {
+		switch rec.State {
+		case RefundProcessing:
 			// Make sure it is polled even if the first request died
 			// between its reservation and its scheduling.
 			_ = p.store.schedule(ctx, order, time.Now().Add(time.Duration(p.PollInterval)))
+		case RefundFailed:
+			// Asked again about a failed refund: the provider may have
+			// carried it out after all (its signed query decides).
+			p.recheckRefund(ctx, t, rec)
 		}
 		return rec, nil
 	}
@@ -182,7 +187,7 @@ func (p *PayProxy) executeRefund(ctx context.Context, t *tradeRecord, r *refundR
 	if res.Status == provider.RefundProcessing {
 		return p.syncRefund(ctx, t, r, false)
 	}
-	return p.applyRefund(ctx, t, r, res.Status)
+	return p.applyRefund(ctx, t, r, res)
 }
 
 // syncRefund asks the provider about a PROCESSING refund. resend allows
@@ -203,17 +208,33 @@ func (p *PayProxy) syncRefund(ctx context.Context, t *tradeRecord, r *refundReco
 		return err
 	}
 	if res.Status == provider.RefundNotFound {
-		if resend {
+		if resend && r.State == RefundProcessing {
 			return p.executeRefund(ctx, t, r)
 		}
 		return nil
 	}
-	return p.applyRefund(ctx, t, r, res.Status)
+	return p.applyRefund(ctx, t, r, res)
 }
 
-func (p *PayProxy) applyRefund(ctx context.Context, t *tradeRecord, r *refundRecord, st provider.RefundStatus) error {
-	switch st {
+// recheckRefund asks the provider about a FAILED refund; a signed success
+// is honoured (the refund is SUCCESS after all, its amount reserved again).
+func (p *PayProxy) recheckRefund(ctx context.Context, t *tradeRecord, r *refundRecord) {
+	if err := p.syncRefund(ctx, t, r, false); err != nil {
+		p.logger.Warn("checking a failed refund with the provider failed", zap.String("refund_no", r.RefundNo), zap.Error(err))
+	}
+}
+
+// applyRefund settles a refund from the provider's signed answer. A
+// success must be for the reserved amount: any other amount is logged
+// and left for a person, never recorded as this refund.
+func (p *PayProxy) applyRefund(ctx context.Context, t *tradeRecord, r *refundRecord, res provider.RefundResult) error {
+	switch res.Status {
 	case provider.RefundSucceeded:
+		if res.AmountFen != r.AmountFen {
+			p.logger.Error("the provider reports a refund amount different from the reserved one",
+				zap.String("refund_no", r.RefundNo), zap.Int64("reserved_fen", r.AmountFen), zap.Int64("reported_fen", res.AmountFen))
+			return errAmountMismatch
+		}
 		p.settle(ctx, t, r, RefundSuccess)
 	case provider.RefundFailed:
 		p.settle(ctx, t, r, RefundFailed)

@@ -89,7 +89,9 @@ return {'created', rec}
 `)
 
 // refundSettleScript ends a PROCESSING refund once: SUCCESS keeps the
-// reservation, FAILED releases it. The event goes to the outbox.
+// reservation, FAILED releases it. A FAILED refund the provider later
+// reports (signed) as SUCCESS becomes SUCCESS and is reserved again: the
+// money moved. SUCCESS is final. The event goes to the outbox.
 //
 // KEYS: trade, refunds, outbox. ARGV: refund_no, to_state, now_ms,
 // event_id, event_json.
@@ -97,7 +99,9 @@ var refundSettleScript = redis.NewScript(`
 local prev = redis.call('HGET', KEYS[2], ARGV[1])
 if not prev then return 'unknown' end
 local r = cjson.decode(prev)
-if r.state ~= 'PROCESSING' then return 'same' end
+if r.state == ARGV[2] or r.state == 'SUCCESS' then return 'same' end
+if r.state == 'FAILED' and ARGV[2] ~= 'SUCCESS' then return 'same' end
+if r.state == 'FAILED' then redis.call('HINCRBY', KEYS[1], 'refunded_fen', r.amount_fen) end
 r.state = ARGV[2]
 r.settled_at = tonumber(ARGV[3])
 if ARGV[2] == 'FAILED' then redis.call('HINCRBY', KEYS[1], 'refunded_fen', -r.amount_fen) end

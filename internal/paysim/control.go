@@ -20,6 +20,7 @@ func (s *Sim) controlRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /_sim/calls", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Calls()) })
 	mux.HandleFunc("POST /_sim/faults", s.controlFault)
+	mux.HandleFunc("GET /_sim/faults", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Faults()) })
 	mux.HandleFunc("/_sim/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such control endpoint")
 	})
@@ -71,11 +72,11 @@ func (s *Sim) controlFault(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", "body must be {\"operation\",\"mode\",\"count\",\"delay_ms\"}: "+err.Error())
+		writeError(w, http.StatusBadRequest, "invalid_request", "body must be {\"operation\",\"mode\",\"count\",\"delay_ms\",\"status\",\"code\"}: "+err.Error())
 		return
 	}
 	if !validFault(f) || f.Count < 0 || f.DelayMS < 0 {
-		writeError(w, http.StatusBadRequest, "invalid_request", "unknown operation or mode, or negative count/delay_ms")
+		writeError(w, http.StatusBadRequest, "invalid_request", "unknown operation or mode, negative count/delay_ms, or a status outside 200-599")
 		return
 	}
 	s.SetFault(f)

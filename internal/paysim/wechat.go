@@ -56,17 +56,54 @@ func (s *Sim) serveWechat(w http.ResponseWriter, r *http.Request) {
 		s.wechatReply(w, http.StatusNotFound, wechatError{"NOT_FOUND", "请求的资源不存在"})
 		return
 	}
-	s.runOp(w, r, op,
-		func(w http.ResponseWriter) {
-			s.wechatReply(w, http.StatusInternalServerError, wechatError{"SYSTEM_ERROR", "系统错误"})
-		},
-		func(w http.ResponseWriter) {
+	s.runOp(w, r, op, opAnswers{
+		work: func(w http.ResponseWriter) {
 			if msg := s.wechatAuth(r, body); msg != "" {
 				s.wechatReply(w, http.StatusUnauthorized, wechatError{"SIGN_ERROR", msg})
 				return
 			}
 			handle(w)
-		})
+		},
+		sysError: func(w http.ResponseWriter) {
+			s.wechatReply(w, http.StatusInternalServerError, wechatError{"SYSTEM_ERROR", "系统错误"})
+		},
+		ignored: func(w http.ResponseWriter) { s.wechatIgnored(w, op, body, handle) },
+		unsigned: func(w http.ResponseWriter, status int, code string) {
+			if code == "" {
+				code = "SYSTEM_ERROR"
+			}
+			b, _ := json.Marshal(wechatError{code, "paysim unsigned_error: an answer no provider signed"})
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(status)
+			_, _ = w.Write(b)
+		},
+	})
+}
+
+// wechatIgnored answers an operation's normal, signed success without
+// changing anything: a close that did not take effect, a prepay whose
+// code_url leads nowhere, a refund that never moves money. Queries change
+// nothing anyway and answer normally.
+func (s *Sim) wechatIgnored(w http.ResponseWriter, op string, body []byte, handle func(http.ResponseWriter)) {
+	switch op {
+	case "wechat.close":
+		s.wechatReply(w, http.StatusNoContent, nil)
+	case "wechat.native.prepay":
+		s.wechatReply(w, http.StatusOK, map[string]string{"code_url": "weixin://wxpay/bizpayurl?pr=" + randAlnum(7)})
+	case "wechat.refund":
+		var req wechatRefundReq
+		_ = json.Unmarshal(body, &req)
+		rf := &Refund{OutTradeNo: req.OutTradeNo, TradeNo: req.TransactionID, OutRefundNo: req.OutRefundNo,
+			RefundID: "50" + randDigits(28), Status: "PROCESSING", CreatedAt: time.Now()}
+		t := &Trade{}
+		if req.Amount != nil {
+			rf.AmountFen, _ = parseFen(json.Number(req.Amount.Refund))
+			t.TotalFen, _ = parseFen(json.Number(req.Amount.Total))
+		}
+		s.wechatReply(w, http.StatusOK, s.wechatRefundView(rf, t))
+	default:
+		handle(w)
+	}
 }
 
 var authParamRE = regexp.MustCompile(`(\w+)="([^"]*)"`)
