@@ -470,49 +470,6 @@ func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
-// retire closes a live trade at the provider before a different one
-// replaces it; if the provider says it was paid, the order is paid.
-func (p *PayProxy) retire(ctx context.Context, t *tradeRecord) error {
-	err := p.closeAtProvider(ctx, t)
-	if err != nil {
-		return p.providerFailure(ctx, t, err)
-	}
-	changed, ev, err := p.store.transition(ctx, t, StateClosed, "", time.Now())
-	if err != nil {
-		return err
-	}
-	if changed {
-		p.publish(ctx, t.OrderNo, ev)
-	}
-	return nil
-}
-
-func (p *PayProxy) closeAtProvider(ctx context.Context, t *tradeRecord) error {
-	prov := p.providers[t.Channel]
-	if prov == nil {
-		return &apiError{http.StatusConflict, "channel_unavailable", "the order's trade uses a channel that is no longer configured"}
-	}
-	err := p.call(ctx, t.Channel, "close", func(ctx context.Context) error { return prov.Close(ctx, t.TradeNo) })
-	if provider.IsCode(err, provider.CodeTradeNotFound) {
-		return nil // the creation never reached the provider: nothing can be paid
-	}
-	return err
-}
-
-// markPaid records a payment the provider confirmed and publishes
-// trade.paid once.
-func (p *PayProxy) markPaid(ctx context.Context, t *tradeRecord, providerTradeID string) {
-	changed, ev, err := p.store.transition(ctx, t, StatePaid, providerTradeID, time.Now())
-	if err != nil {
-		p.logger.Error("recording payment failed", zap.String("trade_no", t.TradeNo), zap.Error(err))
-		return
-	}
-	if changed {
-		t.State = StatePaid
-		p.publish(ctx, t.OrderNo, ev)
-	}
-}
-
 // call runs one provider operation with provider_timeout and metrics.
 func (p *PayProxy) call(ctx context.Context, channel, op string, fn func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(p.ProviderTimeout))
@@ -604,31 +561,6 @@ func (p *PayProxy) queryTrade(ctx context.Context, t *tradeRecord) (provider.Que
 		return err
 	})
 	return q, err
-}
-
-// apply moves a trade according to a status the provider reported (query
-// or verified notification). A paid amount that differs from the stored
-// one never marks the trade paid.
-func (p *PayProxy) apply(ctx context.Context, t *tradeRecord, status provider.TradeStatus, amount int64, providerID, source string) error {
-	switch status {
-	case provider.TradePaid:
-		if amount != t.AmountFen {
-			p.logger.Error("provider reports a paid amount different from the trade's",
-				zap.String("source", source), zap.String("trade_no", t.TradeNo),
-				zap.Int64("stored_fen", t.AmountFen), zap.Int64("reported_fen", amount))
-			return errAmountMismatch
-		}
-		p.markPaid(ctx, t, providerID)
-	case provider.TradeClosed:
-		changed, ev, err := p.store.transition(ctx, t, StateClosed, "", time.Now())
-		if err != nil {
-			return err
-		}
-		if changed {
-			p.publish(ctx, t.OrderNo, ev)
-		}
-	}
-	return nil
 }
 
 var errAmountMismatch = &apiError{http.StatusBadRequest, "amount_mismatch", "the amount differs from the stored trade"}

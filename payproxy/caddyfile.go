@@ -56,6 +56,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    lock_ttl <duration>
 //	    poll_interval <duration>
 //	    pay_timeout <duration>
+//	    duplicate_refund auto|off
 //	    webhook <url> {
 //	        secret <secret>
 //	        max_attempts <n>
@@ -107,6 +108,8 @@ func (p *PayProxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfgargs.Duration(d, &p.PollInterval, false)
 		case "pay_timeout":
 			err = cfgargs.Duration(d, &p.PayTimeout, false)
+		case "duplicate_refund":
+			err = cfgargs.One(d, &p.DuplicateRefund)
 		case "alipay":
 			p.Alipay = new(AlipayConfig)
 			err = p.Alipay.unmarshal(d)

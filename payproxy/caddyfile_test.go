@@ -97,6 +97,7 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		lock_ttl 4s
 		poll_interval 2s
 		pay_timeout 30m
+		duplicate_refund off
 		webhook http://backend/hooks {
 			secret {env.WEBHOOK_SECRET}
 			max_attempts 7
@@ -125,10 +126,12 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		PollInterval: caddy.Duration(2 * time.Second), PayTimeout: caddy.Duration(30 * time.Minute),
 		Webhook: &payproxy.WebhookConfig{URL: "http://backend/hooks", Secret: "{env.WEBHOOK_SECRET}", MaxAttempts: 7,
 			Backoff: caddy.Duration(2 * time.Second), MaxBackoff: caddy.Duration(time.Minute)},
+		DuplicateRefund: "off",
 	}
 	if !reflect.DeepEqual(got.Alipay, want.Alipay) || !reflect.DeepEqual(got.Wechat, want.Wechat) || !reflect.DeepEqual(got.Webhook, want.Webhook) ||
 		got.Redis != want.Redis || !reflect.DeepEqual(got.LockRedis, want.LockRedis) || got.Prefix != want.Prefix || got.OrderSource != want.OrderSource ||
-		got.ProviderTimeout != want.ProviderTimeout || got.LockTTL != want.LockTTL || got.PollInterval != want.PollInterval || got.PayTimeout != want.PayTimeout {
+		got.ProviderTimeout != want.ProviderTimeout || got.LockTTL != want.LockTTL || got.PollInterval != want.PollInterval || got.PayTimeout != want.PayTimeout ||
+		got.DuplicateRefund != want.DuplicateRefund {
 		t.Fatalf("adapted:\n%s", raw)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -48,18 +49,12 @@ func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *pr
 	if err != nil {
 		return "error", err
 	}
-	t, err := p.store.load(ctx, order)
+	t, err := p.tradeOfNotification(ctx, order, channel, n)
 	if err != nil {
-		return "error", err
+		return "unknown_trade", err
 	}
 	if t.Channel != channel {
 		return "unknown_trade", &apiError{http.StatusNotFound, "not_found", "no such trade"}
-	}
-	if t.TradeNo != n.TradeNo {
-		// A replaced trade: its record is gone, so only log what happened.
-		p.logger.Error("notification for a replaced trade; check it with the provider",
-			zap.String("order_no", order), zap.String("trade_no", n.TradeNo), zap.String("status", string(n.Status)))
-		return "replaced_trade", nil
 	}
 	if n.Kind == provider.NotifyRefund {
 		return "refund", p.refundNotification(ctx, t, n)
@@ -73,6 +68,27 @@ func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *pr
 		return "error", err
 	}
 	return "applied", nil
+}
+
+// tradeOfNotification finds the trade a verified notification is about:
+// the order's current trade or a retired one. A paid trade that the
+// order's index names but no record holds (lost in a failover, or
+// replaced by a version that did not keep retired trades) is taken from
+// the notification, so that the payment is still recorded.
+func (p *PayProxy) tradeOfNotification(ctx context.Context, order, channel string, n *provider.Notification) (*tradeRecord, error) {
+	t, err := p.store.tradeOf(ctx, order, n.TradeNo)
+	if !errors.Is(err, errNoRecord) || n.Kind != provider.NotifyTrade || n.Status != provider.TradePaid {
+		if errors.Is(err, errNoRecord) {
+			return nil, &apiError{http.StatusNotFound, "not_found", "no such trade"}
+		}
+		return t, err
+	}
+	p.logger.Error("payment of a trade with no record; keeping it from the notification",
+		zap.String("order_no", order), zap.String("trade_no", n.TradeNo))
+	if err := p.store.adopt(ctx, order, n.TradeNo, channel, n.AmountFen, time.Now()); err != nil {
+		return nil, err
+	}
+	return p.store.tradeOf(ctx, order, n.TradeNo)
 }
 
 // refundNotification settles a refund from a WeChat refund notification,

@@ -81,6 +81,12 @@ type PayProxy struct {
 	PayTimeout caddy.Duration `json:"pay_timeout,omitempty"`
 	// Where trade and refund events are POSTed; omitted = no events.
 	Webhook *WebhookConfig `json:"webhook,omitempty"`
+	// What happens to a duplicate payment (a second trade of an already
+	// paid order paid too, e.g. a QR code whose close did not take
+	// effect): "auto" refunds it in full (refund_no DUP_<trade_no>);
+	// "off" only records and reports it (trade.duplicate_paid), for a
+	// person to refund. Default: auto
+	DuplicateRefund string `json:"duplicate_refund,omitempty"`
 
 	logger        *zap.Logger
 	rdb           redis.UniversalClient
@@ -354,8 +360,19 @@ func (p *PayProxy) Validate() error {
 	if p.OrderSource != "" && !strings.Contains(p.OrderSource, "{order_no}") {
 		return errors.New("payproxy: order_source must contain {order_no}")
 	}
+	switch p.DuplicateRefund {
+	case "", duplicateRefundAuto, duplicateRefundOff:
+	default:
+		return fmt.Errorf("payproxy: duplicate_refund must be auto or off, got %q", p.DuplicateRefund)
+	}
 	return nil
 }
+
+// duplicate_refund values.
+const (
+	duplicateRefundAuto = "auto"
+	duplicateRefundOff  = "off"
+)
 
 // Cleanup stops the background goroutines and releases the Redis clients.
 // It is safe after a failed Provision.

@@ -85,7 +85,7 @@ func timeoutExpress(d time.Duration) string {
 }
 
 // Query maps Alipay's trade_status; ACQ.TRADE_NOT_EXIST (nobody scanned the
-// QR code yet) is "waiting", not an error.
+// QR code yet, so Alipay has no trade) is "not created", not an error.
 func (a *Adapter) Query(ctx context.Context, tradeNo string) (provider.QueryResult, error) {
 	rsp, err := a.client.TradeQuery(ctx, sdk.TradeQuery{OutTradeNo: tradeNo})
 	if err != nil {
@@ -93,7 +93,7 @@ func (a *Adapter) Query(ctx context.Context, tradeNo string) (provider.QueryResu
 	}
 	if !rsp.IsSuccess() {
 		if rsp.SubCode == "ACQ.TRADE_NOT_EXIST" {
-			return provider.QueryResult{Status: provider.TradeWaiting}, nil
+			return provider.QueryResult{Status: provider.TradeNotCreated}, nil
 		}
 		return provider.QueryResult{}, businessError(rsp.Error)
 	}

@@ -26,8 +26,10 @@ type Provider interface {
 	// Query asks the provider for the state of a trade; it is the source of
 	// truth.
 	Query(ctx context.Context, tradeNo string) (QueryResult, error)
-	// Close stops an unpaid trade so its QR code can no longer be paid.
-	// A paid trade yields an error whose Code is CodeTradePaid.
+	// Close asks the provider to stop an unpaid trade so its QR code can
+	// no longer be paid. A nil error means the provider accepted the close,
+	// not that it took effect: only a query tells. A paid trade yields an
+	// error whose Code is CodeTradePaid.
 	Close(ctx context.Context, tradeNo string) error
 	// Refund asks for a refund; RefundNo is the provider's idempotency key.
 	Refund(ctx context.Context, req RefundRequest) (RefundResult, error)
@@ -60,6 +62,11 @@ const (
 	TradePaid TradeStatus = "PAID"
 	// TradeClosed: closed without payment.
 	TradeClosed TradeStatus = "CLOSED"
+	// TradeNotCreated: the provider holds no such trade (signed answer):
+	// an Alipay QR code nobody scanned yet (the trade exists at Alipay
+	// only from the scan on), a WeChat prepay that never arrived. Not
+	// paid; whether it can still be paid depends on what was done to it.
+	TradeNotCreated TradeStatus = "NOT_CREATED"
 )
 
 // QueryResult is what Query learned.

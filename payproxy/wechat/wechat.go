@@ -147,8 +147,8 @@ func (a *Adapter) Create(ctx context.Context, req provider.CreateRequest) (strin
 	return *rsp.CodeUrl, nil
 }
 
-// Query maps trade_state; an order WeChat does not know is "waiting" (the
-// prepay never arrived), which the poller closes at its deadline.
+// Query maps trade_state; an order WeChat does not know (the prepay never
+// arrived) is "not created", which the poller closes at its deadline.
 func (a *Adapter) Query(ctx context.Context, tradeNo string) (provider.QueryResult, error) {
 	tx, _, err := a.native.QueryOrderByOutTradeNo(ctx, native.QueryOrderByOutTradeNoRequest{
 		OutTradeNo: core.String(tradeNo), Mchid: core.String(a.cfg.MchID),
@@ -156,7 +156,7 @@ func (a *Adapter) Query(ctx context.Context, tradeNo string) (provider.QueryResu
 	if err != nil {
 		err = a.answerError(ctx, "query", err)
 		if provider.IsCode(err, provider.CodeTradeNotFound) {
-			return provider.QueryResult{Status: provider.TradeWaiting}, nil
+			return provider.QueryResult{Status: provider.TradeNotCreated}, nil
 		}
 		return provider.QueryResult{}, err
 	}
