@@ -9,6 +9,7 @@ ROOT=$PWD
 
 CUSTOMER_PORT=${CUSTOMER_PORT:-8081}
 COURIER_PORT=${COURIER_PORT:-8082}
+INTERNAL_PORT=${INTERNAL_PORT:-8083}
 PAYSIM_PORT=${PAYSIM_PORT:-8090}
 BACKEND_PORT=${BACKEND_PORT:-9000}
 REDIS_PORT=${REDIS_PORT:-6390}
@@ -74,6 +75,8 @@ wait_port backend "$BACKEND_PORT"
 export TOLLGATE_ADMIN="127.0.0.1:$ADMIN_PORT"
 export TOLLGATE_CUSTOMER_SITE="http://127.0.0.1:$CUSTOMER_PORT"
 export TOLLGATE_COURIER_SITE="http://127.0.0.1:$COURIER_PORT"
+export TOLLGATE_INTERNAL_SITE="http://127.0.0.1:$INTERNAL_PORT"
+export TOLLGATE_INTERNAL_BIND=127.0.0.1
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export JWT_SIGNING_KEY_FILE="$WORK/jwt/jwt-signing.pem"
 export JWT_PUBLIC_KEY_FILE="$WORK/jwt/jwt-public.pem"
@@ -88,9 +91,11 @@ bin/tollgate run --config caddyfile.example --adapter caddyfile >"$WORK/tollgate
 PIDS+=($!)
 wait_port tollgate "$COURIER_PORT"
 wait_port tollgate "$CUSTOMER_PORT"
+wait_port tollgate "$INTERNAL_PORT"
 
 status=0
 "$WORK/walkthrough" -customer "$TOLLGATE_CUSTOMER_SITE" -courier "$TOLLGATE_COURIER_SITE" \
+	-internal "$TOLLGATE_INTERNAL_SITE" -service-key "$JWT_SIGNING_KEY_FILE" \
 	-paysim "$PAYSIM_URL" -backend "http://$BACKEND" -grace "$REUSE_GRACE" -out "${DEMO_OUT:-$ROOT/bin}" || status=$?
 echo
 say "What the backend's webhook receiver printed:"

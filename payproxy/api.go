@@ -21,25 +21,35 @@ import (
 	"github.com/tollgate/tollgate/payproxy/provider"
 )
 
-// route dispatches a request under the prefix; false = not ours.
+// route dispatches a request under the prefix; false = not ours. An
+// endpoint of an operation this route does not serve is answered 404 here,
+// never passed on: the next handler (often a reverse_proxy) must not serve
+// a payment path by accident.
 func (p *PayProxy) route(w http.ResponseWriter, r *http.Request, rest string) bool {
 	parts := strings.Split(rest, "/")
+	var op, method string
+	var h http.HandlerFunc
 	switch {
 	case rest == "trades":
-		p.only(w, r, http.MethodPost, p.serveCreate)
+		op, method, h = opCreate, http.MethodPost, p.serveCreate
 	case len(parts) == 2 && parts[0] == "trades":
-		p.only(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { p.serveGetTrade(w, r, parts[1]) })
+		op, method, h = opStatus, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { p.serveGetTrade(w, r, parts[1]) }
 	case len(parts) == 3 && parts[0] == "trades" && parts[2] == "close":
-		p.only(w, r, http.MethodPost, func(w http.ResponseWriter, r *http.Request) { p.serveClose(w, r, parts[1]) })
+		op, method, h = opClose, http.MethodPost, func(w http.ResponseWriter, r *http.Request) { p.serveClose(w, r, parts[1]) }
 	case rest == "refunds":
-		p.only(w, r, http.MethodPost, p.serveRefund)
+		op, method, h = opRefund, http.MethodPost, p.serveRefund
 	case len(parts) == 2 && parts[0] == "refunds":
-		p.only(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { p.serveGetRefund(w, r, parts[1]) })
+		op, method, h = opRefund, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { p.serveGetRefund(w, r, parts[1]) }
 	case len(parts) == 2 && parts[0] == "notify":
-		p.only(w, r, http.MethodPost, func(w http.ResponseWriter, r *http.Request) { p.serveNotify(w, r, parts[1]) })
+		op, method, h = opNotify, http.MethodPost, func(w http.ResponseWriter, r *http.Request) { p.serveNotify(w, r, parts[1]) }
 	default:
 		return false
 	}
+	if !p.serves(op) {
+		writeError(w, http.StatusNotFound, "not_found", "this route does not serve "+op)
+		return true
+	}
+	p.only(w, r, method, h)
 	return true
 }
 
@@ -512,6 +522,10 @@ func (p *PayProxy) serveGetTrade(w http.ResponseWriter, r *http.Request, order s
 		return
 	}
 	setPlaceholders(r, order, "", "")
+	if err := p.authorize(r, order); err != nil {
+		p.fail(w, err)
+		return
+	}
 	t, err := p.store.load(r.Context(), order)
 	if errors.Is(err, errNoRecord) {
 		p.fail(w, errNotFound)
@@ -571,6 +585,10 @@ func (p *PayProxy) serveClose(w http.ResponseWriter, r *http.Request, order stri
 		return
 	}
 	setPlaceholders(r, order, "", "")
+	if err := p.authorize(r, order); err != nil {
+		p.fail(w, err)
+		return
+	}
 	t, err := p.closeTrade(r.Context(), order)
 	if err != nil {
 		p.fail(w, err)

@@ -51,7 +51,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        base_url <url>
 //	        notify_url <url>
 //	    }
+//	    operations create|status|close|refund|notify...
 //	    order_source <url-template>
+//	    order_claims <claim>...
 //	    provider_timeout <duration>
 //	    lock_ttl <duration>
 //	    poll_interval <duration>
@@ -100,6 +102,10 @@ func (p *PayProxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err == nil && !strings.Contains(p.OrderSource, "{order_no}") {
 				err = d.Errf("order_source %q must contain {order_no}", p.OrderSource)
 			}
+		case "operations":
+			err = cfgargs.AtLeastOne(d, &p.Operations)
+		case "order_claims":
+			err = cfgargs.AtLeastOne(d, &p.OrderClaims)
 		case "provider_timeout":
 			err = cfgargs.Duration(d, &p.ProviderTimeout, false)
 		case "lock_ttl":

@@ -34,6 +34,8 @@ type env struct {
 	base    string // http://127.0.0.1:<port>
 	options map[string]string
 	extra   string // extra lines inside the payproxy block
+	// site is put at the start of the site block (e.g. an authjwt).
+	site string
 	// redisURL replaces the single redis-server (e.g. a Cluster URL).
 	redisURL string
 }
@@ -59,7 +61,7 @@ func newEnvWithSim(t *testing.T, cfg paysim.Config, redisOpts ...testredis.Optio
 	e.base = fmt.Sprintf("http://127.0.0.1:%d", e.port)
 	e.options = map[string]string{
 		"provider_timeout": "2s", "lock_ttl": "1s", "poll_interval": "200ms", "pay_timeout": "1m",
-		"max_attempts": "5",
+		"max_attempts": "5", "operations": "create status close refund notify",
 	}
 	return e
 }
@@ -69,7 +71,7 @@ func (e *env) caddyfile(port int) string {
 	k := e.sim.Keys()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	var opts strings.Builder
-	for _, name := range []string{"provider_timeout", "lock_ttl", "poll_interval", "pay_timeout"} {
+	for _, name := range []string{"provider_timeout", "lock_ttl", "poll_interval", "pay_timeout", "operations"} {
 		if v := e.options[name]; v != "" {
 			fmt.Fprintf(&opts, "\t\t%s %s\n", name, v)
 		}
@@ -79,7 +81,7 @@ func (e *env) caddyfile(port int) string {
 		redisURL = e.redisURL
 	}
 	return fmt.Sprintf(`http://127.0.0.1:%d {
-	payproxy {
+%s	payproxy {
 		redis %s
 		prefix /pay
 		alipay {
@@ -112,7 +114,7 @@ func (e *env) caddyfile(port int) string {
 	header >X-Payproxy-Lock {http.payproxy.lock}
 	respond "upstream" 200
 }
-`, port, redisURL,
+`, port, e.site, redisURL,
 		k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, e.simURL, base,
 		k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key,
 		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, e.simURL, base,

@@ -180,7 +180,8 @@ func countGoroutines(fn string) int {
 }
 
 // TestOrderSourceDecidesTheAmount: the backend's amount and subject win,
-// identity headers are forwarded, and its 404/403 reach the client.
+// no request header is forwarded (without authjwt there is no verified
+// identity to send), and its 404/403 reach the client.
 func TestOrderSourceDecidesTheAmount(t *testing.T) {
 	var mu sync.Mutex
 	seen := http.Header{}
@@ -211,7 +212,7 @@ func TestOrderSourceDecidesTheAmount(t *testing.T) {
 		t.Fatalf("amount %d", r.num("amount_fen"))
 	}
 	mu.Lock()
-	if seen.Get("X-User-Id") != "42" || seen.Get("X-User-Roles") != "courier" || seen.Get("Authorization") != "Bearer t" || seen.Get("X-Other") != "" {
+	if seen.Get("X-User-Id") != "" || seen.Get("X-User-Roles") != "" || seen.Get("Authorization") != "" || seen.Get("X-Other") != "" {
 		t.Errorf("forwarded headers: %v", seen)
 	}
 	mu.Unlock()
