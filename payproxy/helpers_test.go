@@ -36,6 +36,8 @@ type env struct {
 	extra   string // extra lines inside the payproxy block
 	// site is put at the start of the site block (e.g. an authjwt).
 	site string
+	// alipayGateway replaces paysim's /gateway.do (e.g. a recording proxy).
+	alipayGateway string
 	// redisURL replaces the single redis-server (e.g. a Cluster URL).
 	redisURL string
 }
@@ -80,6 +82,10 @@ func (e *env) caddyfile(port int) string {
 	if e.redisURL != "" {
 		redisURL = e.redisURL
 	}
+	gateway := e.simURL + "/gateway.do"
+	if e.alipayGateway != "" {
+		gateway = e.alipayGateway
+	}
 	return fmt.Sprintf(`http://127.0.0.1:%d {
 %s	payproxy {
 		redis %s
@@ -88,7 +94,7 @@ func (e *env) caddyfile(port int) string {
 			app_id %s
 			private_key %s
 			alipay_public_key %s
-			gateway %s/gateway.do
+			gateway %s
 			notify_url %s/pay/notify/alipay
 		}
 		wechat {
@@ -115,7 +121,7 @@ func (e *env) caddyfile(port int) string {
 	respond "upstream" 200
 }
 `, port, e.site, redisURL,
-		k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, e.simURL, base,
+		k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, gateway, base,
 		k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key,
 		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, e.simURL, base,
 		opts.String(), e.hooks.srv.URL, webhookSecret, e.options["max_attempts"], e.extra)

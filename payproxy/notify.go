@@ -24,6 +24,12 @@ func (p *PayProxy) serveNotify(w http.ResponseWriter, r *http.Request, channel s
 		return
 	}
 	n, err := prov.ParseNotification(r)
+	if errors.Is(err, provider.ErrRefusedNotification) {
+		p.metrics.notification(channel, "refused")
+		p.logger.Warn("notification refused", zap.String("channel", channel), zap.Error(err))
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
 	if err != nil {
 		p.metrics.notification(channel, "invalid_signature")
 		p.logger.Warn("notification refused", zap.String("channel", channel), zap.Error(err))

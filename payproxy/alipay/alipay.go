@@ -33,16 +33,28 @@ type Adapter struct {
 	client *sdk.Client
 }
 
+// productionGateway is Alipay's open API gateway.
+const productionGateway = "https://openapi.alipay.com/gateway.do"
+
 // New builds the SDK client. It does not touch the network.
+//
+// The SDK's "production" flag does one thing besides choosing the default
+// gateway: an answer or a notification naming an alipay_cert_sn it has no
+// key for makes it download that certificate (unverified, from the
+// gateway, holding the lock every call needs) and make it its default
+// verifier. payproxy uses public-key mode, with the one key it is given,
+// so the client is built with the flag off and the gateway set explicitly:
+// an unknown alipay_cert_sn is then only an error.
 func New(cfg Config) (*Adapter, error) {
-	opts := []sdk.OptionFunc{sdk.WithTimeLocation(chinaTZ)}
+	gateway := cfg.Gateway
+	if gateway == "" {
+		gateway = productionGateway
+	}
+	opts := []sdk.OptionFunc{sdk.WithTimeLocation(chinaTZ), sdk.WithSandboxGateway(gateway)}
 	if cfg.HTTPClient != nil {
 		opts = append(opts, sdk.WithHTTPClient(cfg.HTTPClient))
 	}
-	if cfg.Gateway != "" {
-		opts = append(opts, sdk.WithProductionGateway(cfg.Gateway))
-	}
-	c, err := sdk.New(cfg.AppID, cfg.PrivateKeyPEM, true, opts...)
+	c, err := sdk.New(cfg.AppID, cfg.PrivateKeyPEM, false, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("alipay private_key: %w", err)
 	}
@@ -207,10 +219,16 @@ func (a *Adapter) QueryRefund(ctx context.Context, tradeNo, refundNo string) (pr
 
 // ParseNotification verifies the RSA2 signature over the POST form only
 // (query-string parameters are not signed by Alipay), then checks app_id.
+// A notification naming an alipay_cert_sn (certificate mode) is refused
+// before the SDK sees it: payproxy verifies with its configured public key
+// only, and a notification must never make it fetch or switch keys.
 // Refund notifications (refund_fee present) only tell payproxy to query.
 func (a *Adapter) ParseNotification(r *http.Request) (*provider.Notification, error) {
 	if err := r.ParseForm(); err != nil {
 		return nil, fmt.Errorf("alipay notification form: %w", err)
+	}
+	if _, ok := r.Form["alipay_cert_sn"]; ok {
+		return nil, fmt.Errorf("%w: alipay_cert_sn is not accepted (public-key mode)", provider.ErrRefusedNotification)
 	}
 	n, err := a.client.DecodeNotification(r.PostForm)
 	if err != nil {

@@ -151,6 +151,10 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("provider said %s (%s): %s", e.Code, e.ProviderCode, e.Message)
 }
 
+// ErrRefusedNotification marks a notification refused for its shape before
+// any verification (e.g. naming a key payproxy does not use): a 400.
+var ErrRefusedNotification = errors.New("notification refused")
+
 // IsCode reports whether err is a definite provider answer with code.
 func IsCode(err error, code string) bool {
 	var pe *Error
