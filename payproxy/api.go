@@ -98,18 +98,30 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // fail writes err as the documented JSON error; unexpected errors are
 // Redis failures (503), logged without secrets.
 func (p *PayProxy) fail(w http.ResponseWriter, err error) {
+	status, code, desc := p.answerOf(err)
+	writeError(w, status, code, desc)
+}
+
+// answerOf is the status, error code and description err is answered with.
+func (p *PayProxy) answerOf(err error) (int, string, string) {
 	var ae *apiError
 	var oe *orderSourceError
 	switch {
 	case errors.As(err, &ae):
-		writeError(w, ae.status, ae.code, ae.desc)
+		return ae.status, ae.code, ae.desc
 	case errors.As(err, &oe):
-		writeError(w, oe.status, oe.code, oe.desc)
-	default:
-		p.logger.Error("payment request failed", zap.Error(err))
-		writeError(w, errRedisDown.status, errRedisDown.code, errRedisDown.desc)
+		return oe.status, oe.code, oe.desc
 	}
+	p.logger.Error("payment request failed", zap.Error(err))
+	return errRedisDown.status, errRedisDown.code, errRedisDown.desc
 }
+
+// storeFailure is a Redis failure met on the way to or from the provider:
+// answered as Redis down (503), never taken for the provider's answer.
+type storeFailure struct{ err error }
+
+func (e *storeFailure) Error() string { return e.err.Error() }
+func (e *storeFailure) Unwrap() error { return e.err }
 
 // tradeView is the JSON of a trade.
 type tradeView struct {
@@ -445,6 +457,11 @@ func (p *PayProxy) providerFailure(ctx context.Context, t *tradeRecord, err erro
 }
 
 func describeProviderError(err error) error {
+	var sf *storeFailure
+	var ae *apiError
+	if errors.As(err, &sf) || errors.As(err, &ae) {
+		return err
+	}
 	if isTimeout(err) {
 		return &apiError{http.StatusGatewayTimeout, "provider_timeout", "the payment provider did not answer in time; the trade state is UNKNOWN, retry"}
 	}

@@ -27,23 +27,39 @@ func (p *PayProxy) serveNotify(w http.ResponseWriter, r *http.Request, channel s
 	if errors.Is(err, provider.ErrRefusedNotification) {
 		p.metrics.notification(channel, "refused")
 		p.logger.Warn("notification refused", zap.String("channel", channel), zap.Error(err))
-		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		prov.Refuse(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	if err != nil {
 		p.metrics.notification(channel, "invalid_signature")
 		p.logger.Warn("notification refused", zap.String("channel", channel), zap.Error(err))
-		writeError(w, http.StatusUnauthorized, "invalid_signature", "notification could not be verified")
+		prov.Refuse(w, http.StatusUnauthorized, "invalid_signature", "notification could not be verified")
 		return
 	}
 	setPlaceholders(r, "", n.TradeNo, "")
 	result, err := p.handleNotification(r.Context(), channel, n)
 	p.metrics.notification(channel, result)
 	if err != nil {
-		p.fail(w, err)
+		status, code, desc := p.answerOf(err)
+		prov.Refuse(w, status, code, desc)
 		return
 	}
 	prov.Acknowledge(w)
+}
+
+// stored makes sure that what a notification changed is durable before
+// the provider is told so (with wait_replicas, WAIT on a write of the
+// order's record: also a retry that finds the change made but not yet
+// confirmed), and queues the order's events still in its outbox.
+func (p *PayProxy) stored(ctx context.Context, order string) error {
+	if err := p.store.confirm(ctx, order); err != nil {
+		return &storeFailure{err}
+	}
+	if _, err := p.flushOutbox(ctx, order); err != nil {
+		p.logger.Warn("queueing the order's events failed; the poller will retry", zap.String("order_no", order), zap.Error(err))
+		p.scheduleNow(ctx, order)
+	}
+	return nil
 }
 
 func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *provider.Notification) (string, error) {
@@ -63,7 +79,10 @@ func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *pr
 		return "unknown_trade", &apiError{http.StatusNotFound, "not_found", "no such trade"}
 	}
 	if n.Kind == provider.NotifyRefund {
-		return "refund", p.refundNotification(ctx, t, n)
+		if err := p.refundNotification(ctx, t, n); err != nil {
+			return "refund", err
+		}
+		return "refund", p.stored(ctx, order)
 	}
 	if n.AmountFen != t.AmountFen {
 		p.logger.Error("notification amount differs from the trade's; not marking it paid",
@@ -71,6 +90,9 @@ func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *pr
 		return "amount_mismatch", errAmountMismatch
 	}
 	if err := p.apply(ctx, t, n.Status, n.AmountFen, "", "notification"); err != nil {
+		return "error", err
+	}
+	if err := p.stored(ctx, order); err != nil {
 		return "error", err
 	}
 	return "applied", nil
@@ -113,8 +135,7 @@ func (p *PayProxy) refundNotification(ctx context.Context, t *tradeRecord, n *pr
 	case r.State == RefundFailed:
 		// Failed here, but the provider writes about it: its signed query
 		// decides, and a success is honoured.
-		p.recheckRefund(ctx, t, r)
-		return nil
+		return p.recheckRefund(ctx, t, r)
 	case r.State != RefundProcessing:
 		return nil
 	case n.RefundState == provider.RefundProcessing:

@@ -89,6 +89,7 @@ func (p *PayProxy) apply(ctx context.Context, t *tradeRecord, status provider.Tr
 		}
 		if err := p.recordPayment(ctx, t, providerID); err != nil {
 			p.logger.Error("recording payment failed", zap.String("trade_no", t.TradeNo), zap.Error(err))
+			return &storeFailure{err}
 		}
 	case provider.TradeClosed:
 		return p.recordClosed(ctx, t)
@@ -101,7 +102,7 @@ func (p *PayProxy) apply(ctx context.Context, t *tradeRecord, status provider.Tr
 func (p *PayProxy) recordClosed(ctx context.Context, t *tradeRecord) error {
 	changed, ev, err := p.store.markClosed(ctx, t, time.Now())
 	if err != nil {
-		return err
+		return &storeFailure{err}
 	}
 	if changed {
 		t.State = StateClosed

@@ -115,7 +115,7 @@ func (p *PayProxy) createRefund(ctx context.Context, order, refundNo string, amo
 		case RefundFailed:
 			// Asked again about a failed refund: the provider may have
 			// carried it out after all (its signed query decides).
-			p.recheckRefund(ctx, t, rec)
+			_ = p.recheckRefund(ctx, t, rec)
 		}
 		return rec, nil
 	}
@@ -178,8 +178,7 @@ func (p *PayProxy) executeRefund(ctx context.Context, t *tradeRecord, r *refundR
 		return err
 	})
 	if provider.IsDefinite(err) {
-		p.settle(ctx, t, r, RefundFailed)
-		return nil
+		return p.settle(ctx, t, r, RefundFailed)
 	}
 	if err != nil {
 		return err
@@ -218,10 +217,12 @@ func (p *PayProxy) syncRefund(ctx context.Context, t *tradeRecord, r *refundReco
 
 // recheckRefund asks the provider about a FAILED refund; a signed success
 // is honoured (the refund is SUCCESS after all, its amount reserved again).
-func (p *PayProxy) recheckRefund(ctx context.Context, t *tradeRecord, r *refundRecord) {
-	if err := p.syncRefund(ctx, t, r, false); err != nil {
+func (p *PayProxy) recheckRefund(ctx context.Context, t *tradeRecord, r *refundRecord) error {
+	err := p.syncRefund(ctx, t, r, false)
+	if err != nil {
 		p.logger.Warn("checking a failed refund with the provider failed", zap.String("refund_no", r.RefundNo), zap.Error(err))
 	}
+	return err
 }
 
 // applyRefund settles a refund from the provider's signed answer. A
@@ -235,23 +236,26 @@ func (p *PayProxy) applyRefund(ctx context.Context, t *tradeRecord, r *refundRec
 				zap.String("refund_no", r.RefundNo), zap.Int64("reserved_fen", r.AmountFen), zap.Int64("reported_fen", res.AmountFen))
 			return errAmountMismatch
 		}
-		p.settle(ctx, t, r, RefundSuccess)
+		return p.settle(ctx, t, r, RefundSuccess)
 	case provider.RefundFailed:
-		p.settle(ctx, t, r, RefundFailed)
+		return p.settle(ctx, t, r, RefundFailed)
 	}
 	return nil
 }
 
-func (p *PayProxy) settle(ctx context.Context, t *tradeRecord, r *refundRecord, to string) {
+// settle records a refund's outcome and publishes its event once; a
+// failed write is returned, so that a notification is not acknowledged.
+func (p *PayProxy) settle(ctx context.Context, t *tradeRecord, r *refundRecord, to string) error {
 	changed, ev, err := p.store.settleRefund(ctx, t, r, to, time.Now())
 	if err != nil {
 		p.logger.Error("settling refund failed", zap.String("refund_no", r.RefundNo), zap.Error(err))
-		return
+		return &storeFailure{err}
 	}
 	if changed {
 		r.State = to
 		p.publish(ctx, t.OrderNo, ev)
 	}
+	return nil
 }
 
 func (p *PayProxy) serveGetRefund(w http.ResponseWriter, r *http.Request, refundNo string) {

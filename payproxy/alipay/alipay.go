@@ -6,6 +6,7 @@ package alipay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -261,6 +262,14 @@ func (a *Adapter) Acknowledge(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("success"))
+}
+
+// Refuse answers a notification with a failure: Alipay retries anything but
+// a plain "success". The body is tollgate's JSON error.
+func (a *Adapter) Refuse(w http.ResponseWriter, status int, code, description string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": description})
 }
 
 // businessError turns a signed non-10000 answer into a definite

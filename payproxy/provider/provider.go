@@ -39,8 +39,11 @@ type Provider interface {
 	// Any error means the request must not be trusted.
 	ParseNotification(r *http.Request) (*Notification, error)
 	// Acknowledge writes the answer the provider expects for a notification
-	// that was processed.
+	// that was processed (and whose effects are stored).
 	Acknowledge(w http.ResponseWriter)
+	// Refuse writes a failure answer the provider takes as "not received,
+	// retry" (status, tollgate's error code and a description).
+	Refuse(w http.ResponseWriter, status int, code, description string)
 }
 
 // CreateRequest is a new trade.

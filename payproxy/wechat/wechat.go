@@ -5,6 +5,7 @@ package wechat
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -321,6 +322,17 @@ func (a *Adapter) parse(r *http.Request, content any) (req *notify.Request, err 
 
 // Acknowledge answers 204, which WeChat takes as received.
 func (a *Adapter) Acknowledge(w http.ResponseWriter) { w.WriteHeader(http.StatusNoContent) }
+
+// Refuse answers a notification with WeChat's failure shape,
+// {"code":"FAIL","message":…} (4xx/5xx: WeChat retries), with tollgate's
+// error code and description alongside.
+func (a *Adapter) Refuse(w http.ResponseWriter, status int, code, description string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{
+		"code": "FAIL", "message": description, "error": code, "error_description": description,
+	})
+}
 
 // answerError turns the SDK's *core.APIError for a non-2xx answer into a
 // definite provider.Error, but only when WeChat Pay signed that answer: the
