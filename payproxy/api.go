@@ -1,6 +1,7 @@
 package payproxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -49,8 +50,43 @@ func (p *PayProxy) route(w http.ResponseWriter, r *http.Request, rest string) bo
 		writeError(w, http.StatusNotFound, "not_found", "this route does not serve "+op)
 		return true
 	}
+	if err := boundBody(w, r); err != nil {
+		w.Header().Set("Connection", "close")
+		if prov := p.providers[parts[len(parts)-1]]; op == opNotify && prov != nil {
+			prov.Refuse(w, err.status, err.code, err.desc)
+		} else {
+			writeError(w, err.status, err.code, err.desc)
+		}
+		return true
+	}
 	p.only(w, r, method, h)
 	return true
+}
+
+// maxBody bounds every request body payproxy reads: its JSON requests and
+// the providers' notifications are a few KiB.
+const maxBody = 64 << 10
+
+var errBodyTooLarge = &apiError{http.StatusRequestEntityTooLarge, "request_too_large", "the request body is over 64 KiB"}
+
+// boundBody reads the request's body, at most maxBody bytes, before
+// anything else does (the WeChat SDK reads a notification whole): a
+// declared or actual body over the limit is refused without reading
+// further, so a huge body costs no memory.
+func boundBody(w http.ResponseWriter, r *http.Request) *apiError {
+	if r.ContentLength > maxBody {
+		return errBodyTooLarge
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return errBodyTooLarge
+	}
+	if err != nil {
+		return badRequest("reading the body: %v", err)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return nil
 }
 
 func (p *PayProxy) only(w http.ResponseWriter, r *http.Request, method string, h http.HandlerFunc) {
@@ -199,7 +235,7 @@ type createRequest struct {
 }
 
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec := json.NewDecoder(r.Body) // bounded by boundBody
 	if err := dec.Decode(v); err != nil {
 		return badRequest("body is not valid JSON: %v", err)
 	}
