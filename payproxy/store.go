@@ -209,13 +209,19 @@ func (s *tradeStore) orderOfTrade(ctx context.Context, tradeNo string) (string, 
 
 // allocate stores a new trade (state UNKNOWN) before the provider is
 // called, so that a retry after a lost answer reuses its number, and puts
-// the order into the due set. One round trip: the commands of a pipeline
-// run in order, so the index exists before the trade (an orphan index is
-// harmless; a trade without one would make its notifications unknown).
+// the order into the due set. The index (trade_no → order) is written
+// first and on its own: on a Cluster it lives on another master than the
+// trade, and a pipeline sends to both at once, so the trade could exist
+// (and be answered, and be paid) while its index, which its notifications
+// need, did not. An orphan index is harmless. With wait_replicas the WAIT
+// after the trade covers the index too: replication is one stream per
+// master, and the trade's write comes later.
 func (s *tradeStore) allocate(ctx context.Context, t *tradeRecord, expectTradeNo string, pollAt time.Time) (bool, error) {
+	if err := s.rdb.Set(ctx, tradeIndexKey(t.TradeNo), t.OrderNo, 0).Err(); err != nil {
+		return false, fmt.Errorf("indexing trade %s: %w", t.TradeNo, err)
+	}
 	var alloc *redis.Cmd
 	err := s.durability.Pipelined(ctx, s.rdb, func(pipe redis.Pipeliner) {
-		pipe.Set(ctx, tradeIndexKey(t.TradeNo), t.OrderNo, 0)
 		alloc = allocScript.Eval(ctx, pipe, []string{tradeKey(t.OrderNo), tradesKey(t.OrderNo)},
 			t.OrderNo, t.TradeNo, t.Channel, t.AmountFen, t.Subject,
 			t.CreatedAt.UnixMilli(), t.ExpiresAt.UnixMilli(), expectTradeNo)
