@@ -28,9 +28,9 @@ func TestUnpaidTradesAreClosedAfterPayTimeout(t *testing.T) {
 		eventually(t, 5*time.Second, order+" CLOSED", func() bool { return e.get(order).str("state") == "CLOSED" })
 		eventually(t, 5*time.Second, order+" trade.closed", func() bool { return len(e.hooks.ofType("trade.closed", order)) == 1 })
 	}
-	// Alipay's QR code was never scanned and timeout_express has minute
-	// granularity: payproxy cancels it. WeChat's time_expire has already
-	// closed it at the provider, which the poller's query learns.
+	// Alipay's QR code was never scanned: payproxy cancels it. WeChat's
+	// time_expire has already closed it at the provider, which the
+	// poller's query learns.
 	if e.sim.Calls()["alipay.trade.cancel"] == 0 {
 		t.Fatalf("calls: %v", e.sim.Calls())
 	}

@@ -253,13 +253,14 @@ func (s *Sim) alipayPrecreate(biz bizParams, notifyURL string) any {
 		if t.TotalFen != fen || t.Subject != subject {
 			return bizFail("ACQ.CONTEXT_INCONSISTENT", "交易信息被篡改")
 		}
+		t.RequestedExpiry = append(t.RequestedExpiry, expires)
 		// Same out_trade_no and same parameters: the same QR code.
 		return alipayPrecreateRsp{Code: "10000", Msg: "Success", OutTradeNo: no, QRCode: t.QRCode}
 	}
 	t := &Trade{
 		Provider: ProviderAlipay, OutTradeNo: no, Subject: subject, TotalFen: fen, Total: formatYuan(fen),
 		QRCode: "https://qr.alipay.com/bax0" + strings.ToLower(randAlnum(20)), NotifyURL: notifyURL,
-		State: StateQRIssued, CreatedAt: now, ExpiresAt: expires,
+		State: StateQRIssued, CreatedAt: now, ExpiresAt: expires, RequestedExpiry: []time.Time{expires},
 	}
 	s.addTrade(t)
 	return alipayPrecreateRsp{Code: "10000", Msg: "Success", OutTradeNo: no, QRCode: t.QRCode}

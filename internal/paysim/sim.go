@@ -79,6 +79,10 @@ type Trade struct {
 	PaidAt      time.Time `json:"paid_at,omitzero"`
 	ClosedAt    time.Time `json:"closed_at,omitzero"`
 	Attach      string    `json:"attach,omitempty"`
+	// RequestedExpiry is the deadline each Alipay precreate of this
+	// out_trade_no asked for (timeout_express is relative to the call's
+	// arrival, time_expire absolute): a retry that moves it shows here.
+	RequestedExpiry []time.Time `json:"requested_expiry,omitempty"`
 
 	// closedBeforeScan marks an Alipay QR that expired or was cancelled
 	// before anyone scanned it: still no trade on Alipay's side.

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"time"
 
@@ -70,8 +69,10 @@ var chinaTZ = time.FixedZone("CST", 8*3600)
 // Name implements provider.Provider.
 func (a *Adapter) Name() string { return "alipay" }
 
-// Create issues a face-to-face QR code. The deadline goes to Alipay as
-// timeout_express in whole minutes (rounded up, at least 1m, at most 15d).
+// Create issues a face-to-face QR code. The deadline goes to Alipay as the
+// absolute time_expire (Beijing time, to the second): a retry after a lost
+// answer asks for the same deadline, where a relative timeout_express
+// would move it with every retry.
 func (a *Adapter) Create(ctx context.Context, req provider.CreateRequest) (string, error) {
 	p := sdk.TradePreCreate{}
 	p.NotifyURL = a.cfg.NotifyURL
@@ -79,7 +80,7 @@ func (a *Adapter) Create(ctx context.Context, req provider.CreateRequest) (strin
 	p.OutTradeNo = req.TradeNo
 	p.TotalAmount = FormatYuan(req.AmountFen)
 	p.ProductCode = "FACE_TO_FACE_PAYMENT"
-	p.TimeoutExpress = timeoutExpress(time.Until(req.ExpiresAt))
+	p.TimeExpire = req.ExpiresAt.In(chinaTZ).Format(timeExpireLayout)
 	rsp, err := a.client.TradePreCreate(ctx, p)
 	if err != nil {
 		return "", fmt.Errorf("alipay precreate: %w", err)
@@ -90,12 +91,8 @@ func (a *Adapter) Create(ctx context.Context, req provider.CreateRequest) (strin
 	return rsp.QRCode, nil
 }
 
-func timeoutExpress(d time.Duration) string {
-	m := int64(math.Ceil(d.Minutes()))
-	m = max(m, 1)
-	m = min(m, 15*24*60)
-	return fmt.Sprintf("%dm", m)
-}
+// timeExpireLayout is Alipay's time_expire format, in Beijing time.
+const timeExpireLayout = "2006-01-02 15:04:05"
 
 // Query maps Alipay's trade_status; ACQ.TRADE_NOT_EXIST (nobody scanned the
 // QR code yet, so Alipay has no trade) is "not created", not an error.
