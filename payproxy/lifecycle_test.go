@@ -248,3 +248,38 @@ func TestRedisDownAnswers503(t *testing.T) {
 		t.Fatalf("provider saw %d creations with Redis down", n)
 	}
 }
+
+// TestPayErrorTradeIsClosedAtTheProviderBeforeItIsRecordedClosed: WeChat
+// PAYERROR (the buyer's payment failed) is not a closed trade: payproxy
+// closes it at the provider and records CLOSED only once the provider's
+// query confirms, so the QR code cannot be paid after payproxy says closed.
+func TestPayErrorTradeIsClosedAtTheProviderBeforeItIsRecordedClosed(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	r := e.create("PAYERROR_01", "wechat", 450)
+	wantStatus(t, r, http.StatusOK, "")
+	tradeNo := r.str("trade_no")
+	if err := e.sim.PayError(tradeNo); err != nil {
+		t.Fatal(err)
+	}
+	atProvider := func() string {
+		for _, tr := range e.sim.Trades() {
+			if tr.OutTradeNo == tradeNo {
+				return tr.State
+			}
+		}
+		return ""
+	}
+	var seen string
+	eventually(t, 5*time.Second, "CLOSED", func() bool {
+		if e.get("PAYERROR_01").str("state") != "CLOSED" {
+			return false
+		}
+		seen = atProvider()
+		return true
+	})
+	if seen != paysim.WechatClosed || e.sim.Calls()["wechat.close"] == 0 {
+		t.Fatalf("payproxy recorded CLOSED while the provider had %s (close calls %d)", seen, e.sim.Calls()["wechat.close"])
+	}
+	eventually(t, 5*time.Second, "trade.closed", func() bool { return len(e.hooks.ofType("trade.closed", "PAYERROR_01")) == 1 })
+}

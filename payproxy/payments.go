@@ -93,6 +93,38 @@ func (p *PayProxy) apply(ctx context.Context, t *tradeRecord, status provider.Tr
 		}
 	case provider.TradeClosed:
 		return p.recordClosed(ctx, t)
+	case provider.TradePayFailed:
+		return p.closePayFailed(ctx, t)
+	}
+	return nil
+}
+
+// closePayFailed closes a trade whose payment failed (WeChat PAYERROR) at
+// the provider: the trade is not closed there until the merchant closes
+// it, so it is recorded CLOSED only when the provider's query confirms.
+// The order's current trade is closed under its lock (a create must not
+// hand out a QR code being closed); if the lock is busy, or the provider
+// does not confirm, the trade stays as it is and the poller tries again.
+func (p *PayProxy) closePayFailed(ctx context.Context, t *tradeRecord) error {
+	if !t.Retired {
+		l, workCtx, err := p.tryLockOrder(ctx, t.OrderNo)
+		if err != nil {
+			return nil
+		}
+		defer l.Unlock()
+		ctx = workCtx
+		cur, err := p.store.load(ctx, t.OrderNo)
+		if err != nil || cur.TradeNo != t.TradeNo || !cur.open() {
+			return nil
+		}
+	}
+	err := p.closeConfirmed(ctx, t)
+	var sf *storeFailure
+	if errors.As(err, &sf) {
+		return err
+	}
+	if err != nil && !errors.Is(err, errOrderPaid) {
+		p.logger.Warn("closing a trade whose payment failed", zap.String("trade_no", t.TradeNo), zap.Error(err))
 	}
 	return nil
 }

@@ -26,7 +26,7 @@ func (s *Sim) controlRoutes(mux *http.ServeMux) {
 	})
 }
 
-// controlTradeAction: POST /_sim/trades/{out_trade_no}/scan|pay|expire|signtest.
+// controlTradeAction: POST /_sim/trades/{out_trade_no}/scan|pay|expire|payerror|signtest.
 // ?provider=alipay|wechat picks the trade when both providers hold the
 // number. A form field redirect=1 (the HTML page) answers 303 to /_sim/.
 func (s *Sim) controlTradeAction(w http.ResponseWriter, r *http.Request) {
@@ -39,10 +39,12 @@ func (s *Sim) controlTradeAction(w http.ResponseWriter, r *http.Request) {
 		err = s.pay(no, provider)
 	case "expire":
 		err = s.expire(no, provider)
+	case "payerror":
+		err = s.PayError(no)
 	case "signtest":
 		err = s.SendWechatSignTest(no)
 	default:
-		writeError(w, http.StatusNotFound, "not_found", "actions are scan, pay, expire and signtest")
+		writeError(w, http.StatusNotFound, "not_found", "actions are scan, pay, expire, payerror and signtest")
 		return
 	}
 	switch {

@@ -139,3 +139,31 @@ func TestUnsignedErrorIsAProviderShapedAnswerNobodySigned(t *testing.T) {
 		t.Fatalf("a status outside 200-599 was accepted: %d %s", status, body)
 	}
 }
+
+// TestPayErrorTradeStaysOpenUntilTheMerchantClosesIt: a WeChat payment
+// that failed reads PAYERROR; the merchant's close makes it CLOSED.
+func TestPayErrorTradeStaysOpenUntilTheMerchantClosesIt(t *testing.T) {
+	sim, srv := startSim(t, testConfig)
+	wx := &native.NativeApiService{Client: newWechatClient(t, srv, wechatCredsFor(t, sim), nil)}
+	k := sim.Keys()
+	ctx := context.Background()
+	no := "PAYERR-0001"
+	if _, _, err := wx.Prepay(ctx, native.PrepayRequest{Appid: core.String(k.WechatAppID), Mchid: core.String(k.WechatMchID),
+		Description: core.String("d"), OutTradeNo: core.String(no), NotifyUrl: core.String("http://127.0.0.1:1/n"),
+		Amount: &native.Amount{Total: core.Int64(100)}}); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := do(t, "POST", srv.URL+"/_sim/trades/"+no+"/payerror", ""); status != 200 || !strings.Contains(string(body), `"state": "PAYERROR"`) {
+		t.Fatalf("payerror: %d %s", status, body)
+	}
+	tx, _, err := wx.QueryOrderByOutTradeNo(ctx, native.QueryOrderByOutTradeNoRequest{OutTradeNo: core.String(no), Mchid: core.String(k.WechatMchID)})
+	if err != nil || *tx.TradeState != "PAYERROR" {
+		t.Fatalf("query: %v %v", tx, err)
+	}
+	if _, err := wx.CloseOrder(ctx, native.CloseOrderRequest{OutTradeNo: core.String(no), Mchid: core.String(k.WechatMchID)}); err != nil {
+		t.Fatal(err)
+	}
+	if tr, _ := findTrade(sim, ProviderWechat, no); tr.State != WechatClosed {
+		t.Fatalf("after the close: %s", tr.State)
+	}
+}

@@ -59,6 +59,9 @@ const (
 	WechatSuccess = "SUCCESS"
 	WechatRefund  = "REFUND"
 	WechatClosed  = "CLOSED"
+	// WechatPayError: the buyer's payment failed (e.g. the bank refused);
+	// the order is not closed until the merchant closes it.
+	WechatPayError = "PAYERROR"
 )
 
 // Trade is one order as the provider sees it.
@@ -264,6 +267,22 @@ func (s *Sim) Pay(outTradeNo string) error { return s.pay(outTradeNo, "") }
 // Expire is the provider's own timeout: an unpaid trade closes now.
 func (s *Sim) Expire(outTradeNo string) error { return s.expire(outTradeNo, "") }
 
+// PayError is a WeChat buyer's payment failing: the trade reads PAYERROR
+// until the merchant closes it.
+func (s *Sim) PayError(outTradeNo string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.lookup(ProviderWechat, outTradeNo)
+	if t == nil {
+		return ErrNoTrade
+	}
+	if t.State != WechatNotPay {
+		return ErrTradeState
+	}
+	t.State, t.Scanned = WechatPayError, true
+	return nil
+}
+
 func (s *Sim) scan(no, provider string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -338,7 +357,7 @@ func (s *Sim) closeUnpaidLocked(t *Trade, now time.Time) bool {
 		t.State = AlipayTradeClosed
 	case AlipayWaitBuyerPay:
 		t.State = AlipayTradeClosed
-	case WechatNotPay:
+	case WechatNotPay, WechatPayError:
 		t.State = WechatClosed
 	default:
 		return false

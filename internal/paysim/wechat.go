@@ -278,6 +278,7 @@ type wechatTx struct {
 
 var wechatStateDesc = map[string]string{
 	WechatNotPay: "订单未支付", WechatSuccess: "支付成功", WechatRefund: "转入退款", WechatClosed: "订单已关闭",
+	WechatPayError: "支付失败，请重新下单支付",
 }
 
 // wechatTransaction is the Transaction of the query answer and of the
@@ -346,7 +347,7 @@ func (s *Sim) wechatClose(w http.ResponseWriter, no string, body []byte) {
 	defer s.mu.Unlock()
 	if t := s.lookup(ProviderWechat, no); t != nil {
 		switch t.State {
-		case WechatNotPay:
+		case WechatNotPay, WechatPayError:
 			s.closeUnpaidLocked(t, time.Now())
 		case WechatSuccess, WechatRefund:
 			s.wechatReply(w, http.StatusBadRequest, wechatError{"ORDERPAID", "订单已支付"})

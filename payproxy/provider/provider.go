@@ -65,6 +65,9 @@ const (
 	TradePaid TradeStatus = "PAID"
 	// TradeClosed: closed without payment.
 	TradeClosed TradeStatus = "CLOSED"
+	// TradePayFailed: the buyer's payment failed (WeChat PAYERROR) but
+	// the trade is not closed: it must be closed at the provider.
+	TradePayFailed TradeStatus = "PAY_FAILED"
 	// TradeNotCreated: the provider holds no such trade (signed answer):
 	// an Alipay QR code nobody scanned yet (the trade exists at Alipay
 	// only from the scan on), a WeChat prepay that never arrived. Not

@@ -171,8 +171,10 @@ func (a *Adapter) Query(ctx context.Context, tradeNo string) (provider.QueryResu
 	switch str(tx.TradeState) {
 	case "SUCCESS", "REFUND":
 		res.Status = provider.TradePaid
-	case "CLOSED", "REVOKED", "PAYERROR":
+	case "CLOSED", "REVOKED":
 		res.Status = provider.TradeClosed
+	case "PAYERROR":
+		res.Status = provider.TradePayFailed
 	}
 	return res, nil
 }
@@ -299,8 +301,10 @@ func (a *Adapter) ParseNotification(r *http.Request) (n *provider.Notification, 
 	switch res.TradeState {
 	case "SUCCESS", "REFUND":
 		out.Status = provider.TradePaid
-	case "CLOSED", "REVOKED", "PAYERROR":
+	case "CLOSED", "REVOKED":
 		out.Status = provider.TradeClosed
+	case "PAYERROR":
+		out.Status = provider.TradePayFailed
 	default:
 		out.Status = provider.TradeWaiting
 	}
