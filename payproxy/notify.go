@@ -136,7 +136,7 @@ func (p *PayProxy) refundNotification(ctx context.Context, t *tradeRecord, n *pr
 		// Failed here, but the provider writes about it: its signed query
 		// decides, and a success is honoured.
 		return p.recheckRefund(ctx, t, r)
-	case r.State != RefundProcessing:
+	case r.State != RefundProcessing && r.State != RefundAbnormal:
 		return nil
 	case n.RefundState == provider.RefundProcessing:
 		if err := p.syncRefund(ctx, t, r, false); err != nil {

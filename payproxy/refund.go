@@ -112,9 +112,9 @@ func (p *PayProxy) createRefund(ctx context.Context, order, refundNo string, amo
 			// Make sure it is polled even if the first request died
 			// between its reservation and its scheduling.
 			_ = p.store.schedule(ctx, order, time.Now().Add(time.Duration(p.PollInterval)))
-		case RefundFailed:
-			// Asked again about a failed refund: the provider may have
-			// carried it out after all (its signed query decides).
+		case RefundFailed, RefundAbnormal:
+			// Asked again about a failed or abnormal refund: the provider
+			// may have carried it out since (its signed query decides).
 			_ = p.recheckRefund(ctx, t, rec)
 		}
 		return rec, nil
@@ -239,6 +239,12 @@ func (p *PayProxy) applyRefund(ctx context.Context, t *tradeRecord, r *refundRec
 		return p.settle(ctx, t, r, RefundSuccess)
 	case provider.RefundFailed:
 		return p.settle(ctx, t, r, RefundFailed)
+	case provider.RefundAbnormal:
+		if r.State == RefundProcessing {
+			p.logger.Error("refund ABNORMAL at the provider: a person must resolve it on the merchant platform",
+				zap.String("order_no", t.OrderNo), zap.String("refund_no", r.RefundNo))
+		}
+		return p.settle(ctx, t, r, RefundAbnormal)
 	}
 	return nil
 }

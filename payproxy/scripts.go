@@ -196,7 +196,8 @@ return {'created', rec}
 `)
 
 // refundSettleScript ends a PROCESSING refund once: SUCCESS keeps the
-// reservation, FAILED releases it. A FAILED refund the provider later
+// reservation, FAILED releases it; ABNORMAL (waiting for a person) keeps
+// it and may still end either way. A FAILED refund the provider later
 // reports (signed) as SUCCESS becomes SUCCESS and is reserved again: the
 // money moved. SUCCESS is final. The reservation is on the refund's trade:
 // the order's current one, or a retired one (a duplicate payment's refund).

@@ -63,6 +63,9 @@ const (
 	RefundProcessing = "PROCESSING"
 	RefundSuccess    = "SUCCESS"
 	RefundFailed     = "FAILED"
+	// RefundAbnormal: the provider could not return the money and a
+	// person must act; the amount stays reserved, nobody polls it.
+	RefundAbnormal = "ABNORMAL"
 )
 
 // tradeRecord is one trade of an order: its current one, or (Retired) one
@@ -385,10 +388,7 @@ func (s *tradeStore) reserveRefund(ctx context.Context, order, refundNo string, 
 
 // settleRefund ends a refund once (see refundSettleScript).
 func (s *tradeStore) settleRefund(ctx context.Context, t *tradeRecord, r *refundRecord, to string, now time.Time) (bool, *event, error) {
-	typ := "refund.succeeded"
-	if to == RefundFailed {
-		typ = "refund.failed"
-	}
+	typ := map[string]string{RefundSuccess: "refund.succeeded", RefundFailed: "refund.failed", RefundAbnormal: "refund.abnormal"}[to]
 	ev := newEvent(typ, t.TradeNo+"_"+r.RefundNo, now, eventData{
 		OrderNo: t.OrderNo, TradeNo: t.TradeNo, Channel: t.Channel, AmountFen: r.AmountFen, State: to, RefundNo: r.RefundNo,
 	})

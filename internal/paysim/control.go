@@ -13,6 +13,7 @@ import (
 func (s *Sim) controlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /_sim/{$}", s.servePage)
 	mux.HandleFunc("POST /_sim/trades/{no}/{action}", s.controlTradeAction)
+	mux.HandleFunc("POST /_sim/refunds/{no}/{action}", s.controlRefundAction)
 	mux.HandleFunc("GET /_sim/trades", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Trades()) })
 	mux.HandleFunc("GET /_sim/refunds", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Refunds()) })
 	mux.HandleFunc("GET /_sim/notifications", func(w http.ResponseWriter, r *http.Request) {
@@ -67,6 +68,32 @@ func (s *Sim) controlTradeAction(w http.ResponseWriter, r *http.Request) {
 	view := *t
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, view)
+}
+
+// controlRefundAction: POST /_sim/refunds/{out_refund_no}/abnormal|succeed
+// (WeChat refunds).
+func (s *Sim) controlRefundAction(w http.ResponseWriter, r *http.Request) {
+	no, action := r.PathValue("no"), r.PathValue("action")
+	var err error
+	switch action {
+	case "abnormal":
+		err = s.RefundAbnormal(no)
+	case "succeed":
+		err = s.RefundSucceed(no)
+	default:
+		writeError(w, http.StatusNotFound, "not_found", "actions are abnormal and succeed")
+		return
+	}
+	switch {
+	case errors.Is(err, ErrNoRefund):
+		writeError(w, http.StatusNotFound, "no_refund", "no WeChat refund with out_refund_no "+no)
+	case errors.Is(err, ErrTradeState):
+		writeError(w, http.StatusConflict, "refund_state", "the refund's state does not allow "+action)
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"out_refund_no": no, "action": action})
+	}
 }
 
 func (s *Sim) controlFault(w http.ResponseWriter, r *http.Request) {

@@ -3,8 +3,10 @@ package paysim
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/smartwalle/alipay/v3"
 	"github.com/wechatpay-apiv3/wechatpay-go/core"
@@ -165,5 +167,56 @@ func TestPayErrorTradeStaysOpenUntilTheMerchantClosesIt(t *testing.T) {
 	}
 	if tr, _ := findTrade(sim, ProviderWechat, no); tr.State != WechatClosed {
 		t.Fatalf("after the close: %s", tr.State)
+	}
+}
+
+// TestAbnormalRefundWaitsForAPerson: a WeChat refund made ABNORMAL reads so
+// in the refund query, REFUND.ABNORMAL is sent, the refund delay does not
+// settle it, and succeed resolves it with REFUND.SUCCESS.
+func TestAbnormalRefundWaitsForAPerson(t *testing.T) {
+	cfg := Config{NotifyRetry: testConfig.NotifyRetry, WechatRefundDelay: 500 * time.Millisecond}
+	sim, srv := startSim(t, cfg)
+	wxc := newWechatClient(t, srv, wechatCredsFor(t, sim), nil)
+	wx := &native.NativeApiService{Client: wxc}
+	rs := refunddomestic.RefundsApiService{Client: wxc}
+	k := sim.Keys()
+	ctx := context.Background()
+	rc := newReceiver(t, func(int, *http.Request) (int, string) { return 204, "" })
+	no := "ABN-0001"
+	if _, _, err := wx.Prepay(ctx, native.PrepayRequest{Appid: core.String(k.WechatAppID), Mchid: core.String(k.WechatMchID),
+		Description: core.String("d"), OutTradeNo: core.String(no), NotifyUrl: core.String(rc.srv.URL),
+		Amount: &native.Amount{Total: core.Int64(100)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.Pay(no); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := rs.Create(ctx, refunddomestic.CreateRequest{OutTradeNo: core.String(no), OutRefundNo: core.String("ABN-RF-1"),
+		Amount: &refunddomestic.AmountReq{Refund: core.Int64(100), Total: core.Int64(100), Currency: core.String("CNY")}}); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := do(t, "POST", srv.URL+"/_sim/refunds/ABN-RF-1/abnormal", ""); status != 200 {
+		t.Fatalf("abnormal: %d %s", status, body)
+	}
+	waitFor(t, "REFUND.ABNORMAL", func() bool {
+		for _, d := range deliveriesOf(sim, no, "refund") {
+			if d.Event == "REFUND.ABNORMAL" && d.Delivered {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(2 * cfg.WechatRefundDelay) // past the delay that settles a PROCESSING refund
+	if r, _, err := rs.QueryByOutRefundNo(ctx, refunddomestic.QueryByOutRefundNoRequest{OutRefundNo: core.String("ABN-RF-1")}); err != nil || *r.Status != refunddomestic.STATUS_ABNORMAL {
+		t.Fatalf("query after the refund delay: %v %v", r, err)
+	}
+	if status, body := do(t, "POST", srv.URL+"/_sim/refunds/ABN-RF-1/succeed", ""); status != 200 {
+		t.Fatalf("succeed: %d %s", status, body)
+	}
+	if r, _, err := rs.QueryByOutRefundNo(ctx, refunddomestic.QueryByOutRefundNoRequest{OutRefundNo: core.String("ABN-RF-1")}); err != nil || *r.Status != refunddomestic.STATUS_SUCCESS {
+		t.Fatalf("query after succeed: %v %v", r, err)
+	}
+	if status, _ := do(t, "POST", srv.URL+"/_sim/refunds/NOPE/abnormal", ""); status != 404 {
+		t.Fatalf("unknown refund: %d", status)
 	}
 }

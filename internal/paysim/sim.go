@@ -100,7 +100,7 @@ type Refund struct {
 	OutRefundNo string    `json:"out_refund_no"` // Alipay out_request_no
 	RefundID    string    `json:"refund_id"`
 	AmountFen   int64     `json:"amount_fen"`
-	Status      string    `json:"status"` // Alipay REFUND_SUCCESS; WeChat PROCESSING/SUCCESS
+	Status      string    `json:"status"` // Alipay REFUND_SUCCESS; WeChat PROCESSING/SUCCESS/ABNORMAL
 	NotifyURL   string    `json:"notify_url,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
@@ -252,6 +252,8 @@ func (s *Sim) Refunds() []Refund {
 var (
 	// ErrNoTrade means no trade has that out_trade_no.
 	ErrNoTrade = errors.New("paysim: no such trade")
+	// ErrNoRefund means no refund has that number.
+	ErrNoRefund = errors.New("paysim: no such refund")
 	// ErrTradeState means the trade cannot make that move.
 	ErrTradeState = errors.New("paysim: trade is not in a state that allows this")
 )

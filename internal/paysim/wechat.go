@@ -483,27 +483,79 @@ func (s *Sim) wechatRefund(w http.ResponseWriter, body []byte) {
 	t.RefundedFen += refund
 	t.State = WechatRefund
 	s.wechatReply(w, http.StatusOK, s.wechatRefundView(rf, t))
-	s.afterLocked(s.cfg.WechatRefundDelay, func() { s.settleWechatRefundLocked(rf, t) })
+	s.afterLocked(s.cfg.WechatRefundDelay, func() {
+		if rf.Status == "PROCESSING" { // an ABNORMAL refund waits for a person
+			s.settleWechatRefundLocked(rf, t)
+		}
+	})
 }
 
-// settleWechatRefundLocked turns a PROCESSING refund into SUCCESS and sends
-// REFUND.SUCCESS to the refund's notify_url (the trade's when none was given).
+// settleWechatRefundLocked turns a PROCESSING (or ABNORMAL) refund into
+// SUCCESS and sends REFUND.SUCCESS.
 func (s *Sim) settleWechatRefundLocked(rf *Refund, t *Trade) {
-	if rf.Status != "PROCESSING" {
+	if rf.Status != "PROCESSING" && rf.Status != "ABNORMAL" {
 		return
 	}
 	rf.Status, rf.SuccessAt = "SUCCESS", time.Now()
-	plain, _ := json.Marshal(map[string]any{
+	s.notifyWechatRefundLocked(rf, t, "REFUND.SUCCESS", "退款成功")
+}
+
+// notifyWechatRefundLocked sends the refund's notification of event to
+// the refund's notify_url (the trade's when none was given).
+func (s *Sim) notifyWechatRefundLocked(rf *Refund, t *Trade, event, summary string) {
+	body := map[string]any{
 		"mchid": s.km.ids.WechatMchID, "out_trade_no": rf.OutTradeNo, "transaction_id": rf.TradeNo,
-		"out_refund_no": rf.OutRefundNo, "refund_id": rf.RefundID, "refund_status": "SUCCESS",
-		"success_time": rf.SuccessAt.In(chinaTZ).Format(time.RFC3339), "user_received_account": "支付用户零钱",
-		"amount": map[string]int64{"total": t.TotalFen, "refund": rf.AmountFen, "payer_total": t.TotalFen, "payer_refund": rf.AmountFen},
-	})
+		"out_refund_no": rf.OutRefundNo, "refund_id": rf.RefundID, "refund_status": rf.Status,
+		"user_received_account": "支付用户零钱",
+		"amount":                map[string]int64{"total": t.TotalFen, "refund": rf.AmountFen, "payer_total": t.TotalFen, "payer_refund": rf.AmountFen},
+	}
+	if !rf.SuccessAt.IsZero() {
+		body["success_time"] = rf.SuccessAt.In(chinaTZ).Format(time.RFC3339)
+	}
+	plain, _ := json.Marshal(body)
 	to := rf.NotifyURL
 	if to == "" {
 		to = t.NotifyURL
 	}
-	s.sendWechatLocked(t, rf, "refund", "REFUND.SUCCESS", "退款成功", "refund", plain, to, false)
+	s.sendWechatLocked(t, rf, "refund", event, summary, "refund", plain, to, false)
+}
+
+// RefundAbnormal is WeChat failing to return a PROCESSING refund's money
+// (the buyer's card closed, the account frozen): the refund reads
+// ABNORMAL, REFUND.ABNORMAL is sent, and it stays so until a person
+// resolves it (RefundSucceed).
+func (s *Sim) RefundAbnormal(outRefundNo string) error {
+	return s.withWechatRefund(outRefundNo, func(rf *Refund, t *Trade) error {
+		if rf.Status != "PROCESSING" {
+			return ErrTradeState
+		}
+		rf.Status = "ABNORMAL"
+		s.notifyWechatRefundLocked(rf, t, "REFUND.ABNORMAL", "退款异常")
+		return nil
+	})
+}
+
+// RefundSucceed settles a PROCESSING or ABNORMAL WeChat refund now (for
+// ABNORMAL: the merchant resolved it on the merchant platform).
+func (s *Sim) RefundSucceed(outRefundNo string) error {
+	return s.withWechatRefund(outRefundNo, func(rf *Refund, t *Trade) error {
+		if rf.Status != "PROCESSING" && rf.Status != "ABNORMAL" {
+			return ErrTradeState
+		}
+		s.settleWechatRefundLocked(rf, t)
+		return nil
+	})
+}
+
+func (s *Sim) withWechatRefund(outRefundNo string, fn func(*Refund, *Trade) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rf := range s.refunds {
+		if rf.Provider == ProviderWechat && rf.OutRefundNo == outRefundNo {
+			return fn(rf, s.trades[ProviderWechat][rf.OutTradeNo])
+		}
+	}
+	return ErrNoRefund
 }
 
 func (s *Sim) wechatRefundQuery(w http.ResponseWriter, no string) {

@@ -99,6 +99,9 @@ const (
 	RefundProcessing RefundStatus = "PROCESSING"
 	RefundSucceeded  RefundStatus = "SUCCESS"
 	RefundFailed     RefundStatus = "FAILED"
+	// RefundAbnormal: WeChat could not return the money (the buyer's card
+	// closed, the account frozen); not final, it waits for a person.
+	RefundAbnormal RefundStatus = "ABNORMAL"
 	// RefundNotFound: the provider has no such refund (Alipay's answer
 	// without refund_status): it never arrived or failed; re-sending the
 	// same refund number is safe.

@@ -250,6 +250,8 @@ func refundResult(r *refunddomestic.Refund) provider.RefundResult {
 			res.Status = provider.RefundSucceeded
 		case refunddomestic.STATUS_CLOSED:
 			res.Status = provider.RefundFailed
+		case refunddomestic.STATUS_ABNORMAL:
+			res.Status = provider.RefundAbnormal
 		}
 	}
 	return res
@@ -289,6 +291,8 @@ func (a *Adapter) ParseNotification(r *http.Request) (n *provider.Notification, 
 			out.RefundState = provider.RefundSucceeded
 		case "CLOSED":
 			out.RefundState = provider.RefundFailed
+		case "ABNORMAL":
+			out.RefundState = provider.RefundAbnormal
 		default:
 			out.RefundState = provider.RefundProcessing
 		}
