@@ -3,9 +3,6 @@ package payproxy_test
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -254,6 +251,7 @@ type hookEvent struct {
 		AmountFen int64  `json:"amount_fen"`
 		State     string `json:"state"`
 		RefundNo  string `json:"refund_no"`
+		Seq       int64  `json:"seq"`
 	} `json:"data"`
 }
 
@@ -275,7 +273,7 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	if !verifySignature(r.Header.Get("X-Tollgate-Signature"), body) {
+	if verifyTollgateSignature(webhookSecret, r.Header.Get("X-Tollgate-Signature"), body, time.Now()) != nil {
 		h.bad++
 		w.WriteHeader(http.StatusBadRequest)
 		return
@@ -288,24 +286,6 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	h.events = append(h.events, ev)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// verifySignature checks t=<unix>,v1=<hex HMAC-SHA256(secret, t.body)>
-// independently of payproxy's own Sign.
-func verifySignature(header string, body []byte) bool {
-	var ts, v1 string
-	for _, part := range strings.Split(header, ",") {
-		k, v, _ := strings.Cut(part, "=")
-		switch k {
-		case "t":
-			ts = v
-		case "v1":
-			v1 = v
-		}
-	}
-	mac := hmac.New(sha256.New, []byte(webhookSecret))
-	mac.Write([]byte(ts + "." + string(body)))
-	return ts != "" && hmac.Equal([]byte(hex.EncodeToString(mac.Sum(nil))), []byte(v1))
 }
 
 // hold waits out the delay; false if the client went away meanwhile.

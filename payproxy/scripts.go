@@ -10,10 +10,15 @@ import "github.com/redis/go-redis/v9"
 // commands, made safe by the outbox (see webhook.go).
 
 // emitLua is the one way a script writes an event: into the order's outbox,
-// once per event id, in the same step as the change it reports. It returns
-// the body written.
+// once per event id, in the same step as the change it reports. It numbers
+// the event with the order's next seq (a counter in the order's record):
+// the body arrives with "seq":-1, which becomes "seq":<n>. It returns the
+// body written.
 const emitLua = `
 local function emit(trade, outbox, id, body)
+  local n = redis.call('HINCRBY', trade, 'seq', 1)
+  local i, j = string.find(body, '"seq":-1', 1, true)
+  if i then body = string.sub(body, 1, i - 1) .. '"seq":' .. n .. string.sub(body, j + 1) end
   redis.call('HSETNX', outbox, id, body)
   return body
 end
