@@ -27,11 +27,7 @@ func TestIgnoredCloseAnswersSuccessAndTheTradeCanStillBePaid(t *testing.T) {
 
 	t.Run("wechat close", func(t *testing.T) {
 		no := "IGN-W-0001"
-		if _, _, err := wx.Prepay(ctx, native.PrepayRequest{Appid: core.String(k.WechatAppID), Mchid: core.String(k.WechatMchID),
-			Description: core.String("d"), OutTradeNo: core.String(no), NotifyUrl: core.String("http://127.0.0.1:1/n"),
-			Amount: &native.Amount{Total: core.Int64(100)}}); err != nil {
-			t.Fatal(err)
-		}
+		prepay(t, wx, k, no, "http://127.0.0.1:1/n")
 		sim.SetFault(Fault{Operation: "wechat.close", Mode: FaultIgnore})
 		if _, err := wx.CloseOrder(ctx, native.CloseOrderRequest{OutTradeNo: core.String(no), Mchid: core.String(k.WechatMchID)}); err != nil {
 			t.Fatalf("ignored close must look like a success: %v", err)
@@ -77,11 +73,7 @@ func TestIgnoredCloseAnswersSuccessAndTheTradeCanStillBePaid(t *testing.T) {
 	}
 	t.Run("wechat refund moves no money", func(t *testing.T) {
 		no := "IGN-W-0002"
-		if _, _, err := wx.Prepay(ctx, native.PrepayRequest{Appid: core.String(k.WechatAppID), Mchid: core.String(k.WechatMchID),
-			Description: core.String("d"), OutTradeNo: core.String(no), NotifyUrl: core.String("http://127.0.0.1:1/n"),
-			Amount: &native.Amount{Total: core.Int64(100)}}); err != nil {
-			t.Fatal(err)
-		}
+		prepay(t, wx, k, no, "http://127.0.0.1:1/n")
 		if err := sim.Pay(no); err != nil {
 			t.Fatal(err)
 		}
@@ -150,11 +142,7 @@ func TestPayErrorTradeStaysOpenUntilTheMerchantClosesIt(t *testing.T) {
 	k := sim.Keys()
 	ctx := context.Background()
 	no := "PAYERR-0001"
-	if _, _, err := wx.Prepay(ctx, native.PrepayRequest{Appid: core.String(k.WechatAppID), Mchid: core.String(k.WechatMchID),
-		Description: core.String("d"), OutTradeNo: core.String(no), NotifyUrl: core.String("http://127.0.0.1:1/n"),
-		Amount: &native.Amount{Total: core.Int64(100)}}); err != nil {
-		t.Fatal(err)
-	}
+	prepay(t, wx, k, no, "http://127.0.0.1:1/n")
 	if status, body := do(t, "POST", srv.URL+"/_sim/trades/"+no+"/payerror", ""); status != 200 || !strings.Contains(string(body), `"state": "PAYERROR"`) {
 		t.Fatalf("payerror: %d %s", status, body)
 	}
@@ -183,11 +171,7 @@ func TestAbnormalRefundWaitsForAPerson(t *testing.T) {
 	ctx := context.Background()
 	rc := newReceiver(t, func(int, *http.Request) (int, string) { return 204, "" })
 	no := "ABN-0001"
-	if _, _, err := wx.Prepay(ctx, native.PrepayRequest{Appid: core.String(k.WechatAppID), Mchid: core.String(k.WechatMchID),
-		Description: core.String("d"), OutTradeNo: core.String(no), NotifyUrl: core.String(rc.srv.URL),
-		Amount: &native.Amount{Total: core.Int64(100)}}); err != nil {
-		t.Fatal(err)
-	}
+	prepay(t, wx, k, no, rc.srv.URL)
 	if err := sim.Pay(no); err != nil {
 		t.Fatal(err)
 	}
@@ -218,5 +202,15 @@ func TestAbnormalRefundWaitsForAPerson(t *testing.T) {
 	}
 	if status, _ := do(t, "POST", srv.URL+"/_sim/refunds/NOPE/abnormal", ""); status != 404 {
 		t.Fatalf("unknown refund: %d", status)
+	}
+}
+
+// prepay creates a WeChat Native trade of 1.00 yuan.
+func prepay(t *testing.T, wx *native.NativeApiService, k Keys, no, notifyURL string) {
+	t.Helper()
+	if _, _, err := wx.Prepay(context.Background(), native.PrepayRequest{Appid: core.String(k.WechatAppID), Mchid: core.String(k.WechatMchID),
+		Description: core.String("d"), OutTradeNo: core.String(no), NotifyUrl: core.String(notifyURL),
+		Amount: &native.Amount{Total: core.Int64(100)}}); err != nil {
+		t.Fatal(err)
 	}
 }
