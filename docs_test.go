@@ -417,7 +417,7 @@ func firstLine(s string) string {
 // walkthrough passes, on free ports.
 func TestDemoWalksTheWholeMission(t *testing.T) {
 	ports := map[string]int{}
-	for _, name := range []string{"CUSTOMER_PORT", "COURIER_PORT", "PAYSIM_PORT", "BACKEND_PORT", "REDIS_PORT", "ADMIN_PORT"} {
+	for _, name := range []string{"CUSTOMER_PORT", "COURIER_PORT", "INTERNAL_PORT", "PAYSIM_PORT", "BACKEND_PORT", "REDIS_PORT", "ADMIN_PORT"} {
 		ports[name] = testcaddy.FreePort(t)
 	}
 	cmd := exec.Command("./demo/run.sh")

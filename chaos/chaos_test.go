@@ -66,7 +66,8 @@ func buildRow(name string, st *phaseStats, c checks, before, after *state, took 
 		requests: st.requests.Load(), connErrs: st.connErrs.Load(), orders: st.orders.Load(),
 		trades: len(after.trades) - len(before.trades), payments: int(st.payments.Load()),
 		refunds: len(after.refunds) - len(before.refunds), events: len(after.events) - len(before.events),
-		refreshOK: st.refreshOK.Load(), refreshErr: st.refreshErr.Load(), ig: st.invalid.Load()}
+		duplicates: after.ofType("trade.duplicate_paid") - before.ofType("trade.duplicate_paid"),
+		refreshOK:  st.refreshOK.Load(), refreshErr: st.refreshErr.Load(), ig: st.invalid.Load()}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	r.codes = st.fiveXX

@@ -4,6 +4,7 @@ package chaos
 
 import (
 	"os"
+	"strings"
 	"time"
 
 	"github.com/tollgate/tollgate/internal/paysim"
@@ -48,6 +49,8 @@ func faults() []fault {
 		{"paysim 5xx (error)", simFault(paysim.FaultError)},
 		{"paysim reset", simFault(paysim.FaultReset)},
 		{"paysim drop_response", simFault(paysim.FaultDropResponse)},
+		{"paysim ignore on close", ignoreClose},
+		{"paysim unsigned_error on every operation", unsignedErrors},
 		{"webhook receiver down", hooksDown},
 		{"config reload under traffic", reload},
 	}
@@ -83,23 +86,58 @@ var simOps = []string{
 // operation for the window, so that some calls fail and others pass.
 func simFault(mode string) func(*world, timing) {
 	return func(w *world, tm timing) {
-		end := time.Now().Add(tm.window)
-		for i := 0; time.Now().Before(end); i++ {
-			for _, op := range simOps {
-				f := paysim.Fault{Operation: op, Mode: mode, Count: 2}
-				if mode == paysim.FaultDelay {
-					f.DelayMS = 1500
-					if i%2 == 1 {
-						f.DelayMS = 3000 // beyond provider_timeout (2s)
-					}
+		armFor(w, tm, simOps, func(op string, i int) paysim.Fault {
+			f := paysim.Fault{Operation: op, Mode: mode, Count: 2}
+			if mode == paysim.FaultDelay {
+				f.DelayMS = 1500
+				if i%2 == 1 {
+					f.DelayMS = 3000 // beyond provider_timeout (2s)
 				}
-				w.sim.SetFault(f)
 			}
-			time.Sleep(time.Second)
+			return f
+		})
+	}
+}
+
+// closeOps are the operations that stop a trade at each provider.
+var closeOps = []string{"wechat.close", "alipay.trade.close", "alipay.trade.cancel"}
+
+// ignoreClose keeps closes answering success without taking effect for
+// the window: QR codes the load moves away from stay payable, and some
+// buyers pay them.
+func ignoreClose(w *world, tm timing) {
+	armFor(w, tm, closeOps, func(op string, _ int) paysim.Fault {
+		return paysim.Fault{Operation: op, Mode: paysim.FaultIgnore, Count: 2}
+	})
+}
+
+// unsignedErrors keeps a few unsigned error answers armed on every
+// operation of both providers for the window, with statuses a hop in front
+// of a provider sends and the code that would do most harm if believed:
+// "already paid".
+func unsignedErrors(w *world, tm timing) {
+	statuses := []int{400, 408, 403}
+	armFor(w, tm, paysim.Operations, func(op string, i int) paysim.Fault {
+		code := "ORDERPAID"
+		if strings.HasPrefix(op, "alipay.") {
+			code = "ACQ.TRADE_HAS_SUCCESS"
 		}
-		for _, op := range simOps {
-			w.sim.SetFault(paysim.Fault{Operation: op, Mode: "none"})
+		return paysim.Fault{Operation: op, Mode: paysim.FaultUnsignedError, Count: 2, Status: statuses[i%len(statuses)], Code: code}
+	})
+}
+
+// armFor re-arms a fault on each of ops every second for the window, then
+// clears them.
+func armFor(w *world, tm timing, ops []string, fault func(op string, round int) paysim.Fault) {
+	end := time.Now().Add(tm.window)
+	for i := 0; time.Now().Before(end); i++ {
+		for _, op := range ops {
+			w.sim.SetFault(fault(op, i))
 		}
+		time.Sleep(time.Second)
+	}
+	for _, op := range ops {
+		w.sim.SetFault(paysim.Fault{Operation: op, Mode: "none"})
 	}
 }
 

@@ -4,6 +4,8 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -17,6 +19,7 @@ import (
 
 // payproxy's Redis layout (payproxy/store.go), read here from outside.
 func tradeKey(order string) string   { return "tollgate:pay:{o:" + order + "}:trade" }
+func tradesKey(order string) string  { return "tollgate:pay:{o:" + order + "}:trades" }
 func refundsKey(order string) string { return "tollgate:pay:{o:" + order + "}:refunds" }
 func tradeIndexKey(tn string) string { return "tollgate:pay:{t:" + tn + "}" }
 
@@ -62,39 +65,132 @@ func (w *world) observe() *state {
 
 func paidAtProvider(t paysim.Trade) bool { return !t.PaidAt.IsZero() }
 
-// unsettled lists what is still in motion: payments not yet PAID in
+// ofType counts the delivered events of one type.
+func (st *state) ofType(typ string) int {
+	n := 0
+	for _, ev := range st.events {
+		if ev.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// records is what tollgate holds for the run's orders, read with
+// pipelines: thousands of orders cost a few round trips, so the checks fit
+// their deadline on a loaded machine.
+type records struct {
+	orders  map[string]orderRecords
+	indexes map[string]string // trade_no → order, from payproxy's index
+	queued  int64
+	dead    int64
+}
+
+// orderRecords is one order's hashes: its trade, its retired trades
+// (trade_no → JSON) and its refunds (refund_no → JSON).
+type orderRecords struct {
+	trade, retired, refunds map[string]string
+}
+
+const readChunk = 500
+
+func (w *world) read(ctx context.Context, rdb *redis.Client, st *state) (*records, error) {
+	r := &records{orders: map[string]orderRecords{}, indexes: map[string]string{}}
+	orders := make([]string, 0, len(st.byOrder))
+	for o := range st.byOrder {
+		orders = append(orders, o)
+	}
+	for start := 0; start < len(orders); start += readChunk {
+		chunk := orders[start:min(start+readChunk, len(orders))]
+		cmds := make([][3]*redis.MapStringStringCmd, len(chunk))
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, o := range chunk {
+				cmds[i] = [3]*redis.MapStringStringCmd{p.HGetAll(ctx, tradeKey(o)), p.HGetAll(ctx, tradesKey(o)), p.HGetAll(ctx, refundsKey(o))}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		for i, o := range chunk {
+			r.orders[o] = orderRecords{trade: cmds[i][0].Val(), retired: cmds[i][1].Val(), refunds: cmds[i][2].Val()}
+		}
+	}
+	for start := 0; start < len(st.trades); start += readChunk {
+		chunk := st.trades[start:min(start+readChunk, len(st.trades))]
+		cmds := make([]*redis.StringCmd, len(chunk))
+		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, t := range chunk {
+				cmds[i] = p.Get(ctx, tradeIndexKey(t.OutTradeNo))
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		for i, t := range chunk {
+			r.indexes[t.OutTradeNo] = cmds[i].Val()
+		}
+	}
+	var err error
+	if r.queued, err = rdb.ZCard(ctx, queueKey).Result(); err != nil {
+		return nil, err
+	}
+	r.dead, err = rdb.LLen(ctx, deadKey).Result()
+	return r, err
+}
+
+// recorded tells how tollgate holds a trade the buyer paid at the
+// provider: as the order's trade, PAID (event trade.paid), or as a
+// duplicate, a retired trade PAID (event trade.duplicate_paid); "" if it
+// does not hold the payment.
+func (o orderRecords) recorded(tradeNo string) string {
+	if o.trade["trade_no"] == tradeNo {
+		if o.trade["state"] == "PAID" {
+			return "trade.paid"
+		}
+		return ""
+	}
+	var r struct {
+		State     string `json:"state"`
+		Duplicate bool   `json:"duplicate"`
+	}
+	if json.Unmarshal([]byte(o.retired[tradeNo]), &r) == nil && r.State == "PAID" && r.Duplicate {
+		return "trade.duplicate_paid"
+	}
+	return ""
+}
+
+// unsettled lists what is still in motion: payments not yet recorded in
 // tollgate or not yet delivered, refunds still PROCESSING, queued events.
 func (w *world) unsettled(ctx context.Context, rdb *redis.Client) []string {
 	st := w.observe()
+	recs, err := w.read(ctx, rdb, st)
+	if err != nil {
+		return []string{"redis: " + err.Error()}
+	}
 	var out []string
 	for _, t := range st.trades {
 		if !paidAtProvider(t) {
 			continue
 		}
 		order := strings.TrimPrefix(t.Subject, subjectPrefix)
-		rec, err := rdb.HGetAll(ctx, tradeKey(order)).Result()
-		if err != nil {
-			return []string{"redis: " + err.Error()}
-		}
-		if rec["trade_no"] != t.OutTradeNo || rec["state"] != "PAID" {
-			out = append(out, fmt.Sprintf("order %s: paid at %s as %s, tollgate has %s %s", order, t.Provider, t.OutTradeNo, rec["trade_no"], rec["state"]))
-		} else if _, ok := st.events["evt_"+t.OutTradeNo+"_trade.paid"]; !ok {
-			out = append(out, fmt.Sprintf("order %s: trade.paid of %s not delivered", order, t.OutTradeNo))
+		typ := recs.orders[order].recorded(t.OutTradeNo)
+		if typ == "" {
+			out = append(out, fmt.Sprintf("order %s: %s paid at %s, not recorded", order, t.OutTradeNo, t.Provider))
+		} else if _, ok := st.events["evt_"+t.OutTradeNo+"_"+typ]; !ok {
+			out = append(out, fmt.Sprintf("order %s: %s of %s not delivered", order, typ, t.OutTradeNo))
 		}
 	}
-	for order := range st.byOrder {
-		refs, err := rdb.HGetAll(ctx, refundsKey(order)).Result()
-		if err != nil {
-			return []string{"redis: " + err.Error()}
-		}
-		for no, raw := range refs {
+	for order, o := range recs.orders {
+		for no, raw := range o.refunds {
 			if strings.Contains(raw, `"PROCESSING"`) {
 				out = append(out, fmt.Sprintf("order %s: refund %s still PROCESSING", order, no))
 			}
 		}
 	}
-	if n, err := rdb.ZCard(ctx, queueKey).Result(); err != nil || n > 0 {
-		out = append(out, fmt.Sprintf("webhook queue holds %d events (%v)", n, err))
+	if recs.queued > 0 {
+		out = append(out, fmt.Sprintf("webhook queue holds %d events", recs.queued))
 	}
 	return out
 }
@@ -105,7 +201,7 @@ func (w *world) settle(limit time.Duration) ([]string, time.Duration) {
 	rdb := w.redis.Client()
 	start := time.Now()
 	for i := 0; ; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		left := w.unsettled(ctx, rdb)
 		cancel()
 		if len(left) > 0 && i%40 == 0 {
@@ -122,74 +218,99 @@ func (w *world) settle(limit time.Duration) ([]string, time.Duration) {
 // checks evaluates the state invariants over everything the run did so
 // far (they must hold for every past phase too).
 type checks struct {
-	oneTrade, paidDelivered, refundsLE verdict
-	dead                               int64
+	oneTrade, paidRecorded, refundsLE, noFailedDone verdict
+	dead                                            int64
 }
 
 func (w *world) check(l *load, unsettled []string) checks {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	rdb := w.redis.Client()
 	st := w.observe()
-	c := checks{oneTrade: verdict{ok: true}, paidDelivered: verdict{ok: true}, refundsLE: verdict{ok: true}}
-	w.checkOneTrade(ctx, rdb, l, st, &c.oneTrade)
-	w.checkPaid(ctx, rdb, st, unsettled, &c.paidDelivered)
-	w.checkRefunds(ctx, rdb, st, &c.refundsLE)
-	c.dead, _ = rdb.LLen(ctx, deadKey).Result()
+	c := checks{oneTrade: verdict{ok: true}, paidRecorded: verdict{ok: true}, refundsLE: verdict{ok: true}, noFailedDone: verdict{ok: true}}
+	recs, err := w.read(ctx, w.redis.Client(), st)
+	if err != nil {
+		for _, v := range []*verdict{&c.oneTrade, &c.paidRecorded, &c.refundsLE, &c.noFailedDone} {
+			v.fail("reading tollgate's records: %v", err)
+		}
+		return c
+	}
+	checkOneTrade(l, st, recs, &c.oneTrade)
+	checkPaymentsRecorded(st, recs, unsettled, &c.paidRecorded)
+	checkRefunds(st, recs, &c.refundsLE)
+	checkNoFailedRefundDone(st, recs, &c.noFailedDone)
+	c.dead = recs.dead
 	return c
 }
 
-// checkOneTrade: at most one trade per order at the provider (grouped by
-// the subject the client sent, independent of payproxy's records), the
-// clients were only ever answered that trade, and payproxy's index maps it
-// back to the order.
-func (w *world) checkOneTrade(ctx context.Context, rdb *redis.Client, l *load, st *state, v *verdict) {
+// checkOneTrade: at most one trade per order and request (channel and
+// amount) at the provider, grouped by the subject the client sent,
+// independent of payproxy's records; the clients were only ever answered
+// that trade; and payproxy's index maps every trade back to its order.
+func checkOneTrade(l *load, st *state, recs *records, v *verdict) {
 	for order, ts := range st.byOrder {
-		if len(ts) > 1 {
-			nos := make([]string, 0, len(ts))
-			for _, t := range ts {
-				nos = append(nos, t.Provider+":"+t.OutTradeNo+"("+t.State+")")
-			}
-			v.fail("order %s has %d trades at the provider: %s", order, len(ts), strings.Join(nos, " "))
-		}
+		byRequest := map[string][]string{}
 		for _, t := range ts {
-			if idx, err := rdb.Get(ctx, tradeIndexKey(t.OutTradeNo)).Result(); err != nil || idx != order {
-				v.fail("trade %s of order %s: payproxy's index says %q (%v)", t.OutTradeNo, order, idx, err)
+			key := fmt.Sprintf("%s|%d", t.Provider, t.TotalFen)
+			byRequest[key] = append(byRequest[key], t.OutTradeNo+"("+t.State+")")
+			if idx := recs.indexes[t.OutTradeNo]; idx != order {
+				v.fail("trade %s of order %s: payproxy's index says %q", t.OutTradeNo, order, idx)
+			}
+		}
+		for key, nos := range byRequest {
+			if len(nos) > 1 {
+				v.fail("order %s has %d trades for %s at the provider: %s", order, len(nos), key, strings.Join(nos, " "))
 			}
 		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for order, nos := range l.answered {
+	for key, nos := range l.answered {
 		if len(nos) > 1 {
-			v.fail("order %s: clients were answered %d different trades", order, len(nos))
+			v.fail("order %s: clients were answered %d different trades", key, len(nos))
 		}
 	}
 }
 
-// checkPaid: every payment made at the provider is PAID in tollgate and its
-// trade.paid event (signature verified) reached the receiver, with the
-// amount that was paid; no event ever came with a bad signature.
-func (w *world) checkPaid(ctx context.Context, rdb *redis.Client, st *state, unsettled []string, v *verdict) {
+// checkPaymentsRecorded: every provider payment is recorded and reached
+// the backend. Each trade the buyer paid at the provider is in tollgate
+// either as its order's trade, PAID, with trade.paid delivered, or as a
+// duplicate of an order paid by another trade, with trade.duplicate_paid
+// delivered and refunded in full at the provider (refund DUP_<trade>); an
+// order tollgate holds PAID was paid at the provider by that trade (no
+// unsigned answer made a payment); no event came with a bad signature.
+func checkPaymentsRecorded(st *state, recs *records, unsettled []string, v *verdict) {
+	refunded := map[string]paysim.Refund{}
+	for _, r := range st.refunds {
+		refunded[r.Provider+":"+r.OutTradeNo+":"+r.OutRefundNo] = r
+	}
+	paid := map[string]bool{}
 	for _, t := range st.trades {
 		if !paidAtProvider(t) {
 			continue
 		}
+		paid[t.OutTradeNo] = true
 		order := strings.TrimPrefix(t.Subject, subjectPrefix)
-		rec, err := rdb.HGetAll(ctx, tradeKey(order)).Result()
-		if err != nil {
-			v.fail("redis: %v", err)
-			return
-		}
-		if rec["trade_no"] != t.OutTradeNo || rec["state"] != "PAID" {
-			v.fail("order %s paid at %s (%s) but tollgate has %q in state %q", order, t.Provider, t.OutTradeNo, rec["trade_no"], rec["state"])
+		typ := recs.orders[order].recorded(t.OutTradeNo)
+		if typ == "" {
+			v.fail("order %s: %s paid at %s is not recorded by tollgate", order, t.OutTradeNo, t.Provider)
 			continue
 		}
-		ev, ok := st.events["evt_"+t.OutTradeNo+"_trade.paid"]
-		if !ok {
-			v.fail("order %s: trade.paid of %s never delivered", order, t.OutTradeNo)
-		} else if ev.Data.AmountFen != t.TotalFen || ev.Data.OrderNo != order {
-			v.fail("order %s: trade.paid says %s %d fen, paid %d", order, ev.Data.OrderNo, ev.Data.AmountFen, t.TotalFen)
+		ev, ok := st.events["evt_"+t.OutTradeNo+"_"+typ]
+		switch {
+		case !ok:
+			v.fail("order %s: %s of %s never delivered", order, typ, t.OutTradeNo)
+		case ev.Data.AmountFen != t.TotalFen || ev.Data.OrderNo != order:
+			v.fail("order %s: %s says %s %d fen, paid %d", order, typ, ev.Data.OrderNo, ev.Data.AmountFen, t.TotalFen)
+		}
+		if typ == "trade.duplicate_paid" {
+			if r, ok := refunded[t.Provider+":"+t.OutTradeNo+":DUP_"+t.OutTradeNo]; !ok || r.AmountFen != t.TotalFen {
+				v.fail("order %s: duplicate payment %s (%d fen) not refunded in full at the provider", order, t.OutTradeNo, t.TotalFen)
+			}
+		}
+	}
+	for order, o := range recs.orders {
+		if o.trade["state"] == "PAID" && !paid[o.trade["trade_no"]] {
+			v.fail("order %s is PAID in tollgate by %s, which nobody paid at the provider", order, o.trade["trade_no"])
 		}
 	}
 	if st.badSig > 0 {
@@ -200,17 +321,14 @@ func (w *world) checkPaid(ctx context.Context, rdb *redis.Client, st *state, uns
 	}
 }
 
-// checkRefunds: per order, what paysim refunded never exceeds what was paid
-// there; payproxy's own refunded_fen never exceeds the trade's amount.
-func (w *world) checkRefunds(ctx context.Context, rdb *redis.Client, st *state, v *verdict) {
-	tradeOrder := map[string]string{}
-	paid := map[string]int64{}
-	for order, ts := range st.byOrder {
-		for _, t := range ts {
-			tradeOrder[t.Provider+":"+t.OutTradeNo] = order
-			if paidAtProvider(t) {
-				paid[order] += t.TotalFen
-			}
+// checkRefunds: per trade, what paysim refunded never exceeds what was
+// paid for it (nothing for an unpaid trade), paysim never holds a refund
+// twice, and payproxy's own refunded_fen never exceeds the trade's amount.
+func checkRefunds(st *state, recs *records, v *verdict) {
+	total := map[string]int64{}
+	for _, t := range st.trades {
+		if paidAtProvider(t) {
+			total[t.Provider+":"+t.OutTradeNo] = t.TotalFen
 		}
 	}
 	refunded := map[string]int64{}
@@ -221,27 +339,48 @@ func (w *world) checkRefunds(ctx context.Context, rdb *redis.Client, st *state, 
 			v.fail("paysim holds refund %s twice", key)
 		}
 		seen[key] = true
-		refunded[tradeOrder[r.Provider+":"+r.OutTradeNo]] += r.AmountFen
+		refunded[r.Provider+":"+r.OutTradeNo] += r.AmountFen
 	}
-	orders := make([]string, 0, len(refunded))
-	for o := range refunded {
-		orders = append(orders, o)
+	trades := make([]string, 0, len(refunded))
+	for tr := range refunded {
+		trades = append(trades, tr)
 	}
-	sort.Strings(orders)
-	for _, o := range orders {
-		if refunded[o] > paid[o] {
-			v.fail("order %s: refunded %d fen at the provider, paid %d", o, refunded[o], paid[o])
+	sort.Strings(trades)
+	for _, tr := range trades {
+		if refunded[tr] > total[tr] {
+			v.fail("trade %s: refunded %d fen at the provider, paid %d", tr, refunded[tr], total[tr])
 		}
 	}
-	for order := range st.byOrder {
-		rec, err := rdb.HMGet(ctx, tradeKey(order), "amount_fen", "refunded_fen").Result()
-		if err != nil || len(rec) != 2 {
-			continue
-		}
-		amt, _ := strconv.ParseInt(fmt.Sprint(rec[0]), 10, 64)
-		ref, _ := strconv.ParseInt(fmt.Sprint(rec[1]), 10, 64)
+	for order, o := range recs.orders {
+		amt, _ := strconv.ParseInt(o.trade["amount_fen"], 10, 64)
+		ref, _ := strconv.ParseInt(o.trade["refunded_fen"], 10, 64)
 		if ref > amt {
 			v.fail("order %s: tollgate's refunded_fen %d > amount %d", order, ref, amt)
+		}
+	}
+}
+
+// checkNoFailedRefundDone: no refund FAILED that the provider completed —
+// a refund tollgate holds FAILED is unknown to the provider or refused
+// there (an unsigned or lost answer never makes one FAILED).
+func checkNoFailedRefundDone(st *state, recs *records, v *verdict) {
+	atProvider := map[string]paysim.Refund{}
+	for _, r := range st.refunds {
+		atProvider[r.OutTradeNo+":"+r.OutRefundNo] = r
+	}
+	for order, o := range recs.orders {
+		for no, raw := range o.refunds {
+			var r struct {
+				State string `json:"state"`
+			}
+			if json.Unmarshal([]byte(raw), &r) != nil || r.State != "FAILED" {
+				continue
+			}
+			for _, t := range st.byOrder[order] {
+				if p, ok := atProvider[t.OutTradeNo+":"+no]; ok && p.Status != "CLOSED" {
+					v.fail("order %s: refund %s is FAILED in tollgate, %s at %s", order, no, p.Status, p.Provider)
+				}
+			}
 		}
 	}
 }

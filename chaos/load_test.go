@@ -65,7 +65,7 @@ type load struct {
 	seq    atomic.Int64
 
 	mu        sync.Mutex
-	answered  map[string]map[string]bool // order → trade numbers answered to clients
+	answered  map[string]map[string]bool // order|channel|amount → trade numbers answered to clients
 	rotations map[string]int64           // refresh token jti → generation it rotated into
 	sessions  []*session
 }
@@ -177,21 +177,55 @@ func (l *load) orderWorker(stop context.Context, id int) {
 const subjectPrefix = "chaos "
 
 // orderLife is one order: several concurrent creations on different
-// instances, the buyer's payment, then usually refunds.
+// instances, sometimes a change of amount or channel (which closes the
+// first trade), the buyer's payment — of the current QR code, or of the
+// first one a buyer had already scanned, or of both — then usually
+// refunds.
 func (l *load) orderLife(stop context.Context, order, channel string, amount int64) {
 	l.stats().orders.Add(1)
 	tradeNo := l.createMany(stop, order, channel, amount)
 	if tradeNo == "" || mrand.IntN(100) >= 85 {
 		return
 	}
-	if err := l.w.sim.Pay(tradeNo); err != nil {
+	pay := []string{tradeNo}
+	if mrand.IntN(100) < 20 {
+		pay = l.change(stop, order, channel, amount, tradeNo)
+	}
+	paid := false
+	for _, tn := range pay {
+		if l.w.sim.Pay(tn) == nil {
+			l.stats().payments.Add(1)
+			paid = true
+		}
+	}
+	if !paid || mrand.IntN(100) >= 65 {
 		return
 	}
-	l.stats().payments.Add(1)
-	if mrand.IntN(100) >= 65 || !l.waitPaid(stop, order) {
-		return
+	if amount, ok := l.waitPaid(stop, order); ok {
+		l.refundAll(stop, order, amount)
 	}
-	l.refundAll(stop, order, amount)
+}
+
+// change asks for the order again with another amount or channel; it
+// returns the trades the buyer then pays: the new one, the first one (its
+// close may not have taken effect), or both.
+func (l *load) change(stop context.Context, order, channel string, amount int64, first string) []string {
+	if mrand.IntN(2) == 0 {
+		channel = map[string]string{"alipay": "wechat", "wechat": "alipay"}[channel]
+	} else {
+		amount++
+	}
+	body := map[string]any{"order_no": order, "amount_fen": amount, "channel": channel, "subject": subjectPrefix + order}
+	next := l.createOne(stop, order, body)
+	switch r := mrand.IntN(10); {
+	case next == "" || next == first:
+		return []string{first}
+	case r < 5:
+		return []string{next}
+	case r < 8:
+		return []string{next, first}
+	}
+	return []string{first, next}
 }
 
 // createMany sends three creations of one order at once, each to its own
@@ -219,6 +253,7 @@ func (l *load) createMany(stop context.Context, order, channel string, amount in
 
 func (l *load) createOne(stop context.Context, order string, body map[string]any) string {
 	last := ""
+	key := fmt.Sprintf("%s|%s|%d", order, body["channel"], body["amount_fen"])
 	for attempt := 0; attempt < 10 && stop.Err() == nil; attempt++ {
 		last = l.w.pick(last)
 		a := l.do("POST", last, "/pay/trades", body)
@@ -226,10 +261,10 @@ func (l *load) createOne(stop context.Context, order string, body map[string]any
 		case a.status == 200:
 			tn := a.str("trade_no")
 			l.mu.Lock()
-			if l.answered[order] == nil {
-				l.answered[order] = map[string]bool{}
+			if l.answered[key] == nil {
+				l.answered[key] = map[string]bool{}
 			}
-			l.answered[order][tn] = true
+			l.answered[key][tn] = true
 			l.mu.Unlock()
 			return tn
 		case a.status == 409 && a.str("error") == "order_paid":
@@ -245,8 +280,9 @@ func (l *load) createOne(stop context.Context, order string, body map[string]any
 }
 
 // waitPaid polls the order until tollgate says PAID (the notification or,
-// every few polls, ?sync=1 asking the provider).
-func (l *load) waitPaid(stop context.Context, order string) bool {
+// every few polls, ?sync=1 asking the provider), and returns the amount
+// paid by the order's trade.
+func (l *load) waitPaid(stop context.Context, order string) (int64, bool) {
 	for i := 0; i < 60 && stop.Err() == nil; i++ {
 		q := ""
 		if i%5 == 4 {
@@ -254,11 +290,12 @@ func (l *load) waitPaid(stop context.Context, order string) bool {
 		}
 		a := l.do("GET", l.w.pick(""), "/pay/trades/"+order+q, nil)
 		if a.status == 200 && a.str("state") == "PAID" {
-			return true
+			amount, _ := a.body["amount_fen"].(float64)
+			return int64(amount), true
 		}
 		sleepOr(stop, 200*time.Millisecond)
 	}
-	return false
+	return 0, false
 }
 
 // refundAll refunds the order in two parts, sometimes sending the first

@@ -55,7 +55,7 @@ func makeDemo(t *testing.T, ports ...string) (out, tmp string) {
 	t.Helper()
 	tmp = t.TempDir()
 	args := []string{"-s", "demo"}
-	for _, name := range []string{"CUSTOMER_PORT", "COURIER_PORT", "PAYSIM_PORT", "BACKEND_PORT", "REDIS_PORT", "ADMIN_PORT"} {
+	for _, name := range []string{"CUSTOMER_PORT", "COURIER_PORT", "INTERNAL_PORT", "PAYSIM_PORT", "BACKEND_PORT", "REDIS_PORT", "ADMIN_PORT"} {
 		args = append(args, name+"="+strconv.Itoa(testcaddy.FreePort(t)))
 	}
 	args = append(args, ports...) // later assignments win

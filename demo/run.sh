@@ -11,6 +11,7 @@ ROOT=$PWD
 
 CUSTOMER_PORT=${CUSTOMER_PORT:-8081}
 COURIER_PORT=${COURIER_PORT:-8082}
+INTERNAL_PORT=${INTERNAL_PORT:-8083}
 PAYSIM_PORT=${PAYSIM_PORT:-8090}
 BACKEND_PORT=${BACKEND_PORT:-9000}
 REDIS_PORT=${REDIS_PORT:-6390}
@@ -25,7 +26,7 @@ say() { printf '\033[1m%s\033[0m\n' "$*"; }
 in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 preflight() {
 	local name port first="" seen=" "
-	for name in CUSTOMER_PORT COURIER_PORT PAYSIM_PORT BACKEND_PORT REDIS_PORT ADMIN_PORT; do
+	for name in CUSTOMER_PORT COURIER_PORT INTERNAL_PORT PAYSIM_PORT BACKEND_PORT REDIS_PORT ADMIN_PORT; do
 		port=${!name}
 		if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then
 			echo "✗ $name=$port is not a TCP port number" >&2
@@ -46,7 +47,7 @@ preflight() {
 		[[ $seen != *" $port "* ]] && ! in_use "$port" && break
 	done
 	echo "  Choose other ports with the *_PORT variables, e.g.: make demo $first=$port" >&2
-	echo "  (now CUSTOMER_PORT=$CUSTOMER_PORT COURIER_PORT=$COURIER_PORT PAYSIM_PORT=$PAYSIM_PORT BACKEND_PORT=$BACKEND_PORT REDIS_PORT=$REDIS_PORT ADMIN_PORT=$ADMIN_PORT)" >&2
+	echo "  (now CUSTOMER_PORT=$CUSTOMER_PORT COURIER_PORT=$COURIER_PORT INTERNAL_PORT=$INTERNAL_PORT PAYSIM_PORT=$PAYSIM_PORT BACKEND_PORT=$BACKEND_PORT REDIS_PORT=$REDIS_PORT ADMIN_PORT=$ADMIN_PORT)" >&2
 	exit 1
 }
 preflight
@@ -108,6 +109,8 @@ wait_port backend "$BACKEND_PORT"
 export TOLLGATE_ADMIN="127.0.0.1:$ADMIN_PORT"
 export TOLLGATE_CUSTOMER_SITE="http://127.0.0.1:$CUSTOMER_PORT"
 export TOLLGATE_COURIER_SITE="http://127.0.0.1:$COURIER_PORT"
+export TOLLGATE_INTERNAL_SITE="http://127.0.0.1:$INTERNAL_PORT"
+export TOLLGATE_INTERNAL_BIND=127.0.0.1
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export JWT_SIGNING_KEY_FILE="$WORK/jwt/jwt-signing.pem"
 export JWT_PUBLIC_KEY_FILE="$WORK/jwt/jwt-public.pem"
@@ -122,9 +125,11 @@ bin/tollgate run --config caddyfile.example --adapter caddyfile >"$WORK/tollgate
 PIDS+=($!)
 wait_port tollgate "$COURIER_PORT"
 wait_port tollgate "$CUSTOMER_PORT"
+wait_port tollgate "$INTERNAL_PORT"
 
 status=0
 "$WORK/walkthrough" -customer "$TOLLGATE_CUSTOMER_SITE" -courier "$TOLLGATE_COURIER_SITE" \
+	-internal "$TOLLGATE_INTERNAL_SITE" -service-key "$JWT_SIGNING_KEY_FILE" \
 	-paysim "$PAYSIM_URL" -backend "http://$BACKEND" -grace "$REUSE_GRACE" -out "$DEMO_OUT" || status=$?
 echo
 say "What the backend's webhook receiver printed:"

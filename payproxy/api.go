@@ -1,6 +1,7 @@
 package payproxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -21,26 +22,71 @@ import (
 	"github.com/tollgate/tollgate/payproxy/provider"
 )
 
-// route dispatches a request under the prefix; false = not ours.
+// route dispatches a request under the prefix; false = not ours. An
+// endpoint of an operation this route does not serve is answered 404 here,
+// never passed on: the next handler (often a reverse_proxy) must not serve
+// a payment path by accident.
 func (p *PayProxy) route(w http.ResponseWriter, r *http.Request, rest string) bool {
 	parts := strings.Split(rest, "/")
+	var op, method string
+	var h http.HandlerFunc
 	switch {
 	case rest == "trades":
-		p.only(w, r, http.MethodPost, p.serveCreate)
+		op, method, h = opCreate, http.MethodPost, p.serveCreate
 	case len(parts) == 2 && parts[0] == "trades":
-		p.only(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { p.serveGetTrade(w, r, parts[1]) })
+		op, method, h = opStatus, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { p.serveGetTrade(w, r, parts[1]) }
 	case len(parts) == 3 && parts[0] == "trades" && parts[2] == "close":
-		p.only(w, r, http.MethodPost, func(w http.ResponseWriter, r *http.Request) { p.serveClose(w, r, parts[1]) })
+		op, method, h = opClose, http.MethodPost, func(w http.ResponseWriter, r *http.Request) { p.serveClose(w, r, parts[1]) }
 	case rest == "refunds":
-		p.only(w, r, http.MethodPost, p.serveRefund)
+		op, method, h = opRefund, http.MethodPost, p.serveRefund
 	case len(parts) == 2 && parts[0] == "refunds":
-		p.only(w, r, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { p.serveGetRefund(w, r, parts[1]) })
+		op, method, h = opRefund, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { p.serveGetRefund(w, r, parts[1]) }
 	case len(parts) == 2 && parts[0] == "notify":
-		p.only(w, r, http.MethodPost, func(w http.ResponseWriter, r *http.Request) { p.serveNotify(w, r, parts[1]) })
+		op, method, h = opNotify, http.MethodPost, func(w http.ResponseWriter, r *http.Request) { p.serveNotify(w, r, parts[1]) }
 	default:
 		return false
 	}
+	if !p.serves(op) {
+		writeError(w, http.StatusNotFound, "not_found", "this route does not serve "+op)
+		return true
+	}
+	if err := boundBody(w, r); err != nil {
+		w.Header().Set("Connection", "close")
+		if prov := p.providers[parts[len(parts)-1]]; op == opNotify && prov != nil {
+			prov.Refuse(w, err.status, err.code, err.desc)
+		} else {
+			writeError(w, err.status, err.code, err.desc)
+		}
+		return true
+	}
+	p.only(w, r, method, h)
 	return true
+}
+
+// maxBody bounds every request body payproxy reads: its JSON requests and
+// the providers' notifications are a few KiB.
+const maxBody = 64 << 10
+
+var errBodyTooLarge = &apiError{http.StatusRequestEntityTooLarge, "request_too_large", "the request body is over 64 KiB"}
+
+// boundBody reads the request's body, at most maxBody bytes, before
+// anything else does (the WeChat SDK reads a notification whole): a
+// declared or actual body over the limit is refused without reading
+// further, so a huge body costs no memory.
+func boundBody(w http.ResponseWriter, r *http.Request) *apiError {
+	if r.ContentLength > maxBody {
+		return errBodyTooLarge
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return errBodyTooLarge
+	}
+	if err != nil {
+		return badRequest("reading the body: %v", err)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return nil
 }
 
 func (p *PayProxy) only(w http.ResponseWriter, r *http.Request, method string, h http.HandlerFunc) {
@@ -88,18 +134,30 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // fail writes err as the documented JSON error; unexpected errors are
 // Redis failures (503), logged without secrets.
 func (p *PayProxy) fail(w http.ResponseWriter, err error) {
+	status, code, desc := p.answerOf(err)
+	writeError(w, status, code, desc)
+}
+
+// answerOf is the status, error code and description err is answered with.
+func (p *PayProxy) answerOf(err error) (int, string, string) {
 	var ae *apiError
 	var oe *orderSourceError
 	switch {
 	case errors.As(err, &ae):
-		writeError(w, ae.status, ae.code, ae.desc)
+		return ae.status, ae.code, ae.desc
 	case errors.As(err, &oe):
-		writeError(w, oe.status, oe.code, oe.desc)
-	default:
-		p.logger.Error("payment request failed", zap.Error(err))
-		writeError(w, errRedisDown.status, errRedisDown.code, errRedisDown.desc)
+		return oe.status, oe.code, oe.desc
 	}
+	p.logger.Error("payment request failed", zap.Error(err))
+	return errRedisDown.status, errRedisDown.code, errRedisDown.desc
 }
+
+// storeFailure is a Redis failure met on the way to or from the provider:
+// answered as Redis down (503), never taken for the provider's answer.
+type storeFailure struct{ err error }
+
+func (e *storeFailure) Error() string { return e.err.Error() }
+func (e *storeFailure) Unwrap() error { return e.err }
 
 // tradeView is the JSON of a trade.
 type tradeView struct {
@@ -177,7 +235,7 @@ type createRequest struct {
 }
 
 func decodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec := json.NewDecoder(r.Body) // bounded by boundBody
 	if err := dec.Decode(v); err != nil {
 		return badRequest("body is not valid JSON: %v", err)
 	}
@@ -421,75 +479,58 @@ func (p *PayProxy) issue(ctx context.Context, t *tradeRecord) (*tradeRecord, err
 	return t, nil
 }
 
-// providerFailure maps a failed provider call. A definite "already paid"
-// is recorded as paid; everything else leaves the state UNKNOWN and is a
-// 502 (or 504 on timeout), never a guess.
+// providerFailure maps a failed provider call. Only a signed answer is
+// the provider's: an "already paid" one is settled by a signed query (the
+// order becomes paid only if the query says so, with the trade's amount),
+// a signed refusal is a 502 provider_rejected, and everything else (no
+// answer, an unsigned one, a system error) leaves the state UNKNOWN: a 502
+// (or 504 on timeout), never a guess.
 func (p *PayProxy) providerFailure(ctx context.Context, t *tradeRecord, err error) error {
 	if provider.IsCode(err, provider.CodeTradePaid) {
-		p.markPaid(ctx, t, "")
-		return errOrderPaid
+		return p.confirmPaid(ctx, t)
+	}
+	return describeProviderError(err)
+}
+
+func describeProviderError(err error) error {
+	var sf *storeFailure
+	var ae *apiError
+	if errors.As(err, &sf) || errors.As(err, &ae) {
+		return err
 	}
 	if isTimeout(err) {
 		return &apiError{http.StatusGatewayTimeout, "provider_timeout", "the payment provider did not answer in time; the trade state is UNKNOWN, retry"}
 	}
-	if provider.IsDefinite(err) {
-		var pe *provider.Error
-		errors.As(err, &pe)
+	var pe *provider.Error
+	if errors.As(err, &pe) {
 		return &apiError{http.StatusBadGateway, "provider_rejected", "the payment provider refused: " + pe.ProviderCode}
 	}
-	return &apiError{http.StatusBadGateway, "provider_error", "the payment provider failed; the trade state is UNKNOWN, retry"}
+	return errProviderUnknown
+}
+
+var errProviderUnknown = &apiError{http.StatusBadGateway, "provider_error", "the payment provider failed; the trade state is UNKNOWN, retry"}
+
+// confirmPaid checks an "already paid" answer with a signed query: only a
+// query that says paid, for the trade's amount, records the payment.
+func (p *PayProxy) confirmPaid(ctx context.Context, t *tradeRecord) error {
+	q, err := p.queryTrade(ctx, t)
+	if err != nil {
+		return describeProviderError(err)
+	}
+	if q.Status != provider.TradePaid {
+		p.logger.Warn("the provider answered already paid but its query does not say paid",
+			zap.String("trade_no", t.TradeNo), zap.String("status", string(q.Status)))
+		return errProviderUnknown
+	}
+	if err := p.apply(ctx, t, q.Status, q.AmountFen, q.ProviderTradeID, "query"); err != nil {
+		return err
+	}
+	return errOrderPaid
 }
 
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-}
-
-// retire closes a live trade at the provider before a different one
-// replaces it; if the provider says it was paid, the order is paid.
-func (p *PayProxy) retire(ctx context.Context, t *tradeRecord) error {
-	err := p.closeAtProvider(ctx, t)
-	if provider.IsCode(err, provider.CodeTradePaid) {
-		p.markPaid(ctx, t, "")
-		return errOrderPaid
-	}
-	if err != nil {
-		return p.providerFailure(ctx, t, err)
-	}
-	changed, ev, err := p.store.transition(ctx, t, StateClosed, "", time.Now())
-	if err != nil {
-		return err
-	}
-	if changed {
-		p.publish(ctx, t.OrderNo, ev)
-	}
-	return nil
-}
-
-func (p *PayProxy) closeAtProvider(ctx context.Context, t *tradeRecord) error {
-	prov := p.providers[t.Channel]
-	if prov == nil {
-		return &apiError{http.StatusConflict, "channel_unavailable", "the order's trade uses a channel that is no longer configured"}
-	}
-	err := p.call(ctx, t.Channel, "close", func(ctx context.Context) error { return prov.Close(ctx, t.TradeNo) })
-	if provider.IsCode(err, provider.CodeTradeNotFound) {
-		return nil // the creation never reached the provider: nothing can be paid
-	}
-	return err
-}
-
-// markPaid records a payment the provider confirmed and publishes
-// trade.paid once.
-func (p *PayProxy) markPaid(ctx context.Context, t *tradeRecord, providerTradeID string) {
-	changed, ev, err := p.store.transition(ctx, t, StatePaid, providerTradeID, time.Now())
-	if err != nil {
-		p.logger.Error("recording payment failed", zap.String("trade_no", t.TradeNo), zap.Error(err))
-		return
-	}
-	if changed {
-		t.State = StatePaid
-		p.publish(ctx, t.OrderNo, ev)
-	}
 }
 
 // call runs one provider operation with provider_timeout and metrics.
@@ -534,6 +575,10 @@ func (p *PayProxy) serveGetTrade(w http.ResponseWriter, r *http.Request, order s
 		return
 	}
 	setPlaceholders(r, order, "", "")
+	if err := p.authorize(r, order); err != nil {
+		p.fail(w, err)
+		return
+	}
 	t, err := p.store.load(r.Context(), order)
 	if errors.Is(err, errNoRecord) {
 		p.fail(w, errNotFound)
@@ -560,9 +605,21 @@ func (p *PayProxy) serveGetTrade(w http.ResponseWriter, r *http.Request, order s
 // syncTrade asks the provider and applies what it says (no lock needed:
 // the transition is idempotent and tied to the trade number).
 func (p *PayProxy) syncTrade(ctx context.Context, t *tradeRecord) error {
+	if p.providers[t.Channel] == nil {
+		return nil
+	}
+	q, err := p.queryTrade(ctx, t)
+	if err != nil {
+		return err
+	}
+	return p.apply(ctx, t, q.Status, q.AmountFen, q.ProviderTradeID, "query")
+}
+
+// queryTrade asks the trade's provider for its state (a signed answer).
+func (p *PayProxy) queryTrade(ctx context.Context, t *tradeRecord) (provider.QueryResult, error) {
 	prov := p.providers[t.Channel]
 	if prov == nil {
-		return nil
+		return provider.QueryResult{}, &apiError{http.StatusConflict, "channel_unavailable", "the order's trade uses a channel that is no longer configured"}
 	}
 	var q provider.QueryResult
 	err := p.call(ctx, t.Channel, "query", func(ctx context.Context) error {
@@ -570,35 +627,7 @@ func (p *PayProxy) syncTrade(ctx context.Context, t *tradeRecord) error {
 		q, err = prov.Query(ctx, t.TradeNo)
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	return p.apply(ctx, t, q.Status, q.AmountFen, q.ProviderTradeID, "query")
-}
-
-// apply moves a trade according to a status the provider reported (query
-// or verified notification). A paid amount that differs from the stored
-// one never marks the trade paid.
-func (p *PayProxy) apply(ctx context.Context, t *tradeRecord, status provider.TradeStatus, amount int64, providerID, source string) error {
-	switch status {
-	case provider.TradePaid:
-		if amount != t.AmountFen {
-			p.logger.Error("provider reports a paid amount different from the trade's",
-				zap.String("source", source), zap.String("trade_no", t.TradeNo),
-				zap.Int64("stored_fen", t.AmountFen), zap.Int64("reported_fen", amount))
-			return errAmountMismatch
-		}
-		p.markPaid(ctx, t, providerID)
-	case provider.TradeClosed:
-		changed, ev, err := p.store.transition(ctx, t, StateClosed, "", time.Now())
-		if err != nil {
-			return err
-		}
-		if changed {
-			p.publish(ctx, t.OrderNo, ev)
-		}
-	}
-	return nil
+	return q, err
 }
 
 var errAmountMismatch = &apiError{http.StatusBadRequest, "amount_mismatch", "the amount differs from the stored trade"}
@@ -609,6 +638,10 @@ func (p *PayProxy) serveClose(w http.ResponseWriter, r *http.Request, order stri
 		return
 	}
 	setPlaceholders(r, order, "", "")
+	if err := p.authorize(r, order); err != nil {
+		p.fail(w, err)
+		return
+	}
 	t, err := p.closeTrade(r.Context(), order)
 	if err != nil {
 		p.fail(w, err)

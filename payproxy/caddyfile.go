@@ -51,11 +51,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        base_url <url>
 //	        notify_url <url>
 //	    }
+//	    operations create|status|close|refund|notify...
 //	    order_source <url-template>
+//	    order_claims <claim>...
 //	    provider_timeout <duration>
 //	    lock_ttl <duration>
 //	    poll_interval <duration>
 //	    pay_timeout <duration>
+//	    duplicate_refund auto|off
 //	    webhook <url> {
 //	        secret <secret>
 //	        max_attempts <n>
@@ -99,6 +102,10 @@ func (p *PayProxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err == nil && !strings.Contains(p.OrderSource, "{order_no}") {
 				err = d.Errf("order_source %q must contain {order_no}", p.OrderSource)
 			}
+		case "operations":
+			err = cfgargs.AtLeastOne(d, &p.Operations)
+		case "order_claims":
+			err = cfgargs.AtLeastOne(d, &p.OrderClaims)
 		case "provider_timeout":
 			err = cfgargs.Duration(d, &p.ProviderTimeout, false)
 		case "lock_ttl":
@@ -107,6 +114,8 @@ func (p *PayProxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfgargs.Duration(d, &p.PollInterval, false)
 		case "pay_timeout":
 			err = cfgargs.Duration(d, &p.PayTimeout, false)
+		case "duplicate_refund":
+			err = cfgargs.One(d, &p.DuplicateRefund)
 		case "alipay":
 			p.Alipay = new(AlipayConfig)
 			err = p.Alipay.unmarshal(d)

@@ -92,11 +92,14 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 			base_url http://sim
 			notify_url https://edge/payments/notify/wechat
 		}
+		operations status close refund
 		order_source http://orders.internal/orders/{order_no}
+		order_claims roles tenant
 		provider_timeout 3s
 		lock_ttl 4s
 		poll_interval 2s
 		pay_timeout 30m
+		duplicate_refund off
 		webhook http://backend/hooks {
 			secret {env.WEBHOOK_SECRET}
 			max_attempts 7
@@ -125,10 +128,15 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		PollInterval: caddy.Duration(2 * time.Second), PayTimeout: caddy.Duration(30 * time.Minute),
 		Webhook: &payproxy.WebhookConfig{URL: "http://backend/hooks", Secret: "{env.WEBHOOK_SECRET}", MaxAttempts: 7,
 			Backoff: caddy.Duration(2 * time.Second), MaxBackoff: caddy.Duration(time.Minute)},
+		DuplicateRefund: "off",
+		Operations:      []string{"status", "close", "refund"},
+		OrderClaims:     []string{"roles", "tenant"},
 	}
 	if !reflect.DeepEqual(got.Alipay, want.Alipay) || !reflect.DeepEqual(got.Wechat, want.Wechat) || !reflect.DeepEqual(got.Webhook, want.Webhook) ||
 		got.Redis != want.Redis || !reflect.DeepEqual(got.LockRedis, want.LockRedis) || got.Prefix != want.Prefix || got.OrderSource != want.OrderSource ||
-		got.ProviderTimeout != want.ProviderTimeout || got.LockTTL != want.LockTTL || got.PollInterval != want.PollInterval || got.PayTimeout != want.PayTimeout {
+		got.ProviderTimeout != want.ProviderTimeout || got.LockTTL != want.LockTTL || got.PollInterval != want.PollInterval || got.PayTimeout != want.PayTimeout ||
+		got.DuplicateRefund != want.DuplicateRefund || !reflect.DeepEqual(got.Operations, want.Operations) ||
+		!reflect.DeepEqual(got.OrderClaims, want.OrderClaims) {
 		t.Fatalf("adapted:\n%s", raw)
 	}
 }
@@ -183,5 +191,30 @@ func TestProvisionFailsOnWrongLengthKeyFromPlaceholder(t *testing.T) {
 	err = caddy.Validate(&c)
 	if err == nil || !strings.Contains(err.Error(), "apiv3_key must be exactly 32 bytes") {
 		t.Fatalf("validate: %v", err)
+	}
+}
+
+// TestConfigLoadRefusesUnknownOperationsAndClaimNames: operations,
+// order_claims and duplicate_refund values are checked when the config
+// loads (also when it comes as JSON, which skips the parser).
+func TestConfigLoadRefusesUnknownOperationsAndClaimNames(t *testing.T) {
+	e := newEnv(t)
+	for _, c := range []struct{ extra, want string }{
+		{"operations create pay", `unknown operation "pay"`},
+		{"order_claims ro:les", `order_claims: "ro:les" is not a claim name`},
+		{"duplicate_refund sometimes", `duplicate_refund must be auto or off, got "sometimes"`},
+	} {
+		e.extra = "\t\t" + c.extra + "\n"
+		cfg, _, err := testcaddy.Adapt(testcaddy.Global(testcaddy.FreePort(t), "") + e.caddyfile(e.port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var conf caddy.Config
+		if err := json.Unmarshal(cfg, &conf); err != nil {
+			t.Fatal(err)
+		}
+		if err := caddy.Validate(&conf); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: validate %v, want %q", c.extra, err, c.want)
+		}
 	}
 }

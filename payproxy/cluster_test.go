@@ -1,6 +1,7 @@
 package payproxy_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -131,4 +132,69 @@ func lifecycle(t *testing.T, e *env, order, ch string) {
 		t.Fatalf("%d refunds of 400 accepted against 1000", ok)
 	}
 	eventually(t, 5*time.Second, "refund.succeeded x2", func() bool { return len(e.hooks.ofType("refund.succeeded", order)) == 2 })
+}
+
+// TestTradeIndexIsWrittenBeforeItsTradeOnACluster: on a Redis Cluster the
+// trade index (trade_no → order, on the trade number's slot) and the trade
+// (on the order's slot) live on different masters; the index must exist
+// whenever the trade does, or a notification for the trade finds no order.
+// Writes on every master but the order's are paused while the trade is
+// created, and the trade is watched: it must never be there without its
+// index (a pipeline sends both at once, and the trade's master answers
+// first).
+func TestTradeIndexIsWrittenBeforeItsTradeOnACluster(t *testing.T) {
+	e := newEnv(t)
+	cluster := testredis.StartCluster(t, 3)
+	e.redisURL = cluster.URL()
+	e.options["poll_interval"] = "1h"
+	e.start()
+	cc := cluster.Client()
+	ctx := context.Background()
+	masterOf := func(key string) string {
+		m, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Options().Addr
+	}
+	crossNode := 0
+	for i := 0; crossNode < 2 && i < 20; i++ {
+		order := fmt.Sprintf("IDX_ORDER_%02d", i)
+		tradeKey := "tollgate:pay:{o:" + order + "}:trade"
+		home := masterOf(tradeKey)
+		for _, m := range cluster.Masters {
+			if m.Addr() != home {
+				if err := m.Client().Do(ctx, "CLIENT", "PAUSE", 1500, "WRITE").Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		done := make(chan response, 1)
+		go func() { done <- e.create(order, "wechat", 100) }()
+		var r response
+	watch:
+		for {
+			select {
+			case r = <-done:
+				break watch
+			default:
+			}
+			if tn, _ := cc.HGet(ctx, tradeKey, "trade_no").Result(); tn != "" {
+				if idx, _ := cc.Get(ctx, "tollgate:pay:{t:"+tn+"}").Result(); idx != order {
+					t.Fatalf("trade %s of order %s exists while its index says %q", tn, order, idx)
+				}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		for _, m := range cluster.Masters {
+			_ = m.Client().Do(ctx, "CLIENT", "UNPAUSE").Err()
+		}
+		wantStatus(t, r, 200, "")
+		if masterOf("tollgate:pay:{t:"+r.str("trade_no")+"}") != home {
+			crossNode++
+		}
+	}
+	if crossNode < 2 {
+		t.Fatalf("only %d of the trades had their index on another master: the test proved nothing", crossNode)
+	}
 }

@@ -144,3 +144,37 @@ func TestProviderTimeoutAnswers504AndStaysUnknown(t *testing.T) {
 	wantStatus(t, e.create("TIMEOUT_01", "wechat", 100), http.StatusBadGateway, "provider_error")
 	wantStatus(t, e.create("TIMEOUT_01", "wechat", 100), 200, "")
 }
+
+// TestRetriedAlipayPrecreateSendsTheSameAbsoluteExpiry: a precreate whose
+// answer was lost is retried with the trade's absolute deadline
+// (time_expire), not a new relative timeout_express that would move the
+// QR code's expiry past pay_timeout with every retry.
+func TestRetriedAlipayPrecreateSendsTheSameAbsoluteExpiry(t *testing.T) {
+	e := newEnv(t)
+	e.options["pay_timeout"] = "90s"
+	e.start()
+	e.sim.SetFault(paysim.Fault{Operation: "alipay.trade.precreate", Mode: paysim.FaultDropResponse})
+	wantStatus(t, e.create("EXPIRY_01", "alipay", 100), http.StatusBadGateway, "provider_error")
+	time.Sleep(1100 * time.Millisecond) // the retry comes in a later second
+	r := e.create("EXPIRY_01", "alipay", 100)
+	wantStatus(t, r, http.StatusOK, "")
+	want, err := time.Parse(time.RFC3339, r.str("expires_at"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range e.sim.Trades() {
+		if tr.OutTradeNo != r.str("trade_no") {
+			continue
+		}
+		if len(tr.RequestedExpiry) != 2 {
+			t.Fatalf("the provider saw %d precreates, want 2", len(tr.RequestedExpiry))
+		}
+		for i, got := range tr.RequestedExpiry {
+			if !got.Equal(want) {
+				t.Fatalf("precreate %d asked for expiry %s, the trade expires at %s", i+1, got.UTC().Format(time.RFC3339), r.str("expires_at"))
+			}
+		}
+		return
+	}
+	t.Fatal("no trade at the provider")
+}

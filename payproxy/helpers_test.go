@@ -3,9 +3,6 @@ package payproxy_test
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,6 +31,10 @@ type env struct {
 	base    string // http://127.0.0.1:<port>
 	options map[string]string
 	extra   string // extra lines inside the payproxy block
+	// site is put at the start of the site block (e.g. an authjwt).
+	site string
+	// alipayGateway replaces paysim's /gateway.do (e.g. a recording proxy).
+	alipayGateway string
 	// redisURL replaces the single redis-server (e.g. a Cluster URL).
 	redisURL string
 }
@@ -42,7 +43,13 @@ const webhookSecret = "whsec_test_0123456789"
 
 func newEnv(t *testing.T, redisOpts ...testredis.Option) *env {
 	t.Helper()
-	sim, err := paysim.New(paysim.Config{WechatRefundDelay: 300 * time.Millisecond})
+	return newEnvWithSim(t, paysim.Config{WechatRefundDelay: 300 * time.Millisecond}, redisOpts...)
+}
+
+// newEnvWithSim is newEnv with the simulator configured by cfg.
+func newEnvWithSim(t *testing.T, cfg paysim.Config, redisOpts ...testredis.Option) *env {
+	t.Helper()
+	sim, err := paysim.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +60,7 @@ func newEnv(t *testing.T, redisOpts ...testredis.Option) *env {
 	e.base = fmt.Sprintf("http://127.0.0.1:%d", e.port)
 	e.options = map[string]string{
 		"provider_timeout": "2s", "lock_ttl": "1s", "poll_interval": "200ms", "pay_timeout": "1m",
-		"max_attempts": "5",
+		"max_attempts": "5", "operations": "create status close refund notify",
 	}
 	return e
 }
@@ -63,7 +70,7 @@ func (e *env) caddyfile(port int) string {
 	k := e.sim.Keys()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	var opts strings.Builder
-	for _, name := range []string{"provider_timeout", "lock_ttl", "poll_interval", "pay_timeout"} {
+	for _, name := range []string{"provider_timeout", "lock_ttl", "poll_interval", "pay_timeout", "operations"} {
 		if v := e.options[name]; v != "" {
 			fmt.Fprintf(&opts, "\t\t%s %s\n", name, v)
 		}
@@ -72,15 +79,19 @@ func (e *env) caddyfile(port int) string {
 	if e.redisURL != "" {
 		redisURL = e.redisURL
 	}
+	gateway := e.simURL + "/gateway.do"
+	if e.alipayGateway != "" {
+		gateway = e.alipayGateway
+	}
 	return fmt.Sprintf(`http://127.0.0.1:%d {
-	payproxy {
+%s	payproxy {
 		redis %s
 		prefix /pay
 		alipay {
 			app_id %s
 			private_key %s
 			alipay_public_key %s
-			gateway %s/gateway.do
+			gateway %s
 			notify_url %s/pay/notify/alipay
 		}
 		wechat {
@@ -106,8 +117,8 @@ func (e *env) caddyfile(port int) string {
 	header >X-Payproxy-Lock {http.payproxy.lock}
 	respond "upstream" 200
 }
-`, port, redisURL,
-		k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, e.simURL, base,
+`, port, e.site, redisURL,
+		k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, gateway, base,
 		k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key,
 		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, e.simURL, base,
 		opts.String(), e.hooks.srv.URL, webhookSecret, e.options["max_attempts"], e.extra)
@@ -240,6 +251,7 @@ type hookEvent struct {
 		AmountFen int64  `json:"amount_fen"`
 		State     string `json:"state"`
 		RefundNo  string `json:"refund_no"`
+		Seq       int64  `json:"seq"`
 	} `json:"data"`
 }
 
@@ -261,7 +273,7 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
-	if !verifySignature(r.Header.Get("X-Tollgate-Signature"), body) {
+	if verifyTollgateSignature(webhookSecret, r.Header.Get("X-Tollgate-Signature"), body, time.Now()) != nil {
 		h.bad++
 		w.WriteHeader(http.StatusBadRequest)
 		return
@@ -274,24 +286,6 @@ func (h *hookReceiver) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	h.events = append(h.events, ev)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// verifySignature checks t=<unix>,v1=<hex HMAC-SHA256(secret, t.body)>
-// independently of payproxy's own Sign.
-func verifySignature(header string, body []byte) bool {
-	var ts, v1 string
-	for _, part := range strings.Split(header, ",") {
-		k, v, _ := strings.Cut(part, "=")
-		switch k {
-		case "t":
-			ts = v
-		case "v1":
-			v1 = v
-		}
-	}
-	mac := hmac.New(sha256.New, []byte(webhookSecret))
-	mac.Write([]byte(ts + "." + string(body)))
-	return ts != "" && hmac.Equal([]byte(hex.EncodeToString(mac.Sum(nil))), []byte(v1))
 }
 
 // hold waits out the delay; false if the client went away meanwhile.

@@ -16,6 +16,7 @@ type payMetrics struct {
 	notifications    *prometheus.CounterVec
 	webhooks         *prometheus.CounterVec
 	webhookDuration  prometheus.Histogram
+	duplicates       *prometheus.CounterVec
 }
 
 func newPayMetrics(reg prometheus.Registerer) (*payMetrics, error) {
@@ -38,6 +39,9 @@ func newPayMetrics(reg prometheus.Registerer) (*payMetrics, error) {
 			[]string{"result"}),
 		webhookDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name: "webhook_delivery_duration_seconds", Help: "Latency of webhook deliveries.", Buckets: prometheus.DefBuckets}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "duplicate_payments_total", Help: "Payments of an order that was already paid (trade.duplicate_paid), by channel."},
+			[]string{"channel"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -49,6 +53,7 @@ func newPayMetrics(reg prometheus.Registerer) (*payMetrics, error) {
 	m.notifications = register(reg, m.notifications, &err)
 	m.webhooks = register(reg, m.webhooks, &err)
 	m.webhookDuration = register(reg, m.webhookDuration, &err)
+	m.duplicates = register(reg, m.duplicates, &err)
 	// The webhook queue, dead letters and Redis health, read at scrape time.
 	register[prometheus.Collector](reg, newWebhookGauges(), &err)
 	return m, err
@@ -94,4 +99,8 @@ func (m *payMetrics) webhook(result string, d time.Duration) {
 	if d > 0 {
 		m.webhookDuration.Observe(d.Seconds())
 	}
+}
+
+func (m *payMetrics) duplicatePayment(channel string) {
+	m.duplicates.WithLabelValues(channel).Inc()
 }

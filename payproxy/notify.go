@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -23,20 +24,42 @@ func (p *PayProxy) serveNotify(w http.ResponseWriter, r *http.Request, channel s
 		return
 	}
 	n, err := prov.ParseNotification(r)
+	if errors.Is(err, provider.ErrRefusedNotification) {
+		p.metrics.notification(channel, "refused")
+		p.logger.Warn("notification refused", zap.String("channel", channel), zap.Error(err))
+		prov.Refuse(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
 	if err != nil {
 		p.metrics.notification(channel, "invalid_signature")
 		p.logger.Warn("notification refused", zap.String("channel", channel), zap.Error(err))
-		writeError(w, http.StatusUnauthorized, "invalid_signature", "notification could not be verified")
+		prov.Refuse(w, http.StatusUnauthorized, "invalid_signature", "notification could not be verified")
 		return
 	}
 	setPlaceholders(r, "", n.TradeNo, "")
 	result, err := p.handleNotification(r.Context(), channel, n)
 	p.metrics.notification(channel, result)
 	if err != nil {
-		p.fail(w, err)
+		status, code, desc := p.answerOf(err)
+		prov.Refuse(w, status, code, desc)
 		return
 	}
 	prov.Acknowledge(w)
+}
+
+// stored makes sure that what a notification changed is durable before
+// the provider is told so (with wait_replicas, WAIT on a write of the
+// order's record: also a retry that finds the change made but not yet
+// confirmed), and queues the order's events still in its outbox.
+func (p *PayProxy) stored(ctx context.Context, order string) error {
+	if err := p.store.confirm(ctx, order); err != nil {
+		return &storeFailure{err}
+	}
+	if _, err := p.flushOutbox(ctx, order); err != nil {
+		p.logger.Warn("queueing the order's events failed; the poller will retry", zap.String("order_no", order), zap.Error(err))
+		p.scheduleNow(ctx, order)
+	}
+	return nil
 }
 
 func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *provider.Notification) (string, error) {
@@ -48,21 +71,18 @@ func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *pr
 	if err != nil {
 		return "error", err
 	}
-	t, err := p.store.load(ctx, order)
+	t, err := p.tradeOfNotification(ctx, order, channel, n)
 	if err != nil {
-		return "error", err
+		return "unknown_trade", err
 	}
 	if t.Channel != channel {
 		return "unknown_trade", &apiError{http.StatusNotFound, "not_found", "no such trade"}
 	}
-	if t.TradeNo != n.TradeNo {
-		// A replaced trade: its record is gone, so only log what happened.
-		p.logger.Error("notification for a replaced trade; check it with the provider",
-			zap.String("order_no", order), zap.String("trade_no", n.TradeNo), zap.String("status", string(n.Status)))
-		return "replaced_trade", nil
-	}
 	if n.Kind == provider.NotifyRefund {
-		return "refund", p.refundNotification(ctx, t, n)
+		if err := p.refundNotification(ctx, t, n); err != nil {
+			return "refund", err
+		}
+		return "refund", p.stored(ctx, order)
 	}
 	if n.AmountFen != t.AmountFen {
 		p.logger.Error("notification amount differs from the trade's; not marking it paid",
@@ -72,7 +92,31 @@ func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *pr
 	if err := p.apply(ctx, t, n.Status, n.AmountFen, "", "notification"); err != nil {
 		return "error", err
 	}
+	if err := p.stored(ctx, order); err != nil {
+		return "error", err
+	}
 	return "applied", nil
+}
+
+// tradeOfNotification finds the trade a verified notification is about:
+// the order's current trade or a retired one. A paid trade that the
+// order's index names but no record holds (lost in a failover, or
+// replaced by a version that did not keep retired trades) is taken from
+// the notification, so that the payment is still recorded.
+func (p *PayProxy) tradeOfNotification(ctx context.Context, order, channel string, n *provider.Notification) (*tradeRecord, error) {
+	t, err := p.store.tradeOf(ctx, order, n.TradeNo)
+	if !errors.Is(err, errNoRecord) || n.Kind != provider.NotifyTrade || n.Status != provider.TradePaid {
+		if errors.Is(err, errNoRecord) {
+			return nil, &apiError{http.StatusNotFound, "not_found", "no such trade"}
+		}
+		return t, err
+	}
+	p.logger.Error("payment of a trade with no record; keeping it from the notification",
+		zap.String("order_no", order), zap.String("trade_no", n.TradeNo))
+	if err := p.store.adopt(ctx, order, n.TradeNo, channel, n.AmountFen, time.Now()); err != nil {
+		return nil, err
+	}
+	return p.store.tradeOf(ctx, order, n.TradeNo)
 }
 
 // refundNotification settles a refund from a WeChat refund notification,
@@ -87,18 +131,18 @@ func (p *PayProxy) refundNotification(ctx context.Context, t *tradeRecord, n *pr
 	if err != nil {
 		return err
 	}
-	if r.State != RefundProcessing {
+	switch {
+	case r.State == RefundFailed:
+		// Failed here, but the provider writes about it: its signed query
+		// decides, and a success is honoured.
+		return p.recheckRefund(ctx, t, r)
+	case r.State != RefundProcessing && r.State != RefundAbnormal:
 		return nil
-	}
-	if n.RefundState == provider.RefundProcessing {
+	case n.RefundState == provider.RefundProcessing:
 		if err := p.syncRefund(ctx, t, r, false); err != nil {
 			p.logger.Warn("refund query after notification failed; the poller retries", zap.Error(err))
 		}
 		return nil
 	}
-	if n.RefundState == provider.RefundSucceeded && n.RefundFen != r.AmountFen {
-		p.logger.Error("refund notification amount differs", zap.String("refund_no", r.RefundNo))
-		return errAmountMismatch
-	}
-	return p.applyRefund(ctx, t, r, n.RefundState)
+	return p.applyRefund(ctx, t, r, provider.RefundResult{Status: n.RefundState, AmountFen: n.RefundFen})
 }

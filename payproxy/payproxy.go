@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +70,18 @@ type PayProxy struct {
 	// client can never choose what it pays. Without it the request's amount
 	// is trusted: put the route behind a service role or an internal listener.
 	OrderSource string `json:"order_source,omitempty"`
+	// Claims of the caller's token sent to order_source, each as
+	// X-User-<Claim> from authjwt's {http.auth.user.<claim>}, besides
+	// X-User-Id ({http.auth.user.id}). Default: roles
+	OrderClaims []string `json:"order_claims,omitempty"`
+	// The endpoints this route serves, from create (POST {prefix}/trades),
+	// status (GET {prefix}/trades/{order_no}), close (POST
+	// {prefix}/trades/{order_no}/close), refund (POST {prefix}/refunds and
+	// GET {prefix}/refunds/{refund_no}) and notify (POST
+	// {prefix}/notify/{channel}). Another operation's endpoint is answered
+	// 404 not_found. Serve close and refund only on a route that only the
+	// backend reaches. Default: create status notify
+	Operations []string `json:"operations,omitempty"`
 	// Deadline of one provider call. Default: 10s
 	ProviderTimeout caddy.Duration `json:"provider_timeout,omitempty"`
 	// Expiry of the per-order lock; renewed every lock_ttl/3 while a
@@ -81,7 +95,14 @@ type PayProxy struct {
 	PayTimeout caddy.Duration `json:"pay_timeout,omitempty"`
 	// Where trade and refund events are POSTed; omitted = no events.
 	Webhook *WebhookConfig `json:"webhook,omitempty"`
+	// What happens to a duplicate payment (a second trade of an already
+	// paid order paid too, e.g. a QR code whose close did not take
+	// effect): "auto" refunds it in full (refund_no DUP_<trade_no>);
+	// "off" only records and reports it (trade.duplicate_paid), for a
+	// person to refund. Default: auto
+	DuplicateRefund string `json:"duplicate_refund,omitempty"`
 
+	served        map[string]bool
 	logger        *zap.Logger
 	rdb           redis.UniversalClient
 	store         *tradeStore
@@ -258,6 +279,16 @@ func (p *PayProxy) applyDefaults() {
 	if p.Prefix == "" {
 		p.Prefix = "/pay"
 	}
+	if len(p.Operations) == 0 {
+		p.Operations = defaultOperations
+	}
+	p.served = map[string]bool{}
+	for _, op := range p.Operations {
+		p.served[op] = true
+	}
+	if p.OrderClaims == nil {
+		p.OrderClaims = []string{"roles"}
+	}
 	p.Prefix = "/" + strings.Trim(p.Prefix, "/")
 	setDefault(&p.ProviderTimeout, 10*time.Second)
 	setDefault(&p.LockTTL, 10*time.Second)
@@ -354,8 +385,47 @@ func (p *PayProxy) Validate() error {
 	if p.OrderSource != "" && !strings.Contains(p.OrderSource, "{order_no}") {
 		return errors.New("payproxy: order_source must contain {order_no}")
 	}
+	for _, op := range p.Operations {
+		if !slices.Contains(allOperations, op) {
+			return fmt.Errorf("payproxy: unknown operation %q (operations are %s)", op, strings.Join(allOperations, " "))
+		}
+	}
+	for _, c := range p.OrderClaims {
+		if !claimNameRE.MatchString(c) {
+			return fmt.Errorf("payproxy: order_claims: %q is not a claim name (letters, digits, _ and -)", c)
+		}
+	}
+	switch p.DuplicateRefund {
+	case "", duplicateRefundAuto, duplicateRefundOff:
+	default:
+		return fmt.Errorf("payproxy: duplicate_refund must be auto or off, got %q", p.DuplicateRefund)
+	}
 	return nil
 }
+
+// Operations a route can serve.
+const (
+	opCreate = "create"
+	opStatus = "status"
+	opClose  = "close"
+	opRefund = "refund"
+	opNotify = "notify"
+)
+
+var (
+	allOperations     = []string{opCreate, opStatus, opClose, opRefund, opNotify}
+	defaultOperations = []string{opCreate, opStatus, opNotify}
+	claimNameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
+)
+
+// serves reports whether this route serves op.
+func (p *PayProxy) serves(op string) bool { return p.served[op] }
+
+// duplicate_refund values.
+const (
+	duplicateRefundAuto = "auto"
+	duplicateRefundOff  = "off"
+)
 
 // Cleanup stops the background goroutines and releases the Redis clients.
 // It is safe after a failed Provision.

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/tollgate/tollgate/payproxy/provider"
 )
 
 // The poller checks, every poll_interval, the orders that have work left:
@@ -80,8 +78,11 @@ func (p *PayProxy) pollOrder(ctx context.Context, order string) bool {
 		return true
 	}
 	pending := !empty
-	if t.State == StatePaying || t.State == StateUnknown {
+	if t.open() {
 		pending = p.pollTrade(ctx, t) || pending
+	}
+	if p.pollRetired(ctx, order) {
+		pending = true
 	}
 	if p.pollRefunds(ctx, t) {
 		pending = true
@@ -124,24 +125,11 @@ func (p *PayProxy) expire(ctx context.Context, t *tradeRecord) bool {
 	}
 	defer l.Unlock()
 	cur, err := p.store.load(workCtx, t.OrderNo)
-	if err != nil || cur.TradeNo != t.TradeNo || (cur.State != StatePaying && cur.State != StateUnknown) {
+	if err != nil || cur.TradeNo != t.TradeNo || !cur.open() {
 		return err != nil
 	}
-	err = p.closeAtProvider(workCtx, cur)
-	switch {
-	case provider.IsCode(err, provider.CodeTradePaid):
-		return p.syncTrade(workCtx, cur) != nil
-	case err != nil:
-		return true
-	}
-	changed, ev, err := p.store.transition(workCtx, cur, StateClosed, "", time.Now())
-	if err != nil {
-		return true
-	}
-	if changed {
-		p.publish(workCtx, cur.OrderNo, ev)
-	}
-	return false
+	err = p.closeConfirmed(workCtx, cur)
+	return err != nil && !errors.Is(err, errOrderPaid)
 }
 
 // pollRefunds checks the order's processing refunds; true if some remain.
@@ -155,7 +143,15 @@ func (p *PayProxy) pollRefunds(ctx context.Context, t *tradeRecord) bool {
 		if r.State != RefundProcessing {
 			continue
 		}
-		_ = p.syncRefund(ctx, t, r, true)
+		rt := t
+		if r.TradeNo != "" && r.TradeNo != t.TradeNo {
+			// The refund of a retired trade (a duplicate payment).
+			if rt, err = p.store.tradeOf(ctx, t.OrderNo, r.TradeNo); err != nil {
+				pending = true
+				continue
+			}
+		}
+		_ = p.syncRefund(ctx, rt, r, true)
 		if r.State == RefundProcessing {
 			pending = true
 		}

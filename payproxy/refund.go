@@ -107,10 +107,15 @@ func (p *PayProxy) createRefund(ctx context.Context, order, refundNo string, amo
 		return nil, errRefundMismatch
 	case status == "replay":
 		p.rebindRefundNo(ctx, order, refundNo)
-		if rec.State == RefundProcessing {
+		switch rec.State {
+		case RefundProcessing:
 			// Make sure it is polled even if the first request died
 			// between its reservation and its scheduling.
 			_ = p.store.schedule(ctx, order, time.Now().Add(time.Duration(p.PollInterval)))
+		case RefundFailed, RefundAbnormal:
+			// Asked again about a failed or abnormal refund: the provider
+			// may have carried it out since (its signed query decides).
+			_ = p.recheckRefund(ctx, t, rec)
 		}
 		return rec, nil
 	}
@@ -173,8 +178,7 @@ func (p *PayProxy) executeRefund(ctx context.Context, t *tradeRecord, r *refundR
 		return err
 	})
 	if provider.IsDefinite(err) {
-		p.settle(ctx, t, r, RefundFailed)
-		return nil
+		return p.settle(ctx, t, r, RefundFailed)
 	}
 	if err != nil {
 		return err
@@ -182,7 +186,7 @@ func (p *PayProxy) executeRefund(ctx context.Context, t *tradeRecord, r *refundR
 	if res.Status == provider.RefundProcessing {
 		return p.syncRefund(ctx, t, r, false)
 	}
-	return p.applyRefund(ctx, t, r, res.Status)
+	return p.applyRefund(ctx, t, r, res)
 }
 
 // syncRefund asks the provider about a PROCESSING refund. resend allows
@@ -203,34 +207,61 @@ func (p *PayProxy) syncRefund(ctx context.Context, t *tradeRecord, r *refundReco
 		return err
 	}
 	if res.Status == provider.RefundNotFound {
-		if resend {
+		if resend && r.State == RefundProcessing {
 			return p.executeRefund(ctx, t, r)
 		}
 		return nil
 	}
-	return p.applyRefund(ctx, t, r, res.Status)
+	return p.applyRefund(ctx, t, r, res)
 }
 
-func (p *PayProxy) applyRefund(ctx context.Context, t *tradeRecord, r *refundRecord, st provider.RefundStatus) error {
-	switch st {
+// recheckRefund asks the provider about a FAILED refund; a signed success
+// is honoured (the refund is SUCCESS after all, its amount reserved again).
+func (p *PayProxy) recheckRefund(ctx context.Context, t *tradeRecord, r *refundRecord) error {
+	err := p.syncRefund(ctx, t, r, false)
+	if err != nil {
+		p.logger.Warn("checking a failed refund with the provider failed", zap.String("refund_no", r.RefundNo), zap.Error(err))
+	}
+	return err
+}
+
+// applyRefund settles a refund from the provider's signed answer. A
+// success must be for the reserved amount: any other amount is logged
+// and left for a person, never recorded as this refund.
+func (p *PayProxy) applyRefund(ctx context.Context, t *tradeRecord, r *refundRecord, res provider.RefundResult) error {
+	switch res.Status {
 	case provider.RefundSucceeded:
-		p.settle(ctx, t, r, RefundSuccess)
+		if res.AmountFen != r.AmountFen {
+			p.logger.Error("the provider reports a refund amount different from the reserved one",
+				zap.String("refund_no", r.RefundNo), zap.Int64("reserved_fen", r.AmountFen), zap.Int64("reported_fen", res.AmountFen))
+			return errAmountMismatch
+		}
+		return p.settle(ctx, t, r, RefundSuccess)
 	case provider.RefundFailed:
-		p.settle(ctx, t, r, RefundFailed)
+		return p.settle(ctx, t, r, RefundFailed)
+	case provider.RefundAbnormal:
+		if r.State == RefundProcessing {
+			p.logger.Error("refund ABNORMAL at the provider: a person must resolve it on the merchant platform",
+				zap.String("order_no", t.OrderNo), zap.String("refund_no", r.RefundNo))
+		}
+		return p.settle(ctx, t, r, RefundAbnormal)
 	}
 	return nil
 }
 
-func (p *PayProxy) settle(ctx context.Context, t *tradeRecord, r *refundRecord, to string) {
+// settle records a refund's outcome and publishes its event once; a
+// failed write is returned, so that a notification is not acknowledged.
+func (p *PayProxy) settle(ctx context.Context, t *tradeRecord, r *refundRecord, to string) error {
 	changed, ev, err := p.store.settleRefund(ctx, t, r, to, time.Now())
 	if err != nil {
 		p.logger.Error("settling refund failed", zap.String("refund_no", r.RefundNo), zap.Error(err))
-		return
+		return &storeFailure{err}
 	}
 	if changed {
 		r.State = to
 		p.publish(ctx, t.OrderNo, ev)
 	}
+	return nil
 }
 
 func (p *PayProxy) serveGetRefund(w http.ResponseWriter, r *http.Request, refundNo string) {

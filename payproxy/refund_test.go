@@ -1,11 +1,14 @@
 package payproxy_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate/internal/paysim"
 )
@@ -109,4 +112,44 @@ func TestRefundWithLostAnswerIsSettledByThePoller(t *testing.T) {
 	if moved != 300 || n != 2 {
 		t.Fatalf("provider holds %d refunds of %d fen, want 2 of 300", n, moved)
 	}
+}
+
+// TestAbnormalRefundIsItsOwnStateAndIsNotPolledForever: a WeChat refund
+// that turns ABNORMAL (the money could not be returned; a person must act)
+// is recorded ABNORMAL with refund.abnormal, keeps its reservation, leaves
+// the poller's work, and is settled by WeChat's later REFUND.SUCCESS.
+func TestAbnormalRefundIsItsOwnStateAndIsNotPolledForever(t *testing.T) {
+	e := newEnvWithSim(t, paysim.Config{WechatRefundDelay: time.Hour})
+	e.start()
+	const order = "ABNORMAL_01"
+	e.paidOrder(order, "wechat", 1000)
+	wantStatus(t, e.refund(order, "ABN_RF_1", 600), http.StatusOK, "")
+	if err := e.sim.RefundAbnormal("ABN_RF_1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "ABNORMAL", func() bool {
+		return do(t, "GET", e.base+"/pay/refunds/ABN_RF_1", nil).str("state") == "ABNORMAL"
+	})
+	eventually(t, 5*time.Second, "refund.abnormal", func() bool { return len(e.hooks.ofType("refund.abnormal", order)) == 1 })
+	if ev := e.hooks.ofType("refund.abnormal", order)[0]; ev.Data.RefundNo != "ABN_RF_1" || ev.Data.AmountFen != 600 || ev.Data.State != "ABNORMAL" {
+		t.Fatalf("refund.abnormal: %+v", ev.Data)
+	}
+	c := e.redis.Client()
+	eventually(t, 10*time.Second, "the order off the poller's list", func() bool {
+		return c.ZScore(context.Background(), "tollgate:pay:{due}", order).Err() == redis.Nil
+	})
+	queries := e.sim.Calls()["wechat.refund.query"]
+	time.Sleep(1 * time.Second) // five poll intervals
+	if n := e.sim.Calls()["wechat.refund.query"]; n != queries {
+		t.Fatalf("an ABNORMAL refund is still polled (%d more queries)", n-queries)
+	}
+	// The reservation stays: 401 more would exceed what was paid.
+	wantStatus(t, e.refund(order, "ABN_RF_2", 401), http.StatusConflict, "refund_exceeds_paid")
+	if err := e.sim.RefundSucceed("ABN_RF_1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "SUCCESS", func() bool {
+		return do(t, "GET", e.base+"/pay/refunds/ABN_RF_1", nil).str("state") == "SUCCESS"
+	})
+	eventually(t, 5*time.Second, "refund.succeeded", func() bool { return len(e.hooks.ofType("refund.succeeded", order)) == 1 })
 }

@@ -9,20 +9,58 @@ import "github.com/redis/go-redis/v9"
 // set is a key of its own. Crossing slots (order → queue) is done by separate
 // commands, made safe by the outbox (see webhook.go).
 
+// emitLua is the one way a script writes an event: into the order's outbox,
+// once per event id, in the same step as the change it reports. It numbers
+// the event with the order's next seq (a counter in the order's record):
+// the body arrives with "seq":-1, which becomes "seq":<n>. It returns the
+// body written.
+const emitLua = `
+local function emit(trade, outbox, id, body)
+  local n = redis.call('HINCRBY', trade, 'seq', 1)
+  local i, j = string.find(body, '"seq":-1', 1, true)
+  if i then body = string.sub(body, 1, i - 1) .. '"seq":' .. n .. string.sub(body, j + 1) end
+  redis.call('HSETNX', outbox, id, body)
+  return body
+end
+`
+
+// retireLua archives the order's current trade into the :trades hash (JSON,
+// as it is) and returns its trade number and state.
+const retireLua = `
+local function retireCurrent(trade, trades)
+  local f = redis.call('HMGET', trade, 'trade_no', 'state', 'channel', 'amount_fen', 'subject',
+    'created_at', 'expires_at', 'refunded_fen', 'provider_trade_id', 'paid_at', 'closed_at')
+  if not f[1] then return nil, nil end
+  redis.call('HSET', trades, f[1], cjson.encode({trade_no = f[1], state = f[2] or 'UNKNOWN', channel = f[3] or '',
+    amount_fen = tonumber(f[4]) or 0, subject = f[5] or '', created_at = tonumber(f[6]) or 0,
+    expires_at = tonumber(f[7]) or 0, refunded_fen = tonumber(f[8]) or 0, provider_trade_id = f[9] or '',
+    paid_at = tonumber(f[10]), closed_at = tonumber(f[11])}))
+  return f[1], f[2]
+end
+`
+
 // allocScript starts a new trade for the order, state UNKNOWN, unless the
 // record changed since the caller read it (ARGV[8] is the trade_no it saw,
-// "" for none).
+// "" for none). The trade it replaces must be CLOSED, a close the provider
+// confirmed: never one that is PAID or may still be paid. The replaced
+// trade is kept in the order's :trades hash, so that a payment it still
+// receives is recorded.
 //
-// KEYS: trade. ARGV: order_no, trade_no, channel, amount_fen, subject,
-// created_ms, expires_ms, expected_trade_no.
-var allocScript = redis.NewScript(`
+// KEYS: trade, trades. ARGV: order_no, trade_no, channel, amount_fen,
+// subject, created_ms, expires_ms, expected_trade_no.
+var allocScript = redis.NewScript(retireLua + `
 local cur = redis.call('HGET', KEYS[1], 'trade_no') or ''
 if cur ~= ARGV[8] then return 0 end
-local refunded = redis.call('HGET', KEYS[1], 'refunded_fen')
-if refunded and tonumber(refunded) ~= 0 then return 0 end
+if cur ~= '' then
+  local st = redis.call('HGET', KEYS[1], 'state')
+  local refunded = tonumber(redis.call('HGET', KEYS[1], 'refunded_fen') or '0') or 0
+  if st ~= 'CLOSED' or refunded ~= 0 then return 0 end
+  retireCurrent(KEYS[1], KEYS[2])
+end
 redis.call('HSET', KEYS[1], 'order_no', ARGV[1], 'trade_no', ARGV[2], 'channel', ARGV[3],
   'amount_fen', ARGV[4], 'subject', ARGV[5], 'state', 'UNKNOWN', 'qr_code', '',
   'created_at', ARGV[6], 'expires_at', ARGV[7], 'refunded_fen', '0', 'provider_trade_id', '')
+redis.call('HDEL', KEYS[1], 'paid_at', 'closed_at')
 return 1
 `)
 
@@ -40,27 +78,101 @@ if st == 'PAYING' then redis.call('HSET', KEYS[1], 'qr_code', ARGV[2]) end
 return st
 `)
 
-// transitionScript moves trade_no to PAID or CLOSED once. PAID is accepted
-// from any other state (money taken is a fact, even after we closed the
-// trade); CLOSED only from PAYING or UNKNOWN. On a change the event is put
-// into the order's outbox in the same step.
+// closeScript records the order's current trade CLOSED (from PAYING or
+// UNKNOWN: a close the provider confirmed) and emits trade.closed once.
 //
-// KEYS: trade, outbox. ARGV: trade_no, to_state, now_ms, event_id,
-// event_json, provider_trade_id.
-var transitionScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'trade_no') ~= ARGV[1] then return 'stale' end
+// KEYS: trade, outbox. ARGV: trade_no, now_ms, event_id, event_json.
+// Returns {changed|same|stale|refused, event_json}.
+var closeScript = redis.NewScript(emitLua + `
+if redis.call('HGET', KEYS[1], 'trade_no') ~= ARGV[1] then return {'stale', ''} end
 local st = redis.call('HGET', KEYS[1], 'state')
-if st == ARGV[2] then return 'same' end
-if ARGV[2] == 'CLOSED' and st ~= 'PAYING' and st ~= 'UNKNOWN' then return 'refused' end
-redis.call('HSET', KEYS[1], 'state', ARGV[2])
-if ARGV[2] == 'PAID' then
-  redis.call('HSET', KEYS[1], 'paid_at', ARGV[3])
-  if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'provider_trade_id', ARGV[6]) end
-else
-  redis.call('HSET', KEYS[1], 'closed_at', ARGV[3])
+if st == 'CLOSED' then return {'same', ''} end
+if st ~= 'PAYING' and st ~= 'UNKNOWN' then return {'refused', ''} end
+redis.call('HSET', KEYS[1], 'state', 'CLOSED', 'closed_at', ARGV[2])
+return {'changed', emit(KEYS[1], KEYS[2], ARGV[3], ARGV[4])}
+`)
+
+// closeRetiredScript records a retired trade CLOSED once its close is
+// confirmed, and emits trade.closed once.
+//
+// KEYS: trades, trade, outbox. ARGV: trade_no, now_ms, event_id,
+// event_json. Returns {changed|same|unknown, event_json}.
+var closeRetiredScript = redis.NewScript(emitLua + `
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return {'unknown', ''} end
+local a = cjson.decode(raw)
+if a.state ~= 'PAYING' and a.state ~= 'UNKNOWN' then return {'same', ''} end
+a.state = 'CLOSED'
+a.closed_at = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(a))
+return {'changed', emit(KEYS[2], KEYS[3], ARGV[3], ARGV[4])}
+`)
+
+// recordPaymentScript records a verified payment of any trade payproxy
+// created for the order. The current trade, or a retired one while the
+// order has no paid trade, makes the order PAID (trade.paid): a retired
+// one becomes the order's trade and the current one is retired (still
+// open, it is reported as displaced and closed by the poller). Once the
+// order is paid, another trade's payment is a duplicate
+// (trade.duplicate_paid) and, when ARGV[8] names a refund number, its full
+// refund is reserved in the same step. Money taken is a fact: PAID is
+// accepted from any state.
+//
+// KEYS: trade, trades, outbox, refunds. ARGV: trade_no, now_ms,
+// provider_trade_id, paid_event_id, paid_event_json, dup_event_id,
+// dup_event_json, dup_refund_no, order_no.
+// Returns {paid|duplicate|same|unknown, displaced_trade_no, event_json}.
+var recordPaymentScript = redis.NewScript(emitLua + retireLua + `
+local cur = redis.call('HGET', KEYS[1], 'trade_no')
+local curState = redis.call('HGET', KEYS[1], 'state')
+if cur == ARGV[1] then
+  if curState == 'PAID' then return {'same', '', ''} end
+  redis.call('HSET', KEYS[1], 'state', 'PAID', 'paid_at', ARGV[2])
+  if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'provider_trade_id', ARGV[3]) end
+  return {'paid', '', emit(KEYS[1], KEYS[3], ARGV[4], ARGV[5])}
 end
-redis.call('HSETNX', KEYS[2], ARGV[4], ARGV[5])
-return 'changed'
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then return {'unknown', '', ''} end
+local a = cjson.decode(raw)
+if a.state == 'PAID' then return {'same', '', ''} end
+a.state = 'PAID'
+a.paid_at = tonumber(ARGV[2])
+if ARGV[3] ~= '' then a.provider_trade_id = ARGV[3] end
+if curState == 'PAID' then
+  a.duplicate = true
+  if ARGV[8] ~= '' and redis.call('HEXISTS', KEYS[4], ARGV[8]) == 0 then
+    a.refunded_fen = a.amount_fen
+    redis.call('HSET', KEYS[4], ARGV[8], cjson.encode({refund_no = ARGV[8], amount_fen = a.amount_fen,
+      state = 'PROCESSING', reason = 'duplicate payment', created_at = tonumber(ARGV[2]), trade_no = ARGV[1]}))
+  end
+  redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(a))
+  return {'duplicate', '', emit(KEYS[1], KEYS[3], ARGV[6], ARGV[7])}
+end
+local displaced = ''
+local old, oldState = retireCurrent(KEYS[1], KEYS[2])
+if old and (oldState == 'PAYING' or oldState == 'UNKNOWN') then displaced = old end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[1], 'order_no', ARGV[9], 'trade_no', a.trade_no, 'channel', a.channel,
+  'amount_fen', a.amount_fen, 'subject', a.subject or '', 'state', 'PAID', 'qr_code', '',
+  'created_at', a.created_at or 0, 'expires_at', a.expires_at or 0, 'refunded_fen', '0',
+  'provider_trade_id', a.provider_trade_id or '', 'paid_at', ARGV[2])
+redis.call('HDEL', KEYS[1], 'closed_at')
+return {'paid', displaced, emit(KEYS[1], KEYS[3], ARGV[4], ARGV[5])}
+`)
+
+// adoptScript keeps a trade payproxy created (its index names the order)
+// but holds no record of (a record lost in a failover, or replaced before
+// retired trades were kept): a verified payment for it is then recorded
+// like any other. It changes nothing for a trade already known.
+//
+// KEYS: trade, trades. ARGV: trade_no, channel, amount_fen, now_ms.
+var adoptScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'trade_no') == ARGV[1] then return 0 end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({trade_no = ARGV[1], channel = ARGV[2],
+  amount_fen = tonumber(ARGV[3]), state = 'UNKNOWN', subject = '', created_at = tonumber(ARGV[4]),
+  expires_at = tonumber(ARGV[4]), refunded_fen = 0, provider_trade_id = ''}))
+return 1
 `)
 
 // refundReserveScript reserves a refund's amount against the paid amount
@@ -83,27 +195,46 @@ local refunded = tonumber(redis.call('HGET', KEYS[1], 'refunded_fen') or '0')
 if refunded + tonumber(ARGV[2]) > paid then return {'exceeds', ''} end
 redis.call('HINCRBY', KEYS[1], 'refunded_fen', ARGV[2])
 local rec = cjson.encode({refund_no = ARGV[1], amount_fen = tonumber(ARGV[2]), state = 'PROCESSING',
-  reason = ARGV[3], created_at = tonumber(ARGV[4])})
+  reason = ARGV[3], created_at = tonumber(ARGV[4]), trade_no = redis.call('HGET', KEYS[1], 'trade_no')})
 redis.call('HSET', KEYS[2], ARGV[1], rec)
 return {'created', rec}
 `)
 
 // refundSettleScript ends a PROCESSING refund once: SUCCESS keeps the
-// reservation, FAILED releases it. The event goes to the outbox.
+// reservation, FAILED releases it; ABNORMAL (waiting for a person) keeps
+// it and may still end either way. A FAILED refund the provider later
+// reports (signed) as SUCCESS becomes SUCCESS and is reserved again: the
+// money moved. SUCCESS is final. The reservation is on the refund's trade:
+// the order's current one, or a retired one (a duplicate payment's refund).
+// The event goes to the outbox.
 //
-// KEYS: trade, refunds, outbox. ARGV: refund_no, to_state, now_ms,
-// event_id, event_json.
-var refundSettleScript = redis.NewScript(`
+// KEYS: trade, refunds, outbox, trades. ARGV: refund_no, to_state, now_ms,
+// event_id, event_json. Returns {changed|same|unknown, event_json}.
+var refundSettleScript = redis.NewScript(emitLua + `
 local prev = redis.call('HGET', KEYS[2], ARGV[1])
-if not prev then return 'unknown' end
+if not prev then return {'unknown', ''} end
 local r = cjson.decode(prev)
-if r.state ~= 'PROCESSING' then return 'same' end
+if r.state == ARGV[2] or r.state == 'SUCCESS' then return {'same', ''} end
+if r.state == 'FAILED' and ARGV[2] ~= 'SUCCESS' then return {'same', ''} end
+local function reserve(delta)
+  local cur = redis.call('HGET', KEYS[1], 'trade_no')
+  if r.trade_no and r.trade_no ~= '' and r.trade_no ~= cur then
+    local raw = redis.call('HGET', KEYS[4], r.trade_no)
+    if raw then
+      local a = cjson.decode(raw)
+      a.refunded_fen = (tonumber(a.refunded_fen) or 0) + delta
+      redis.call('HSET', KEYS[4], r.trade_no, cjson.encode(a))
+    end
+  else
+    redis.call('HINCRBY', KEYS[1], 'refunded_fen', delta)
+  end
+end
+if r.state == 'FAILED' then reserve(r.amount_fen) end
 r.state = ARGV[2]
 r.settled_at = tonumber(ARGV[3])
-if ARGV[2] == 'FAILED' then redis.call('HINCRBY', KEYS[1], 'refunded_fen', -r.amount_fen) end
+if ARGV[2] == 'FAILED' then reserve(-r.amount_fen) end
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(r))
-redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[5])
-return 'changed'
+return {'changed', emit(KEYS[1], KEYS[3], ARGV[4], ARGV[5])}
 `)
 
 // claimScript leases up to ARGV[2] members of a due set whose time has

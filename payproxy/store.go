@@ -16,6 +16,7 @@ import (
 // Redis key layout (all under keyPrefix; {…} are Cluster hash tags):
 //
 //	tollgate:pay:{o:<order_no>}:trade    hash   the order's current trade
+//	tollgate:pay:{o:<order_no>}:trades   hash   trade_no → JSON of each retired trade
 //	tollgate:pay:{o:<order_no>}:refunds  hash   refund_no → refund JSON
 //	tollgate:pay:{o:<order_no>}:outbox   hash   event id → event JSON not yet queued
 //	tollgate:pay:{o:<order_no>}:lock     string redsync lock
@@ -30,6 +31,7 @@ import (
 const keyPrefix = "tollgate:pay:"
 
 func tradeKey(order string) string   { return keyPrefix + "{o:" + order + "}:trade" }
+func tradesKey(order string) string  { return keyPrefix + "{o:" + order + "}:trades" }
 func refundsKey(order string) string { return keyPrefix + "{o:" + order + "}:refunds" }
 func outboxKey(order string) string  { return keyPrefix + "{o:" + order + "}:outbox" }
 func lockKey(order string) string    { return keyPrefix + "{o:" + order + "}:lock" }
@@ -61,9 +63,13 @@ const (
 	RefundProcessing = "PROCESSING"
 	RefundSuccess    = "SUCCESS"
 	RefundFailed     = "FAILED"
+	// RefundAbnormal: the provider could not return the money and a
+	// person must act; the amount stays reserved, nobody polls it.
+	RefundAbnormal = "ABNORMAL"
 )
 
-// tradeRecord is the order's current trade as stored in Redis.
+// tradeRecord is one trade of an order: its current one, or (Retired) one
+// it had before and keeps so that a late payment of it is recorded.
 type tradeRecord struct {
 	OrderNo         string
 	TradeNo         string
@@ -76,6 +82,36 @@ type tradeRecord struct {
 	ExpiresAt       time.Time
 	RefundedFen     int64
 	ProviderTradeID string
+	// Retired: no longer the order's trade (kept in its :trades hash).
+	Retired bool
+	// Duplicate: paid after another trade of the order was.
+	Duplicate bool
+}
+
+// open reports whether the trade may still be paid (not PAID, and no
+// close of it confirmed).
+func (t *tradeRecord) open() bool { return t.State == StatePaying || t.State == StateUnknown }
+
+// retiredTrade is a retired trade as the scripts store it (JSON).
+type retiredTrade struct {
+	TradeNo         string `json:"trade_no"`
+	Channel         string `json:"channel"`
+	AmountFen       int64  `json:"amount_fen"`
+	Subject         string `json:"subject"`
+	State           string `json:"state"`
+	CreatedAt       int64  `json:"created_at"`
+	ExpiresAt       int64  `json:"expires_at"`
+	RefundedFen     int64  `json:"refunded_fen"`
+	ProviderTradeID string `json:"provider_trade_id"`
+	Duplicate       bool   `json:"duplicate"`
+}
+
+func (r *retiredTrade) record(order string) *tradeRecord {
+	return &tradeRecord{
+		OrderNo: order, TradeNo: r.TradeNo, Channel: r.Channel, AmountFen: r.AmountFen, Subject: r.Subject,
+		State: r.State, CreatedAt: time.UnixMilli(r.CreatedAt), ExpiresAt: time.UnixMilli(r.ExpiresAt),
+		RefundedFen: r.RefundedFen, ProviderTradeID: r.ProviderTradeID, Retired: true, Duplicate: r.Duplicate,
+	}
 }
 
 // live reports whether the trade may still be paid through its QR code.
@@ -90,6 +126,9 @@ type refundRecord struct {
 	State     string `json:"state"`
 	Reason    string `json:"reason"`
 	CreatedAt int64  `json:"created_at"`
+	// TradeNo is the refunded trade ("" in records older than retired
+	// trades: the order's current one).
+	TradeNo string `json:"trade_no,omitempty"`
 }
 
 // tradeStore reads and changes trade records; every change is a script.
@@ -122,6 +161,46 @@ func (s *tradeStore) load(ctx context.Context, order string) (*tradeRecord, erro
 	}, nil
 }
 
+// tradeOf returns the order's trade tradeNo: its current one or a retired
+// one.
+func (s *tradeStore) tradeOf(ctx context.Context, order, tradeNo string) (*tradeRecord, error) {
+	t, err := s.load(ctx, order)
+	if err == nil && t.TradeNo == tradeNo {
+		return t, nil
+	}
+	if err != nil && !errors.Is(err, errNoRecord) {
+		return nil, err
+	}
+	raw, err := s.rdb.HGet(ctx, tradesKey(order), tradeNo).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, errNoRecord
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading trade %s of order %s: %w", tradeNo, order, err)
+	}
+	var r retiredTrade
+	if err := json.Unmarshal([]byte(raw), &r); err != nil {
+		return nil, fmt.Errorf("decoding trade %s: %w", tradeNo, err)
+	}
+	return r.record(order), nil
+}
+
+// retired returns the order's retired trades.
+func (s *tradeStore) retired(ctx context.Context, order string) ([]*tradeRecord, error) {
+	m, err := s.rdb.HGetAll(ctx, tradesKey(order)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("loading retired trades of order %s: %w", order, err)
+	}
+	out := make([]*tradeRecord, 0, len(m))
+	for _, raw := range m {
+		var r retiredTrade
+		if json.Unmarshal([]byte(raw), &r) == nil {
+			out = append(out, r.record(order))
+		}
+	}
+	return out, nil
+}
+
 // orderOfTrade finds the order a provider's out_trade_no belongs to.
 func (s *tradeStore) orderOfTrade(ctx context.Context, tradeNo string) (string, error) {
 	o, err := s.rdb.Get(ctx, tradeIndexKey(tradeNo)).Result()
@@ -133,14 +212,20 @@ func (s *tradeStore) orderOfTrade(ctx context.Context, tradeNo string) (string, 
 
 // allocate stores a new trade (state UNKNOWN) before the provider is
 // called, so that a retry after a lost answer reuses its number, and puts
-// the order into the due set. One round trip: the commands of a pipeline
-// run in order, so the index exists before the trade (an orphan index is
-// harmless; a trade without one would make its notifications unknown).
+// the order into the due set. The index (trade_no → order) is written
+// first and on its own: on a Cluster it lives on another master than the
+// trade, and a pipeline sends to both at once, so the trade could exist
+// (and be answered, and be paid) while its index, which its notifications
+// need, did not. An orphan index is harmless. With wait_replicas the WAIT
+// after the trade covers the index too: replication is one stream per
+// master, and the trade's write comes later.
 func (s *tradeStore) allocate(ctx context.Context, t *tradeRecord, expectTradeNo string, pollAt time.Time) (bool, error) {
+	if err := s.rdb.Set(ctx, tradeIndexKey(t.TradeNo), t.OrderNo, 0).Err(); err != nil {
+		return false, fmt.Errorf("indexing trade %s: %w", t.TradeNo, err)
+	}
 	var alloc *redis.Cmd
 	err := s.durability.Pipelined(ctx, s.rdb, func(pipe redis.Pipeliner) {
-		pipe.Set(ctx, tradeIndexKey(t.TradeNo), t.OrderNo, 0)
-		alloc = allocScript.Eval(ctx, pipe, []string{tradeKey(t.OrderNo)},
+		alloc = allocScript.Eval(ctx, pipe, []string{tradeKey(t.OrderNo), tradesKey(t.OrderNo)},
 			t.OrderNo, t.TradeNo, t.Channel, t.AmountFen, t.Subject,
 			t.CreatedAt.UnixMilli(), t.ExpiresAt.UnixMilli(), expectTradeNo)
 		pipe.ZAdd(ctx, dueKey, redis.Z{Score: float64(pollAt.UnixMilli()), Member: t.OrderNo})
@@ -182,25 +267,106 @@ func (s *tradeStore) confirm(ctx context.Context, order string) error {
 	return nil
 }
 
-// transition moves a trade to PAID or CLOSED and puts its event into the
-// outbox, once. It reports whether this call made the change.
-func (s *tradeStore) transition(ctx context.Context, t *tradeRecord, to, providerTradeID string, now time.Time) (bool, *event, error) {
-	typ := "trade.paid"
-	if to == StateClosed {
-		typ = "trade.closed"
-	}
-	ev := newEvent(typ, t.TradeNo, now, eventData{
-		OrderNo: t.OrderNo, TradeNo: t.TradeNo, Channel: t.Channel, AmountFen: t.AmountFen, State: to,
+// tradeEvent is the event of a trade's change.
+func tradeEvent(typ string, t *tradeRecord, state string, now time.Time) *event {
+	return newEvent(typ, t.TradeNo, now, eventData{
+		OrderNo: t.OrderNo, TradeNo: t.TradeNo, Channel: t.Channel, AmountFen: t.AmountFen, State: state,
 	})
-	res, err := s.durability.Run(ctx, s.rdb, transitionScript, []string{tradeKey(t.OrderNo), outboxKey(t.OrderNo)},
-		t.TradeNo, to, now.UnixMilli(), ev.ID, ev.Body, providerTradeID).Text()
+}
+
+// scriptEvent runs a script that answers {result, event_json, ...} and
+// returns the result and the event as the script wrote it.
+func (s *tradeStore) scriptEvent(ctx context.Context, script *redis.Script, keys []string, id string, args ...any) ([]string, *event, error) {
+	vals, err := s.durability.Run(ctx, s.rdb, script, keys, args...).StringSlice()
 	if err != nil {
-		return false, nil, fmt.Errorf("moving trade %s to %s: %w", t.TradeNo, to, err)
+		return nil, nil, err
 	}
-	if res != "changed" {
-		return false, nil, nil
+	if len(vals) < 2 {
+		return nil, nil, fmt.Errorf("unexpected script answer %q", vals)
 	}
-	return true, ev, nil
+	body := vals[len(vals)-1]
+	if body == "" {
+		return vals, nil, nil
+	}
+	return vals, &event{ID: id, Body: body}, nil
+}
+
+// markClosed records a close of the order's current trade that the
+// provider confirmed, with its trade.closed event, once.
+func (s *tradeStore) markClosed(ctx context.Context, t *tradeRecord, now time.Time) (bool, *event, error) {
+	if t.Retired {
+		return s.closeRetired(ctx, t, now)
+	}
+	ev := tradeEvent("trade.closed", t, StateClosed, now)
+	vals, out, err := s.scriptEvent(ctx, closeScript, []string{tradeKey(t.OrderNo), outboxKey(t.OrderNo)}, ev.ID,
+		t.TradeNo, now.UnixMilli(), ev.ID, ev.Body)
+	if err != nil {
+		return false, nil, fmt.Errorf("closing trade %s: %w", t.TradeNo, err)
+	}
+	return vals[0] == "changed", out, nil
+}
+
+// closeRetired records the confirmed close of a retired trade.
+func (s *tradeStore) closeRetired(ctx context.Context, t *tradeRecord, now time.Time) (bool, *event, error) {
+	ev := tradeEvent("trade.closed", t, StateClosed, now)
+	vals, out, err := s.scriptEvent(ctx, closeRetiredScript,
+		[]string{tradesKey(t.OrderNo), tradeKey(t.OrderNo), outboxKey(t.OrderNo)}, ev.ID,
+		t.TradeNo, now.UnixMilli(), ev.ID, ev.Body)
+	if err != nil {
+		return false, nil, fmt.Errorf("closing retired trade %s: %w", t.TradeNo, err)
+	}
+	return vals[0] == "changed", out, nil
+}
+
+// What recordPayment did.
+const (
+	paymentNew       = "paid"      // the order is PAID by this trade
+	paymentDuplicate = "duplicate" // the order was already paid
+	paymentSame      = "same"      // recorded before
+	paymentUnknown   = "unknown"   // not a trade of this order
+)
+
+// payment is the outcome of recordPayment.
+type payment struct {
+	result    string
+	displaced string // the trade a paid retired trade replaced, still open
+	ev        *event
+}
+
+// recordPayment records a verified payment of trade t (see
+// recordPaymentScript); dupRefundNo, when not "", reserves the full refund
+// of a duplicate under that number in the same step.
+func (s *tradeStore) recordPayment(ctx context.Context, t *tradeRecord, providerTradeID, dupRefundNo string, now time.Time) (payment, error) {
+	paid := tradeEvent("trade.paid", t, StatePaid, now)
+	dup := tradeEvent("trade.duplicate_paid", t, StatePaid, now)
+	vals, err := s.durability.Run(ctx, s.rdb, recordPaymentScript,
+		[]string{tradeKey(t.OrderNo), tradesKey(t.OrderNo), outboxKey(t.OrderNo), refundsKey(t.OrderNo)},
+		t.TradeNo, now.UnixMilli(), providerTradeID, paid.ID, paid.Body, dup.ID, dup.Body, dupRefundNo, t.OrderNo).StringSlice()
+	if err != nil {
+		return payment{}, fmt.Errorf("recording the payment of trade %s: %w", t.TradeNo, err)
+	}
+	if len(vals) != 3 {
+		return payment{}, fmt.Errorf("recording the payment of trade %s: unexpected answer %q", t.TradeNo, vals)
+	}
+	p := payment{result: vals[0], displaced: vals[1]}
+	switch p.result {
+	case paymentNew:
+		p.ev = &event{ID: paid.ID, Body: vals[2]}
+	case paymentDuplicate:
+		p.ev = &event{ID: dup.ID, Body: vals[2]}
+	}
+	return p, nil
+}
+
+// adopt keeps a trade the order's index names but no record holds, so
+// that its verified payment can be recorded.
+func (s *tradeStore) adopt(ctx context.Context, order, tradeNo, channel string, amount int64, now time.Time) error {
+	err := s.durability.Run(ctx, s.rdb, adoptScript, []string{tradeKey(order), tradesKey(order)},
+		tradeNo, channel, amount, now.UnixMilli()).Err()
+	if err != nil {
+		return fmt.Errorf("keeping trade %s of order %s: %w", tradeNo, order, err)
+	}
+	return nil
 }
 
 // reserveRefund runs refundReserveScript.
@@ -220,22 +386,19 @@ func (s *tradeStore) reserveRefund(ctx context.Context, order, refundNo string, 
 	return vals[0], rec, nil
 }
 
-// settleRefund ends a PROCESSING refund once.
+// settleRefund ends a refund once (see refundSettleScript).
 func (s *tradeStore) settleRefund(ctx context.Context, t *tradeRecord, r *refundRecord, to string, now time.Time) (bool, *event, error) {
-	typ := "refund.succeeded"
-	if to == RefundFailed {
-		typ = "refund.failed"
-	}
+	typ := map[string]string{RefundSuccess: "refund.succeeded", RefundFailed: "refund.failed", RefundAbnormal: "refund.abnormal"}[to]
 	ev := newEvent(typ, t.TradeNo+"_"+r.RefundNo, now, eventData{
 		OrderNo: t.OrderNo, TradeNo: t.TradeNo, Channel: t.Channel, AmountFen: r.AmountFen, State: to, RefundNo: r.RefundNo,
 	})
-	res, err := s.durability.Run(ctx, s.rdb, refundSettleScript,
-		[]string{tradeKey(t.OrderNo), refundsKey(t.OrderNo), outboxKey(t.OrderNo)},
-		r.RefundNo, to, now.UnixMilli(), ev.ID, ev.Body).Text()
+	vals, out, err := s.scriptEvent(ctx, refundSettleScript,
+		[]string{tradeKey(t.OrderNo), refundsKey(t.OrderNo), outboxKey(t.OrderNo), tradesKey(t.OrderNo)}, ev.ID,
+		r.RefundNo, to, now.UnixMilli(), ev.ID, ev.Body)
 	if err != nil {
 		return false, nil, fmt.Errorf("settling refund %s: %w", r.RefundNo, err)
 	}
-	return res == "changed", ev, nil
+	return vals[0] == "changed", out, nil
 }
 
 func (s *tradeStore) refund(ctx context.Context, order, refundNo string) (*refundRecord, error) {

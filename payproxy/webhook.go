@@ -39,6 +39,9 @@ type eventData struct {
 	AmountFen int64  `json:"amount_fen"`
 	State     string `json:"state"`
 	RefundNo  string `json:"refund_no,omitempty"`
+	// Seq numbers the order's events 1, 2, 3 … in the order its state
+	// changed; the script that makes the change sets it.
+	Seq int64 `json:"seq"`
 }
 
 // event is one webhook event; Body is the exact JSON that is signed and sent.
@@ -52,6 +55,7 @@ type event struct {
 // produce two different events.
 func newEvent(typ, subject string, now time.Time, data eventData) *event {
 	id := "evt_" + subject + "_" + typ
+	data.Seq = -1 // numbered by the script (emitLua)
 	body, _ := json.Marshal(struct {
 		ID        string    `json:"id"`
 		Type      string    `json:"type"`

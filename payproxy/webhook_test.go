@@ -2,12 +2,25 @@ package payproxy_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"go/ast"
+	"go/format"
+	"go/parser"
+	"go/token"
 	"net/http"
+	"os"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/tollgate/tollgate/payproxy"
 )
 
 // TestWebhookReceiverDownThenUp: events pile up while the backend is down
@@ -125,5 +138,131 @@ func TestReloadHandsBackLeasedEventsAtOnce(t *testing.T) {
 	})
 	if e.hooks.badCount() != 0 {
 		t.Fatal("bad signatures")
+	}
+}
+
+// TestEveryEventCarriesThePerOrderSequence: each event's data has the
+// order's seq, 1, 2, 3 … in the order the order's state changed, so a
+// receiver can order events that arrive out of order.
+func TestEveryEventCarriesThePerOrderSequence(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	const order = "SEQ_ORDER_01"
+	wantStatus(t, e.create(order, "wechat", 1000), http.StatusOK, "")
+	r := e.create(order, "wechat", 1200) // closes the first trade: trade.closed
+	wantStatus(t, r, http.StatusOK, "")
+	if err := e.sim.Pay(r.str("trade_no")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "PAID", func() bool { return e.get(order).str("state") == "PAID" })
+	wantStatus(t, e.refund(order, "SEQ_RF_1", 200), http.StatusOK, "")
+	want := []string{"trade.closed", "trade.paid", "refund.succeeded"}
+	var got []hookEvent
+	eventually(t, 10*time.Second, "three events", func() bool {
+		got = got[:0]
+		for _, ev := range e.hooks.all() {
+			if ev.Data.OrderNo == order {
+				got = append(got, ev)
+			}
+		}
+		return len(got) == len(want)
+	})
+	bySeq := map[int64]string{}
+	for _, ev := range got {
+		bySeq[ev.Data.Seq] = ev.Type
+	}
+	for i, typ := range want {
+		if bySeq[int64(i+1)] != typ {
+			t.Fatalf("events by seq %v, want %v as seq 1, 2, 3", bySeq, want)
+		}
+	}
+}
+
+// verifyTollgateSignature checks an event's X-Tollgate-Signature
+// ("t=<unix>,v1=<hex HMAC-SHA256(secret, t + "." + body)>") over the raw
+// body, refusing a timestamp more than 5 minutes from now (each delivery
+// attempt is signed afresh). Imports: crypto/hmac, crypto/sha256,
+// encoding/hex, errors, strconv, strings, time.
+func verifyTollgateSignature(secret, header string, body []byte, now time.Time) error {
+	var ts, sig string
+	for _, part := range strings.Split(header, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			sig = v
+		}
+	}
+	unix, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || sig == "" {
+		return errors.New("malformed X-Tollgate-Signature")
+	}
+	if d := now.Sub(time.Unix(unix, 0)); d > 5*time.Minute || d < -5*time.Minute {
+		return errors.New("X-Tollgate-Signature is more than 5 minutes old or ahead")
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte(ts + "."))
+	mac.Write(body)
+	got, err := hex.DecodeString(sig)
+	if err != nil || !hmac.Equal(got, mac.Sum(nil)) {
+		return errors.New("X-Tollgate-Signature does not match the body")
+	}
+	return nil
+}
+
+// TestREADMEReceiverIsTheOneTheTestsUse: the Go receiver the README shows
+// is, to the byte after gofmt, the verifyTollgateSignature every webhook
+// test's receiver runs; it accepts payproxy's signatures and refuses a
+// stale timestamp, a tampered body and another secret.
+func TestREADMEReceiverIsTheOneTheTestsUse(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown string
+	for _, m := range regexp.MustCompile("(?s)```go\n(.*?)```").FindAllStringSubmatch(string(readme), -1) {
+		if strings.Contains(m[1], "func verifyTollgateSignature(") {
+			shown = m[1]
+		}
+	}
+	src, err := os.ReadFile("webhook_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "webhook_test.go", src, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tested string
+	for _, d := range f.Decls {
+		if fd, ok := d.(*ast.FuncDecl); ok && fd.Name.Name == "verifyTollgateSignature" {
+			tested = string(src[fset.Position(fd.Doc.Pos()).Offset:fset.Position(fd.End()).Offset])
+		}
+	}
+	a, errA := format.Source([]byte(shown))
+	b, errB := format.Source([]byte(tested))
+	if shown == "" || errA != nil || errB != nil || strings.TrimSpace(string(a)) != strings.TrimSpace(string(b)) {
+		t.Fatalf("README receiver differs from the tested one (%d, %d bytes; %v, %v):\n%s\n---\n%s", len(shown), len(tested), errA, errB, a, b)
+	}
+	body := []byte(`{"id":"evt_x","type":"trade.paid","data":{"seq":1}}`)
+	now := time.Now()
+	if err := verifyTollgateSignature(webhookSecret, payproxy.Sign(webhookSecret, now, body), body, now); err != nil {
+		t.Fatalf("a genuine signature: %v", err)
+	}
+	for name, c := range map[string]struct {
+		header string
+		body   []byte
+	}{
+		"stale":          {payproxy.Sign(webhookSecret, now.Add(-6*time.Minute), body), body},
+		"ahead":          {payproxy.Sign(webhookSecret, now.Add(6*time.Minute), body), body},
+		"tampered":       {payproxy.Sign(webhookSecret, now, body), append([]byte(" "), body...)},
+		"another secret": {payproxy.Sign("another-secret", now, body), body},
+		"malformed":      {"v1=00", body},
+	} {
+		if err := verifyTollgateSignature(webhookSecret, c.header, c.body, now); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 
 type demo struct {
 	customer, courier, paysim, backend string
+	internal, serviceKey               string
 	outDir                             string
 	grace                              time.Duration
 	client                             *http.Client
@@ -30,6 +31,8 @@ func main() {
 	flag.StringVar(&d.courier, "courier", "http://127.0.0.1:8082", "courier API site")
 	flag.StringVar(&d.paysim, "paysim", "http://127.0.0.1:8090", "payment simulator")
 	flag.StringVar(&d.backend, "backend", "http://127.0.0.1:9000", "demo backend")
+	flag.StringVar(&d.internal, "internal", "http://127.0.0.1:8083", "internal payments site (closes and refunds)")
+	flag.StringVar(&d.serviceKey, "service-key", "", "JWT signing key (PEM) to mint the payments backend's service token")
 	flag.StringVar(&d.outDir, "out", ".", "folder for the QR code PNG")
 	flag.DurationVar(&d.grace, "grace", 2*time.Second, "the refresh reuse_grace the demo runs with")
 	flag.Parse()

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	qrcode "github.com/skip2/go-qrcode"
 )
 
@@ -74,23 +75,52 @@ func (d *demo) paymentSteps() {
 		})
 	})
 	refundNo := "RF" + orderNo
-	d.step("A partial refund of 10.00 yuan succeeds", func() error {
+	d.step("A courier cannot refund: the public route does not serve refunds", func() error {
 		e := d.do("POST", d.courier+"/pay/refunds", auth(), map[string]any{
+			"order_no": orderNo, "refund_no": refundNo, "amount_fen": 1000, "reason": "damaged parcel"})
+		return want(e.status == 404 && str(e.json(), "error") == "not_found", "want 404 not_found, got %d %s", e.status, e.body)
+	})
+	service, err := d.serviceToken()
+	if err != nil {
+		d.step("The payments backend's service token", func() error { return err })
+		return
+	}
+	backend := func() map[string]string { return map[string]string{"Authorization": "Bearer " + service} }
+	d.step("The backend refunds 10.00 yuan on the internal payments site", func() error {
+		e := d.do("POST", d.internal+"/pay/refunds", backend(), map[string]any{
 			"order_no": orderNo, "refund_no": refundNo, "amount_fen": 1000, "reason": "damaged parcel"})
 		if e.status != 200 {
 			return fmt.Errorf("want 200, got %d", e.status)
 		}
 		return d.poll(func() (bool, string) {
-			e := d.quiet("GET", d.courier+"/pay/refunds/"+refundNo, auth())
+			e := d.quiet("GET", d.internal+"/pay/refunds/"+refundNo, backend())
 			return str(e.json(), "state") == "SUCCESS", string(e.body)
 		})
 	})
 	d.step("An over-refund (20.00 more of 23.50 paid) is refused", func() error {
-		e := d.do("POST", d.courier+"/pay/refunds", auth(), map[string]any{
+		e := d.do("POST", d.internal+"/pay/refunds", backend(), map[string]any{
 			"order_no": orderNo, "refund_no": refundNo + "-2", "amount_fen": 2000, "reason": "too much"})
 		return want(e.status == 409 && str(e.json(), "error") == "refund_exceeds_paid",
 			"want 409 refund_exceeds_paid, got %d %s", e.status, e.body)
 	})
+}
+
+// serviceToken mints the payments backend's access token (role
+// payments), as the platform's auth service would, with the demo's key.
+func (d *demo) serviceToken() (string, error) {
+	pemBytes, err := os.ReadFile(d.serviceKey)
+	if err != nil {
+		return "", fmt.Errorf("reading the signing key: %w", err)
+	}
+	key, err := jwt.ParseECPrivateKeyFromPEM(pemBytes)
+	if err != nil {
+		return "", fmt.Errorf("the signing key: %w", err)
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+		"userId": "payments-backend", "roles": []string{"payments"}, "exp": time.Now().Add(5 * time.Minute).Unix(),
+	})
+	tok.Header["kid"] = "key-1"
+	return tok.SignedString(key)
 }
 
 // quiet is do without printing: for polling loops.

@@ -41,11 +41,53 @@ func (s *Sim) serveAlipay(w http.ResponseWriter, r *http.Request) {
 		s.alipayUnsigned(w, "", alipayError{Code: "40002", Msg: "Invalid Arguments", SubCode: "isv.invalid-method", SubMsg: "不存在的方法名"})
 		return
 	}
-	s.runOp(w, r, method,
-		func(w http.ResponseWriter) {
+	s.runOp(w, r, method, opAnswers{
+		work: func(w http.ResponseWriter) { s.alipayHandle(w, r, method) },
+		sysError: func(w http.ResponseWriter) {
 			s.alipaySigned(w, method, alipayError{Code: "20000", Msg: "Service Currently Unavailable", SubCode: "ACQ.SYSTEM_ERROR", SubMsg: "系统错误"})
 		},
-		func(w http.ResponseWriter) { s.alipayHandle(w, r, method) })
+		ignored: func(w http.ResponseWriter) { s.alipayIgnored(w, r, method) },
+		unsigned: func(w http.ResponseWriter, status int, code string) {
+			if code == "" {
+				code = "ACQ.SYSTEM_ERROR"
+			}
+			b, _ := json.Marshal(bizFail(code, "paysim unsigned_error: an answer no provider signed"))
+			w.Header().Set("Content-Type", "text/html;charset=utf-8")
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(`{"` + strings.ReplaceAll(method, ".", "_") + `_response":` + string(b) + `}`))
+		},
+	})
+}
+
+// alipayIgnored answers an operation's normal, signed success without
+// changing anything: a close or cancel that did not take effect, a QR code
+// that leads nowhere, a refund that never moves money. Queries change
+// nothing anyway and answer normally.
+func (s *Sim) alipayIgnored(w http.ResponseWriter, r *http.Request, method string) {
+	biz := bizParams{}
+	var m map[string]json.RawMessage
+	if json.Unmarshal([]byte(r.Form.Get("biz_content")), &m) == nil {
+		for k, v := range m {
+			biz[k] = jsonScalar(v)
+		}
+	}
+	no := biz.get("out_trade_no")
+	switch method {
+	case "alipay.trade.close":
+		s.alipaySigned(w, method, alipayCloseRsp{Code: "10000", Msg: "Success", OutTradeNo: no})
+	case "alipay.trade.cancel":
+		s.alipaySigned(w, method, alipayCancelRsp{Code: "10000", Msg: "Success", OutTradeNo: no, RetryFlag: "N", Action: "close"})
+	case "alipay.trade.precreate":
+		s.alipaySigned(w, method, alipayPrecreateRsp{Code: "10000", Msg: "Success", OutTradeNo: no,
+			QRCode: "https://qr.alipay.com/bax0" + strings.ToLower(randAlnum(20))})
+	case "alipay.trade.refund":
+		s.alipaySigned(w, method, alipayRefundRsp{Code: "10000", Msg: "Success", OutTradeNo: no,
+			BuyerLogonID: simBuyerLogonID, BuyerUserID: simBuyerUserID, FundChange: "Y",
+			RefundFee: biz.get("refund_amount"), SendBackFee: biz.get("refund_amount"),
+			GmtRefundPay: time.Now().In(chinaTZ).Format(alipayTimeFormat)})
+	default:
+		s.alipayHandle(w, r, method)
+	}
 }
 
 func (s *Sim) alipayHandle(w http.ResponseWriter, r *http.Request, method string) {
@@ -211,13 +253,14 @@ func (s *Sim) alipayPrecreate(biz bizParams, notifyURL string) any {
 		if t.TotalFen != fen || t.Subject != subject {
 			return bizFail("ACQ.CONTEXT_INCONSISTENT", "交易信息被篡改")
 		}
+		t.RequestedExpiry = append(t.RequestedExpiry, expires)
 		// Same out_trade_no and same parameters: the same QR code.
 		return alipayPrecreateRsp{Code: "10000", Msg: "Success", OutTradeNo: no, QRCode: t.QRCode}
 	}
 	t := &Trade{
 		Provider: ProviderAlipay, OutTradeNo: no, Subject: subject, TotalFen: fen, Total: formatYuan(fen),
 		QRCode: "https://qr.alipay.com/bax0" + strings.ToLower(randAlnum(20)), NotifyURL: notifyURL,
-		State: StateQRIssued, CreatedAt: now, ExpiresAt: expires,
+		State: StateQRIssued, CreatedAt: now, ExpiresAt: expires, RequestedExpiry: []time.Time{expires},
 	}
 	s.addTrade(t)
 	return alipayPrecreateRsp{Code: "10000", Msg: "Success", OutTradeNo: no, QRCode: t.QRCode}

@@ -13,6 +13,7 @@ import (
 func (s *Sim) controlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /_sim/{$}", s.servePage)
 	mux.HandleFunc("POST /_sim/trades/{no}/{action}", s.controlTradeAction)
+	mux.HandleFunc("POST /_sim/refunds/{no}/{action}", s.controlRefundAction)
 	mux.HandleFunc("GET /_sim/trades", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Trades()) })
 	mux.HandleFunc("GET /_sim/refunds", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Refunds()) })
 	mux.HandleFunc("GET /_sim/notifications", func(w http.ResponseWriter, r *http.Request) {
@@ -20,12 +21,13 @@ func (s *Sim) controlRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /_sim/calls", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Calls()) })
 	mux.HandleFunc("POST /_sim/faults", s.controlFault)
+	mux.HandleFunc("GET /_sim/faults", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Faults()) })
 	mux.HandleFunc("/_sim/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such control endpoint")
 	})
 }
 
-// controlTradeAction: POST /_sim/trades/{out_trade_no}/scan|pay|expire|signtest.
+// controlTradeAction: POST /_sim/trades/{out_trade_no}/scan|pay|expire|payerror|signtest.
 // ?provider=alipay|wechat picks the trade when both providers hold the
 // number. A form field redirect=1 (the HTML page) answers 303 to /_sim/.
 func (s *Sim) controlTradeAction(w http.ResponseWriter, r *http.Request) {
@@ -38,10 +40,12 @@ func (s *Sim) controlTradeAction(w http.ResponseWriter, r *http.Request) {
 		err = s.pay(no, provider)
 	case "expire":
 		err = s.expire(no, provider)
+	case "payerror":
+		err = s.PayError(no)
 	case "signtest":
 		err = s.SendWechatSignTest(no)
 	default:
-		writeError(w, http.StatusNotFound, "not_found", "actions are scan, pay, expire and signtest")
+		writeError(w, http.StatusNotFound, "not_found", "actions are scan, pay, expire, payerror and signtest")
 		return
 	}
 	switch {
@@ -66,16 +70,42 @@ func (s *Sim) controlTradeAction(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, view)
 }
 
+// controlRefundAction: POST /_sim/refunds/{out_refund_no}/abnormal|succeed
+// (WeChat refunds).
+func (s *Sim) controlRefundAction(w http.ResponseWriter, r *http.Request) {
+	no, action := r.PathValue("no"), r.PathValue("action")
+	var err error
+	switch action {
+	case "abnormal":
+		err = s.RefundAbnormal(no)
+	case "succeed":
+		err = s.RefundSucceed(no)
+	default:
+		writeError(w, http.StatusNotFound, "not_found", "actions are abnormal and succeed")
+		return
+	}
+	switch {
+	case errors.Is(err, ErrNoRefund):
+		writeError(w, http.StatusNotFound, "no_refund", "no WeChat refund with out_refund_no "+no)
+	case errors.Is(err, ErrTradeState):
+		writeError(w, http.StatusConflict, "refund_state", "the refund's state does not allow "+action)
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"out_refund_no": no, "action": action})
+	}
+}
+
 func (s *Sim) controlFault(w http.ResponseWriter, r *http.Request) {
 	var f Fault
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", "body must be {\"operation\",\"mode\",\"count\",\"delay_ms\"}: "+err.Error())
+		writeError(w, http.StatusBadRequest, "invalid_request", "body must be {\"operation\",\"mode\",\"count\",\"delay_ms\",\"status\",\"code\"}: "+err.Error())
 		return
 	}
 	if !validFault(f) || f.Count < 0 || f.DelayMS < 0 {
-		writeError(w, http.StatusBadRequest, "invalid_request", "unknown operation or mode, or negative count/delay_ms")
+		writeError(w, http.StatusBadRequest, "invalid_request", "unknown operation or mode, negative count/delay_ms, or a status outside 200-599")
 		return
 	}
 	s.SetFault(f)

@@ -3,17 +3,24 @@ package paysim
 import (
 	"bytes"
 	"net/http"
+	"sort"
 	"time"
 )
 
 // Fault makes the next Count calls of Operation misbehave.
 //
-//	delay          sleep DelayMS, then answer normally
-//	error          answer the provider's signed system error, do nothing
-//	reset          close the connection without answering, do nothing
-//	drop_response  do the work (state changes stick), then close the
-//	               connection without answering: the case that makes naive
-//	               gateways create duplicate trades
+//	delay           sleep DelayMS, then answer normally
+//	error           answer the provider's signed system error, do nothing
+//	reset           close the connection without answering, do nothing
+//	drop_response   do the work (state changes stick), then close the
+//	                connection without answering: the case that makes naive
+//	                gateways create duplicate trades
+//	ignore          answer the operation's normal, signed success and change
+//	                nothing: a close that did not take effect (the QR code
+//	                can still be paid), a refund that never moved money
+//	unsigned_error  answer HTTP Status with a provider-shaped error body
+//	                carrying Code and no valid signature, as a proxy or any
+//	                other hop in front of the provider could; change nothing
 //
 // Operation "*" matches every operation. Count 0 means 1. Mode "" or
 // "none" clears the fault of that operation.
@@ -21,15 +28,21 @@ type Fault struct {
 	Operation string `json:"operation"`
 	Mode      string `json:"mode"`
 	Count     int    `json:"count"`
-	DelayMS   int    `json:"delay_ms"`
+	DelayMS   int    `json:"delay_ms,omitempty"`
+	// Status and Code shape an unsigned_error answer (default 400 and
+	// the provider's generic system error code).
+	Status int    `json:"status,omitempty"`
+	Code   string `json:"code,omitempty"`
 }
 
 // Fault modes.
 const (
-	FaultDelay        = "delay"
-	FaultError        = "error"
-	FaultReset        = "reset"
-	FaultDropResponse = "drop_response"
+	FaultDelay         = "delay"
+	FaultError         = "error"
+	FaultReset         = "reset"
+	FaultDropResponse  = "drop_response"
+	FaultIgnore        = "ignore"
+	FaultUnsignedError = "unsigned_error"
 )
 
 // SetFault arms (or with mode "none" clears) a fault.
@@ -43,12 +56,31 @@ func (s *Sim) SetFault(f Fault) {
 	if f.Count <= 0 {
 		f.Count = 1
 	}
+	if f.Mode == FaultUnsignedError && f.Status == 0 {
+		f.Status = http.StatusBadRequest
+	}
 	s.faults[f.Operation] = &f
+}
+
+// Faults lists the armed faults (copies, by operation).
+func (s *Sim) Faults() []Fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Fault, 0, len(s.faults))
+	for _, f := range s.faults {
+		out = append(out, *f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Operation < out[j].Operation })
+	return out
 }
 
 func validFault(f Fault) bool {
 	switch f.Mode {
-	case "", "none", FaultDelay, FaultError, FaultReset, FaultDropResponse:
+	case "", "none", FaultDelay, FaultError, FaultReset, FaultDropResponse, FaultIgnore:
+	case FaultUnsignedError:
+		if f.Status != 0 && (f.Status < 200 || f.Status > 599) {
+			return false
+		}
 	default:
 		return false
 	}
@@ -82,13 +114,22 @@ func (s *Sim) countAndTakeFault(op string) (Fault, bool) {
 	return Fault{}, false
 }
 
+// opAnswers are the ways one provider operation can answer: its work (the
+// real thing), the provider's signed system error, the normal success
+// without doing anything (ignore), and an unsigned error body.
+type opAnswers struct {
+	work     func(http.ResponseWriter)
+	sysError func(http.ResponseWriter)
+	ignored  func(http.ResponseWriter)
+	unsigned func(w http.ResponseWriter, status int, code string)
+}
+
 // runOp is the single entry of every provider operation: it counts the call,
-// applies a pending fault, and otherwise runs work. sysError writes the
-// provider's signed system-error answer.
-func (s *Sim) runOp(w http.ResponseWriter, r *http.Request, op string, sysError, work func(http.ResponseWriter)) {
+// applies a pending fault, and otherwise runs the work.
+func (s *Sim) runOp(w http.ResponseWriter, r *http.Request, op string, a opAnswers) {
 	f, ok := s.countAndTakeFault(op)
 	if !ok {
-		work(w)
+		a.work(w)
 		return
 	}
 	switch f.Mode {
@@ -101,16 +142,20 @@ func (s *Sim) runOp(w http.ResponseWriter, r *http.Request, op string, sysError,
 			return
 		case <-s.ctx.Done():
 		}
-		work(w)
+		a.work(w)
 	case FaultError:
-		sysError(w)
+		a.sysError(w)
 	case FaultReset:
 		dropConnection(w)
 	case FaultDropResponse:
-		work(&discardWriter{h: http.Header{}})
+		a.work(&discardWriter{h: http.Header{}})
 		dropConnection(w)
+	case FaultIgnore:
+		a.ignored(w)
+	case FaultUnsignedError:
+		a.unsigned(w, f.Status, f.Code)
 	default:
-		work(w)
+		a.work(w)
 	}
 }
 

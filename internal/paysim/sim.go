@@ -59,6 +59,9 @@ const (
 	WechatSuccess = "SUCCESS"
 	WechatRefund  = "REFUND"
 	WechatClosed  = "CLOSED"
+	// WechatPayError: the buyer's payment failed (e.g. the bank refused);
+	// the order is not closed until the merchant closes it.
+	WechatPayError = "PAYERROR"
 )
 
 // Trade is one order as the provider sees it.
@@ -79,6 +82,10 @@ type Trade struct {
 	PaidAt      time.Time `json:"paid_at,omitzero"`
 	ClosedAt    time.Time `json:"closed_at,omitzero"`
 	Attach      string    `json:"attach,omitempty"`
+	// RequestedExpiry is the deadline each Alipay precreate of this
+	// out_trade_no asked for (timeout_express is relative to the call's
+	// arrival, time_expire absolute): a retry that moves it shows here.
+	RequestedExpiry []time.Time `json:"requested_expiry,omitempty"`
 
 	// closedBeforeScan marks an Alipay QR that expired or was cancelled
 	// before anyone scanned it: still no trade on Alipay's side.
@@ -93,7 +100,7 @@ type Refund struct {
 	OutRefundNo string    `json:"out_refund_no"` // Alipay out_request_no
 	RefundID    string    `json:"refund_id"`
 	AmountFen   int64     `json:"amount_fen"`
-	Status      string    `json:"status"` // Alipay REFUND_SUCCESS; WeChat PROCESSING/SUCCESS
+	Status      string    `json:"status"` // Alipay REFUND_SUCCESS; WeChat PROCESSING/SUCCESS/ABNORMAL
 	NotifyURL   string    `json:"notify_url,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
@@ -245,6 +252,8 @@ func (s *Sim) Refunds() []Refund {
 var (
 	// ErrNoTrade means no trade has that out_trade_no.
 	ErrNoTrade = errors.New("paysim: no such trade")
+	// ErrNoRefund means no refund has that number.
+	ErrNoRefund = errors.New("paysim: no such refund")
 	// ErrTradeState means the trade cannot make that move.
 	ErrTradeState = errors.New("paysim: trade is not in a state that allows this")
 )
@@ -259,6 +268,22 @@ func (s *Sim) Pay(outTradeNo string) error { return s.pay(outTradeNo, "") }
 
 // Expire is the provider's own timeout: an unpaid trade closes now.
 func (s *Sim) Expire(outTradeNo string) error { return s.expire(outTradeNo, "") }
+
+// PayError is a WeChat buyer's payment failing: the trade reads PAYERROR
+// until the merchant closes it.
+func (s *Sim) PayError(outTradeNo string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.lookup(ProviderWechat, outTradeNo)
+	if t == nil {
+		return ErrNoTrade
+	}
+	if t.State != WechatNotPay {
+		return ErrTradeState
+	}
+	t.State, t.Scanned = WechatPayError, true
+	return nil
+}
 
 func (s *Sim) scan(no, provider string) error {
 	s.mu.Lock()
@@ -334,7 +359,7 @@ func (s *Sim) closeUnpaidLocked(t *Trade, now time.Time) bool {
 		t.State = AlipayTradeClosed
 	case AlipayWaitBuyerPay:
 		t.State = AlipayTradeClosed
-	case WechatNotPay:
+	case WechatNotPay, WechatPayError:
 		t.State = WechatClosed
 	default:
 		return false

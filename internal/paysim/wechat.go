@@ -56,17 +56,54 @@ func (s *Sim) serveWechat(w http.ResponseWriter, r *http.Request) {
 		s.wechatReply(w, http.StatusNotFound, wechatError{"NOT_FOUND", "请求的资源不存在"})
 		return
 	}
-	s.runOp(w, r, op,
-		func(w http.ResponseWriter) {
-			s.wechatReply(w, http.StatusInternalServerError, wechatError{"SYSTEM_ERROR", "系统错误"})
-		},
-		func(w http.ResponseWriter) {
+	s.runOp(w, r, op, opAnswers{
+		work: func(w http.ResponseWriter) {
 			if msg := s.wechatAuth(r, body); msg != "" {
 				s.wechatReply(w, http.StatusUnauthorized, wechatError{"SIGN_ERROR", msg})
 				return
 			}
 			handle(w)
-		})
+		},
+		sysError: func(w http.ResponseWriter) {
+			s.wechatReply(w, http.StatusInternalServerError, wechatError{"SYSTEM_ERROR", "系统错误"})
+		},
+		ignored: func(w http.ResponseWriter) { s.wechatIgnored(w, op, body, handle) },
+		unsigned: func(w http.ResponseWriter, status int, code string) {
+			if code == "" {
+				code = "SYSTEM_ERROR"
+			}
+			b, _ := json.Marshal(wechatError{code, "paysim unsigned_error: an answer no provider signed"})
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(status)
+			_, _ = w.Write(b)
+		},
+	})
+}
+
+// wechatIgnored answers an operation's normal, signed success without
+// changing anything: a close that did not take effect, a prepay whose
+// code_url leads nowhere, a refund that never moves money. Queries change
+// nothing anyway and answer normally.
+func (s *Sim) wechatIgnored(w http.ResponseWriter, op string, body []byte, handle func(http.ResponseWriter)) {
+	switch op {
+	case "wechat.close":
+		s.wechatReply(w, http.StatusNoContent, nil)
+	case "wechat.native.prepay":
+		s.wechatReply(w, http.StatusOK, map[string]string{"code_url": "weixin://wxpay/bizpayurl?pr=" + randAlnum(7)})
+	case "wechat.refund":
+		var req wechatRefundReq
+		_ = json.Unmarshal(body, &req)
+		rf := &Refund{OutTradeNo: req.OutTradeNo, TradeNo: req.TransactionID, OutRefundNo: req.OutRefundNo,
+			RefundID: "50" + randDigits(28), Status: "PROCESSING", CreatedAt: time.Now()}
+		t := &Trade{}
+		if req.Amount != nil {
+			rf.AmountFen, _ = parseFen(json.Number(req.Amount.Refund))
+			t.TotalFen, _ = parseFen(json.Number(req.Amount.Total))
+		}
+		s.wechatReply(w, http.StatusOK, s.wechatRefundView(rf, t))
+	default:
+		handle(w)
+	}
 }
 
 var authParamRE = regexp.MustCompile(`(\w+)="([^"]*)"`)
@@ -241,6 +278,7 @@ type wechatTx struct {
 
 var wechatStateDesc = map[string]string{
 	WechatNotPay: "订单未支付", WechatSuccess: "支付成功", WechatRefund: "转入退款", WechatClosed: "订单已关闭",
+	WechatPayError: "支付失败，请重新下单支付",
 }
 
 // wechatTransaction is the Transaction of the query answer and of the
@@ -309,7 +347,7 @@ func (s *Sim) wechatClose(w http.ResponseWriter, no string, body []byte) {
 	defer s.mu.Unlock()
 	if t := s.lookup(ProviderWechat, no); t != nil {
 		switch t.State {
-		case WechatNotPay:
+		case WechatNotPay, WechatPayError:
 			s.closeUnpaidLocked(t, time.Now())
 		case WechatSuccess, WechatRefund:
 			s.wechatReply(w, http.StatusBadRequest, wechatError{"ORDERPAID", "订单已支付"})
@@ -445,27 +483,79 @@ func (s *Sim) wechatRefund(w http.ResponseWriter, body []byte) {
 	t.RefundedFen += refund
 	t.State = WechatRefund
 	s.wechatReply(w, http.StatusOK, s.wechatRefundView(rf, t))
-	s.afterLocked(s.cfg.WechatRefundDelay, func() { s.settleWechatRefundLocked(rf, t) })
+	s.afterLocked(s.cfg.WechatRefundDelay, func() {
+		if rf.Status == "PROCESSING" { // an ABNORMAL refund waits for a person
+			s.settleWechatRefundLocked(rf, t)
+		}
+	})
 }
 
-// settleWechatRefundLocked turns a PROCESSING refund into SUCCESS and sends
-// REFUND.SUCCESS to the refund's notify_url (the trade's when none was given).
+// settleWechatRefundLocked turns a PROCESSING (or ABNORMAL) refund into
+// SUCCESS and sends REFUND.SUCCESS.
 func (s *Sim) settleWechatRefundLocked(rf *Refund, t *Trade) {
-	if rf.Status != "PROCESSING" {
+	if rf.Status != "PROCESSING" && rf.Status != "ABNORMAL" {
 		return
 	}
 	rf.Status, rf.SuccessAt = "SUCCESS", time.Now()
-	plain, _ := json.Marshal(map[string]any{
+	s.notifyWechatRefundLocked(rf, t, "REFUND.SUCCESS", "退款成功")
+}
+
+// notifyWechatRefundLocked sends the refund's notification of event to
+// the refund's notify_url (the trade's when none was given).
+func (s *Sim) notifyWechatRefundLocked(rf *Refund, t *Trade, event, summary string) {
+	body := map[string]any{
 		"mchid": s.km.ids.WechatMchID, "out_trade_no": rf.OutTradeNo, "transaction_id": rf.TradeNo,
-		"out_refund_no": rf.OutRefundNo, "refund_id": rf.RefundID, "refund_status": "SUCCESS",
-		"success_time": rf.SuccessAt.In(chinaTZ).Format(time.RFC3339), "user_received_account": "支付用户零钱",
-		"amount": map[string]int64{"total": t.TotalFen, "refund": rf.AmountFen, "payer_total": t.TotalFen, "payer_refund": rf.AmountFen},
-	})
+		"out_refund_no": rf.OutRefundNo, "refund_id": rf.RefundID, "refund_status": rf.Status,
+		"user_received_account": "支付用户零钱",
+		"amount":                map[string]int64{"total": t.TotalFen, "refund": rf.AmountFen, "payer_total": t.TotalFen, "payer_refund": rf.AmountFen},
+	}
+	if !rf.SuccessAt.IsZero() {
+		body["success_time"] = rf.SuccessAt.In(chinaTZ).Format(time.RFC3339)
+	}
+	plain, _ := json.Marshal(body)
 	to := rf.NotifyURL
 	if to == "" {
 		to = t.NotifyURL
 	}
-	s.sendWechatLocked(t, rf, "refund", "REFUND.SUCCESS", "退款成功", "refund", plain, to, false)
+	s.sendWechatLocked(t, rf, "refund", event, summary, "refund", plain, to, false)
+}
+
+// RefundAbnormal is WeChat failing to return a PROCESSING refund's money
+// (the buyer's card closed, the account frozen): the refund reads
+// ABNORMAL, REFUND.ABNORMAL is sent, and it stays so until a person
+// resolves it (RefundSucceed).
+func (s *Sim) RefundAbnormal(outRefundNo string) error {
+	return s.withWechatRefund(outRefundNo, func(rf *Refund, t *Trade) error {
+		if rf.Status != "PROCESSING" {
+			return ErrTradeState
+		}
+		rf.Status = "ABNORMAL"
+		s.notifyWechatRefundLocked(rf, t, "REFUND.ABNORMAL", "退款异常")
+		return nil
+	})
+}
+
+// RefundSucceed settles a PROCESSING or ABNORMAL WeChat refund now (for
+// ABNORMAL: the merchant resolved it on the merchant platform).
+func (s *Sim) RefundSucceed(outRefundNo string) error {
+	return s.withWechatRefund(outRefundNo, func(rf *Refund, t *Trade) error {
+		if rf.Status != "PROCESSING" && rf.Status != "ABNORMAL" {
+			return ErrTradeState
+		}
+		s.settleWechatRefundLocked(rf, t)
+		return nil
+	})
+}
+
+func (s *Sim) withWechatRefund(outRefundNo string, fn func(*Refund, *Trade) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, rf := range s.refunds {
+		if rf.Provider == ProviderWechat && rf.OutRefundNo == outRefundNo {
+			return fn(rf, s.trades[ProviderWechat][rf.OutTradeNo])
+		}
+	}
+	return ErrNoRefund
 }
 
 func (s *Sim) wechatRefundQuery(w http.ResponseWriter, no string) {

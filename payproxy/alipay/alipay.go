@@ -6,9 +6,9 @@ package alipay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"time"
 
@@ -33,16 +33,28 @@ type Adapter struct {
 	client *sdk.Client
 }
 
+// productionGateway is Alipay's open API gateway.
+const productionGateway = "https://openapi.alipay.com/gateway.do"
+
 // New builds the SDK client. It does not touch the network.
+//
+// The SDK's "production" flag does one thing besides choosing the default
+// gateway: an answer or a notification naming an alipay_cert_sn it has no
+// key for makes it download that certificate (unverified, from the
+// gateway, holding the lock every call needs) and make it its default
+// verifier. payproxy uses public-key mode, with the one key it is given,
+// so the client is built with the flag off and the gateway set explicitly:
+// an unknown alipay_cert_sn is then only an error.
 func New(cfg Config) (*Adapter, error) {
-	opts := []sdk.OptionFunc{sdk.WithTimeLocation(chinaTZ)}
+	gateway := cfg.Gateway
+	if gateway == "" {
+		gateway = productionGateway
+	}
+	opts := []sdk.OptionFunc{sdk.WithTimeLocation(chinaTZ), sdk.WithSandboxGateway(gateway)}
 	if cfg.HTTPClient != nil {
 		opts = append(opts, sdk.WithHTTPClient(cfg.HTTPClient))
 	}
-	if cfg.Gateway != "" {
-		opts = append(opts, sdk.WithProductionGateway(cfg.Gateway))
-	}
-	c, err := sdk.New(cfg.AppID, cfg.PrivateKeyPEM, true, opts...)
+	c, err := sdk.New(cfg.AppID, cfg.PrivateKeyPEM, false, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("alipay private_key: %w", err)
 	}
@@ -57,8 +69,10 @@ var chinaTZ = time.FixedZone("CST", 8*3600)
 // Name implements provider.Provider.
 func (a *Adapter) Name() string { return "alipay" }
 
-// Create issues a face-to-face QR code. The deadline goes to Alipay as
-// timeout_express in whole minutes (rounded up, at least 1m, at most 15d).
+// Create issues a face-to-face QR code. The deadline goes to Alipay as the
+// absolute time_expire (Beijing time, to the second): a retry after a lost
+// answer asks for the same deadline, where a relative timeout_express
+// would move it with every retry.
 func (a *Adapter) Create(ctx context.Context, req provider.CreateRequest) (string, error) {
 	p := sdk.TradePreCreate{}
 	p.NotifyURL = a.cfg.NotifyURL
@@ -66,7 +80,7 @@ func (a *Adapter) Create(ctx context.Context, req provider.CreateRequest) (strin
 	p.OutTradeNo = req.TradeNo
 	p.TotalAmount = FormatYuan(req.AmountFen)
 	p.ProductCode = "FACE_TO_FACE_PAYMENT"
-	p.TimeoutExpress = timeoutExpress(time.Until(req.ExpiresAt))
+	p.TimeExpire = req.ExpiresAt.In(chinaTZ).Format(timeExpireLayout)
 	rsp, err := a.client.TradePreCreate(ctx, p)
 	if err != nil {
 		return "", fmt.Errorf("alipay precreate: %w", err)
@@ -77,15 +91,11 @@ func (a *Adapter) Create(ctx context.Context, req provider.CreateRequest) (strin
 	return rsp.QRCode, nil
 }
 
-func timeoutExpress(d time.Duration) string {
-	m := int64(math.Ceil(d.Minutes()))
-	m = max(m, 1)
-	m = min(m, 15*24*60)
-	return fmt.Sprintf("%dm", m)
-}
+// timeExpireLayout is Alipay's time_expire format, in Beijing time.
+const timeExpireLayout = "2006-01-02 15:04:05"
 
 // Query maps Alipay's trade_status; ACQ.TRADE_NOT_EXIST (nobody scanned the
-// QR code yet) is "waiting", not an error.
+// QR code yet, so Alipay has no trade) is "not created", not an error.
 func (a *Adapter) Query(ctx context.Context, tradeNo string) (provider.QueryResult, error) {
 	rsp, err := a.client.TradeQuery(ctx, sdk.TradeQuery{OutTradeNo: tradeNo})
 	if err != nil {
@@ -93,7 +103,7 @@ func (a *Adapter) Query(ctx context.Context, tradeNo string) (provider.QueryResu
 	}
 	if !rsp.IsSuccess() {
 		if rsp.SubCode == "ACQ.TRADE_NOT_EXIST" {
-			return provider.QueryResult{Status: provider.TradeWaiting}, nil
+			return provider.QueryResult{Status: provider.TradeNotCreated}, nil
 		}
 		return provider.QueryResult{}, businessError(rsp.Error)
 	}
@@ -207,10 +217,16 @@ func (a *Adapter) QueryRefund(ctx context.Context, tradeNo, refundNo string) (pr
 
 // ParseNotification verifies the RSA2 signature over the POST form only
 // (query-string parameters are not signed by Alipay), then checks app_id.
+// A notification naming an alipay_cert_sn (certificate mode) is refused
+// before the SDK sees it: payproxy verifies with its configured public key
+// only, and a notification must never make it fetch or switch keys.
 // Refund notifications (refund_fee present) only tell payproxy to query.
 func (a *Adapter) ParseNotification(r *http.Request) (*provider.Notification, error) {
 	if err := r.ParseForm(); err != nil {
 		return nil, fmt.Errorf("alipay notification form: %w", err)
+	}
+	if _, ok := r.Form["alipay_cert_sn"]; ok {
+		return nil, fmt.Errorf("%w: alipay_cert_sn is not accepted (public-key mode)", provider.ErrRefusedNotification)
 	}
 	n, err := a.client.DecodeNotification(r.PostForm)
 	if err != nil {
@@ -243,6 +259,14 @@ func (a *Adapter) Acknowledge(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte("success"))
+}
+
+// Refuse answers a notification with a failure: Alipay retries anything but
+// a plain "success". The body is tollgate's JSON error.
+func (a *Adapter) Refuse(w http.ResponseWriter, status int, code, description string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": description})
 }
 
 // businessError turns a signed non-10000 answer into a definite

@@ -1,9 +1,6 @@
 package alipay
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 func TestYuanRoundTripIsExact(t *testing.T) {
 	for fen, want := range map[int64]string{0: "0.00", 1: "0.01", 10: "0.10", 1230: "12.30", 10000000000: "100000000.00", 29: "0.29"} {
@@ -25,16 +22,5 @@ func TestParseYuanRejectsWhatItCannotRepresentExactly(t *testing.T) {
 	}
 	if v, _ := ParseYuan("12.3"); v != 1230 {
 		t.Errorf("ParseYuan(12.3) = %d", v)
-	}
-}
-
-func TestTimeoutExpressRoundsUpToWholeMinutesWithinAlipaysRange(t *testing.T) {
-	for d, want := range map[time.Duration]string{
-		0: "1m", -time.Minute: "1m", 30 * time.Second: "1m", 2 * time.Hour: "120m",
-		2*time.Hour - time.Second: "120m", 30 * 24 * time.Hour: "21600m",
-	} {
-		if got := timeoutExpress(d); got != want {
-			t.Errorf("timeoutExpress(%s) = %s, want %s", d, got, want)
-		}
 	}
 }

@@ -26,8 +26,10 @@ type Provider interface {
 	// Query asks the provider for the state of a trade; it is the source of
 	// truth.
 	Query(ctx context.Context, tradeNo string) (QueryResult, error)
-	// Close stops an unpaid trade so its QR code can no longer be paid.
-	// A paid trade yields an error whose Code is CodeTradePaid.
+	// Close asks the provider to stop an unpaid trade so its QR code can
+	// no longer be paid. A nil error means the provider accepted the close,
+	// not that it took effect: only a query tells. A paid trade yields an
+	// error whose Code is CodeTradePaid.
 	Close(ctx context.Context, tradeNo string) error
 	// Refund asks for a refund; RefundNo is the provider's idempotency key.
 	Refund(ctx context.Context, req RefundRequest) (RefundResult, error)
@@ -37,8 +39,11 @@ type Provider interface {
 	// Any error means the request must not be trusted.
 	ParseNotification(r *http.Request) (*Notification, error)
 	// Acknowledge writes the answer the provider expects for a notification
-	// that was processed.
+	// that was processed (and whose effects are stored).
 	Acknowledge(w http.ResponseWriter)
+	// Refuse writes a failure answer the provider takes as "not received,
+	// retry" (status, tollgate's error code and a description).
+	Refuse(w http.ResponseWriter, status int, code, description string)
 }
 
 // CreateRequest is a new trade.
@@ -60,6 +65,14 @@ const (
 	TradePaid TradeStatus = "PAID"
 	// TradeClosed: closed without payment.
 	TradeClosed TradeStatus = "CLOSED"
+	// TradePayFailed: the buyer's payment failed (WeChat PAYERROR) but
+	// the trade is not closed: it must be closed at the provider.
+	TradePayFailed TradeStatus = "PAY_FAILED"
+	// TradeNotCreated: the provider holds no such trade (signed answer):
+	// an Alipay QR code nobody scanned yet (the trade exists at Alipay
+	// only from the scan on), a WeChat prepay that never arrived. Not
+	// paid; whether it can still be paid depends on what was done to it.
+	TradeNotCreated TradeStatus = "NOT_CREATED"
 )
 
 // QueryResult is what Query learned.
@@ -86,6 +99,9 @@ const (
 	RefundProcessing RefundStatus = "PROCESSING"
 	RefundSucceeded  RefundStatus = "SUCCESS"
 	RefundFailed     RefundStatus = "FAILED"
+	// RefundAbnormal: WeChat could not return the money (the buyer's card
+	// closed, the account frozen); not final, it waits for a person.
+	RefundAbnormal RefundStatus = "ABNORMAL"
 	// RefundNotFound: the provider has no such refund (Alipay's answer
 	// without refund_status): it never arrived or failed; re-sending the
 	// same refund number is safe.
@@ -143,6 +159,10 @@ type Error struct {
 func (e *Error) Error() string {
 	return fmt.Sprintf("provider said %s (%s): %s", e.Code, e.ProviderCode, e.Message)
 }
+
+// ErrRefusedNotification marks a notification refused for its shape before
+// any verification (e.g. naming a key payproxy does not use): a 400.
+var ErrRefusedNotification = errors.New("notification refused")
 
 // IsCode reports whether err is a definite provider answer with code.
 func IsCode(err error, code string) bool {

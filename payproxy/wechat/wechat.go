@@ -5,13 +5,16 @@ package wechat
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 
 	"github.com/wechatpay-apiv3/wechatpay-go/core"
+	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/validators"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/verifiers"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/notify"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/option"
@@ -42,6 +45,9 @@ type Adapter struct {
 	native   native.NativeApiService
 	refunds  refunddomestic.RefundsApiService
 	notifier *notify.Handler
+	// answers checks the signature of error answers, which the SDK hands
+	// back as *core.APIError without looking at it.
+	answers *validators.WechatPayResponseValidator
 }
 
 // New builds the SDK client in public-key mode. It never uses
@@ -69,7 +75,8 @@ func New(cfg Config) (*Adapter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wechat client: %w", err)
 	}
-	h, err := notify.NewRSANotifyHandler(cfg.APIv3Key, verifiers.NewSHA256WithRSAPubkeyVerifier(cfg.PlatformPublicKeyID, *pub))
+	verifier := verifiers.NewSHA256WithRSAPubkeyVerifier(cfg.PlatformPublicKeyID, *pub)
+	h, err := notify.NewRSANotifyHandler(cfg.APIv3Key, verifier)
 	if err != nil {
 		return nil, fmt.Errorf("wechat notify handler: %w", err)
 	}
@@ -78,6 +85,7 @@ func New(cfg Config) (*Adapter, error) {
 		native:   native.NativeApiService{Client: client},
 		refunds:  refunddomestic.RefundsApiService{Client: client},
 		notifier: h,
+		answers:  validators.NewWechatPayResponseValidator(verifier),
 	}, nil
 }
 
@@ -132,7 +140,7 @@ func (a *Adapter) Create(ctx context.Context, req provider.CreateRequest) (strin
 		Amount: &native.Amount{Total: core.Int64(req.AmountFen), Currency: core.String("CNY")},
 	})
 	if err != nil {
-		return "", apiError("prepay", err)
+		return "", a.answerError(ctx, "prepay", err)
 	}
 	if rsp.CodeUrl == nil {
 		return "", errors.New("wechat prepay: answer without code_url")
@@ -140,16 +148,16 @@ func (a *Adapter) Create(ctx context.Context, req provider.CreateRequest) (strin
 	return *rsp.CodeUrl, nil
 }
 
-// Query maps trade_state; an order WeChat does not know is "waiting" (the
-// prepay never arrived), which the poller closes at its deadline.
+// Query maps trade_state; an order WeChat does not know (the prepay never
+// arrived) is "not created", which the poller closes at its deadline.
 func (a *Adapter) Query(ctx context.Context, tradeNo string) (provider.QueryResult, error) {
 	tx, _, err := a.native.QueryOrderByOutTradeNo(ctx, native.QueryOrderByOutTradeNoRequest{
 		OutTradeNo: core.String(tradeNo), Mchid: core.String(a.cfg.MchID),
 	})
 	if err != nil {
-		err = apiError("query", err)
+		err = a.answerError(ctx, "query", err)
 		if provider.IsCode(err, provider.CodeTradeNotFound) {
-			return provider.QueryResult{Status: provider.TradeWaiting}, nil
+			return provider.QueryResult{Status: provider.TradeNotCreated}, nil
 		}
 		return provider.QueryResult{}, err
 	}
@@ -163,8 +171,10 @@ func (a *Adapter) Query(ctx context.Context, tradeNo string) (provider.QueryResu
 	switch str(tx.TradeState) {
 	case "SUCCESS", "REFUND":
 		res.Status = provider.TradePaid
-	case "CLOSED", "REVOKED", "PAYERROR":
+	case "CLOSED", "REVOKED":
 		res.Status = provider.TradeClosed
+	case "PAYERROR":
+		res.Status = provider.TradePayFailed
 	}
 	return res, nil
 }
@@ -176,7 +186,7 @@ func (a *Adapter) Close(ctx context.Context, tradeNo string) error {
 	if err == nil {
 		return nil
 	}
-	err = apiError("close", err)
+	err = a.answerError(ctx, "close", err)
 	if !provider.IsDefinite(err) {
 		return err
 	}
@@ -206,7 +216,7 @@ func (a *Adapter) Refund(ctx context.Context, req provider.RefundRequest) (provi
 	}
 	rsp, _, err := a.refunds.Create(ctx, cr)
 	if err != nil {
-		err = apiError("refund", err)
+		err = a.answerError(ctx, "refund", err)
 		var pe *provider.Error
 		if errors.As(err, &pe) && pe.Code == provider.CodeRejected {
 			pe.Code = provider.CodeRefundRejected
@@ -220,7 +230,7 @@ func (a *Adapter) Refund(ctx context.Context, req provider.RefundRequest) (provi
 func (a *Adapter) QueryRefund(ctx context.Context, _, refundNo string) (provider.RefundResult, error) {
 	rsp, _, err := a.refunds.QueryByOutRefundNo(ctx, refunddomestic.QueryByOutRefundNoRequest{OutRefundNo: core.String(refundNo)})
 	if err != nil {
-		err = apiError("refund query", err)
+		err = a.answerError(ctx, "refund query", err)
 		if provider.IsCode(err, provider.CodeTradeNotFound) {
 			return provider.RefundResult{Status: provider.RefundNotFound}, nil
 		}
@@ -240,6 +250,8 @@ func refundResult(r *refunddomestic.Refund) provider.RefundResult {
 			res.Status = provider.RefundSucceeded
 		case refunddomestic.STATUS_CLOSED:
 			res.Status = provider.RefundFailed
+		case refunddomestic.STATUS_ABNORMAL:
+			res.Status = provider.RefundAbnormal
 		}
 	}
 	return res
@@ -279,6 +291,8 @@ func (a *Adapter) ParseNotification(r *http.Request) (n *provider.Notification, 
 			out.RefundState = provider.RefundSucceeded
 		case "CLOSED":
 			out.RefundState = provider.RefundFailed
+		case "ABNORMAL":
+			out.RefundState = provider.RefundAbnormal
 		default:
 			out.RefundState = provider.RefundProcessing
 		}
@@ -291,8 +305,10 @@ func (a *Adapter) ParseNotification(r *http.Request) (n *provider.Notification, 
 	switch res.TradeState {
 	case "SUCCESS", "REFUND":
 		out.Status = provider.TradePaid
-	case "CLOSED", "REVOKED", "PAYERROR":
+	case "CLOSED", "REVOKED":
 		out.Status = provider.TradeClosed
+	case "PAYERROR":
+		out.Status = provider.TradePayFailed
 	default:
 		out.Status = provider.TradeWaiting
 	}
@@ -315,12 +331,32 @@ func (a *Adapter) parse(r *http.Request, content any) (req *notify.Request, err 
 // Acknowledge answers 204, which WeChat takes as received.
 func (a *Adapter) Acknowledge(w http.ResponseWriter) { w.WriteHeader(http.StatusNoContent) }
 
-// apiError turns the SDK's *core.APIError for a 4xx answer (signed and
-// verified by the SDK) into a definite provider.Error; 5xx, 429 and
-// transport errors leave the outcome unknown.
-func apiError(op string, err error) error {
+// Refuse answers a notification with WeChat's failure shape,
+// {"code":"FAIL","message":…} (4xx/5xx: WeChat retries), with tollgate's
+// error code and description alongside.
+func (a *Adapter) Refuse(w http.ResponseWriter, status int, code, description string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{
+		"code": "FAIL", "message": description, "error": code, "error_description": description,
+	})
+}
+
+// answerError turns the SDK's *core.APIError for a non-2xx answer into a
+// definite provider.Error, but only when WeChat Pay signed that answer: the
+// SDK returns APIError before it checks any signature, so a 4xx from a proxy
+// or any other hop would otherwise read as the provider's refusal. Unsigned
+// answers, 5xx, 429 and transport errors leave the outcome unknown.
+func (a *Adapter) answerError(ctx context.Context, op string, err error) error {
 	var ae *core.APIError
-	if !errors.As(err, &ae) || ae.StatusCode >= 500 || ae.StatusCode == http.StatusTooManyRequests {
+	if !errors.As(err, &ae) {
+		return fmt.Errorf("wechat %s: %w", op, err)
+	}
+	signed := &http.Response{Header: ae.Header, Body: io.NopCloser(strings.NewReader(ae.Body))}
+	if verr := a.answers.Validate(ctx, signed); verr != nil {
+		return fmt.Errorf("wechat %s: unsigned answer %d %s, outcome unknown: %v", op, ae.StatusCode, ae.Code, verr)
+	}
+	if ae.StatusCode >= 500 || ae.StatusCode == http.StatusTooManyRequests {
 		return fmt.Errorf("wechat %s: %w", op, err)
 	}
 	code := provider.CodeRejected

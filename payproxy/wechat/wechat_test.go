@@ -153,7 +153,7 @@ func TestStaleOrForeignNotificationIsRefused(t *testing.T) {
 func TestBaseURLRedirectsTheSDK(t *testing.T) {
 	f := newFixture(t)
 	q, err := f.a.Query(context.Background(), "NEVER_CREATED_1")
-	if err != nil || q.Status != provider.TradeWaiting {
+	if err != nil || q.Status != provider.TradeNotCreated {
 		t.Fatalf("query through base_url: %+v %v", q, err)
 	}
 	qr, err := f.a.Create(context.Background(), provider.CreateRequest{TradeNo: "TG_BASEURL_1", AmountFen: 1, Subject: "s", ExpiresAt: time.Now().Add(time.Hour)})
