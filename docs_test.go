@@ -215,10 +215,11 @@ func loginBackend(t *testing.T) *httptest.Server {
 }
 
 var (
-	siteLine    = regexp.MustCompile(`(?m)^([a-z0-9.-]+\.example\.com) \{`)
+	siteLine    = regexp.MustCompile(`(?m)^([a-z0-9.-]+\.example\.com|https?://[a-z0-9.-]+:\d+) \{`)
 	redisURL    = regexp.MustCompile(`redis://(\S*@)?[^/\s]+`)
 	proxyLine   = regexp.MustCompile(`(?m)^(\s*reverse_proxy\s+)\S+`)
 	siteURLPath = regexp.MustCompile(`https://([a-z0-9.-]+\.example\.com)/`)
+	bindLine    = regexp.MustCompile(`(?m)^(\s*bind\s+)\S+`)
 	globalStart = regexp.MustCompile(`(?m)^\{\n`)
 )
 
@@ -248,6 +249,7 @@ func (w *coldWorld) localize(snippet string) (string, map[string]string) {
 		return "redis://" + w.redis.Addr()
 	})
 	out = proxyLine.ReplaceAllString(out, "${1}"+strings.TrimPrefix(w.backend.URL, "http://"))
+	out = bindLine.ReplaceAllString(out, "${1}127.0.0.1") // internal listeners: this host's loopback
 	return w.files.localize(out), sites
 }
 
@@ -767,7 +769,7 @@ func exampleDeployment(t *testing.T, w *coldWorld) ([]string, deployment, []secr
 	webhookSecret := "webhook-secret-" + randomHex(t)
 	env := []string{"REDIS_URL=redis://:" + w.password + "@" + w.pwRedis.Addr() + "/0", "BACKEND=" + backend,
 		"ORDER_SOURCE=" + w.backend.URL + "/orders/{order_no}", "WEBHOOK_URL=" + w.backend.URL + "/webhooks",
-		"WEBHOOK_SECRET=" + webhookSecret, "REUSE_GRACE=1s",
+		"WEBHOOK_SECRET=" + webhookSecret, "REUSE_GRACE=1s", "TOLLGATE_INTERNAL_BIND=127.0.0.1",
 		"TOLLGATE_ADMIN=127.0.0.1:" + strconv.Itoa(testcaddy.FreePort(t))}
 	sites := map[string]string{}
 	for _, m := range exampleSiteVar.FindAllStringSubmatch(string(example), -1) {

@@ -118,6 +118,7 @@ func (d *demo) serviceToken() (string, error) {
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
 		"userId": "payments-backend", "roles": []string{"payments"}, "exp": time.Now().Add(5 * time.Minute).Unix(),
+		"iss": "https://auth.internal", "aud": "payments-internal",
 	})
 	tok.Header["kid"] = "key-1"
 	return tok.SignedString(key)
