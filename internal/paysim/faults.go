@@ -47,6 +47,9 @@ func (s *Sim) SetFault(f Fault) {
 }
 
 func validFault(f Fault) bool {
+	if billMode, ok := isBillFault(f); billMode {
+		return ok
+	}
 	switch f.Mode {
 	case "", "none", FaultDelay, FaultError, FaultReset, FaultDropResponse:
 	default:
