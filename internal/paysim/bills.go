@@ -142,14 +142,21 @@ func billDay(date string, now time.Time) (time.Time, error) {
 	return d, nil
 }
 
-// billFileLocked snapshots the bill of one channel and day. It returns
-// ErrNoBill for a day without lines.
-func (s *Sim) billFileLocked(channel string, day, now time.Time) (*billFile, error) {
+// snapshotBill fixes the bill of one channel and date (up to today):
+// ErrBillChannel, ErrBillDate, or ErrNoBill for a day without lines.
+func (s *Sim) snapshotBill(channel, date string) (*billFile, error) {
 	if channel != ProviderAlipay && channel != ProviderWechat {
 		return nil, ErrBillChannel
 	}
+	now := time.Now()
+	day, err := billDay(date, now)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var lines billLines
-	if d, ok := s.bills.synthetic[channel+" "+day.Format("2006-01-02")]; ok {
+	if d, ok := s.bills.synthetic[channel+" "+date]; ok {
 		lines = d
 	} else {
 		lines = s.dayEntriesLocked(channel, day, now)
@@ -195,14 +202,7 @@ func (s *Sim) dayEntriesLocked(channel string, day, now time.Time) stateLines {
 
 // issueBillLink snapshots a bill and hands out a token for its download.
 func (s *Sim) issueBillLink(channel, date string, corrupt, gzip bool) (*billFile, string, error) {
-	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	day, err := billDay(date, now)
-	if err != nil {
-		return nil, "", err
-	}
-	f, err := s.billFileLocked(channel, day, now)
+	f, err := s.snapshotBill(channel, date)
 	if err != nil {
 		return nil, "", err
 	}
@@ -211,16 +211,18 @@ func (s *Sim) issueBillLink(channel, date string, corrupt, gzip bool) (*billFile
 	if channel == ProviderWechat {
 		ttl = wechatLinkTTL
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.bills.links == nil {
 		s.bills.links = map[string]billLink{}
 	}
 	for tok, l := range s.bills.links {
-		if now.After(l.expires) {
+		if f.made.After(l.expires) {
 			delete(s.bills.links, tok)
 		}
 	}
 	token := randHex(16)
-	s.bills.links[token] = billLink{file: f, expires: now.Add(ttl)}
+	s.bills.links[token] = billLink{file: f, expires: f.made.Add(ttl)}
 	return f, token, nil
 }
 
@@ -240,14 +242,7 @@ func (s *Sim) billByToken(channel, token string) *billFile {
 // Alipay's zip, WeChat's CSV (uncompressed). It streams: a synthetic day
 // of a million lines never sits in memory.
 func (s *Sim) WriteBill(w io.Writer, channel, date string) error {
-	now := time.Now()
-	s.mu.Lock()
-	day, err := billDay(date, now)
-	var f *billFile
-	if err == nil {
-		f, err = s.billFileLocked(channel, day, now)
-	}
-	s.mu.Unlock()
+	f, err := s.snapshotBill(channel, date)
 	if err != nil {
 		return err
 	}
@@ -315,14 +310,7 @@ func (s *Sim) billRoutes(mux *http.ServeMux) {
 // the provider's download would, without a first step, a fault or a count.
 func (s *Sim) controlBill(w http.ResponseWriter, r *http.Request) {
 	channel, date := r.PathValue("channel"), r.PathValue("date")
-	now := time.Now()
-	s.mu.Lock()
-	day, err := billDay(date, now)
-	var f *billFile
-	if err == nil {
-		f, err = s.billFileLocked(channel, day, now)
-	}
-	s.mu.Unlock()
+	f, err := s.snapshotBill(channel, date)
 	switch {
 	case errors.Is(err, ErrBillChannel):
 		writeError(w, http.StatusNotFound, "not_found", "bills are /_sim/bills/alipay|wechat/{yyyy-MM-dd}")
@@ -336,7 +324,7 @@ func (s *Sim) controlBill(w http.ResponseWriter, r *http.Request) {
 	}
 	if channel == ProviderAlipay {
 		w.Header().Set("Content-Type", "application/zip")
-		w.Header().Set("Content-Disposition", `attachment; filename="`+alipayAccount+"_"+day.Format("20060102")+`.csv.zip"`)
+		w.Header().Set("Content-Disposition", `attachment; filename="`+alipayAccount+"_"+f.day.Format("20060102")+`.csv.zip"`)
 	} else {
 		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	}

@@ -60,8 +60,7 @@ type BillReader struct {
 	seen    bill.Totals
 	receipt [2]int64 // Σ商家实收 of payments, of refunds (negative)
 	summary alipaySummary
-	err     error
-	done    bool
+	stream  bill.Stream
 }
 
 // alipayFooter is #交易合计 and #退款合计 (-1: line absent).
@@ -108,6 +107,7 @@ func OpenBill(r io.ReaderAt, size int64) (*BillReader, error) {
 		return nil, err
 	}
 	b := &BillReader{foot: alipayFooter{trades: -1, refunds: -1}}
+	b.stream.Src = b.next
 	if b.summary, err = readAlipaySummary(summary); err != nil {
 		return nil, err
 	}
@@ -179,37 +179,6 @@ func readCSV(c *csv.Reader, what string) ([]string, error) {
 
 func isComment(rec []string) bool { return len(rec) == 1 && strings.HasPrefix(rec[0], "#") }
 
-// columnIndex maps a header to column positions: every known column
-// present once, nothing else.
-func columnIndex(header, known []string, what string) (map[string]int, error) {
-	col := make(map[string]int, len(known))
-	for i, h := range header {
-		h = strings.TrimSpace(h)
-		if _, dup := col[h]; dup {
-			return nil, bill.Bad("%s header names column %q twice", what, h)
-		}
-		if !contains(known, h) {
-			return nil, bill.Bad("%s header: unknown column %q", what, h)
-		}
-		col[h] = i
-	}
-	for _, k := range known {
-		if _, ok := col[k]; !ok {
-			return nil, bill.Bad("%s header: missing column %q", what, k)
-		}
-	}
-	return col, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 var periodRE = regexp.MustCompile(`^#起始日期：\[(\d{4}年\d{2}月\d{2}日 \d{2}:\d{2}:\d{2})\]\s*终止日期：\[(\d{4}年\d{2}月\d{2}日 \d{2}:\d{2}:\d{2})\]$`)
 
 const periodLayout = "2006年01月02日 15:04:05"
@@ -236,7 +205,7 @@ func (b *BillReader) readPreamble() error {
 			if !listed || b.day.IsZero() {
 				return bill.Bad("details header before #起始日期 and the 业务明细列表 marker")
 			}
-			b.col, err = columnIndex(rec, alipayDetailColumns, "details")
+			b.col, err = bill.ColumnIndex(rec, alipayDetailColumns, "details")
 			return err
 		}
 		if m := periodRE.FindStringSubmatch(rec[0]); m != nil {
@@ -260,23 +229,7 @@ func (b *BillReader) Day() time.Time { return b.day }
 func (b *BillReader) Totals() bill.Totals { return b.seen }
 
 // Next implements bill.Reader.
-func (b *BillReader) Next() (bill.Line, error) {
-	if b.err != nil {
-		return bill.Line{}, b.err
-	}
-	if b.done {
-		return bill.Line{}, io.EOF
-	}
-	l, err := b.next()
-	if err != nil {
-		if err == io.EOF {
-			b.done = true
-		} else {
-			b.err = err
-		}
-	}
-	return l, err
-}
+func (b *BillReader) Next() (bill.Line, error) { return b.stream.Next() }
 
 func (b *BillReader) next() (bill.Line, error) {
 	for {
@@ -430,7 +383,7 @@ func readAlipaySummary(f *zip.File) (alipaySummary, error) {
 		switch {
 		case isComment(rec):
 		case col == nil:
-			if col, err = columnIndex(rec, alipaySummaryColumns, "summary"); err != nil {
+			if col, err = bill.ColumnIndex(rec, alipaySummaryColumns, "summary"); err != nil {
 				return sum, err
 			}
 		case len(rec) != len(alipaySummaryColumns):

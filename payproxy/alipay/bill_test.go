@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	sdk "github.com/smartwalle/alipay/v3"
 	"golang.org/x/text/encoding/simplifiedchinese"
@@ -28,7 +27,7 @@ type billFixture struct {
 	sdk *sdk.Client
 }
 
-func newBillFixture(t *testing.T) *billFixture {
+func newBillFixture(t testing.TB) *billFixture {
 	t.Helper()
 	sim, err := paysim.New(paysim.Config{})
 	if err != nil {
@@ -52,7 +51,7 @@ func newBillFixture(t *testing.T) *billFixture {
 	return &billFixture{sim: sim, a: a, sdk: c}
 }
 
-func readFile(t *testing.T, path string) string {
+func readFile(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -98,71 +97,33 @@ var (
 
 func TestAlipayBillOfAMixedDayIsReadLineByLineAndEqualsPaysim(t *testing.T) {
 	f := newBillFixture(t)
-	f.mixedDay(t)
-	tmp := t.TempDir()
-	t.Setenv("TMPDIR", tmp)
-
-	r, err := f.a.FetchBill(context.Background(), today())
-	if err != nil {
-		t.Fatal(err)
-	}
-	billtest.MatchesPaysim(t, f.sim, paysim.ProviderAlipay, r)
-	if day := r.(*BillReader).Day().Format("2006-01-02"); day != today() {
-		t.Errorf("the bill's day %s", day)
-	}
-	if err := r.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if left, _ := os.ReadDir(tmp); len(left) != 0 {
-		t.Errorf("temporary files left: %v", left)
-	}
+	billtest.FetchMatchesPaysim(t, f.sim, paysim.ProviderAlipay, func(ctx context.Context, date string) (bill.Reader, error) {
+		r, err := f.a.FetchBill(ctx, date)
+		if err == nil && r.(*BillReader).Day().Format("2006-01-02") != date {
+			t.Errorf("the bill's day is %v", r.(*BillReader).Day())
+		}
+		return r, err
+	}, f.mixedDay)
 
 	// The control API's file is the same bill.
 	var buf bytes.Buffer
 	if err := f.sim.WriteBill(&buf, paysim.ProviderAlipay, today()); err != nil {
 		t.Fatal(err)
 	}
-	r2, err := OpenBill(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	r, err := OpenBill(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r2.Close()
-	billtest.MatchesPaysim(t, f.sim, paysim.ProviderAlipay, r2)
+	defer r.Close()
+	billtest.MatchesPaysim(t, f.sim, paysim.ProviderAlipay, r)
 }
 
-func TestAlipayBillNotThereIsNotReadyAndLeavesNothingBehind(t *testing.T) {
+// TestAlipayBillNotThereIsNotReadyAndACorruptOneIsBad: a day without
+// trades (the signed isp.bill_not_exist) and bill_not_ready (the unsigned
+// one) are not ready; a corrupted zip is a bad bill.
+func TestAlipayBillNotThereIsNotReadyAndACorruptOneIsBad(t *testing.T) {
 	f := newBillFixture(t)
-	tmp := t.TempDir()
-	t.Setenv("TMPDIR", tmp)
-	// A day without trades: the signed isp.bill_not_exist.
-	if _, err := f.a.FetchBill(context.Background(), today()); !errors.Is(err, bill.ErrNotReady) {
-		t.Fatalf("no trades today: %v", err)
-	}
-	f.mixedDay(t)
-	// The fault: the unsigned isp.bill_not_exist, then the bill.
-	f.sim.SetFault(paysim.Fault{Operation: "alipay.bill", Mode: paysim.FaultBillNotReady})
-	if _, err := f.a.FetchBill(context.Background(), today()); !errors.Is(err, bill.ErrNotReady) {
-		t.Fatalf("bill_not_ready: %v", err)
-	}
-	r, err := f.a.FetchBill(context.Background(), today())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Close()
-	// A corrupted zip is a bad bill, and its temporary file is gone.
-	f.sim.SetFault(paysim.Fault{Operation: "alipay.bill", Mode: paysim.FaultCorruptBill})
-	_, err = f.a.FetchBill(context.Background(), today())
-	if !errors.Is(err, bill.ErrBadBill) || !strings.Contains(err.Error(), "unreadable zip") {
-		t.Fatalf("corrupt_bill: %v", err)
-	}
-	for _, date := range []string{"2026-11-31", "tomorrow", time.Now().In(chinaTZ).AddDate(0, 0, 2).Format("2006-01-02")} {
-		if _, err := f.a.FetchBill(context.Background(), date); err == nil || errors.Is(err, bill.ErrNotReady) {
-			t.Errorf("%s: %v", date, err)
-		}
-	}
-	if left, _ := os.ReadDir(tmp); len(left) != 0 {
-		t.Errorf("temporary files left: %v", left)
-	}
+	billtest.FetchRefusals(t, f.sim, "alipay.bill", f.a.FetchBill, f.mixedDay, "unreadable zip")
 }
 
 // goodBill is the mixed day's two files as text (UTF-8), to be damaged.
@@ -316,31 +277,13 @@ func FuzzAlipayBill(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, details, summary string) {
 		zipped := zipBillLenient(details, summary)
-		r, err := OpenBill(bytes.NewReader(zipped), int64(len(zipped)))
-		if err != nil {
-			if !errors.Is(err, bill.ErrBadBill) {
-				t.Fatalf("open error outside ErrBadBill: %v", err)
+		billtest.CheckFuzzed(t, func() (bill.Reader, error) {
+			r, err := OpenBill(bytes.NewReader(zipped), int64(len(zipped)))
+			if err != nil {
+				return nil, err
 			}
-			return
-		}
-		defer r.Close()
-		lines, err := readAll(r)
-		if err != nil {
-			if !errors.Is(err, bill.ErrBadBill) {
-				t.Fatalf("error outside ErrBadBill: %v", err)
-			}
-			return
-		}
-		var tot bill.Totals
-		for _, l := range lines {
-			if l.AmountFen < 0 || (l.Kind != bill.Payment && l.Kind != bill.Refund) || l.OrderNo == "" || l.TradeNo == "" {
-				t.Fatalf("accepted line %+v", l)
-			}
-			tot.Add(l)
-		}
-		if tot != r.Totals() {
-			t.Fatalf("totals %+v, lines add up to %+v", r.Totals(), tot)
-		}
+			return r, nil
+		}, func(bill.Line) bool { return true })
 	})
 }
 

@@ -9,6 +9,7 @@ package bill
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -104,4 +105,50 @@ var (
 // Bad wraps a reason to refuse a bill in ErrBadBill.
 func Bad(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadBill, fmt.Sprintf(format, args...))
+}
+
+// Stream gives a parser's line source the Reader contract's end: once Src
+// returned io.EOF or an error, every later Next returns the same.
+type Stream struct {
+	Src func() (Line, error)
+	err error
+}
+
+// Next returns Src's next line, or the end it already reached.
+func (s *Stream) Next() (Line, error) {
+	if s.err != nil {
+		return Line{}, s.err
+	}
+	l, err := s.Src()
+	if err != nil {
+		s.err = err
+	}
+	return l, err
+}
+
+// ColumnIndex maps a bill's header to column positions: every known column
+// present once and nothing else, or a bad bill naming the first column
+// that is unknown, repeated or missing. what names the file in errors.
+func ColumnIndex(header, known []string, what string) (map[string]int, error) {
+	isKnown := make(map[string]bool, len(known))
+	for _, k := range known {
+		isKnown[k] = true
+	}
+	col := make(map[string]int, len(known))
+	for i, h := range header {
+		h = strings.TrimSpace(h)
+		if _, dup := col[h]; dup {
+			return nil, Bad("%s header names column %q twice", what, h)
+		}
+		if !isKnown[h] {
+			return nil, Bad("%s header: unknown column %q", what, h)
+		}
+		col[h] = i
+	}
+	for _, k := range known {
+		if _, ok := col[k]; !ok {
+			return nil, Bad("%s header: missing column %q", what, k)
+		}
+	}
+	return col, nil
 }

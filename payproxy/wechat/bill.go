@@ -81,8 +81,7 @@ type BillReader struct {
 	sums    wechatSums
 	seen    bill.Totals
 	summary bool // the summary row was read
-	err     error
-	done    bool
+	stream  bill.Stream
 }
 
 // ParseBill reads the uncompressed bill from r; hashType and hashValue
@@ -97,6 +96,7 @@ func ParseBill(r io.Reader, hashType, hashValue string) (*BillReader, error) {
 		return nil, bill.Bad("hash_value %q is not 40 hex digits", hashValue)
 	}
 	b := &BillReader{sha: sha1.New(), want: want}
+	b.stream.Src = b.next
 	b.sc = bufio.NewScanner(io.TeeReader(r, b.sha))
 	b.sc.Buffer(make([]byte, 64<<10), maxBillLine)
 	line, ok, err := b.scan()
@@ -126,20 +126,9 @@ func (b *BillReader) scan() (string, bool, error) {
 
 func (b *BillReader) readHeader(line string) error {
 	names := strings.Split(line, ",")
-	at := make(map[string]int, len(names))
-	for i, n := range names {
-		if _, dup := at[n]; dup {
-			return bill.Bad("header names column %q twice", n)
-		}
-		if !contains(wechatBillColumns, n) {
-			return bill.Bad("header: unknown column %q", n)
-		}
-		at[n] = i
-	}
-	for _, n := range wechatBillColumns {
-		if _, ok := at[n]; !ok {
-			return bill.Bad("header: missing column %q", n)
-		}
+	at, err := bill.ColumnIndex(names, wechatBillColumns, "bill")
+	if err != nil {
+		return err
 	}
 	for i, n := range wechatUsed {
 		b.col[i] = at[n]
@@ -149,34 +138,11 @@ func (b *BillReader) readHeader(line string) error {
 	return nil
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 // Totals implements bill.Reader.
 func (b *BillReader) Totals() bill.Totals { return b.seen }
 
 // Next implements bill.Reader.
-func (b *BillReader) Next() (bill.Line, error) {
-	if b.err != nil {
-		return bill.Line{}, b.err
-	}
-	if b.done {
-		return bill.Line{}, io.EOF
-	}
-	l, err := b.next()
-	if err == io.EOF {
-		b.done = true
-	} else if err != nil {
-		b.err = err
-	}
-	return l, err
-}
+func (b *BillReader) Next() (bill.Line, error) { return b.stream.Next() }
 
 func (b *BillReader) next() (bill.Line, error) {
 	for {

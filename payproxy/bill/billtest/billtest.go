@@ -3,8 +3,11 @@
 package billtest
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -31,6 +34,22 @@ func ReadAll(r bill.Reader) ([]bill.Line, error) {
 			return out, err
 		}
 		out = append(out, l)
+	}
+}
+
+// Count reads a bill to its end without keeping its lines, as
+// reconciliation streams it: the number of lines, and nil only at io.EOF.
+func Count(r bill.Reader) (int, error) {
+	n := 0
+	for {
+		_, err := r.Next()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		n++
 	}
 }
 
@@ -94,5 +113,100 @@ func MatchesPaysim(t *testing.T, sim *paysim.Sim, provider string, r bill.Reader
 	}
 	if r.Totals() != tot || tot.Payments == 0 || tot.Refunds == 0 {
 		t.Errorf("totals %+v, paysim's %+v", r.Totals(), tot)
+	}
+}
+
+// Fetcher is an adapter's FetchBill.
+type Fetcher func(ctx context.Context, date string) (bill.Reader, error)
+
+// NoTempFiles points TMPDIR at a fresh folder and checks, when the test
+// ends, that nothing was left in it.
+func NoTempFiles(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	t.Cleanup(func() {
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Errorf("temporary files left: %v", left)
+		}
+	})
+}
+
+// FetchMatchesPaysim fetches today's bill through an adapter after
+// mixedDay and checks it against paysim's state.
+func FetchMatchesPaysim(t *testing.T, sim *paysim.Sim, provider string, fetch Fetcher, mixedDay func(*testing.T)) {
+	t.Helper()
+	NoTempFiles(t)
+	mixedDay(t)
+	r, err := fetch(context.Background(), Today())
+	if err != nil {
+		t.Fatal(err)
+	}
+	MatchesPaysim(t, sim, provider, r)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// FetchRefusals drives an adapter's FetchBill around missing and damaged
+// bills: not ready on a day without trades and while the provider says so
+// (fault bill_not_ready on op), the bill once ready, a bad bill naming
+// corruptReason under fault corrupt_bill, an error for dates that are not
+// days up to today — and no temporary file left.
+func FetchRefusals(t *testing.T, sim *paysim.Sim, op string, fetch Fetcher, mixedDay func(*testing.T), corruptReason string) {
+	t.Helper()
+	NoTempFiles(t)
+	ctx := context.Background()
+	if _, err := fetch(ctx, Today()); !errors.Is(err, bill.ErrNotReady) {
+		t.Fatalf("no trades today: %v", err)
+	}
+	mixedDay(t)
+	sim.SetFault(paysim.Fault{Operation: op, Mode: paysim.FaultBillNotReady})
+	if _, err := fetch(ctx, Today()); !errors.Is(err, bill.ErrNotReady) {
+		t.Fatalf("bill_not_ready: %v", err)
+	}
+	r, err := fetch(ctx, Today())
+	if err != nil {
+		t.Fatalf("the bill once ready: %v", err)
+	}
+	r.Close()
+	sim.SetFault(paysim.Fault{Operation: op, Mode: paysim.FaultCorruptBill})
+	if _, err := fetch(ctx, Today()); !errors.Is(err, bill.ErrBadBill) || !strings.Contains(err.Error(), corruptReason) {
+		t.Fatalf("corrupt_bill: %v, want a bad bill naming %q", err, corruptReason)
+	}
+	for _, date := range []string{"2026-11-31", "today", time.Now().In(chinaTZ).AddDate(0, 0, 2).Format("2006-01-02")} {
+		if _, err := fetch(ctx, date); err == nil || errors.Is(err, bill.ErrNotReady) {
+			t.Errorf("%s: %v", date, err)
+		}
+	}
+}
+
+// CheckFuzzed holds a parser to its contract on any input: open and read
+// to the end, it refuses the bill with bill.ErrBadBill, or what it accepts
+// is consistent with itself — lines of a kind, with both numbers and a
+// non-negative amount (and whatever valid adds), adding up to its Totals.
+func CheckFuzzed(t *testing.T, open func() (bill.Reader, error), valid func(bill.Line) bool) {
+	t.Helper()
+	r, err := open()
+	var lines []bill.Line
+	if err == nil {
+		defer r.Close()
+		lines, err = ReadAll(r)
+	}
+	if err != nil {
+		if !errors.Is(err, bill.ErrBadBill) {
+			t.Fatalf("error outside ErrBadBill: %v", err)
+		}
+		return
+	}
+	var tot bill.Totals
+	for _, l := range lines {
+		if l.AmountFen < 0 || (l.Kind != bill.Payment && l.Kind != bill.Refund) || l.OrderNo == "" || l.TradeNo == "" || !valid(l) {
+			t.Fatalf("accepted line %+v", l)
+		}
+		tot.Add(l)
+	}
+	if tot != r.Totals() {
+		t.Fatalf("totals %+v, the lines add up to %+v", r.Totals(), tot)
 	}
 }
