@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -591,7 +592,7 @@ func TestWechatBillFaultsMakeTheBillLateOrCorrupt(t *testing.T) {
 
 	// Bill faults belong to the bill operations only.
 	for _, body := range []string{`{"operation":"wechat.query","mode":"corrupt_bill"}`, `{"operation":"*","mode":"bill_not_ready"}`} {
-		if code, b := do(t, "POST", srv.URL+"/_sim/faults", body); code != 400 {
+		if code, b := do(t, "POST", srv.URL+"/_sim/faults", body); code != 400 || !strings.Contains(string(b), `"error": "invalid_request"`) || !strings.Contains(string(b), "unknown operation or mode") {
 			t.Errorf("%s: %d %s", body, code, b)
 		}
 	}
@@ -623,17 +624,17 @@ func TestControlAPIServesTheBillFileAsTheProviderWould(t *testing.T) {
 		t.Fatalf("%d, hash match %v", resp.StatusCode, sha1Hex(csv) == tb.HashValue)
 	}
 	for _, c := range []struct {
-		path   string
-		status int
-		code   string
+		path, code, desc string
+		status           int
 	}{
-		{"/_sim/bills/unionpay/" + today(), 404, "not_found"},
-		{"/_sim/bills/wechat/2026-1-1", 400, "invalid_request"},
-		{"/_sim/bills/wechat/" + time.Now().In(chinaTZ).AddDate(0, 0, 2).Format("2006-01-02"), 400, "invalid_request"},
-		{"/_sim/bills/alipay/" + time.Now().In(chinaTZ).AddDate(0, 0, -1).Format("2006-01-02"), 404, "no_bill"},
+		{"/_sim/bills/unionpay/" + today(), "not_found", "alipay|wechat", 404},
+		{"/_sim/bills/wechat/2026-1-1", "invalid_request", "yyyy-MM-dd", 400},
+		{"/_sim/bills/wechat/" + time.Now().In(chinaTZ).AddDate(0, 0, 2).Format("2006-01-02"), "invalid_request", "not after today", 400},
+		{"/_sim/bills/alipay/" + time.Now().In(chinaTZ).AddDate(0, 0, -1).Format("2006-01-02"), "no_bill", "no payment or refund", 404},
 	} {
 		code, body := do(t, "GET", srv.URL+c.path, "")
-		if code != c.status || !strings.Contains(string(body), `"error": "`+c.code+`"`) {
+		var e map[string]string
+		if err := json.Unmarshal(body, &e); err != nil || code != c.status || e["error"] != c.code || !strings.Contains(e["error_description"], c.desc) {
 			t.Errorf("%s: %d %s", c.path, code, body)
 		}
 	}
