@@ -298,12 +298,14 @@ func (s *Sim) waitFault(ctx context.Context, d time.Duration) bool {
 
 // billRoutes registers the bill endpoints: WeChat's two steps (more
 // specific than serveWechat's /v3/), Alipay's download link (its first
-// step is a /gateway.do method) and the control API's file.
+// step is a /gateway.do method) and the control API's file and synthetic
+// days.
 func (s *Sim) billRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v3/bill/tradebill", s.serveWechatTradeBill)
 	mux.HandleFunc("GET /v3/billdownload/file", s.serveWechatBillDownload)
 	mux.HandleFunc("GET /downloadBillFile.resource", s.serveAlipayBillDownload)
 	mux.HandleFunc("GET /_sim/bills/{channel}/{date}", s.controlBill)
+	mux.HandleFunc("POST /_sim/bills/{channel}/{date}/synthetic", s.controlSyntheticDay)
 }
 
 // controlBill: GET /_sim/bills/{channel}/{date} answers the bill file as

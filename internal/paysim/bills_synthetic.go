@@ -1,7 +1,9 @@
 package paysim
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 )
@@ -39,6 +41,27 @@ func (s *Sim) AddSyntheticDay(d SyntheticDay) error {
 	}
 	s.bills.synthetic[d.Channel+" "+d.Date] = d
 	return nil
+}
+
+// controlSyntheticDay: POST /_sim/bills/{channel}/{date}/synthetic
+// {"lines": N} does AddSyntheticDay for a simulator in its own process
+// (cmd/paysim), for benchmarks.
+func (s *Sim) controlSyntheticDay(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Lines int `json:"lines"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", `body must be {"lines": N}: `+err.Error())
+		return
+	}
+	d := SyntheticDay{Channel: r.PathValue("channel"), Date: r.PathValue("date"), Lines: req.Lines}
+	if err := s.AddSyntheticDay(d); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"channel": d.Channel, "date": d.Date, "lines": d.Lines})
 }
 
 func (d SyntheticDay) count() int            { return d.Lines }

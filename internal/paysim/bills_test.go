@@ -648,10 +648,8 @@ func dropExportTime(s string) string { return s[:strings.LastIndex(s, "#导出�
 func TestSyntheticDayIsServedWithoutOneTrade(t *testing.T) {
 	sim, srv := startSim(t, testConfig)
 	date := time.Now().In(chinaTZ).AddDate(0, 0, -1).Format("2006-01-02")
-	for _, ch := range []string{ProviderAlipay, ProviderWechat} {
-		if err := sim.AddSyntheticDay(SyntheticDay{Channel: ch, Date: date, Lines: 1000}); err != nil {
-			t.Fatal(err)
-		}
+	if err := sim.AddSyntheticDay(SyntheticDay{Channel: ProviderAlipay, Date: date, Lines: 1000}); err != nil {
+		t.Fatal(err)
 	}
 	if err := sim.AddSyntheticDay(SyntheticDay{Channel: ProviderWechat, Date: "2999-01-01", Lines: 1}); err == nil {
 		t.Error("a synthetic day in the future was accepted")
@@ -680,6 +678,22 @@ func TestSyntheticDayIsServedWithoutOneTrade(t *testing.T) {
 	}
 	if len(paid) != 800 || len(refunded) != 200 {
 		t.Errorf("%d payments and %d refunded trades", len(paid), len(refunded))
+	}
+	code, body := do(t, "POST", srv.URL+"/_sim/bills/wechat/"+date+"/synthetic", `{"lines": 1000}`)
+	if code != 200 || !strings.Contains(string(body), `"lines": 1000`) {
+		t.Fatalf("synthetic day through the control API: %d %s", code, body)
+	}
+	for _, c := range []struct{ path, body, desc string }{
+		{"/_sim/bills/wechat/" + date + "/synthetic", `{"lines": 0}`, "at least one line"},
+		{"/_sim/bills/wechat/" + date + "/synthetic", `{"rows": 5}`, "unknown field"},
+		{"/_sim/bills/unionpay/" + date + "/synthetic", `{"lines": 5}`, "alipay or wechat"},
+		{"/_sim/bills/wechat/2999-01-01/synthetic", `{"lines": 5}`, "not after today"},
+	} {
+		code, body := do(t, "POST", srv.URL+c.path, c.body)
+		var e map[string]string
+		if err := json.Unmarshal(body, &e); err != nil || code != 400 || e["error"] != "invalid_request" || !strings.Contains(e["error_description"], c.desc) {
+			t.Errorf("%s %s: %d %s", c.path, c.body, code, body)
+		}
 	}
 	resp, csv := httpGet(t, srv.URL+"/_sim/bills/wechat/"+date)
 	lines := strings.Split(strings.TrimSuffix(string(csv), "\r\n"), "\r\n")
