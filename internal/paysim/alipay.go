@@ -36,6 +36,10 @@ func (s *Sim) serveAlipay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	method := r.Form.Get("method")
+	if method == alipayBillMethod {
+		s.serveAlipayBillURL(w, r)
+		return
+	}
 	if !alipayOps[method] {
 		// Unknown methods get Alipay's top-level error_response.
 		s.alipayUnsigned(w, "", alipayError{Code: "40002", Msg: "Invalid Arguments", SubCode: "isv.invalid-method", SubMsg: "不存在的方法名"})
@@ -130,6 +134,8 @@ func (s *Sim) alipayHandle(w http.ResponseWriter, r *http.Request, method string
 		out = s.alipayRefund(biz)
 	case "alipay.trade.fastpay.refund.query":
 		out = s.alipayRefundQuery(biz)
+	case alipayBillMethod:
+		out = s.alipayBillURL(r, biz)
 	}
 	s.alipaySigned(w, method, out)
 }

@@ -75,6 +75,9 @@ func (s *Sim) Faults() []Fault {
 }
 
 func validFault(f Fault) bool {
+	if billMode, ok := isBillFault(f); billMode {
+		return ok
+	}
 	switch f.Mode {
 	case "", "none", FaultDelay, FaultError, FaultReset, FaultDropResponse, FaultIgnore:
 	case FaultUnsignedError:

@@ -128,6 +128,7 @@ type Sim struct {
 	faults     map[string]*Fault
 	seq        int64
 	closed     bool
+	bills      billState
 
 	handler http.Handler
 }
@@ -137,6 +138,7 @@ var Operations = []string{
 	"alipay.trade.precreate", "alipay.trade.query", "alipay.trade.close", "alipay.trade.cancel",
 	"alipay.trade.refund", "alipay.trade.fastpay.refund.query",
 	"wechat.native.prepay", "wechat.query", "wechat.close", "wechat.refund", "wechat.refund.query",
+	opAlipayBill, opWechatBill,
 }
 
 // New starts a simulator. Call Close when done.
@@ -208,6 +210,7 @@ func (s *Sim) routes() http.Handler {
 	mux.HandleFunc("/gateway.do", s.serveAlipay)
 	mux.HandleFunc("/v3/", s.serveWechat)
 	s.controlRoutes(mux)
+	s.billRoutes(mux)
 	mux.HandleFunc("/_sim", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/_sim/", http.StatusFound)
 	})
