@@ -172,6 +172,7 @@ func TestFinishedAlipayTradeNotifiesTradeFinishedAndTakesNoRefund(t *testing.T) 
 		t.Fatalf("finishing an unpaid trade: %d %s", status, body)
 	}
 	m.pay(no)
+	ep.waitHeard(1) // TRADE_SUCCESS first
 	if status, body := do(t, "POST", m.srv.URL+"/_sim/trades/"+no+"/finish", ""); status != 200 {
 		t.Fatalf("finish: %d %s", status, body)
 	}
