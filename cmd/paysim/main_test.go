@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,20 @@ import (
 	"github.com/tollgate/tollgate/internal/paysim"
 	"github.com/wechatpay-apiv3/wechatpay-go/utils"
 )
+
+// prepareArgs runs the command's startup with args; the caller closes both.
+func prepareArgs(t *testing.T, args ...string) (*paysim.Sim, net.Listener, string) {
+	t.Helper()
+	o, err := parseFlags(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, ln, base, err := prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim, ln, base
+}
 
 func readEnv(t *testing.T, path string) map[string]string {
 	t.Helper()
@@ -40,14 +55,7 @@ func readEnv(t *testing.T, path string) map[string]string {
 // load with the SDKs' own loaders, and a second start reuses the same keys.
 func TestFirstStartWritesKeysAndEnv(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "var", "paysim")
-	o, err := parseFlags([]string{"-listen", "127.0.0.1:0", "-keys", dir, "-notify-retry", "10ms,20ms", "-wechat-refund-delay", "50ms"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, ln, base, err := prepare(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim, ln, base := prepareArgs(t, "-listen", "127.0.0.1:0", "-keys", dir, "-notify-retry", "10ms,20ms", "-wechat-refund-delay", "50ms")
 	ln.Close()
 	sim.Close()
 
@@ -105,14 +113,7 @@ func TestFirstStartWritesKeysAndEnv(t *testing.T) {
 
 // TestServes checks that the started server answers its control API.
 func TestServes(t *testing.T) {
-	o, err := parseFlags([]string{"-listen", "127.0.0.1:0", "-keys", t.TempDir(), "-public-url", "http://paysim.test:8090/"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, ln, base, err := prepare(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim, ln, base := prepareArgs(t, "-listen", "127.0.0.1:0", "-keys", t.TempDir(), "-public-url", "http://paysim.test:8090/")
 	defer sim.Close()
 	if base != "http://paysim.test:8090" {
 		t.Fatalf("base %s", base)
@@ -168,14 +169,7 @@ func TestNotifyRetryRunsTheProvidersOwnSchedulesCompressed(t *testing.T) {
 		{args: []string{"-notify-retry", "10ms,20ms"}, wantAlipay0: 10 * time.Millisecond, wantWechat0: 10 * time.Millisecond, wantTries: [2]int{3, 3}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
-			o, err := parseFlags(append([]string{"-listen", "127.0.0.1:0", "-keys", t.TempDir()}, tc.args...), io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sim, ln, _, err := prepare(o)
-			if err != nil {
-				t.Fatal(err)
-			}
+			sim, ln, _ := prepareArgs(t, append([]string{"-listen", "127.0.0.1:0", "-keys", t.TempDir()}, tc.args...)...)
 			ln.Close()
 			defer sim.Close()
 			a, w := sim.NotifySchedule(paysim.ProviderAlipay), sim.NotifySchedule(paysim.ProviderWechat)

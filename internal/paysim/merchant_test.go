@@ -75,6 +75,21 @@ func (m *merchant) mustPrecreate(no, amount, notifyURL string, expires time.Time
 	return r.QRCode
 }
 
+// paidAlipay is a paid Alipay trade without a notify_url.
+func (m *merchant) paidAlipay(no, amount string) {
+	m.t.Helper()
+	m.mustPrecreate(no, amount, "", m.in(time.Hour))
+	m.pay(no)
+}
+
+// mustAliRefund refunds and wants fund_change=Y.
+func (m *merchant) mustAliRefund(no, reqNo, amount string) {
+	m.t.Helper()
+	if r, err := m.aliRefund(no, reqNo, amount); err != nil || r.FundChange != "Y" {
+		m.t.Fatalf("refund %s/%s: %+v %v", no, reqNo, r, err)
+	}
+}
+
 func (m *merchant) aliRefund(no, reqNo, amount string) (*alipay.TradeRefundRsp, error) {
 	return m.ali.TradeRefund(ctx, alipay.TradeRefund{OutTradeNo: no, RefundAmount: amount, OutRequestNo: reqNo, RefundReason: "r"})
 }

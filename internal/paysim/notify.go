@@ -181,12 +181,7 @@ func (s *Sim) sendAlipayLocked(t *Trade, rf *Refund, kind string, v url.Values) 
 	s.startDeliveryLocked(d, delivery{
 		op: "alipay.notify",
 		build: func() (*http.Request, error) {
-			req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, d.URL, strings.NewReader(body))
-			if err != nil {
-				return nil, err
-			}
-			req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
-			return req, nil
+			return s.notifyRequest(d.URL, []byte(body), "application/x-www-form-urlencoded; charset=utf-8")
 		},
 		// Only the 7 bytes "success" acknowledge: "success\n", "SUCCESS" or
 		// a JSON {"success":true} make Alipay send it again.
@@ -240,11 +235,10 @@ func (s *Sim) sendWechatLocked(t *Trade, rf *Refund, kind, event, summary, origi
 	dl := delivery{
 		op: "wechat.notify",
 		build: func() (*http.Request, error) {
-			req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, d.URL, bytes.NewReader(body))
+			req, err := s.notifyRequest(d.URL, body, "application/json")
 			if err != nil {
 				return nil, err
 			}
-			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("Request-ID", newRequestID())
 			s.signWechatHeaders(req.Header, body)
 			if signTest {
@@ -292,6 +286,16 @@ func (s *Sim) SendWechatSignTest(outTradeNo string) error {
 	plain, _ := json.Marshal(s.wechatTransaction(&view))
 	s.sendWechatLocked(t, nil, "signtest", "TRANSACTION.SUCCESS", "支付成功", "transaction", plain, t.NotifyURL, true)
 	return nil
+}
+
+// notifyRequest is one POST of a notification body.
+func (s *Sim) notifyRequest(url string, body []byte, contentType string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(s.ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", contentType)
+	return req, nil
 }
 
 // delivery is how one notification is posted: the operation whose faults

@@ -173,11 +173,8 @@ func TestAlipayFundChangeNIsNotYetARefund(t *testing.T) {
 func TestAlipayRefundQueriedTooEarlyShowsNoRefundStatus(t *testing.T) {
 	m := newMerchant(t, testConfig)
 	no := "EARLY-1"
-	m.mustPrecreate(no, "5.00", "", m.in(time.Hour))
-	m.pay(no)
-	if r, err := m.aliRefund(no, "EARLY-R-1", "1.00"); err != nil || r.FundChange != "Y" {
-		t.Fatalf("refund %+v %v", r, err)
-	}
+	m.paidAlipay(no, "5.00")
+	m.mustAliRefund(no, "EARLY-R-1", "1.00")
 	m.sim.SetFault(Fault{Operation: "alipay.trade.fastpay.refund.query", Mode: FaultQueryTooEarly, DelayMS: 60 * 1000, Count: 2})
 	if q := m.aliRefundQuery(no, "EARLY-R-1"); q.RefundStatus != "" || q.RefundAmount != "" || q.Code != "10000" {
 		t.Fatalf("too early %+v", q)
@@ -195,11 +192,8 @@ func TestAlipayRefundQueriedTooEarlyShowsNoRefundStatus(t *testing.T) {
 func TestAlipayLegacyRefundQueryShapeHasDataButNoRefundStatus(t *testing.T) {
 	m := newMerchant(t, testConfig)
 	no := "LEGACY-1"
-	m.mustPrecreate(no, "5.00", "", m.in(time.Hour))
-	m.pay(no)
-	if r, err := m.aliRefund(no, "LEGACY-R-1", "2.00"); err != nil || r.FundChange != "Y" {
-		t.Fatalf("refund %+v %v", r, err)
-	}
+	m.paidAlipay(no, "5.00")
+	m.mustAliRefund(no, "LEGACY-R-1", "2.00")
 	m.sim.SetFault(Fault{Operation: "alipay.trade.fastpay.refund.query", Mode: FaultLegacyQueryShape, Count: 2})
 	q := m.aliRefundQuery(no, "LEGACY-R-1")
 	if q.RefundStatus != "" || q.RefundAmount != "2.00" || q.TotalAmount != "5.00" || q.OutRequestNo != "LEGACY-R-1" {
@@ -216,11 +210,8 @@ func TestAlipayLegacyRefundQueryShapeHasDataButNoRefundStatus(t *testing.T) {
 func TestAlipayRefusesTheSameOutRequestNoWithAnotherAmount(t *testing.T) {
 	m := newMerchant(t, testConfig)
 	no := "DISC-1"
-	m.mustPrecreate(no, "5.00", "", m.in(time.Hour))
-	m.pay(no)
-	if r, err := m.aliRefund(no, "DISC-R-1", "1.00"); err != nil || r.FundChange != "Y" {
-		t.Fatalf("refund %+v %v", r, err)
-	}
+	m.paidAlipay(no, "5.00")
+	m.mustAliRefund(no, "DISC-R-1", "1.00")
 	r, err := m.aliRefund(no, "DISC-R-1", "2.00")
 	if err != nil || r.Code != "40004" || r.SubCode != "ACQ.DISCORDANT_REPEAT_REQUEST" || r.SubMsg == "" || r.RefundFee != "0.00" || r.SendBackFee != "0.00" {
 		t.Fatalf("another amount %+v %v", r, err)
@@ -236,8 +227,7 @@ func TestAlipayRefusesTheSameOutRequestNoWithAnotherAmount(t *testing.T) {
 func TestAlipayBalanceNotEnoughRefusesTheRefund(t *testing.T) {
 	m := newMerchant(t, testConfig)
 	no := "BAL-1"
-	m.mustPrecreate(no, "5.00", "", m.in(time.Hour))
-	m.pay(no)
+	m.paidAlipay(no, "5.00")
 	m.sim.SetFault(Fault{Operation: "alipay.trade.refund", Mode: FaultBalanceNotEnough})
 	r, err := m.aliRefund(no, "BAL-R-1", "1.00")
 	if err != nil || r.SubCode != "ACQ.SELLER_BALANCE_NOT_ENOUGH" || r.Code != "40004" || r.RefundFee != "0.00" {
@@ -246,9 +236,7 @@ func TestAlipayBalanceNotEnoughRefusesTheRefund(t *testing.T) {
 	if len(m.sim.Refunds()) != 0 {
 		t.Fatal("a refused refund was stored")
 	}
-	if r, err := m.aliRefund(no, "BAL-R-1", "1.00"); err != nil || r.FundChange != "Y" {
-		t.Fatalf("after topping up %+v %v", r, err)
-	}
+	m.mustAliRefund(no, "BAL-R-1", "1.00") // after topping up
 }
 
 // TestAlipayRefundsOfOneTradeLessThanThreeSecondsApartAreRefused: with
@@ -258,13 +246,9 @@ func TestAlipayBalanceNotEnoughRefusesTheRefund(t *testing.T) {
 // trade is not held back.
 func TestAlipayRefundsOfOneTradeLessThanThreeSecondsApartAreRefused(t *testing.T) {
 	m := newMerchant(t, Config{NotifyRetry: testConfig.NotifyRetry, AlipayRefundGap: 3 * time.Second})
-	for _, no := range []string{"GAP-1", "GAP-2"} {
-		m.mustPrecreate(no, "5.00", "", m.in(time.Hour))
-		m.pay(no)
-	}
-	if r, err := m.aliRefund("GAP-1", "GAP-R-1", "1.00"); err != nil || r.FundChange != "Y" {
-		t.Fatalf("first %+v %v", r, err)
-	}
+	m.paidAlipay("GAP-1", "5.00")
+	m.paidAlipay("GAP-2", "5.00")
+	m.mustAliRefund("GAP-1", "GAP-R-1", "1.00")
 	r, err := m.aliRefund("GAP-1", "GAP-R-2", "1.00")
 	if err != nil || r.Code != "40004" || r.SubCode != "ACQ.SYSTEM_ERROR" || r.RefundFee != "0.00" {
 		t.Fatalf("second within 3 s %+v %v", r, err)
@@ -272,13 +256,9 @@ func TestAlipayRefundsOfOneTradeLessThanThreeSecondsApartAreRefused(t *testing.T
 	if r, err := m.aliRefund("GAP-1", "GAP-R-1", "1.00"); err != nil || r.FundChange != "N" {
 		t.Fatalf("repeat of the first within 3 s %+v %v", r, err)
 	}
-	if r, err := m.aliRefund("GAP-2", "GAP-R-3", "1.00"); err != nil || r.FundChange != "Y" {
-		t.Fatalf("another trade %+v %v", r, err)
-	}
+	m.mustAliRefund("GAP-2", "GAP-R-3", "1.00") // another trade
 	m.sim.Advance(3 * time.Second)
-	if r, err := m.aliRefund("GAP-1", "GAP-R-2", "1.00"); err != nil || r.FundChange != "Y" {
-		t.Fatalf("second after 3 s %+v %v", r, err)
-	}
+	m.mustAliRefund("GAP-1", "GAP-R-2", "1.00")
 	if n := len(m.sim.Refunds()); n != 3 {
 		t.Fatalf("%d refunds, want 3", n)
 	}

@@ -299,33 +299,33 @@ func (s *Sim) Expire(outTradeNo string) error { return s.expire(outTradeNo, "") 
 // (TRADE_SUCCESS, also partly refunded) becomes TRADE_FINISHED, still
 // paid but no longer refundable, and TRADE_FINISHED is notified.
 func (s *Sim) Finish(outTradeNo string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := s.lookup(ProviderAlipay, outTradeNo)
-	if t == nil {
-		return ErrNoTrade
-	}
-	if t.State != AlipayTradeSuccess {
-		return ErrTradeState
-	}
-	t.State, t.ClosedAt = AlipayTradeFinish, s.now()
-	s.notifyAlipayFinishedLocked(t)
-	return nil
+	return s.transition(ProviderAlipay, outTradeNo, AlipayTradeSuccess, func(t *Trade) {
+		t.State, t.ClosedAt = AlipayTradeFinish, s.now()
+		s.notifyAlipayFinishedLocked(t)
+	})
 }
 
 // PayError is a WeChat buyer's payment failing: the trade reads PAYERROR
 // until the merchant closes it.
 func (s *Sim) PayError(outTradeNo string) error {
+	return s.transition(ProviderWechat, outTradeNo, WechatNotPay, func(t *Trade) {
+		t.State, t.Scanned = WechatPayError, true
+	})
+}
+
+// transition runs move (with s.mu held) on a provider's trade that is in
+// state from.
+func (s *Sim) transition(provider, no, from string, move func(*Trade)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.lookup(ProviderWechat, outTradeNo)
+	t := s.lookup(provider, no)
 	if t == nil {
 		return ErrNoTrade
 	}
-	if t.State != WechatNotPay {
+	if t.State != from {
 		return ErrTradeState
 	}
-	t.State, t.Scanned = WechatPayError, true
+	move(t)
 	return nil
 }
 
