@@ -26,10 +26,10 @@ type Config struct {
 	// each delay), in place of their own schedules. Tests use it for short,
 	// fixed schedules.
 	NotifyRetry []time.Duration
-	// NotifyDivisor compresses each provider's own retry schedule
-	// (AlipayNotifySchedule, WechatNotifySchedule) when NotifyRetry is nil:
-	// every delay is divided by it; 1 is real time, 0 means
-	// DefaultNotifyDivisor.
+	// NotifyDivisor compresses each provider's own retry schedule (Alipay
+	// 8 tries over ~25 h, WeChat 16 over ~24 h; see NotifySchedule) when
+	// NotifyRetry is nil: every delay is divided by it; 1 is real time, 0
+	// means DefaultNotifyDivisor.
 	NotifyDivisor int
 	// WechatRefundDelay is how long a WeChat refund stays PROCESSING.
 	WechatRefundDelay time.Duration
