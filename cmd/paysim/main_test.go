@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +16,20 @@ import (
 	"github.com/tollgate/tollgate/internal/paysim"
 	"github.com/wechatpay-apiv3/wechatpay-go/utils"
 )
+
+// prepareArgs runs the command's startup with args; the caller closes both.
+func prepareArgs(t *testing.T, args ...string) (*paysim.Sim, net.Listener, string) {
+	t.Helper()
+	o, err := parseFlags(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim, ln, base, err := prepare(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sim, ln, base
+}
 
 func readEnv(t *testing.T, path string) map[string]string {
 	t.Helper()
@@ -40,14 +55,7 @@ func readEnv(t *testing.T, path string) map[string]string {
 // load with the SDKs' own loaders, and a second start reuses the same keys.
 func TestFirstStartWritesKeysAndEnv(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "var", "paysim")
-	o, err := parseFlags([]string{"-listen", "127.0.0.1:0", "-keys", dir, "-notify-retry", "10ms,20ms", "-wechat-refund-delay", "50ms"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, ln, base, err := prepare(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim, ln, base := prepareArgs(t, "-listen", "127.0.0.1:0", "-keys", dir, "-notify-retry", "10ms,20ms", "-wechat-refund-delay", "50ms")
 	ln.Close()
 	sim.Close()
 
@@ -105,14 +113,7 @@ func TestFirstStartWritesKeysAndEnv(t *testing.T) {
 
 // TestServes checks that the started server answers its control API.
 func TestServes(t *testing.T) {
-	o, err := parseFlags([]string{"-listen", "127.0.0.1:0", "-keys", t.TempDir(), "-public-url", "http://paysim.test:8090/"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim, ln, base, err := prepare(o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim, ln, base := prepareArgs(t, "-listen", "127.0.0.1:0", "-keys", t.TempDir(), "-public-url", "http://paysim.test:8090/")
 	defer sim.Close()
 	if base != "http://paysim.test:8090" {
 		t.Fatalf("base %s", base)
@@ -138,12 +139,42 @@ func TestFlagErrors(t *testing.T) {
 	}{
 		{"a malformed retry delay", []string{"-notify-retry", "1s,soon"}},
 		{"a negative retry delay", []string{"-notify-retry", "-1s"}},
+		{"a zero divisor", []string{"-notify-retry", "/0"}},
+		{"a divisor that is not a number", []string{"-notify-retry", "/fast"}},
+		{"a negative refund gap", []string{"-alipay-refund-gap", "-3s"}},
 		{"an unknown flag", []string{"-nope"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := parseFlags(tc.args, io.Discard); err == nil {
 				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+// TestNotifyRetryRunsTheProvidersOwnSchedulesCompressed: -notify-retry /N
+// (the default /1000) divides Alipay's and WeChat's own schedules by N,
+// real runs them in real time, a list replaces both.
+func TestNotifyRetryRunsTheProvidersOwnSchedulesCompressed(t *testing.T) {
+	for _, tc := range []struct {
+		args        []string
+		wantAlipay0 time.Duration
+		wantWechat0 time.Duration
+		wantTries   [2]int
+	}{
+		{args: nil, wantAlipay0: 240 * time.Millisecond, wantWechat0: 15 * time.Millisecond, wantTries: [2]int{8, 16}},
+		{args: []string{"-notify-retry", "/60"}, wantAlipay0: 4 * time.Second, wantWechat0: 250 * time.Millisecond, wantTries: [2]int{8, 16}},
+		{args: []string{"-notify-retry", "real"}, wantAlipay0: 4 * time.Minute, wantWechat0: 15 * time.Second, wantTries: [2]int{8, 16}},
+		{args: []string{"-notify-retry", "10ms,20ms"}, wantAlipay0: 10 * time.Millisecond, wantWechat0: 10 * time.Millisecond, wantTries: [2]int{3, 3}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			sim, ln, _ := prepareArgs(t, append([]string{"-listen", "127.0.0.1:0", "-keys", t.TempDir()}, tc.args...)...)
+			ln.Close()
+			defer sim.Close()
+			a, w := sim.NotifySchedule(paysim.ProviderAlipay), sim.NotifySchedule(paysim.ProviderWechat)
+			if a[0] != tc.wantAlipay0 || w[0] != tc.wantWechat0 || len(a)+1 != tc.wantTries[0] || len(w)+1 != tc.wantTries[1] {
+				t.Fatalf("alipay %v, wechat %v", a, w)
 			}
 		})
 	}

@@ -46,11 +46,9 @@ func (s *Sim) serveAlipay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.runOp(w, r, method, opAnswers{
-		work: func(w http.ResponseWriter) { s.alipayHandle(w, r, method) },
-		sysError: func(w http.ResponseWriter) {
-			s.alipaySigned(w, method, alipayError{Code: "20000", Msg: "Service Currently Unavailable", SubCode: "ACQ.SYSTEM_ERROR", SubMsg: "系统错误"})
-		},
-		ignored: func(w http.ResponseWriter) { s.alipayIgnored(w, r, method) },
+		work:     func(w http.ResponseWriter) { s.alipayHandle(w, r, method, Fault{}) },
+		sysError: func(w http.ResponseWriter) { s.alipaySigned(w, method, alipaySystemError(ShapeISP)) },
+		ignored:  func(w http.ResponseWriter) { s.alipayIgnored(w, r, method) },
 		unsigned: func(w http.ResponseWriter, status int, code string) {
 			if code == "" {
 				code = "ACQ.SYSTEM_ERROR"
@@ -60,7 +58,44 @@ func (s *Sim) serveAlipay(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(status)
 			_, _ = w.Write([]byte(`{"` + strings.ReplaceAll(method, ".", "_") + `_response":` + string(b) + `}`))
 		},
+		// The gateway's own limit, answered like its other gateway errors:
+		// unsigned (whether Alipay signs it is not documented).
+		rateLimited: func(w http.ResponseWriter) {
+			s.alipayUnsigned(w, method, alipayError{Code: "40005", Msg: "Call Limited", SubCode: "isv.app-call-limited", SubMsg: "应用调用次数超限，包含调用频率超限"})
+		},
+		resign: s.alipayResign,
+		variant: func(w http.ResponseWriter, f Fault) {
+			if f.Mode == FaultSystemError {
+				s.alipaySigned(w, method, alipaySystemError(f.Shape))
+				return
+			}
+			s.alipayHandle(w, r, method, f)
+		},
 	})
+}
+
+// alipaySystemError is Alipay's signed "outcome unknown" answer in its two
+// real shapes.
+func alipaySystemError(shape string) alipayError {
+	if shape == ShapeACQ {
+		return bizFail("ACQ.SYSTEM_ERROR", "系统错误")
+	}
+	return alipayError{Code: "20000", Msg: "Service Currently Unavailable", SubCode: "isp.unknow-error", SubMsg: "系统繁忙"}
+}
+
+var alipaySignRE = regexp.MustCompile(`,"sign":"[^"]*"}$`)
+
+// alipayResign (bad_signature) replaces a signed answer's sign with a
+// valid signature of other bytes: well-formed, and it does not verify.
+// Unsigned gateway answers stay as they are.
+func (s *Sim) alipayResign(rec *recorder, _ string) {
+	b := rec.body.Bytes()
+	if loc := alipaySignRE.FindIndex(b); loc != nil {
+		bad := signSHA256RSA(s.km.alipayPlatformPriv, []byte("paysim bad_signature"))
+		out := append(append([]byte(nil), b[:loc[0]]...), `,"sign":"`+bad+`"}`...)
+		rec.body.Reset()
+		rec.body.Write(out)
+	}
 }
 
 // alipayIgnored answers an operation's normal, signed success without
@@ -82,19 +117,20 @@ func (s *Sim) alipayIgnored(w http.ResponseWriter, r *http.Request, method strin
 	case "alipay.trade.cancel":
 		s.alipaySigned(w, method, alipayCancelRsp{Code: "10000", Msg: "Success", OutTradeNo: no, RetryFlag: "N", Action: "close"})
 	case "alipay.trade.precreate":
-		s.alipaySigned(w, method, alipayPrecreateRsp{Code: "10000", Msg: "Success", OutTradeNo: no,
-			QRCode: "https://qr.alipay.com/bax0" + strings.ToLower(randAlnum(20))})
+		s.alipaySigned(w, method, alipayPrecreateRsp{Code: "10000", Msg: "Success", OutTradeNo: no, QRCode: newAlipayQR()})
 	case "alipay.trade.refund":
 		s.alipaySigned(w, method, alipayRefundRsp{Code: "10000", Msg: "Success", OutTradeNo: no,
 			BuyerLogonID: simBuyerLogonID, BuyerUserID: simBuyerUserID, FundChange: "Y",
 			RefundFee: biz.get("refund_amount"), SendBackFee: biz.get("refund_amount"),
-			GmtRefundPay: time.Now().In(chinaTZ).Format(alipayTimeFormat)})
+			GmtRefundPay: s.now().In(chinaTZ).Format(alipayTimeFormat)})
 	default:
-		s.alipayHandle(w, r, method)
+		s.alipayHandle(w, r, method, Fault{})
 	}
 }
 
-func (s *Sim) alipayHandle(w http.ResponseWriter, r *http.Request, method string) {
+// alipayHandle serves an authentic request; fault is an operation's own fault
+// (fund_change_n, query_too_early, …) or the zero Fault.
+func (s *Sim) alipayHandle(w http.ResponseWriter, r *http.Request, method string, fault Fault) {
 	f := r.Form
 	// Gateway checks come first and are answered unsigned, as Alipay does.
 	if f.Get("app_id") != s.km.ids.AlipayAppID {
@@ -123,7 +159,7 @@ func (s *Sim) alipayHandle(w http.ResponseWriter, r *http.Request, method string
 	var out any
 	switch method {
 	case "alipay.trade.precreate":
-		out = s.alipayPrecreate(biz, f.Get("notify_url"))
+		out = s.alipayPrecreate(biz, f.Get("notify_url"), fault)
 	case "alipay.trade.query":
 		out = s.alipayQuery(biz)
 	case "alipay.trade.close":
@@ -131,9 +167,9 @@ func (s *Sim) alipayHandle(w http.ResponseWriter, r *http.Request, method string
 	case "alipay.trade.cancel":
 		out = s.alipayCancel(biz)
 	case "alipay.trade.refund":
-		out = s.alipayRefund(biz)
+		out = s.alipayRefund(biz, fault)
 	case "alipay.trade.fastpay.refund.query":
-		out = s.alipayRefundQuery(biz)
+		out = s.alipayRefundQuery(biz, fault)
 	case alipayBillMethod:
 		out = s.alipayBillURL(r, biz)
 	}
@@ -186,6 +222,12 @@ func (s *Sim) alipayUnsigned(w http.ResponseWriter, method string, e alipayError
 	_, _ = w.Write([]byte(`{"` + key + `":` + string(b) + `}`))
 }
 
+// qrScanWindow: "预下单请求生成的二维码有效时间为2小时" (Alipay);
+// "code_url有效期为2小时，过期后扫码不能再发起支付" (WeChat Native).
+const qrScanWindow = 2 * time.Hour
+
+func newAlipayQR() string { return "https://qr.alipay.com/bax0" + strings.ToLower(randAlnum(20)) }
+
 type alipayPrecreateRsp struct {
 	Code       string `json:"code"`
 	Msg        string `json:"msg"`
@@ -229,7 +271,11 @@ func parseAlipayExpiry(now time.Time, timeoutExpress, timeExpire string) (time.T
 	return now.Add(d), true
 }
 
-func (s *Sim) alipayPrecreate(biz bizParams, notifyURL string) any {
+// alipayPrecreate issues a QR code, scannable for two hours whatever the
+// timeout. The same out_trade_no with the same parameters answers the same
+// code while it is scannable, and a fresh one once its window has passed
+// (unless qr_not_renewed).
+func (s *Sim) alipayPrecreate(biz bizParams, notifyURL string, fault Fault) any {
 	no, subject := biz.get("out_trade_no"), biz.get("subject")
 	if no == "" || len(no) > 64 || subject == "" || biz.get("total_amount") == "" {
 		return alipayError{Code: "40002", Msg: "Invalid Arguments", SubCode: "ACQ.INVALID_PARAMETER", SubMsg: "参数无效: out_trade_no, subject and total_amount are required"}
@@ -241,7 +287,7 @@ func (s *Sim) alipayPrecreate(biz bizParams, notifyURL string) any {
 	if pc := biz.get("product_code"); pc != "" && pc != "FACE_TO_FACE_PAYMENT" {
 		return bizFail("ACQ.ACCESS_FORBIDDEN", "无权限使用接口: product_code must be FACE_TO_FACE_PAYMENT")
 	}
-	now := time.Now()
+	now := s.now()
 	expires, ok := parseAlipayExpiry(now, biz.get("timeout_express"), biz.get("time_expire"))
 	if !ok {
 		return alipayError{Code: "40002", Msg: "Invalid Arguments", SubCode: "ACQ.INVALID_PARAMETER", SubMsg: "参数无效: timeout_express/time_expire"}
@@ -260,13 +306,15 @@ func (s *Sim) alipayPrecreate(biz bizParams, notifyURL string) any {
 			return bizFail("ACQ.CONTEXT_INCONSISTENT", "交易信息被篡改")
 		}
 		t.RequestedExpiry = append(t.RequestedExpiry, expires)
-		// Same out_trade_no and same parameters: the same QR code.
+		if !now.Before(t.QRExpiresAt) && fault.Mode != FaultQRNotRenewed {
+			t.QRCode, t.QRExpiresAt = newAlipayQR(), now.Add(qrScanWindow)
+		}
 		return alipayPrecreateRsp{Code: "10000", Msg: "Success", OutTradeNo: no, QRCode: t.QRCode}
 	}
 	t := &Trade{
 		Provider: ProviderAlipay, OutTradeNo: no, Subject: subject, TotalFen: fen, Total: formatYuan(fen),
-		QRCode: "https://qr.alipay.com/bax0" + strings.ToLower(randAlnum(20)), NotifyURL: notifyURL,
-		State: StateQRIssued, CreatedAt: now, ExpiresAt: expires, RequestedExpiry: []time.Time{expires},
+		QRCode: newAlipayQR(), NotifyURL: notifyURL, State: StateQRIssued, CreatedAt: now, ExpiresAt: expires,
+		RequestedExpiry: []time.Time{expires}, QRExpiresAt: now.Add(qrScanWindow),
 	}
 	s.addTrade(t)
 	return alipayPrecreateRsp{Code: "10000", Msg: "Success", OutTradeNo: no, QRCode: t.QRCode}
@@ -282,7 +330,7 @@ func (s *Sim) alipayFind(biz bizParams) *Trade {
 		for _, x := range s.trades[ProviderAlipay] {
 			if x.TradeNo == tn {
 				t = x
-				s.expireIfDue(t, time.Now())
+				s.expireIfDue(t, s.now())
 				break
 			}
 		}
@@ -365,7 +413,7 @@ func (s *Sim) alipayClose(biz bizParams) any {
 	if t.State != AlipayWaitBuyerPay {
 		return bizFail("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
 	}
-	s.closeUnpaidLocked(t, time.Now())
+	s.closeUnpaidLocked(t, s.now())
 	return alipayCloseRsp{Code: "10000", Msg: "Success", TradeNo: t.TradeNo, OutTradeNo: t.OutTradeNo}
 }
 
@@ -383,7 +431,7 @@ type alipayCancelRsp struct {
 func (s *Sim) alipayCancel(biz bizParams) any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
+	now := s.now()
 	var t *Trade
 	if no := biz.get("out_trade_no"); no != "" {
 		t = s.lookup(ProviderAlipay, no)
@@ -403,14 +451,14 @@ func (s *Sim) alipayCancel(biz bizParams) any {
 			rsp.Action = "refund"
 		}
 	case AlipayTradeSuccess:
-		rest := t.TotalFen - t.RefundedFen
+		rest := t.TotalFen - t.RefundedFen - t.pendingFen
 		rf := &Refund{
 			Provider: ProviderAlipay, OutTradeNo: t.OutTradeNo, TradeNo: t.TradeNo,
 			OutRefundNo: "cancel-" + t.OutTradeNo, RefundID: t.TradeNo, AmountFen: rest,
 			Status: "REFUND_SUCCESS", Reason: "cancel", CreatedAt: now, SuccessAt: now,
 		}
 		s.refunds = append(s.refunds, rf)
-		t.RefundedFen = t.TotalFen
+		t.RefundedFen += rest
 		t.State, t.ClosedAt = AlipayTradeClosed, now
 		rsp.Action = "refund"
 		s.notifyAlipayRefundLocked(t, rf)
@@ -428,12 +476,27 @@ type alipayRefundRsp struct {
 	BuyerLogonID string `json:"buyer_logon_id"`
 	FundChange   string `json:"fund_change"`
 	RefundFee    string `json:"refund_fee"`
-	GmtRefundPay string `json:"gmt_refund_pay"`
+	GmtRefundPay string `json:"gmt_refund_pay,omitempty"`
 	BuyerUserID  string `json:"buyer_user_id"`
 	SendBackFee  string `json:"send_back_fee"`
 }
 
-func (s *Sim) alipayRefund(biz bizParams) any {
+// alipayRefundError is a refused refund: refund_fee and send_back_fee are
+// "0.00" whatever was refunded before (a real answer's shape).
+type alipayRefundError struct {
+	alipayError
+	RefundFee   string `json:"refund_fee"`
+	SendBackFee string `json:"send_back_fee"`
+}
+
+func refundFail(e alipayError) alipayRefundError { return alipayRefundError{e, "0.00", "0.00"} }
+
+// alipayRefund: a new out_request_no refunds (fund_change=Y); the same
+// one again is the same refund (fund_change=N), refused with another
+// amount; refunds of one trade closer together than AlipayRefundGap are
+// refused with ACQ.SYSTEM_ERROR (the code for that rule is not
+// documented: the one that forces a query).
+func (s *Sim) alipayRefund(biz bizParams, fault Fault) any {
 	amount, err := parseYuan(biz.get("refund_amount"))
 	if err != nil {
 		return alipayError{Code: "40002", Msg: "Invalid Arguments", SubCode: "ACQ.INVALID_PARAMETER", SubMsg: "参数无效: refund_amount: " + err.Error()}
@@ -442,59 +505,105 @@ func (s *Sim) alipayRefund(biz bizParams) any {
 	defer s.mu.Unlock()
 	t := s.alipayFind(biz)
 	if t == nil {
-		return tradeNotExist
+		return refundFail(tradeNotExist)
 	}
 	reqNo := biz.get("out_request_no")
 	explicitReqNo := reqNo != ""
 	if !explicitReqNo {
 		reqNo = t.OutTradeNo // Alipay's default out_request_no
 	}
-	now := time.Now()
+	now := s.now()
 	rsp := alipayRefundRsp{
 		Code: "10000", Msg: "Success", TradeNo: t.TradeNo, OutTradeNo: t.OutTradeNo,
 		BuyerLogonID: simBuyerLogonID, BuyerUserID: simBuyerUserID,
 	}
-	// The same out_request_no again is the same refund: no money moves.
-	for _, rf := range s.refunds {
-		if rf.Provider == ProviderAlipay && rf.OutTradeNo == t.OutTradeNo && rf.OutRefundNo == reqNo {
-			rsp.FundChange = "N"
-			rsp.RefundFee = formatYuan(t.RefundedFen)
-			rsp.SendBackFee = "0.00"
-			rsp.GmtRefundPay = rf.SuccessAt.In(chinaTZ).Format(alipayTimeFormat)
-			return rsp
+	if rf := s.alipayRefundOf(t, reqNo); rf != nil {
+		if rf.AmountFen != amount {
+			return refundFail(bizFail("ACQ.DISCORDANT_REPEAT_REQUEST", "退款金额不一致"))
 		}
+		rsp.FundChange, rsp.RefundFee, rsp.SendBackFee = "N", formatYuan(t.RefundedFen), "0.00"
+		if !rf.SuccessAt.IsZero() {
+			rsp.GmtRefundPay = rf.SuccessAt.In(chinaTZ).Format(alipayTimeFormat)
+		}
+		return rsp
 	}
-	switch t.State {
-	case AlipayTradeSuccess:
-	case AlipayTradeClosed:
-		return bizFail("ACQ.TRADE_HAS_CLOSE", "交易已经关闭")
-	case AlipayTradeFinish:
-		return bizFail("ACQ.TRADE_HAS_FINISHED", "交易已完结")
-	default:
-		return bizFail("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
-	}
-	if amount > t.TotalFen-t.RefundedFen {
-		return bizFail("ACQ.REASON_TRADE_REFUND_FEE_ERR", "退款金额超限")
-	}
-	if !explicitReqNo && amount != t.TotalFen {
-		return bizFail("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额与交易金额不一致")
+	if e, refused := s.alipayRefusesRefund(t, amount, explicitReqNo, now, fault); refused {
+		return refundFail(e)
 	}
 	rf := &Refund{
 		Provider: ProviderAlipay, OutTradeNo: t.OutTradeNo, TradeNo: t.TradeNo, OutRefundNo: reqNo,
-		RefundID: t.TradeNo, AmountFen: amount, Status: "REFUND_SUCCESS", Reason: biz.get("refund_reason"),
-		CreatedAt: now, SuccessAt: now,
+		RefundID: t.TradeNo, AmountFen: amount, Status: "PROCESSING", Reason: biz.get("refund_reason"), CreatedAt: now,
 	}
 	s.refunds = append(s.refunds, rf)
-	t.RefundedFen += amount
+	t.lastRefundAt = now
+	t.pendingFen += amount
+	if fault.Mode == FaultFundChangeN {
+		delay := time.Duration(fault.DelayMS) * time.Millisecond
+		if delay == 0 {
+			delay = time.Second
+		}
+		s.afterLocked(delay, func() { s.completeAlipayRefundLocked(t, rf) })
+		rsp.FundChange, rsp.RefundFee, rsp.SendBackFee = "N", formatYuan(t.RefundedFen), "0.00"
+		return rsp
+	}
+	s.completeAlipayRefundLocked(t, rf)
+	rsp.FundChange = "Y"
+	rsp.RefundFee = formatYuan(t.RefundedFen)
+	rsp.SendBackFee = formatYuan(amount)
+	rsp.GmtRefundPay = rf.SuccessAt.In(chinaTZ).Format(alipayTimeFormat)
+	return rsp
+}
+
+// alipayRefusesRefund checks a new refund against the trade's state and
+// balance, the 3-second rule and a balance_not_enough fault.
+func (s *Sim) alipayRefusesRefund(t *Trade, amount int64, explicitReqNo bool, now time.Time, fault Fault) (alipayError, bool) {
+	switch t.State {
+	case AlipayTradeSuccess:
+	case AlipayTradeClosed:
+		return bizFail("ACQ.TRADE_HAS_CLOSE", "交易已经关闭"), true
+	case AlipayTradeFinish:
+		return bizFail("ACQ.TRADE_HAS_FINISHED", "交易已完结"), true
+	default:
+		return bizFail("ACQ.TRADE_STATUS_ERROR", "交易状态不合法"), true
+	}
+	switch {
+	case amount > t.TotalFen-t.RefundedFen-t.pendingFen:
+		return bizFail("ACQ.REASON_TRADE_REFUND_FEE_ERR", "退款金额超限"), true
+	case !explicitReqNo && amount != t.TotalFen:
+		return bizFail("ACQ.REFUND_AMT_NOT_EQUAL_TOTAL", "退款金额与交易金额不一致"), true
+	case s.cfg.AlipayRefundGap > 0 && !t.lastRefundAt.IsZero() && now.Sub(t.lastRefundAt) < s.cfg.AlipayRefundGap:
+		return alipaySystemError(ShapeACQ), true
+	case fault.Mode == FaultBalanceNotEnough:
+		return bizFail("ACQ.SELLER_BALANCE_NOT_ENOUGH", "卖家余额不足"), true
+	}
+	return alipayError{}, false
+}
+
+// alipayRefundOf finds a trade's refund by out_request_no.
+func (s *Sim) alipayRefundOf(t *Trade, reqNo string) *Refund {
+	for _, rf := range s.refunds {
+		if rf.Provider == ProviderAlipay && rf.OutTradeNo == t.OutTradeNo && rf.OutRefundNo == reqNo {
+			return rf
+		}
+	}
+	return nil
+}
+
+// completeAlipayRefundLocked moves a PROCESSING refund's money: the trade's
+// refunded total grows (a full refund closes it) and the refund's
+// notification is sent.
+func (s *Sim) completeAlipayRefundLocked(t *Trade, rf *Refund) {
+	if rf.Status != "PROCESSING" {
+		return
+	}
+	now := s.now()
+	rf.Status, rf.SuccessAt = "REFUND_SUCCESS", now
+	t.pendingFen -= rf.AmountFen
+	t.RefundedFen += rf.AmountFen
 	if t.RefundedFen == t.TotalFen {
 		t.State, t.ClosedAt = AlipayTradeClosed, now // a full refund closes the trade
 	}
 	s.notifyAlipayRefundLocked(t, rf)
-	rsp.FundChange = "Y"
-	rsp.RefundFee = formatYuan(t.RefundedFen)
-	rsp.SendBackFee = formatYuan(amount)
-	rsp.GmtRefundPay = now.In(chinaTZ).Format(alipayTimeFormat)
-	return rsp
 }
 
 type alipayRefundQueryRsp struct {
@@ -509,9 +618,13 @@ type alipayRefundQueryRsp struct {
 	GmtRefundPay string `json:"gmt_refund_pay,omitempty"`
 }
 
-// alipayRefundQuery: an unknown refund is a success without refund_status
-// ("未返回该字段表示退款请求未收到或者退款失败").
-func (s *Sim) alipayRefundQuery(biz bizParams) any {
+// alipayRefundQuery: an unknown refund, or one not yet completed, is a
+// success without refund_status ("未返回该字段表示退款请求未收到或者退款失败").
+// query_too_early answers so while the refund is younger than delay_ms
+// (default 10 s: "建议商户在退款发起后间隔10秒以上再发起退款查询请求");
+// legacy_query_shape answers the older shape: the refund's data, no
+// refund_status.
+func (s *Sim) alipayRefundQuery(biz bizParams, fault Fault) any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := s.alipayFind(biz)
@@ -523,13 +636,20 @@ func (s *Sim) alipayRefundQuery(biz bizParams) any {
 		reqNo = t.OutTradeNo
 	}
 	rsp := alipayRefundQueryRsp{Code: "10000", Msg: "Success", TradeNo: t.TradeNo, OutTradeNo: t.OutTradeNo, OutRequestNo: reqNo}
-	for _, rf := range s.refunds {
-		if rf.Provider == ProviderAlipay && rf.OutTradeNo == t.OutTradeNo && rf.OutRefundNo == reqNo {
-			rsp.TotalAmount = formatYuan(t.TotalFen)
-			rsp.RefundAmount = formatYuan(rf.AmountFen)
-			rsp.RefundStatus = rf.Status
-			rsp.GmtRefundPay = rf.SuccessAt.In(chinaTZ).Format(alipayTimeFormat)
-		}
+	rf := s.alipayRefundOf(t, reqNo)
+	early := time.Duration(fault.DelayMS) * time.Millisecond
+	if early == 0 {
+		early = 10 * time.Second
+	}
+	switch {
+	case rf == nil || rf.Status != "REFUND_SUCCESS":
+	case fault.Mode == FaultQueryTooEarly && s.now().Sub(rf.CreatedAt) < early:
+	case fault.Mode == FaultLegacyQueryShape:
+		rsp.TotalAmount, rsp.RefundAmount = formatYuan(t.TotalFen), formatYuan(rf.AmountFen)
+	default:
+		rsp.TotalAmount, rsp.RefundAmount = formatYuan(t.TotalFen), formatYuan(rf.AmountFen)
+		rsp.RefundStatus = rf.Status
+		rsp.GmtRefundPay = rf.SuccessAt.In(chinaTZ).Format(alipayTimeFormat)
 	}
 	return rsp
 }

@@ -148,7 +148,7 @@ func (s *Sim) snapshotBill(channel, date string) (*billFile, error) {
 	if channel != ProviderAlipay && channel != ProviderWechat {
 		return nil, ErrBillChannel
 	}
-	now := time.Now()
+	now := s.now()
 	day, err := billDay(date, now)
 	if err != nil {
 		return nil, err
@@ -231,7 +231,7 @@ func (s *Sim) billByToken(channel, token string) *billFile {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.bills.links[token]
-	if !ok || l.file.channel != channel || time.Now().After(l.expires) {
+	if !ok || l.file.channel != channel || s.now().After(l.expires) {
 		return nil
 	}
 	return l.file

@@ -62,7 +62,7 @@ func (s *Sim) serveAlipayBillURL(w http.ResponseWriter, r *http.Request) {
 	if answered {
 		return
 	}
-	s.alipayHandle(w, r.WithContext(context.WithValue(r.Context(), corruptBillKey{}, corrupt)), alipayBillMethod)
+	s.alipayHandle(w, r.WithContext(context.WithValue(r.Context(), corruptBillKey{}, corrupt)), alipayBillMethod, Fault{})
 }
 
 type alipayBillURLRsp struct {

@@ -28,7 +28,7 @@ func (s *Sim) AddSyntheticDay(d SyntheticDay) error {
 	if d.Channel != ProviderAlipay && d.Channel != ProviderWechat {
 		return ErrBillChannel
 	}
-	if _, err := billDay(d.Date, time.Now()); err != nil {
+	if _, err := billDay(d.Date, s.now()); err != nil {
 		return err
 	}
 	if d.Lines < 1 {

@@ -592,7 +592,7 @@ func TestWechatBillFaultsMakeTheBillLateOrCorrupt(t *testing.T) {
 
 	// Bill faults belong to the bill operations only.
 	for _, body := range []string{`{"operation":"wechat.query","mode":"corrupt_bill"}`, `{"operation":"*","mode":"bill_not_ready"}`} {
-		if code, b := do(t, "POST", srv.URL+"/_sim/faults", body); code != 400 || !strings.Contains(string(b), `"error": "invalid_request"`) || !strings.Contains(string(b), "unknown operation or mode") {
+		if code, b := do(t, "POST", srv.URL+"/_sim/faults", body); code != 400 || !strings.Contains(string(b), `"error": "invalid_request"`) || !strings.Contains(string(b), "applies to alipay.bill, wechat.bill, not to") {
 			t.Errorf("%s: %d %s", body, code, b)
 		}
 	}

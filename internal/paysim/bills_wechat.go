@@ -68,7 +68,7 @@ func (s *Sim) serveWechatTradeBill(w http.ResponseWriter, r *http.Request) {
 		s.wechatReply(w, http.StatusBadRequest, paramError("tar_type 无法映射到合法的压缩类型枚举"))
 		return
 	}
-	now := time.Now()
+	now := s.now()
 	// Undocumented answers for a future date and for one older than the
 	// three months the doc allows ("仅支持三个月内的账单下载申请"): the
 	// generic INVALID_REQUEST with the texts other bills use [?].

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 )
 
 // The control API under /_sim/ (JSON) moves trades as a buyer or the
@@ -21,13 +22,17 @@ func (s *Sim) controlRoutes(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("GET /_sim/calls", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Calls()) })
 	mux.HandleFunc("POST /_sim/faults", s.controlFault)
-	mux.HandleFunc("GET /_sim/faults", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.Faults()) })
+	mux.HandleFunc("GET /_sim/faults", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"modes": FaultModes(), "armed": s.Faults()})
+	})
+	mux.HandleFunc("GET /_sim/clock", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, clockView(s.Now())) })
+	mux.HandleFunc("POST /_sim/clock", s.controlClock)
 	mux.HandleFunc("/_sim/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such control endpoint")
 	})
 }
 
-// controlTradeAction: POST /_sim/trades/{out_trade_no}/scan|pay|expire|payerror|signtest.
+// controlTradeAction: POST /_sim/trades/{out_trade_no}/scan|pay|expire|finish|payerror|signtest.
 // ?provider=alipay|wechat picks the trade when both providers hold the
 // number. A form field redirect=1 (the HTML page) answers 303 to /_sim/.
 func (s *Sim) controlTradeAction(w http.ResponseWriter, r *http.Request) {
@@ -40,12 +45,14 @@ func (s *Sim) controlTradeAction(w http.ResponseWriter, r *http.Request) {
 		err = s.pay(no, provider)
 	case "expire":
 		err = s.expire(no, provider)
+	case "finish":
+		err = s.Finish(no)
 	case "payerror":
 		err = s.PayError(no)
 	case "signtest":
 		err = s.SendWechatSignTest(no)
 	default:
-		writeError(w, http.StatusNotFound, "not_found", "actions are scan, pay, expire, payerror and signtest")
+		writeError(w, http.StatusNotFound, "not_found", "actions are scan, pay, expire, finish, payerror and signtest")
 		return
 	}
 	switch {
@@ -54,6 +61,9 @@ func (s *Sim) controlTradeAction(w http.ResponseWriter, r *http.Request) {
 		return
 	case errors.Is(err, ErrTradeState):
 		writeError(w, http.StatusConflict, "trade_state", "the trade's state does not allow "+action)
+		return
+	case errors.Is(err, ErrQRExpired):
+		writeError(w, http.StatusConflict, "qr_expired", "the QR code's 2-hour scan window has passed; the trade is still open and can be issued again")
 		return
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
@@ -101,15 +111,41 @@ func (s *Sim) controlFault(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", "body must be {\"operation\",\"mode\",\"count\",\"delay_ms\",\"status\",\"code\"}: "+err.Error())
+		writeError(w, http.StatusBadRequest, "invalid_request", "body must be {\"operation\",\"mode\",\"count\",\"delay_ms\",\"status\",\"code\",\"shape\"}: "+err.Error())
 		return
 	}
-	if !validFault(f) || f.Count < 0 || f.DelayMS < 0 {
-		writeError(w, http.StatusBadRequest, "invalid_request", "unknown operation or mode, negative count/delay_ms, or a status outside 200-599")
+	if err := CheckFault(f); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
 	s.SetFault(f)
 	writeJSON(w, http.StatusOK, f)
+}
+
+// controlClock: POST /_sim/clock {"advance_ms": N} moves the simulator's
+// clock forward (never back) and answers its time.
+func (s *Sim) controlClock(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		AdvanceMS int64 `json:"advance_ms"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", "body must be {\"advance_ms\": N}: "+err.Error())
+		return
+	}
+	if req.AdvanceMS <= 0 || req.AdvanceMS > maxAdvance.Milliseconds() {
+		writeError(w, http.StatusBadRequest, "invalid_request", "advance_ms must be a positive number of milliseconds, at most a year's: the clock only moves forward")
+		return
+	}
+	writeJSON(w, http.StatusOK, clockView(s.Advance(time.Duration(req.AdvanceMS)*time.Millisecond)))
+}
+
+// maxAdvance bounds one move of the clock (a Duration overflows at 292 years).
+const maxAdvance = 366 * 24 * time.Hour
+
+func clockView(now time.Time) map[string]string {
+	return map[string]string{"now": now.Format(time.RFC3339Nano)}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

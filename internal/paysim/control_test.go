@@ -88,7 +88,7 @@ func TestControlAPI(t *testing.T) {
 	})
 	// The armed fault answers the next query with a signed system error.
 	r, err := c.TradeQuery(context.Background(), alipay.TradeQuery{OutTradeNo: "CTL-1"})
-	if err != nil || r.Code != "20000" || r.SubCode != "ACQ.SYSTEM_ERROR" {
+	if err != nil || r.Code != "20000" || r.SubCode != "isp.unknow-error" {
 		t.Fatalf("%+v %v", r, err)
 	}
 }
@@ -132,7 +132,7 @@ func TestFaults(t *testing.T) {
 		if err != nil {
 			return false, err
 		}
-		if r.Code == "20000" && r.SubCode == "ACQ.SYSTEM_ERROR" {
+		if r.Code == "20000" && r.SubCode == "isp.unknow-error" {
 			return false, errors.New("system error")
 		}
 		return r.IsSuccess(), nil

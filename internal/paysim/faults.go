@@ -2,28 +2,22 @@ package paysim
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 )
 
-// Fault makes the next Count calls of Operation misbehave.
+// Fault makes the next Count calls of Operation misbehave (for the notify
+// operations: the next Count notifications). The modes, the operations
+// each applies to and what each models are in faultModes (faultmodes.go),
+// which GET /_sim/faults lists.
 //
-//	delay           sleep DelayMS, then answer normally
-//	error           answer the provider's signed system error, do nothing
-//	reset           close the connection without answering, do nothing
-//	drop_response   do the work (state changes stick), then close the
-//	                connection without answering: the case that makes naive
-//	                gateways create duplicate trades
-//	ignore          answer the operation's normal, signed success and change
-//	                nothing: a close that did not take effect (the QR code
-//	                can still be paid), a refund that never moved money
-//	unsigned_error  answer HTTP Status with a provider-shaped error body
-//	                carrying Code and no valid signature, as a proxy or any
-//	                other hop in front of the provider could; change nothing
-//
-// Operation "*" matches every operation. Count 0 means 1. Mode "" or
-// "none" clears the fault of that operation.
+// Operation "*" matches every provider operation (not the notify
+// operations: a delivery is not a call), and only takes the modes that
+// apply to all of them. Count 0 means 1. Mode "" or "none" clears the
+// fault of that operation.
 type Fault struct {
 	Operation string `json:"operation"`
 	Mode      string `json:"mode"`
@@ -33,6 +27,9 @@ type Fault struct {
 	// the provider's generic system error code).
 	Status int    `json:"status,omitempty"`
 	Code   string `json:"code,omitempty"`
+	// Shape picks system_error's answer: "isp" (20000 isp.unknow-error,
+	// the default) or "acq" (40004 ACQ.SYSTEM_ERROR).
+	Shape string `json:"shape,omitempty"`
 }
 
 // Fault modes.
@@ -43,9 +40,36 @@ const (
 	FaultDropResponse  = "drop_response"
 	FaultIgnore        = "ignore"
 	FaultUnsignedError = "unsigned_error"
+
+	// Issue 15: the providers at their worst.
+	FaultDuplicate        = "duplicate"
+	FaultAbnormal         = "abnormal"
+	FaultClosed           = "closed"
+	FaultStuck            = "stuck"
+	FaultFundChangeN      = "fund_change_n"
+	FaultQueryTooEarly    = "query_too_early"
+	FaultLegacyQueryShape = "legacy_query_shape"
+	FaultBalanceNotEnough = "balance_not_enough"
+	FaultRateLimited      = "rate_limited"
+	FaultBadSignature     = "bad_signature"
+	FaultSigntest         = "signtest"
+	FaultStaleTimestamp   = "stale_timestamp"
+	FaultHTML502          = "html_502"
+	FaultSystemError      = "system_error"
+	FaultQRNotRenewed     = "qr_not_renewed"
 )
 
-// SetFault arms (or with mode "none" clears) a fault.
+// system_error shapes.
+const (
+	ShapeISP = "isp" // 20000 Service Currently Unavailable, isp.unknow-error
+	ShapeACQ = "acq" // 40004 Business Failed, ACQ.SYSTEM_ERROR
+)
+
+// NotifyOperations are the notification deliveries faults can target.
+var NotifyOperations = []string{"alipay.notify", "wechat.notify"}
+
+// SetFault arms (or with mode "none" clears) a fault. It does not check
+// the fault: CheckFault does, for the control API.
 func (s *Sim) SetFault(f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -74,25 +98,46 @@ func (s *Sim) Faults() []Fault {
 	return out
 }
 
-func validFault(f Fault) bool {
-	if billMode, ok := isBillFault(f); billMode {
-		return ok
+// CheckFault says what is wrong with a fault the control API received:
+// an unknown operation or mode, a mode that does not apply to the
+// operation, a negative count or delay, a status outside 200-599, a shape
+// other than isp or acq. nil means it can be armed.
+func CheckFault(f Fault) error {
+	if f.Count < 0 || f.DelayMS < 0 {
+		return fmt.Errorf("count and delay_ms must not be negative")
 	}
-	switch f.Mode {
-	case "", "none", FaultDelay, FaultError, FaultReset, FaultDropResponse, FaultIgnore:
-	case FaultUnsignedError:
-		if f.Status != 0 && (f.Status < 200 || f.Status > 599) {
-			return false
-		}
-	default:
-		return false
+	if !knownOperation(f.Operation) {
+		return fmt.Errorf("unknown operation %q: operations are *, %s and %s",
+			f.Operation, strings.Join(Operations, ", "), strings.Join(NotifyOperations, ", "))
 	}
-	if f.Operation == "*" {
+	if f.Mode == "" || f.Mode == "none" {
+		return nil
+	}
+	m, ok := faultMode(f.Mode)
+	if !ok {
+		return fmt.Errorf("unknown mode %q: GET /_sim/faults lists them", f.Mode)
+	}
+	if !m.appliesTo(f.Operation) {
+		return fmt.Errorf("mode %s applies to %s, not to %s", f.Mode, strings.Join(m.Operations, ", "), f.Operation)
+	}
+	if f.Mode == FaultUnsignedError && f.Status != 0 && (f.Status < 200 || f.Status > 599) {
+		return fmt.Errorf("status %d is outside 200-599", f.Status)
+	}
+	if f.Shape != "" && (f.Mode != FaultSystemError || (f.Shape != ShapeISP && f.Shape != ShapeACQ)) {
+		return fmt.Errorf("shape is %s or %s, for system_error only", ShapeISP, ShapeACQ)
+	}
+	return nil
+}
+
+func knownOperation(op string) bool {
+	if op == "*" {
 		return true
 	}
-	for _, op := range Operations {
-		if op == f.Operation {
-			return true
+	for _, ops := range [][]string{Operations, NotifyOperations} {
+		for _, o := range ops {
+			if o == op {
+				return true
+			}
 		}
 	}
 	return false
@@ -103,7 +148,17 @@ func (s *Sim) countAndTakeFault(op string) (Fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[op]++
-	for _, key := range []string{op, "*"} {
+	return s.takeFaultLocked(op, true)
+}
+
+// takeFaultLocked consumes one use of the fault armed for op (or, when
+// wildcard, for "*").
+func (s *Sim) takeFaultLocked(op string, wildcard bool) (Fault, bool) {
+	keys := []string{op}
+	if wildcard {
+		keys = append(keys, "*")
+	}
+	for _, key := range keys {
 		f := s.faults[key]
 		if f == nil {
 			continue
@@ -119,12 +174,18 @@ func (s *Sim) countAndTakeFault(op string) (Fault, bool) {
 
 // opAnswers are the ways one provider operation can answer: its work (the
 // real thing), the provider's signed system error, the normal success
-// without doing anything (ignore), and an unsigned error body.
+// without doing anything (ignore), an unsigned error body, its rate-limit
+// answer, its work answered under a broken signature (resign), and its
+// work changed by an operation's own fault (variant: fund_change_n,
+// abnormal, …).
 type opAnswers struct {
-	work     func(http.ResponseWriter)
-	sysError func(http.ResponseWriter)
-	ignored  func(http.ResponseWriter)
-	unsigned func(w http.ResponseWriter, status int, code string)
+	work        func(http.ResponseWriter)
+	sysError    func(http.ResponseWriter)
+	ignored     func(http.ResponseWriter)
+	unsigned    func(w http.ResponseWriter, status int, code string)
+	rateLimited func(http.ResponseWriter)
+	resign      func(rec *recorder, mode string)
+	variant     func(w http.ResponseWriter, f Fault)
 }
 
 // runOp is the single entry of every provider operation: it counts the call,
@@ -151,15 +212,32 @@ func (s *Sim) runOp(w http.ResponseWriter, r *http.Request, op string, a opAnswe
 	case FaultReset:
 		dropConnection(w)
 	case FaultDropResponse:
-		a.work(&discardWriter{h: http.Header{}})
+		a.work(newRecorder())
 		dropConnection(w)
 	case FaultIgnore:
 		a.ignored(w)
 	case FaultUnsignedError:
 		a.unsigned(w, f.Status, f.Code)
+	case FaultRateLimited:
+		a.rateLimited(w)
+	case FaultHTML502:
+		writeHTML502(w)
+	case FaultBadSignature, FaultSigntest, FaultStaleTimestamp:
+		rec := newRecorder()
+		a.work(rec)
+		a.resign(rec, f.Mode)
+		rec.flushTo(w)
 	default:
-		a.work(w)
+		a.variant(w, f)
 	}
+}
+
+// writeHTML502 is what an nginx in front of the provider answers when it
+// cannot reach it: nothing was done.
+func writeHTML502(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/html")
+	w.WriteHeader(http.StatusBadGateway)
+	_, _ = w.Write([]byte("<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"))
 }
 
 // dropConnection closes the client's connection without an answer.
@@ -172,13 +250,31 @@ func dropConnection(w http.ResponseWriter) {
 	conn.Close()
 }
 
-// discardWriter collects an answer that is never sent.
-type discardWriter struct {
+// recorder collects an answer, to drop it or to change it before sending.
+type recorder struct {
 	h    http.Header
 	body bytes.Buffer
 	code int
 }
 
-func (d *discardWriter) Header() http.Header         { return d.h }
-func (d *discardWriter) Write(b []byte) (int, error) { return d.body.Write(b) }
-func (d *discardWriter) WriteHeader(code int)        { d.code = code }
+func newRecorder() *recorder { return &recorder{h: http.Header{}} }
+
+func (d *recorder) Header() http.Header         { return d.h }
+func (d *recorder) Write(b []byte) (int, error) { return d.body.Write(b) }
+func (d *recorder) WriteHeader(code int) {
+	if d.code == 0 {
+		d.code = code
+	}
+}
+
+// flushTo sends the recorded answer.
+func (d *recorder) flushTo(w http.ResponseWriter) {
+	for k, v := range d.h {
+		w.Header()[k] = v
+	}
+	if d.code == 0 {
+		d.code = http.StatusOK
+	}
+	w.WriteHeader(d.code)
+	_, _ = w.Write(d.body.Bytes())
+}

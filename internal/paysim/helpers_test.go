@@ -42,7 +42,7 @@ func startSim(t *testing.T, cfg Config) (*Sim, *httptest.Server) {
 func newAlipayClient(t *testing.T, srv *httptest.Server, appID, appPrivPEM, alipayPubPEM string, rt http.RoundTripper) *alipay.Client {
 	t.Helper()
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: rt}
-	c, err := alipay.New(appID, appPrivPEM, false, alipay.WithSandboxGateway(srv.URL+"/gateway.do"), alipay.WithHTTPClient(hc))
+	c, err := alipay.New(appID, appPrivPEM, false, alipay.WithTimeLocation(chinaTZ), alipay.WithSandboxGateway(srv.URL+"/gateway.do"), alipay.WithHTTPClient(hc))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.4em .6em;ver
 {{range .Trades}}<tr>
 <td class="{{.Provider}}">{{.Provider}}</td><td>{{.OutTradeNo}}</td><td>{{.Subject}}</td><td>{{.Total}}</td><td>{{.State}}</td>
 <td>{{if .QRImage}}<img alt="{{.QRCode}}" title="{{.QRCode}}" width="128" height="128" src="{{.QRImage}}">{{end}}</td>
-<td>{{if .Payable}}<form method="post" action="{{.PayURL}}"><input type="hidden" name="redirect" value="1"><button>pay</button></form>{{end}}</td>
+<td>{{if .Payable}}<form method="post" action="{{.PayURL}}"><input type="hidden" name="redirect" value="1"><button>pay</button></form>{{else if .QRExpired}}QR code expired{{end}}</td>
 </tr>{{end}}</table>{{end}}
 <h2>Calls</h2><ul>{{range .Calls}}<li>{{.Op}}: {{.N}}</li>{{end}}</ul>
 <p>JSON: <a href="/_sim/trades">trades</a> · <a href="/_sim/refunds">refunds</a> · <a href="/_sim/notifications">notifications</a> · <a href="/_sim/calls">calls</a></p>
@@ -35,18 +35,21 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.4em .6em;ver
 
 type pageTrade struct {
 	Trade
-	QRImage template.URL
-	Payable bool
-	PayURL  string
+	QRImage   template.URL
+	Payable   bool
+	QRExpired bool // open, not scanned, past its scan window
+	PayURL    string
 }
 
 func (s *Sim) servePage(w http.ResponseWriter, r *http.Request) {
-	trades := s.Trades()
+	trades, now := s.Trades(), s.Now()
 	rows := make([]pageTrade, 0, len(trades))
 	for i := len(trades) - 1; i >= 0; i-- { // newest first
 		t := trades[i]
 		row := pageTrade{Trade: t, PayURL: "/_sim/trades/" + url.PathEscape(t.OutTradeNo) + "/pay?provider=" + t.Provider}
-		row.Payable = t.State == StateQRIssued || t.State == AlipayWaitBuyerPay || t.State == WechatNotPay
+		open := t.State == StateQRIssued || t.State == AlipayWaitBuyerPay || t.State == WechatNotPay
+		row.QRExpired = open && !t.Scanned && !now.Before(t.QRExpiresAt)
+		row.Payable = open && !row.QRExpired
 		if png, err := qrcode.Encode(t.QRCode, qrcode.Medium, 256); err == nil {
 			// A data: URI built here from PNG bytes is safe to mark as a URL.
 			row.QRImage = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(png))

@@ -21,22 +21,32 @@ type Config struct {
 	// KeyDir holds the keys; "" keeps them in memory (the Keys' files are
 	// then written to a temporary folder removed by Close).
 	KeyDir string
-	// NotifyRetry is the list of delays between notification attempts: the
-	// providers' schedules (minutes to hours) compressed. One attempt is made
-	// first, then one more after each delay.
+	// NotifyRetry, when not nil, is one list of delays between notification
+	// attempts for both providers (one attempt first, then one more after
+	// each delay), in place of their own schedules. Tests use it for short,
+	// fixed schedules.
 	NotifyRetry []time.Duration
+	// NotifyDivisor compresses each provider's own retry schedule (Alipay
+	// 8 tries over ~25 h, WeChat 16 over ~24 h; see NotifySchedule) when
+	// NotifyRetry is nil: every delay is divided by it; 1 is real time, 0
+	// means DefaultNotifyDivisor.
+	NotifyDivisor int
 	// WechatRefundDelay is how long a WeChat refund stays PROCESSING.
 	WechatRefundDelay time.Duration
+	// AlipayRefundGap is the shortest time between two refunds of one
+	// Alipay trade ("同一笔交易的退款至少间隔3s后发起": 3 s in real life);
+	// a refund sooner is refused with 40004 ACQ.SYSTEM_ERROR. 0 leaves
+	// the rule off.
+	AlipayRefundGap time.Duration
 	// PublicURL is the base URL written into paysim.env (optional).
 	PublicURL string
 }
 
-// DefaultNotifyRetry is WeChat's 15s/15s/30s/3m/10m/20m/30m… shape, divided
-// by about 150 so that tests see retries within seconds.
-var DefaultNotifyRetry = []time.Duration{
-	100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond,
-	1 * time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
-}
+// DefaultNotifyDivisor compresses the providers' retry schedules so that
+// retries come within a second and a delivery gives up within about a
+// minute and a half (Alipay: 0.24 s, 0.6 s, 0.6 s, 3.6 s …; WeChat: 15 ms,
+// 15 ms, 30 ms, 180 ms …).
+const DefaultNotifyDivisor = 1000
 
 // Provider names.
 const (
@@ -82,6 +92,11 @@ type Trade struct {
 	PaidAt      time.Time `json:"paid_at,omitzero"`
 	ClosedAt    time.Time `json:"closed_at,omitzero"`
 	Attach      string    `json:"attach,omitempty"`
+	// QRExpiresAt ends the QR code's scan window: two hours after it was
+	// issued, whatever the trade's own timeout (both providers). A scan
+	// after it fails while the trade stays open; issuing the trade again
+	// gives a fresh code.
+	QRExpiresAt time.Time `json:"qr_expires_at"`
 	// RequestedExpiry is the deadline each Alipay precreate of this
 	// out_trade_no asked for (timeout_express is relative to the call's
 	// arrival, time_expire absolute): a retry that moves it shows here.
@@ -90,6 +105,12 @@ type Trade struct {
 	// closedBeforeScan marks an Alipay QR that expired or was cancelled
 	// before anyone scanned it: still no trade on Alipay's side.
 	closedBeforeScan bool
+	// pendingFen is refunded money not yet moved (Alipay fund_change_n):
+	// reserved against further refunds, not yet in RefundedFen.
+	pendingFen int64
+	// lastRefundAt is when the trade's last Alipay refund was accepted
+	// (the 3-second rule).
+	lastRefundAt time.Time
 }
 
 // Refund is one refund request.
@@ -100,7 +121,7 @@ type Refund struct {
 	OutRefundNo string    `json:"out_refund_no"` // Alipay out_request_no
 	RefundID    string    `json:"refund_id"`
 	AmountFen   int64     `json:"amount_fen"`
-	Status      string    `json:"status"` // Alipay REFUND_SUCCESS; WeChat PROCESSING/SUCCESS/ABNORMAL
+	Status      string    `json:"status"` // Alipay PROCESSING/REFUND_SUCCESS; WeChat PROCESSING/SUCCESS/ABNORMAL/CLOSED
 	NotifyURL   string    `json:"notify_url,omitempty"`
 	Reason      string    `json:"reason,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
@@ -118,6 +139,7 @@ type Sim struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	client *http.Client
+	clock  *clock
 
 	mu         sync.Mutex
 	trades     map[string]map[string]*Trade // provider -> out_trade_no
@@ -143,8 +165,8 @@ var Operations = []string{
 
 // New starts a simulator. Call Close when done.
 func New(cfg Config) (*Sim, error) {
-	if cfg.NotifyRetry == nil {
-		cfg.NotifyRetry = DefaultNotifyRetry
+	if cfg.NotifyDivisor <= 0 {
+		cfg.NotifyDivisor = DefaultNotifyDivisor
 	}
 	if cfg.WechatRefundDelay <= 0 {
 		cfg.WechatRefundDelay = time.Second
@@ -155,6 +177,7 @@ func New(cfg Config) (*Sim, error) {
 		calls:  map[string]int{},
 		faults: map[string]*Fault{},
 		client: &http.Client{Timeout: 5 * time.Second}, // WeChat: the merchant must answer within 5 s
+		clock:  newClock(),
 	}
 	var err error
 	dir := cfg.KeyDir
@@ -232,7 +255,7 @@ func (s *Sim) Calls() map[string]int {
 func (s *Sim) Trades() []Trade {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
+	now := s.now()
 	out := make([]Trade, 0, len(s.order))
 	for _, t := range s.order {
 		s.expireIfDue(t, now)
@@ -259,6 +282,9 @@ var (
 	ErrNoRefund = errors.New("paysim: no such refund")
 	// ErrTradeState means the trade cannot make that move.
 	ErrTradeState = errors.New("paysim: trade is not in a state that allows this")
+	// ErrQRExpired means the QR code's two-hour scan window has passed;
+	// the trade itself may still be open.
+	ErrQRExpired = errors.New("paysim: the QR code's scan window has passed")
 )
 
 // Scan is the buyer scanning the QR code without paying: an Alipay trade
@@ -272,19 +298,37 @@ func (s *Sim) Pay(outTradeNo string) error { return s.pay(outTradeNo, "") }
 // Expire is the provider's own timeout: an unpaid trade closes now.
 func (s *Sim) Expire(outTradeNo string) error { return s.expire(outTradeNo, "") }
 
+// Finish is an Alipay trade passing its refund period: a paid trade
+// (TRADE_SUCCESS, also partly refunded) becomes TRADE_FINISHED, still
+// paid but no longer refundable, and TRADE_FINISHED is notified.
+func (s *Sim) Finish(outTradeNo string) error {
+	return s.transition(ProviderAlipay, outTradeNo, AlipayTradeSuccess, func(t *Trade) {
+		t.State, t.ClosedAt = AlipayTradeFinish, s.now()
+		s.notifyAlipayFinishedLocked(t)
+	})
+}
+
 // PayError is a WeChat buyer's payment failing: the trade reads PAYERROR
 // until the merchant closes it.
 func (s *Sim) PayError(outTradeNo string) error {
+	return s.transition(ProviderWechat, outTradeNo, WechatNotPay, func(t *Trade) {
+		t.State, t.Scanned = WechatPayError, true
+	})
+}
+
+// transition runs move (with s.mu held) on a provider's trade that is in
+// state from.
+func (s *Sim) transition(provider, no, from string, move func(*Trade)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.lookup(ProviderWechat, outTradeNo)
+	t := s.lookup(provider, no)
 	if t == nil {
 		return ErrNoTrade
 	}
-	if t.State != WechatNotPay {
+	if t.State != from {
 		return ErrTradeState
 	}
-	t.State, t.Scanned = WechatPayError, true
+	move(t)
 	return nil
 }
 
@@ -298,18 +342,46 @@ func (s *Sim) scan(no, provider string) error {
 	return s.scanLocked(t)
 }
 
+// scanLocked is the buyer scanning the trade's QR code: refused once its
+// two-hour window has passed (the trade stays open). A scanned Alipay
+// trade starts to exist, and closes itself at its timeout.
 func (s *Sim) scanLocked(t *Trade) error {
 	switch t.State {
-	case StateQRIssued:
-		t.State = AlipayWaitBuyerPay
-		t.Scanned = true
-		t.TradeNo = s.newAlipayTradeNo()
-		return nil
-	case AlipayWaitBuyerPay, WechatNotPay:
-		t.Scanned = true
+	case StateQRIssued, AlipayWaitBuyerPay, WechatNotPay:
+	default:
+		return ErrTradeState
+	}
+	if t.Scanned {
 		return nil
 	}
-	return ErrTradeState
+	if !s.now().Before(t.QRExpiresAt) {
+		return ErrQRExpired
+	}
+	t.Scanned = true
+	if t.State == StateQRIssued {
+		t.State = AlipayWaitBuyerPay
+		t.TradeNo = s.newAlipayTradeNo()
+		s.closeAtTimeoutLocked(t)
+	}
+	return nil
+}
+
+// closeAtTimeoutLocked closes a scanned Alipay trade at its timeout even
+// if nobody looks at it, so that its TRADE_CLOSED notification is sent.
+// A timer, not a waiting goroutine: trades are many and most are paid
+// first. Advance closes the trades a moved clock makes due.
+func (s *Sim) closeAtTimeoutLocked(t *Trade) {
+	if t.ExpiresAt.IsZero() {
+		return
+	}
+	left, _ := s.clock.until(t.ExpiresAt)
+	time.AfterFunc(left, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.closed {
+			s.expireIfDue(t, s.now())
+		}
+	})
 }
 
 func (s *Sim) pay(no, provider string) error {
@@ -319,18 +391,15 @@ func (s *Sim) pay(no, provider string) error {
 	if t == nil {
 		return ErrNoTrade
 	}
-	if t.State == StateQRIssued {
-		if err := s.scanLocked(t); err != nil {
-			return err
-		}
+	if err := s.scanLocked(t); err != nil {
+		return err
 	}
-	now := time.Now()
+	now := s.now()
 	switch t.State {
 	case AlipayWaitBuyerPay:
 		t.State = AlipayTradeSuccess
 	case WechatNotPay:
 		t.State = WechatSuccess
-		t.Scanned = true
 		t.TradeNo = s.newWechatTransactionID()
 	default:
 		return ErrTradeState
@@ -347,14 +416,16 @@ func (s *Sim) expire(no, provider string) error {
 	if t == nil {
 		return ErrNoTrade
 	}
-	if !s.closeUnpaidLocked(t, time.Now()) {
+	if !s.closeUnpaidLocked(t, s.now()) {
 		return ErrTradeState
 	}
 	return nil
 }
 
 // closeUnpaidLocked closes a trade that has not been paid. It reports
-// whether the trade was open.
+// whether the trade was open. A scanned Alipay trade (one that exists at
+// Alipay) sends TRADE_CLOSED; a QR code nobody scanned has no trade to
+// notify about, and WeChat does not notify closes.
 func (s *Sim) closeUnpaidLocked(t *Trade, now time.Time) bool {
 	switch t.State {
 	case StateQRIssued:
@@ -368,6 +439,9 @@ func (s *Sim) closeUnpaidLocked(t *Trade, now time.Time) bool {
 		return false
 	}
 	t.ClosedAt = now
+	if t.Provider == ProviderAlipay && !t.closedBeforeScan {
+		s.notifyAlipayClosedLocked(t)
+	}
 	return true
 }
 
@@ -383,7 +457,7 @@ func (s *Sim) expireIfDue(t *Trade, now time.Time) {
 func (s *Sim) lookup(provider, no string) *Trade {
 	t := s.trades[provider][no]
 	if t != nil {
-		s.expireIfDue(t, time.Now())
+		s.expireIfDue(t, s.now())
 	}
 	return t
 }
@@ -419,12 +493,12 @@ func (s *Sim) nextSeq() int64 {
 
 // newAlipayTradeNo looks like Alipay's: date + 20 digits (28 chars).
 func (s *Sim) newAlipayTradeNo() string {
-	return time.Now().In(chinaTZ).Format("20060102") + padSeq(s.nextSeq(), 8) + randDigits(12)
+	return s.now().In(chinaTZ).Format("20060102") + padSeq(s.nextSeq(), 8) + randDigits(12)
 }
 
 // newWechatTransactionID looks like WeChat's: 4200 + 28 digits.
 func (s *Sim) newWechatTransactionID() string {
-	return "4200" + padSeq(s.nextSeq(), 8) + time.Now().In(chinaTZ).Format("20060102") + randDigits(12)
+	return "4200" + padSeq(s.nextSeq(), 8) + s.now().In(chinaTZ).Format("20060102") + randDigits(12)
 }
 
 func padSeq(n int64, width int) string {

@@ -28,46 +28,49 @@ func (s *Sim) serveWechat(w http.ResponseWriter, r *http.Request) {
 	}
 	path := r.URL.Path
 	var op string
-	var handle func(http.ResponseWriter)
+	var handle func(http.ResponseWriter, Fault)
 	switch {
 	case r.Method == http.MethodPost && path == "/v3/pay/transactions/native":
 		op = "wechat.native.prepay"
-		handle = func(w http.ResponseWriter) { s.wechatPrepay(w, body) }
+		handle = func(w http.ResponseWriter, f Fault) { s.wechatPrepay(w, body, f) }
 	case r.Method == http.MethodPost && strings.HasPrefix(path, "/v3/pay/transactions/out-trade-no/") && strings.HasSuffix(path, "/close"):
 		no := strings.TrimSuffix(strings.TrimPrefix(path, "/v3/pay/transactions/out-trade-no/"), "/close")
 		op = "wechat.close"
-		handle = func(w http.ResponseWriter) { s.wechatClose(w, no, body) }
+		handle = func(w http.ResponseWriter, _ Fault) { s.wechatClose(w, no, body) }
 	case r.Method == http.MethodGet && strings.HasPrefix(path, "/v3/pay/transactions/out-trade-no/"):
 		no := strings.TrimPrefix(path, "/v3/pay/transactions/out-trade-no/")
 		op = "wechat.query"
-		handle = func(w http.ResponseWriter) { s.wechatQuery(w, r.URL.Query(), no, "") }
+		handle = func(w http.ResponseWriter, _ Fault) { s.wechatQuery(w, r.URL.Query(), no, "") }
 	case r.Method == http.MethodGet && strings.HasPrefix(path, "/v3/pay/transactions/id/"):
 		id := strings.TrimPrefix(path, "/v3/pay/transactions/id/")
 		op = "wechat.query"
-		handle = func(w http.ResponseWriter) { s.wechatQuery(w, r.URL.Query(), "", id) }
+		handle = func(w http.ResponseWriter, _ Fault) { s.wechatQuery(w, r.URL.Query(), "", id) }
 	case r.Method == http.MethodPost && path == "/v3/refund/domestic/refunds":
 		op = "wechat.refund"
-		handle = func(w http.ResponseWriter) { s.wechatRefund(w, body) }
+		handle = func(w http.ResponseWriter, f Fault) { s.wechatRefund(w, body, f) }
 	case r.Method == http.MethodGet && strings.HasPrefix(path, "/v3/refund/domestic/refunds/"):
 		no := strings.TrimPrefix(path, "/v3/refund/domestic/refunds/")
 		op = "wechat.refund.query"
-		handle = func(w http.ResponseWriter) { s.wechatRefundQuery(w, no) }
+		handle = func(w http.ResponseWriter, _ Fault) { s.wechatRefundQuery(w, no) }
 	default:
 		s.wechatReply(w, http.StatusNotFound, wechatError{"NOT_FOUND", "请求的资源不存在"})
 		return
 	}
+	authentic := func(w http.ResponseWriter, f Fault) {
+		if msg := s.wechatAuth(r, body); msg != "" {
+			s.wechatReply(w, http.StatusUnauthorized, wechatError{"SIGN_ERROR", msg})
+			return
+		}
+		handle(w, f)
+	}
 	s.runOp(w, r, op, opAnswers{
-		work: func(w http.ResponseWriter) {
-			if msg := s.wechatAuth(r, body); msg != "" {
-				s.wechatReply(w, http.StatusUnauthorized, wechatError{"SIGN_ERROR", msg})
-				return
-			}
-			handle(w)
-		},
+		work: func(w http.ResponseWriter) { authentic(w, Fault{}) },
 		sysError: func(w http.ResponseWriter) {
 			s.wechatReply(w, http.StatusInternalServerError, wechatError{"SYSTEM_ERROR", "系统错误"})
 		},
-		ignored: func(w http.ResponseWriter) { s.wechatIgnored(w, op, body, handle) },
+		ignored: func(w http.ResponseWriter) {
+			s.wechatIgnored(w, op, body, func(w http.ResponseWriter) { handle(w, Fault{}) })
+		},
 		unsigned: func(w http.ResponseWriter, status int, code string) {
 			if code == "" {
 				code = "SYSTEM_ERROR"
@@ -77,7 +80,30 @@ func (s *Sim) serveWechat(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(status)
 			_, _ = w.Write(b)
 		},
+		rateLimited: func(w http.ResponseWriter) {
+			s.wechatReply(w, http.StatusTooManyRequests, wechatError{"FREQUENCY_LIMITED", "频率超限"})
+		},
+		resign:  s.wechatResign,
+		variant: authentic,
 	})
+}
+
+// wechatResign breaks a signed answer's signature the way a fault asks:
+// bad_signature signs other bytes, signtest is WeChat's probe signature,
+// stale_timestamp signs correctly over a timestamp 10 minutes old.
+func (s *Sim) wechatResign(rec *recorder, mode string) {
+	h, body := rec.h, rec.body.Bytes()
+	ts, nonce := h.Get("Wechatpay-Timestamp"), h.Get("Wechatpay-Nonce")
+	switch mode {
+	case FaultBadSignature:
+		h.Set("Wechatpay-Signature", signSHA256RSA(s.km.wechatPlatformPriv, wechatMessage(ts, nonce, append(append([]byte(nil), body...), ' '))))
+	case FaultSigntest:
+		h.Set("Wechatpay-Signature", signTestSignature())
+	case FaultStaleTimestamp:
+		ts = strconv.FormatInt(time.Now().Add(-10*time.Minute).Unix(), 10)
+		h.Set("Wechatpay-Timestamp", ts)
+		h.Set("Wechatpay-Signature", signSHA256RSA(s.km.wechatPlatformPriv, wechatMessage(ts, nonce, body)))
+	}
 }
 
 // wechatIgnored answers an operation's normal, signed success without
@@ -89,12 +115,12 @@ func (s *Sim) wechatIgnored(w http.ResponseWriter, op string, body []byte, handl
 	case "wechat.close":
 		s.wechatReply(w, http.StatusNoContent, nil)
 	case "wechat.native.prepay":
-		s.wechatReply(w, http.StatusOK, map[string]string{"code_url": "weixin://wxpay/bizpayurl?pr=" + randAlnum(7)})
+		s.wechatReply(w, http.StatusOK, map[string]string{"code_url": newWechatCodeURL()})
 	case "wechat.refund":
 		var req wechatRefundReq
 		_ = json.Unmarshal(body, &req)
 		rf := &Refund{OutTradeNo: req.OutTradeNo, TradeNo: req.TransactionID, OutRefundNo: req.OutRefundNo,
-			RefundID: "50" + randDigits(28), Status: "PROCESSING", CreatedAt: time.Now()}
+			RefundID: "50" + randDigits(28), Status: "PROCESSING", CreatedAt: s.now()}
 		t := &Trade{}
 		if req.Amount != nil {
 			rf.AmountFen, _ = parseFen(json.Number(req.Amount.Refund))
@@ -186,7 +212,11 @@ var wechatOutTradeNoRE = regexp.MustCompile(`^[0-9A-Za-z_\-|*]{6,32}$`)
 
 func paramError(msg string) wechatError { return wechatError{"PARAM_ERROR", msg} }
 
-func (s *Sim) wechatPrepay(w http.ResponseWriter, body []byte) {
+// wechatPrepay creates a Native order. Its code_url can be scanned for two
+// hours, whatever time_expire says; the same order again answers the same
+// code_url while it is scannable and a fresh one after (unless
+// qr_not_renewed).
+func (s *Sim) wechatPrepay(w http.ResponseWriter, body []byte, fault Fault) {
 	var req wechatPrepayReq
 	if err := json.Unmarshal(body, &req); err != nil {
 		s.wechatReply(w, http.StatusBadRequest, paramError("请求体格式错误: "+err.Error()))
@@ -221,7 +251,7 @@ func (s *Sim) wechatPrepay(w http.ResponseWriter, body []byte) {
 		s.wechatReply(w, http.StatusBadRequest, paramError("amount.currency 仅支持 CNY"))
 		return
 	}
-	now := time.Now()
+	now := s.now()
 	expires := now.Add(7 * 24 * time.Hour)
 	if req.TimeExpire != "" {
 		if expires, err = time.Parse(time.RFC3339, req.TimeExpire); err != nil {
@@ -241,18 +271,23 @@ func (s *Sim) wechatPrepay(w http.ResponseWriter, body []byte) {
 		case t.TotalFen != fen || t.Subject != req.Description:
 			s.wechatReply(w, http.StatusBadRequest, wechatError{"INVALID_REQUEST", "201 商户订单号重复"})
 		default:
+			if t.State == WechatNotPay && !now.Before(t.QRExpiresAt) && fault.Mode != FaultQRNotRenewed {
+				t.QRCode, t.QRExpiresAt = newWechatCodeURL(), now.Add(qrScanWindow)
+			}
 			s.wechatReply(w, http.StatusOK, map[string]string{"code_url": t.QRCode})
 		}
 		return
 	}
 	t := &Trade{
 		Provider: ProviderWechat, OutTradeNo: req.OutTradeNo, Subject: req.Description, TotalFen: fen,
-		Total: formatYuan(fen), QRCode: "weixin://wxpay/bizpayurl?pr=" + randAlnum(7), NotifyURL: req.NotifyURL,
-		State: WechatNotPay, CreatedAt: now, ExpiresAt: expires, Attach: req.Attach,
+		Total: formatYuan(fen), QRCode: newWechatCodeURL(), NotifyURL: req.NotifyURL,
+		State: WechatNotPay, CreatedAt: now, ExpiresAt: expires, Attach: req.Attach, QRExpiresAt: now.Add(qrScanWindow),
 	}
 	s.addTrade(t)
 	s.wechatReply(w, http.StatusOK, map[string]string{"code_url": t.QRCode})
 }
+
+func newWechatCodeURL() string { return "weixin://wxpay/bizpayurl?pr=" + randAlnum(7) }
 
 type wechatTxAmount struct {
 	Total         int64  `json:"total"`
@@ -325,7 +360,7 @@ func (s *Sim) wechatByTransactionID(id string) *Trade {
 	}
 	for _, t := range s.trades[ProviderWechat] {
 		if t.TradeNo == id {
-			s.expireIfDue(t, time.Now())
+			s.expireIfDue(t, s.now())
 			return t
 		}
 	}
@@ -348,7 +383,7 @@ func (s *Sim) wechatClose(w http.ResponseWriter, no string, body []byte) {
 	if t := s.lookup(ProviderWechat, no); t != nil {
 		switch t.State {
 		case WechatNotPay, WechatPayError:
-			s.closeUnpaidLocked(t, time.Now())
+			s.closeUnpaidLocked(t, s.now())
 		case WechatSuccess, WechatRefund:
 			s.wechatReply(w, http.StatusBadRequest, wechatError{"ORDERPAID", "订单已支付"})
 			return
@@ -413,7 +448,12 @@ func (s *Sim) wechatRefundView(rf *Refund, t *Trade) wechatRefundRsp {
 	return v
 }
 
-func (s *Sim) wechatRefund(w http.ResponseWriter, body []byte) {
+// wechatRefund accepts a refund as PROCESSING; WechatRefundDelay later it
+// ends SUCCESS, or ABNORMAL or CLOSED (faults abnormal, closed), or never
+// (stuck). Refused: an unpaid order (404 RESOURCE_NOT_EXISTS, "未支付的订单
+// 不能发起退款"), a 51st refund of one order (400 INVALID_REQUEST: the cap is
+// documented, its code is not), and balance_not_enough (403 NOT_ENOUGH).
+func (s *Sim) wechatRefund(w http.ResponseWriter, body []byte, fault Fault) {
 	var req wechatRefundReq
 	if err := json.Unmarshal(body, &req); err != nil {
 		s.wechatReply(w, http.StatusBadRequest, paramError("请求体格式错误: "+err.Error()))
@@ -461,19 +501,11 @@ func (s *Sim) wechatRefund(w http.ResponseWriter, body []byte) {
 			return
 		}
 	}
-	if t.State != WechatSuccess && t.State != WechatRefund {
-		s.wechatReply(w, http.StatusBadRequest, wechatError{"INVALID_REQUEST", "订单状态不允许退款: " + t.State})
+	if status, e, refused := s.wechatRefusesRefund(t, refund, total, fault); refused {
+		s.wechatReply(w, status, e)
 		return
 	}
-	if total != t.TotalFen {
-		s.wechatReply(w, http.StatusBadRequest, wechatError{"INVALID_REQUEST", "订单金额与原订单不一致"})
-		return
-	}
-	if refund > t.TotalFen-t.RefundedFen {
-		s.wechatReply(w, http.StatusBadRequest, wechatError{"INVALID_REQUEST", "申请退款金额超过订单可退金额"})
-		return
-	}
-	now := time.Now()
+	now := s.now()
 	rf := &Refund{
 		Provider: ProviderWechat, OutTradeNo: t.OutTradeNo, TradeNo: t.TradeNo, OutRefundNo: req.OutRefundNo,
 		RefundID: "50" + padSeq(s.nextSeq(), 8) + randDigits(20), AmountFen: refund, Status: "PROCESSING",
@@ -483,11 +515,52 @@ func (s *Sim) wechatRefund(w http.ResponseWriter, body []byte) {
 	t.RefundedFen += refund
 	t.State = WechatRefund
 	s.wechatReply(w, http.StatusOK, s.wechatRefundView(rf, t))
+	if fault.Mode == FaultStuck {
+		return // PROCESSING until POST /_sim/refunds/{no}/succeed
+	}
 	s.afterLocked(s.cfg.WechatRefundDelay, func() {
-		if rf.Status == "PROCESSING" { // an ABNORMAL refund waits for a person
+		if rf.Status != "PROCESSING" { // an ABNORMAL refund waits for a person
+			return
+		}
+		switch fault.Mode {
+		case FaultAbnormal:
+			s.abnormalWechatRefundLocked(rf, t)
+		case FaultClosed:
+			s.closeWechatRefundLocked(rf, t)
+		default:
 			s.settleWechatRefundLocked(rf, t)
 		}
 	})
+}
+
+// wechatMaxRefunds: "每个支付订单的部分退款次数不能超过50次".
+const wechatMaxRefunds = 50
+
+// wechatRefusesRefund checks a new refund: the order paid, the total and
+// the refundable amount, the 50-refund cap, a balance_not_enough fault.
+func (s *Sim) wechatRefusesRefund(t *Trade, refund, total int64, fault Fault) (int, wechatError, bool) {
+	if t.State != WechatSuccess && t.State != WechatRefund {
+		return http.StatusNotFound, wechatError{"RESOURCE_NOT_EXISTS", "订单不存在"}, true
+	}
+	if total != t.TotalFen {
+		return http.StatusBadRequest, wechatError{"INVALID_REQUEST", "订单金额与原订单不一致"}, true
+	}
+	if refund > t.TotalFen-t.RefundedFen {
+		return http.StatusBadRequest, wechatError{"INVALID_REQUEST", "申请退款金额超过订单可退金额"}, true
+	}
+	n := 0
+	for _, rf := range s.refunds {
+		if rf.Provider == ProviderWechat && rf.OutTradeNo == t.OutTradeNo {
+			n++
+		}
+	}
+	if n >= wechatMaxRefunds {
+		return http.StatusBadRequest, wechatError{"INVALID_REQUEST", "每个支付订单的部分退款次数不能超过50次"}, true
+	}
+	if fault.Mode == FaultBalanceNotEnough {
+		return http.StatusForbidden, wechatError{"NOT_ENOUGH", "基本账户余额不足，请充值后重新发起"}, true
+	}
+	return 0, wechatError{}, false
 }
 
 // settleWechatRefundLocked turns a PROCESSING (or ABNORMAL) refund into
@@ -496,8 +569,29 @@ func (s *Sim) settleWechatRefundLocked(rf *Refund, t *Trade) {
 	if rf.Status != "PROCESSING" && rf.Status != "ABNORMAL" {
 		return
 	}
-	rf.Status, rf.SuccessAt = "SUCCESS", time.Now()
+	rf.Status, rf.SuccessAt = "SUCCESS", s.now()
 	s.notifyWechatRefundLocked(rf, t, "REFUND.SUCCESS", "退款成功")
+}
+
+// abnormalWechatRefundLocked: the money could not go back (the buyer's
+// card closed, the account frozen): ABNORMAL and REFUND.ABNORMAL; the
+// amount stays taken until a person resolves it.
+func (s *Sim) abnormalWechatRefundLocked(rf *Refund, t *Trade) {
+	rf.Status = "ABNORMAL"
+	s.notifyWechatRefundLocked(rf, t, "REFUND.ABNORMAL", "退款异常")
+}
+
+// closeWechatRefundLocked: the refund failed for good (CLOSED, "退款关闭")
+// and REFUND.CLOSED is sent; its amount can be refunded again. A trade
+// left with no refunded money reads SUCCESS again (inferred: the docs do
+// not say).
+func (s *Sim) closeWechatRefundLocked(rf *Refund, t *Trade) {
+	rf.Status = "CLOSED"
+	t.RefundedFen -= rf.AmountFen
+	if t.RefundedFen == 0 && t.State == WechatRefund {
+		t.State = WechatSuccess
+	}
+	s.notifyWechatRefundLocked(rf, t, "REFUND.CLOSED", "退款关闭")
 }
 
 // notifyWechatRefundLocked sends the refund's notification of event to
@@ -529,8 +623,7 @@ func (s *Sim) RefundAbnormal(outRefundNo string) error {
 		if rf.Status != "PROCESSING" {
 			return ErrTradeState
 		}
-		rf.Status = "ABNORMAL"
-		s.notifyWechatRefundLocked(rf, t, "REFUND.ABNORMAL", "退款异常")
+		s.abnormalWechatRefundLocked(rf, t)
 		return nil
 	})
 }

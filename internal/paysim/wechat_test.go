@@ -95,9 +95,9 @@ func TestWechatTradeLifecycle(t *testing.T) {
 				t.Fatalf("%v %v", tx, err)
 			}
 		}},
-		{"refund of an unpaid order is refused", func(t *testing.T) {
+		{"refund of an unpaid order is refused as an order that does not exist", func(t *testing.T) {
 			_, err := refund("WR-0", 100)
-			if ae := apiErr(t, err); ae.StatusCode != 400 || ae.Code != "INVALID_REQUEST" {
+			if ae := apiErr(t, err); ae.StatusCode != 404 || ae.Code != "RESOURCE_NOT_EXISTS" {
 				t.Fatal(ae)
 			}
 		}},
