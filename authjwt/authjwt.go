@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/tollgate/tollgate/internal/resolve"
 	"github.com/tollgate/tollgate/internal/revocation"
 )
 
@@ -280,11 +281,13 @@ func (h *AuthJWT) provisionKeys() error {
 		if len(h.Keys) > 0 || h.JWKS != nil {
 			return errors.New("hmac_secret cannot be combined with key or jwks (algorithm confusion)")
 		}
-		// ReplaceKnown leaves unknown braces alone, so a secret that merely
-		// contains braces is never blanked.
-		secret := caddy.NewReplacer().ReplaceKnown(h.HMACSecret, "")
+		secret, err := resolve.Value(h.HMACSecret)
+		if err != nil {
+			return fmt.Errorf("hmac_secret: %w", err)
+		}
 		if len(secret) < minHMACSecret {
-			return fmt.Errorf("hmac_secret is %d bytes; at least %d are required", len(secret), minHMACSecret)
+			return fmt.Errorf("hmac_secret%s is %d bytes; at least %d are required",
+				resolve.Origin(h.HMACSecret), len(secret), minHMACSecret)
 		}
 		h.hmacKey = &verificationKey{key: []byte(secret), algs: slices.Clone(hmacAlgs)}
 		return nil
@@ -294,22 +297,51 @@ func (h *AuthJWT) provisionKeys() error {
 	}
 	h.staticKeys = &keySet{}
 	for _, kf := range h.Keys {
-		k, err := loadKeyFile(kf.File, kf.Kid)
+		k, err := provisionKeyFile(kf)
 		if err != nil {
 			return err
 		}
 		h.staticKeys.keys = append(h.staticKeys.keys, k)
 	}
 	if h.JWKS != nil {
-		if err := checkJWKSLocation(h.JWKS.URL); err != nil {
-			return err
-		}
-		src, err := acquireJWKS(h.JWKS.URL, time.Duration(h.JWKS.Refresh), h.logger)
-		if err != nil {
-			return err
-		}
-		h.jwks = src
+		return h.provisionJWKS()
 	}
+	return nil
+}
+
+// provisionKeyFile resolves a key's placeholders and reads it; the error
+// names the subdirective, the file and where its path came from.
+func provisionKeyFile(kf KeyFile) (verificationKey, error) {
+	path, err := resolve.Value(kf.File)
+	if err != nil {
+		return verificationKey{}, fmt.Errorf("key: %w", err)
+	}
+	kid, err := resolve.Value(kf.Kid)
+	if err != nil {
+		return verificationKey{}, fmt.Errorf("key %s kid: %w", path, err)
+	}
+	k, err := loadKeyFile(path, kid)
+	if err != nil {
+		return verificationKey{}, fmt.Errorf("key %s%s: %w", path, resolve.Origin(kf.File), err)
+	}
+	return k, nil
+}
+
+// provisionJWKS resolves the JWK Set location (a URL may carry
+// credentials) and takes the shared fetcher.
+func (h *AuthJWT) provisionJWKS() error {
+	location, err := resolve.Value(h.JWKS.URL)
+	if err != nil {
+		return fmt.Errorf("jwks: %w", err)
+	}
+	if err := checkJWKSLocation(location); err != nil {
+		return err
+	}
+	src, err := acquireJWKS(location, time.Duration(h.JWKS.Refresh), h.logger)
+	if err != nil {
+		return err
+	}
+	h.jwks = src
 	return nil
 }
 

@@ -52,8 +52,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	}
 //
 // key, from and claim_header are repeatable; the others may appear once.
-// Key files are read while parsing (unless the path holds a placeholder)
-// so that a missing file is reported with its Caddyfile line.
+// The parser only records: key files, JWK Set files and secrets are read
+// (and {env.*}/{file.*} resolved) in Provision, so `caddy adapt` needs none
+// of them and `caddy validate` names a missing one with its subdirective.
 func (a *AuthJWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -192,11 +193,6 @@ func (a *AuthJWT) parseKey(d *caddyfile.Dispenser) error {
 	kf := KeyFile{File: args[0]}
 	if len(args) == 2 {
 		kf.Kid = args[1]
-	}
-	if !strings.Contains(kf.File, "{") {
-		if _, err := loadKeyFile(kf.File, kf.Kid); err != nil {
-			return d.Errf("%v", err)
-		}
 	}
 	a.Keys = append(a.Keys, kf)
 	return nil

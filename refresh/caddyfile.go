@@ -51,9 +51,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	}
 //
 // redis and at least one signing_key are required. signing_key and
-// legacy_key are repeatable; the others may appear once. Key files are read
-// while parsing (unless the path holds a placeholder) so that a bad file is
-// reported with its Caddyfile line.
+// legacy_key are repeatable; the others may appear once. The parser only
+// records: key files are read (and {env.*}/{file.*} resolved) in
+// Provision, so `caddy adapt` needs none of them and `caddy validate` names
+// a missing one with its subdirective.
 func (m *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -137,11 +138,6 @@ func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 		if err := cfgargs.One(d, &path); err != nil {
 			return err
 		}
-		if !strings.Contains(path, "{") {
-			if _, err := loadPublicKey(path); err != nil {
-				return d.Errf("legacy_key: %v", err)
-			}
-		}
 		m.LegacyKeys = append(m.LegacyKeys, path)
 	default:
 		return d.Errf("unrecognized jwt_refresh subdirective %q", sub)
@@ -157,11 +153,6 @@ func (m *Handler) parseSigningKey(d *caddyfile.Dispenser) error {
 	kf := KeyFile{File: args[0]}
 	if len(args) == 2 {
 		kf.Kid = args[1]
-	}
-	if !strings.Contains(kf.File, "{") {
-		if _, err := loadSigningKey(kf.File, kf.Kid, ""); err != nil {
-			return d.Errf("%v", err)
-		}
 	}
 	m.SigningKeys = append(m.SigningKeys, kf)
 	return nil

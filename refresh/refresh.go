@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/internal/redisclient"
+	"github.com/tollgate/tollgate/internal/resolve"
 )
 
 func init() {
@@ -182,8 +183,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.now = nowFunc
 	h.applyDefaults()
-	repl := caddy.NewReplacer()
-	if err := h.loadKeys(repl); err != nil {
+	if err := h.loadKeys(); err != nil {
 		return err
 	}
 	h.buildParsers()
@@ -195,7 +195,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
-	h.redisURL = repl.ReplaceKnown(h.Redis, "")
+	h.redisURL = caddy.NewReplacer().ReplaceKnown(h.Redis, "")
 	if h.rdb, err = redisclient.Acquire(h.redisURL); err != nil {
 		h.redisURL = ""
 		return fmt.Errorf("jwt_refresh redis %s: %w", redisclient.Redact(h.Redis), err)
@@ -241,26 +241,35 @@ func (h *Handler) applyDefaults() {
 	}
 }
 
-// loadKeys reads the signing keys and the legacy keys, expanding
-// {env.*}/{file.*} placeholders in their paths.
-func (h *Handler) loadKeys(repl *caddy.Replacer) error {
+// loadKeys reads the signing keys and the legacy keys, resolving
+// {env.*}/{file.*} placeholders in their paths; errors name the
+// subdirective, the file and where its path came from.
+func (h *Handler) loadKeys() error {
 	if len(h.SigningKeys) == 0 {
 		return errors.New("jwt_refresh: at least one signing_key is required")
 	}
 	var keys []*signingKey
 	for _, kf := range h.SigningKeys {
-		k, err := loadSigningKey(repl.ReplaceKnown(kf.File, ""), repl.ReplaceKnown(kf.Kid, ""), h.realm)
+		path, kid, err := resolveKeyFile(kf)
 		if err != nil {
-			return fmt.Errorf("jwt_refresh: %w", err)
+			return fmt.Errorf("jwt_refresh signing_key: %w", err)
+		}
+		k, err := loadSigningKey(path, kid, h.realm)
+		if err != nil {
+			return fmt.Errorf("jwt_refresh signing_key %s%s: %w", path, resolve.Origin(kf.File), err)
 		}
 		keys = append(keys, k)
 	}
 	h.keys = newKeySet(keys)
 	h.legacy = nil
-	for _, path := range h.LegacyKeys {
-		k, err := loadPublicKey(repl.ReplaceKnown(path, ""))
+	for _, raw := range h.LegacyKeys {
+		path, err := resolve.Value(raw)
 		if err != nil {
 			return fmt.Errorf("jwt_refresh legacy_key: %w", err)
+		}
+		k, err := loadPublicKey(path)
+		if err != nil {
+			return fmt.Errorf("jwt_refresh legacy_key %s%s: %w", path, resolve.Origin(raw), err)
 		}
 		h.legacy = append(h.legacy, k)
 	}
@@ -270,6 +279,16 @@ func (h *Handler) loadKeys(repl *caddy.Replacer) error {
 		}
 	}
 	return nil
+}
+
+func resolveKeyFile(kf KeyFile) (path, kid string, err error) {
+	if path, err = resolve.Value(kf.File); err != nil {
+		return "", "", err
+	}
+	if kid, err = resolve.Value(kf.Kid); err != nil {
+		return "", "", fmt.Errorf("%s kid: %w", path, err)
+	}
+	return path, kid, nil
 }
 
 // Validate checks the settings; it reads only.
