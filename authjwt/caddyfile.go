@@ -154,9 +154,23 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 		}
 		a.CacheSize = n
 	default:
-		return d.Errf("unrecognized authjwt subdirective %q", sub)
+		return cfgargs.Unknown(d, "authjwt subdirective", sub, subdirectives, subdirectiveHints)
 	}
 	return nil
+}
+
+// subdirectives are the names unmarshalSubdirective knows, for the
+// suggestion an unknown one gets.
+var subdirectives = []string{"key", "jwks", "hmac_secret", "alg", "issuer", "audience", "leeway", "from", "allow",
+	"user_claim", "user_header", "claim_header", "strip_headers", "roles_claim", "require_role", "preflight",
+	"revocation", "cache_size"}
+
+// subdirectiveHints map what people write for another module or from
+// memory to the subdirective meant.
+var subdirectiveHints = map[string]string{
+	"roles": "require_role", "role": "require_role", "required_roles": "require_role",
+	"secret": "hmac_secret", "public_key": "key", "redis": "revocation", "whitelist": "allow",
+	"iss": "issuer", "aud": "audience", "header": "from", "cookie": "from", "query": "from",
 }
 
 // parseRevocation reads `revocation <url> [{ allow_without_sid; unavailable accept|reject }]`.
@@ -179,7 +193,7 @@ func (a *AuthJWT) parseRevocation(d *caddyfile.Dispenser) error {
 				return d.Errf("revocation unavailable %q: must be accept or reject", a.RevocationUnavailable)
 			}
 		default:
-			return d.Errf("unrecognized revocation option %q", d.Val())
+			return cfgargs.Unknown(d, "revocation option", d.Val(), []string{"allow_without_sid", "unavailable"}, nil)
 		}
 	}
 	return nil

@@ -137,14 +137,17 @@ func TestBadCaddyfileNamesTheLine(t *testing.T) {
 	k := keys(t)
 	rsaPEM := writePublicPEM(t, t.TempDir(), "rsa.pem", &k.rsa1.PublicKey)
 	for name, tc := range map[string]struct{ body, msg string }{
-		"UnknownSubdirective":     {"key " + rsaPEM + "\n\t\tcolour blue", `unrecognized authjwt subdirective "colour"`},
-		"MissingArgument":         {"key " + rsaPEM + "\n\t\tissuer", "wrong argument count"},
-		"ShortHMACSecret":         {"hmac_secret tooshort", "at least 32"},
-		"PlainHTTPJWKS":           {"jwks http://idp.example/jwks.json", "plain http"},
-		"AlgNone":                 {"key " + rsaPEM + "\n\t\talg none", `"none" is never accepted`},
-		"HMACMixedWithPublicKeys": {"key " + rsaPEM + "\n\t\thmac_secret " + strings.Repeat("x", 32), "cannot be combined"},
-		"NoKeyAtAll":              {"issuer x", "needs a key"},
-		"UnknownRevocationOption": {"key " + rsaPEM + "\n\t\trevocation redis://127.0.0.1:6379/0 {\n\t\t\tfail open\n\t\t}", `unrecognized revocation option "fail"`},
+		"UnknownSubdirective":      {"key " + rsaPEM + "\n\t\tcolour blue", `unrecognized authjwt subdirective "colour"`},
+		"MissingArgument":          {"key " + rsaPEM + "\n\t\tissuer", "wrong argument count"},
+		"ShortHMACSecret":          {"hmac_secret tooshort", "at least 32"},
+		"PlainHTTPJWKS":            {"jwks http://idp.example/jwks.json", "plain http"},
+		"AlgNone":                  {"key " + rsaPEM + "\n\t\talg none", `"none" is never accepted`},
+		"HMACMixedWithPublicKeys":  {"key " + rsaPEM + "\n\t\thmac_secret " + strings.Repeat("x", 32), "cannot be combined"},
+		"NoKeyAtAll":               {"issuer x", "needs a key"},
+		"UnknownRevocationOption":  {"key " + rsaPEM + "\n\t\trevocation redis://127.0.0.1:6379/0 {\n\t\t\tfail open\n\t\t}", `unrecognized revocation option "fail"`},
+		"RolesSuggestsRequireRole": {"key " + rsaPEM + "\n\t\troles admin", `unrecognized authjwt subdirective "roles" — did you mean require_role?`},
+		"MisspeltSubdirective":     {"key " + rsaPEM + "\n\t\trequire_roles admin", `unrecognized authjwt subdirective "require_roles" — did you mean require_role?`},
+		"MisspeltRevocationOption": {"key " + rsaPEM + "\n\t\trevocation redis://127.0.0.1:6379/0 {\n\t\t\tunavailible reject\n\t\t}", `unrecognized revocation option "unavailible" — did you mean unavailable?`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := testcaddy.Adapt("http://127.0.0.1:9 {\n\tauthjwt {\n\t\t" + tc.body + "\n\t}\n\trespond ok\n}\n")

@@ -140,9 +140,23 @@ func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 		}
 		m.LegacyKeys = append(m.LegacyKeys, path)
 	default:
-		return d.Errf("unrecognized jwt_refresh subdirective %q", sub)
+		return cfgargs.Unknown(d, "jwt_refresh subdirective", sub, subdirectives, subdirectiveHints)
 	}
 	return nil
+}
+
+// subdirectives are the names unmarshalSubdirective knows, for the
+// suggestion an unknown one gets.
+var subdirectives = []string{"redis", "signing_key", "jwks_path", "user_claim", "issuer", "realm", "audience",
+	"access_ttl", "refresh_ttl", "session_max", "reuse_grace", "refresh_path", "refresh_header", "login_path",
+	"logout_path", "logout_all_path", "legacy_prefix", "legacy_key"}
+
+// subdirectiveHints map what people write from memory or from authjwt to
+// the subdirective meant.
+var subdirectiveHints = map[string]string{
+	"key": "signing_key", "private_key": "signing_key", "jwks": "jwks_path", "revocation": "redis",
+	"password": "redis", "ttl": "access_ttl", "grace": "reuse_grace", "max_session": "session_max",
+	"logout_everywhere_path": "logout_all_path",
 }
 
 func (m *Handler) parseSigningKey(d *caddyfile.Dispenser) error {
