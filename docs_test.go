@@ -1011,11 +1011,13 @@ func newFileWorld(t *testing.T) *fileWorld {
 		"x": base64.RawURLEncoding.EncodeToString(key.PublicKey.X.FillBytes(make([]byte, 32))),
 		"y": base64.RawURLEncoding.EncodeToString(key.PublicKey.Y.FillBytes(make([]byte, 32)))}}})
 	w := &fileWorld{dir: dir, files: map[string][]byte{
-		"signing.pem": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
-		"legacy.pem":  pub,
-		"public.pem":  pub,
-		"jwks.json":   jwk,
-		"hmac-secret": []byte(strings.Repeat("h", 40) + "\n"),
+		"signing.pem":         pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+		"legacy.pem":          pub,
+		"public.pem":          pub,
+		"jwks.json":           jwk,
+		"hmac-secret":         []byte(strings.Repeat("h", 40) + "\n"),
+		"redis-password":      []byte("p/ss#w?rd%20 @x\n"),
+		"revocation-password": []byte("p/ss#w?rd%20 @x\n"),
 	}}
 	redis := "redis://127.0.0.1:" + strconv.Itoa(testcaddy.FreePort(t)) + "/0" // nothing listens: down, not wrong
 	w.caddyfile = strings.ReplaceAll(fmt.Sprintf(`{
@@ -1024,7 +1026,9 @@ func newFileWorld(t *testing.T) *fileWorld {
 }
 http://127.0.0.1:%d {
 	jwt_refresh {
-		redis %s
+		redis %s {
+			password {file.DIR/redis-password}
+		}
 		signing_key DIR/signing.pem k1
 		legacy_prefix OLD_
 		legacy_key DIR/legacy.pem
@@ -1032,7 +1036,9 @@ http://127.0.0.1:%d {
 	authjwt {
 		key DIR/public.pem k1
 		jwks DIR/jwks.json
-		revocation %s
+		revocation %s {
+			password {file.DIR/revocation-password}
+		}
 	}
 	respond ok
 }
@@ -1091,6 +1097,10 @@ func TestAdaptNeedsNoKeyFileAndValidateNamesTheMissingOne(t *testing.T) {
 		"public.pem":  "key " + filepath.Join(w.dir, "public.pem") + ": cannot read the file: no such file or directory",
 		"jwks.json":   "loading jwks " + filepath.Join(w.dir, "jwks.json") + ": open " + filepath.Join(w.dir, "jwks.json") + ": no such file or directory",
 		"hmac-secret": "hmac_secret: {file." + filepath.Join(w.dir, "hmac-secret") + "}: cannot read " + filepath.Join(w.dir, "hmac-secret") + ": no such file or directory",
+		"redis-password": "jwt_refresh redis password: {file." + filepath.Join(w.dir, "redis-password") + "}: cannot read " +
+			filepath.Join(w.dir, "redis-password") + ": no such file or directory",
+		"revocation-password": "revocation password: {file." + filepath.Join(w.dir, "revocation-password") + "}: cannot read " +
+			filepath.Join(w.dir, "revocation-password") + ": no such file or directory",
 	} {
 		t.Run(file, func(t *testing.T) {
 			cfg := w.write(t, file)

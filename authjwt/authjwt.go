@@ -135,8 +135,15 @@ type AuthJWT struct {
 
 	// A Redis URL; when set, a token whose `sid` claim has been revoked
 	// is refused with 401 ("session revoked"), and a token without a
-	// `sid` with 401 ("token cannot be revoked"). Default: off.
+	// `sid` with 401 ("token cannot be revoked"). `{env.*}` and
+	// `{file.*}` are resolved when the config loads; a password in the
+	// URL must be percent-encoded. Default: off.
 	Revocation string `json:"revocation,omitempty"`
+
+	// The revocation Redis's password, given apart from the URL: taken as
+	// it is (no percent-encoding), `{env.*}` and `{file.*}` resolved when
+	// the config loads. Default: the URL's.
+	RevocationPassword string `json:"revocation_password,omitempty"`
 
 	// With revocation, accept tokens without a `sid` claim too, knowing
 	// they can never be revoked (tokens of another issuer that has no

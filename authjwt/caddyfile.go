@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/tollgate/tollgate/internal/cfgargs"
+	"github.com/tollgate/tollgate/internal/redisclient"
 )
 
 func init() {
@@ -45,6 +46,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    require_role <roles...>
 //	    preflight    pass|require
 //	    revocation   <redis-url> {
+//	        password     <secret>
 //	        allow_without_sid
 //	        unavailable  accept|reject
 //	    }
@@ -173,30 +175,27 @@ var subdirectiveHints = map[string]string{
 	"iss": "issuer", "aud": "audience", "header": "from", "cookie": "from", "query": "from",
 }
 
-// parseRevocation reads `revocation <url> [{ allow_without_sid; unavailable accept|reject }]`.
+// parseRevocation reads `revocation <url> [{ password <secret>;
+// allow_without_sid; unavailable accept|reject }]`.
 func (a *AuthJWT) parseRevocation(d *caddyfile.Dispenser) error {
-	if err := cfgargs.One(d, &a.Revocation); err != nil {
-		return err
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
-		case "allow_without_sid":
+	return redisclient.UnmarshalCaddyfile(d, &a.Revocation, &a.RevocationPassword, map[string]func(*caddyfile.Dispenser) error{
+		"allow_without_sid": func(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
 			a.RevocationAllowWithoutSid = true
-		case "unavailable":
+			return nil
+		},
+		"unavailable": func(d *caddyfile.Dispenser) error {
 			if err := cfgargs.One(d, &a.RevocationUnavailable); err != nil {
 				return err
 			}
 			if a.RevocationUnavailable != "accept" && a.RevocationUnavailable != "reject" {
 				return d.Errf("revocation unavailable %q: must be accept or reject", a.RevocationUnavailable)
 			}
-		default:
-			return cfgargs.Unknown(d, "revocation option", d.Val(), []string{"allow_without_sid", "unavailable"}, nil)
-		}
-	}
-	return nil
+			return nil
+		},
+	})
 }
 
 func (a *AuthJWT) parseKey(d *caddyfile.Dispenser) error {

@@ -166,13 +166,15 @@ var (
 	registry   = map[*sessionStore]string{}
 )
 
-func registerStore(url string, s *sessionStore) {
+// registerStore records s under its Redis's key (redisclient.Config.Key:
+// no secret in it).
+func registerStore(redisKey string, s *sessionStore) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	registry[s] = url
+	registry[s] = redisKey
 }
 
-func unregisterStore(_ string, s *sessionStore) {
+func unregisterStore(s *sessionStore) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	delete(registry, s)

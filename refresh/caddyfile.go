@@ -30,7 +30,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	jwt_refresh [<matcher>] {
-//	    redis           <url>
+//	    redis           <url> {
+//	        password    <secret>
+//	    }
 //	    signing_key     <pem-file> [<kid>]
 //	    jwks_path       <path>
 //	    user_claim      <claim>
@@ -83,14 +85,7 @@ func (m *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) error {
 	switch sub {
 	case "redis":
-		if err := cfgargs.One(d, &m.Redis); err != nil {
-			return err
-		}
-		if !strings.Contains(m.Redis, "{") {
-			if err := redisclient.Validate(m.Redis); err != nil {
-				return d.Errf("%v", err)
-			}
-		}
+		return redisclient.UnmarshalCaddyfile(d, &m.Redis, &m.RedisPassword, nil)
 	case "signing_key":
 		return m.parseSigningKey(d)
 	case "jwks_path":

@@ -119,6 +119,7 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		{"unknown subdirective", "redis redis://x:1\nsigning_key " + k.es256 + "\nfoo bar", `Caddyfile:5: unrecognized jwt_refresh subdirective "foo"`},
 		{"misspelt subdirective", "redis redis://x:1\nsigning_key " + k.es256 + "\nsigning_keys " + k.rsa, `Caddyfile:5: unrecognized jwt_refresh subdirective "signing_keys" — did you mean signing_key?`},
 		{"authjwt's name for a key", "redis redis://x:1\nkey " + k.rsa, `Caddyfile:4: unrecognized jwt_refresh subdirective "key" — did you mean signing_key?`},
+		{"misspelt redis option", "redis redis://x:1 {\npasword x\n}\nsigning_key " + k.es256, `Caddyfile:4: unrecognized redis option "pasword" — did you mean password?`},
 		{"no redis", "signing_key " + k.es256, "jwt_refresh needs redis"},
 		{"no signing key", "redis redis://x:1", "needs at least one signing_key"},
 		{"bad redis url", "redis http://x:1\nsigning_key " + k.es256, "Caddyfile:3: redis URL"},

@@ -61,10 +61,17 @@ var nowFunc = time.Now
 // {http.jwt_refresh.sid}, {http.jwt_refresh.outcome} (rotated, replayed,
 // reuse, unknown, invalid, store_error, login, legacy, logout, logout_all).
 type Handler struct {
-	// Redis URL (redis:// or rediss://, with password and database) where
-	// sessions live. One client per address is shared by every instance of
-	// the module and across config reloads. Required.
+	// Redis URL (redis://, rediss://, redis+cluster://, redis+sentinel://,
+	// with database) where sessions live. One client per address is shared
+	// by every instance of the module and across config reloads.
+	// `{env.*}` and `{file.*}` are resolved when the config loads; a
+	// password in the URL must be percent-encoded. Required.
 	Redis string `json:"redis,omitempty"`
+
+	// The Redis password, given apart from the URL: taken as it is (no
+	// percent-encoding), `{env.*}` and `{file.*}` resolved when the config
+	// loads. Default: the URL's.
+	RedisPassword string `json:"redis_password,omitempty"`
 
 	// PEM private keys (RSA ≥ 2048 bits → RS256, ECDSA P-256 → ES256,
 	// P-384 → ES384, Ed25519 → EdDSA). The first one signs; all of them
@@ -148,7 +155,8 @@ type Handler struct {
 	refreshP   *jwt.Parser
 	accessP    *jwt.Parser
 	legacyP    *jwt.Parser
-	redisURL   string
+	redis      redisclient.Config
+	acquired   bool // redis's client is held, to be released in Cleanup
 	rdb        redis.UniversalClient
 	store      *sessionStore
 	jwks       []byte
@@ -195,20 +203,37 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
-	h.redisURL = caddy.NewReplacer().ReplaceKnown(h.Redis, "")
-	if h.rdb, err = redisclient.Acquire(h.redisURL); err != nil {
-		h.redisURL = ""
-		return fmt.Errorf("jwt_refresh redis %s: %w", redisclient.Redact(h.Redis), err)
+	if err := h.provisionRedis(); err != nil {
+		return err
 	}
-	durability, err := redisclient.DurabilityOf(h.redisURL)
+	durability, err := h.redis.Durability()
 	if err != nil {
-		return fmt.Errorf("jwt_refresh redis %s: %w", redisclient.Redact(h.Redis), err)
+		return fmt.Errorf("jwt_refresh redis %s: %w", h.redis, err)
 	}
 	h.store = &sessionStore{rdb: h.rdb, realm: h.realm, refreshTTL: time.Duration(h.RefreshTTL),
 		sessionMax: time.Duration(h.SessionMax), grace: time.Duration(*h.ReuseGrace),
 		accessTTL: time.Duration(h.AccessTTL), now: h.now, metrics: h.metrics, durability: durability}
-	registerStore(h.redisURL, h.store)
+	registerStore(h.redis.Key(), h.store)
 	h.registered = true
+	return nil
+}
+
+// provisionRedis resolves the Redis setting, takes the shared client and
+// asks Redis once, briefly, whether it takes the credentials: a wrong or
+// empty password fails the load instead of answering 503 to every
+// refresh; a Redis that does not answer yet only gets a warning.
+func (h *Handler) provisionRedis() error {
+	cfg, err := redisclient.Resolve("jwt_refresh redis", h.Redis, h.RedisPassword)
+	if err != nil {
+		return err
+	}
+	if h.rdb, err = cfg.Acquire(); err != nil {
+		return fmt.Errorf("jwt_refresh redis %s: %w", cfg, err)
+	}
+	h.redis, h.acquired = cfg, true
+	if err := cfg.CheckAtLoad(h.rdb, h.logger); err != nil {
+		return fmt.Errorf("jwt_refresh redis: %w", err)
+	}
 	return nil
 }
 
@@ -293,12 +318,13 @@ func resolveKeyFile(kf KeyFile) (path, kid string, err error) {
 
 // Validate checks the settings; it reads only.
 func (h *Handler) Validate() error {
-	url := h.redisURL
-	if url == "" {
-		url = h.Redis
+	if h.Redis == "" {
+		return errors.New("jwt_refresh needs redis <url>")
 	}
-	if err := redisclient.Validate(url); err != nil {
-		return fmt.Errorf("jwt_refresh redis: %w", err)
+	if !resolve.Has(h.Redis) { // with placeholders, Provision checked it once resolved
+		if err := redisclient.Validate(h.Redis); err != nil {
+			return fmt.Errorf("jwt_refresh redis: %w", err)
+		}
 	}
 	if h.ReuseGrace != nil && (*h.ReuseGrace < 0 || time.Duration(*h.ReuseGrace) > maxReuseGrace) {
 		return fmt.Errorf("jwt_refresh reuse_grace %s: must be between 0 and %s", time.Duration(*h.ReuseGrace), maxReuseGrace)
@@ -341,13 +367,12 @@ func (h *Handler) Validate() error {
 // after a failed Provision.
 func (h *Handler) Cleanup() error {
 	if h.registered {
-		unregisterStore(h.redisURL, h.store)
+		unregisterStore(h.store)
 		h.registered = false
 	}
-	if h.redisURL != "" {
-		url := h.redisURL
-		h.redisURL = ""
-		if err := redisclient.Release(url); err != nil {
+	if h.acquired {
+		h.acquired = false
+		if err := h.redis.Release(); err != nil {
 			return fmt.Errorf("releasing redis client: %w", err)
 		}
 	}
