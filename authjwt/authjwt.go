@@ -80,8 +80,10 @@ type AuthJWT struct {
 	// resolved when the config loads.
 	HMACSecret string `json:"hmac_secret,omitempty"`
 
-	// The required `iss` claim. Default: not checked.
-	Issuer string `json:"issuer,omitempty"`
+	// The accepted `iss` values; a token must carry one of them (an
+	// external identity provider and jwt_refresh on one site). In JSON a
+	// string or a list. Default: not checked.
+	Issuer StringList `json:"issuer,omitempty"`
 
 	// Accepted `aud` values; a token matching any one is accepted.
 	// Default: not checked.
@@ -179,6 +181,28 @@ type AuthJWT struct {
 	logger          *zap.Logger
 	metricsRegistry *prometheus.Registry
 	now             func() time.Time
+}
+
+// StringList is a list of strings that JSON may also give as one string;
+// one value is written as a string, as configs were before lists.
+type StringList []string
+
+// MarshalJSON writes one value as a string, several as a list.
+func (l StringList) MarshalJSON() ([]byte, error) {
+	if len(l) == 1 {
+		return json.Marshal(l[0])
+	}
+	return json.Marshal([]string(l))
+}
+
+// UnmarshalJSON reads a string or a list of strings.
+func (l *StringList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*l = StringList{one}
+		return nil
+	}
+	return json.Unmarshal(b, (*[]string)(l))
 }
 
 // KeyFile is one PEM public key or certificate.
@@ -407,9 +431,6 @@ func (h *AuthJWT) parserOptions() []jwt.ParserOption {
 		// float64.
 		jwt.WithJSONNumber(),
 		jwt.WithTimeFunc(func() time.Time { return h.now() }),
-	}
-	if h.Issuer != "" {
-		opts = append(opts, jwt.WithIssuer(h.Issuer))
 	}
 	if len(h.Audience) > 0 {
 		opts = append(opts, jwt.WithAudience(h.Audience...))

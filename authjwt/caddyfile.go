@@ -33,7 +33,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    jwks         <url-or-file> [refresh <duration>]
 //	    hmac_secret  <secret>
 //	    alg          <algs...>
-//	    issuer       <iss>
+//	    issuer       <iss...>
 //	    audience     <aud...>
 //	    leeway       <duration>
 //	    from         header|cookie|query <name>
@@ -102,7 +102,7 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 	case "alg":
 		return a.parseAlg(d)
 	case "issuer":
-		return cfgargs.One(d, &a.Issuer)
+		return cfgargs.AtLeastOne(d, (*[]string)(&a.Issuer))
 	case "audience":
 		return cfgargs.AtLeastOne(d, &a.Audience)
 	case "leeway":

@@ -98,7 +98,7 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		Keys:                      []KeyFile{{File: rsaPEM, Kid: "k1"}, {File: edPEM}},
 		JWKS:                      &JWKS{URL: "https://idp.example/.well-known/jwks.json", Refresh: caddy.Duration(5 * time.Minute)},
 		Algorithms:                []string{"RS256", "EdDSA"},
-		Issuer:                    "https://auth.example",
+		Issuer:                    StringList{"https://auth.example"},
 		Audience:                  []string{"gateway", "mobile"},
 		Leeway:                    &leeway,
 		Sources:                   []TokenSource{{"header", "X-Token"}, {"cookie", "access_token"}, {"query", "access_token"}},
