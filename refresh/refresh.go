@@ -161,7 +161,7 @@ type Handler struct {
 	store      *sessionStore
 	jwks       []byte
 	realm      string // Realm, or the issuer
-	metrics    *metrics
+	metrics    *refreshMetrics
 	logger     *zap.Logger
 	now        func() time.Time
 	registered bool

@@ -31,7 +31,7 @@ type sessionStore struct {
 	grace      time.Duration
 	accessTTL  time.Duration
 	now        func() time.Time
-	metrics    *metrics
+	metrics    *refreshMetrics
 	// durability, when it asks for replicas, makes every write wait until
 	// that many replicas have it, so a failover cannot lose a session that
 	// was answered.

@@ -143,12 +143,14 @@ func (p *Process) Log() string {
 	return p.log.String()
 }
 
-// Reload applies new sites with `tollgate reload`, a graceful config change.
-func (p *Process) Reload(sites string) {
+// Reload applies new sites with `tollgate reload`, a graceful config
+// change; flags are passed on (--force reloads an unchanged config).
+func (p *Process) Reload(sites string, flags ...string) {
 	p.t.Helper()
 	cfgPath := p.writeConfig(sites)
-	out, err := exec.Command(Binary(p.t), "reload", "--config", cfgPath, "--adapter", "caddyfile",
-		"--address", "127.0.0.1:"+strconv.Itoa(p.AdminPort)).CombinedOutput()
+	args := append([]string{"reload", "--config", cfgPath, "--adapter", "caddyfile",
+		"--address", "127.0.0.1:" + strconv.Itoa(p.AdminPort)}, flags...)
+	out, err := exec.Command(Binary(p.t), args...).CombinedOutput()
 	if err != nil {
 		p.t.Fatalf("tollgate reload: %v\n%s", err, out)
 	}
