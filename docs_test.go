@@ -174,12 +174,7 @@ type passwordRedis struct {
 }
 
 func startRedisWithPassword(t *testing.T, password string) *passwordRedis {
-	srv := testredis.Start(t)
-	// Set once up: the helper's readiness probe speaks without AUTH.
-	if err := srv.Client().ConfigSet(t.Context(), "requirepass", password).Err(); err != nil {
-		t.Fatal(err)
-	}
-	return &passwordRedis{Server: srv, Password: password}
+	return &passwordRedis{Server: testredis.StartWithPassword(t, password), Password: password}
 }
 
 func randomHex(t *testing.T) string {

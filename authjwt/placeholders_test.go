@@ -16,6 +16,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate/internal/revocation"
+	"github.com/tollgate/tollgate/internal/testcaddy"
+	"github.com/tollgate/tollgate/internal/testredis"
 )
 
 // Every authjwt value that is a key path, a secret, or a URL that may
@@ -40,7 +42,7 @@ func TestEverySecretPathAndURLTakesEnvAndFilePlaceholders(t *testing.T) {
 	}))
 	t.Cleanup(idp.Close)
 	const redisPassword = "redis-password-6e0f"
-	rds := passwordRedis(t, redisPassword)
+	rds := testredis.StartWithPassword(t, redisPassword)
 	secret := strings.Repeat("0123456789", 4)
 	rsaToken := sign(t, jwt.SigningMethodRS256, k.rsa1, "k1", claims())
 	verifies := func(tok string) func(*testing.T, *AuthJWT) {
@@ -71,28 +73,16 @@ func TestEverySecretPathAndURLTakesEnvAndFilePlaceholders(t *testing.T) {
 		{"revocation password", redisPassword, "key " + pem + "\n\t\trevocation redis://" + rds.Addr() + "/0 {\n\t\t\tpassword %s\n\t\t}", hearsRedis},
 	}
 	for _, c := range cases {
-		for _, form := range []string{"env", "file"} {
-			t.Run(c.name+"/"+form, func(t *testing.T) {
-				ph := "{env.TG_AUTHJWT_VALUE}"
-				if form == "env" {
-					t.Setenv("TG_AUTHJWT_VALUE", c.value)
-				} else {
-					path := filepath.Join(t.TempDir(), "value")
-					if err := os.WriteFile(path, []byte(c.value+"\n"), 0o600); err != nil {
-						t.Fatal(err)
-					}
-					ph = "{file." + path + "}"
-				}
-				raw := handlerJSON(t, "authjwt {\n\t\t"+fmt.Sprintf(c.body, ph)+"\n\t}")
-				if !strings.Contains(string(raw), ph) {
-					t.Fatalf("adapt did not keep %s as written: %s", ph, raw)
-				}
-				var h AuthJWT
-				if err := json.Unmarshal(raw, &h); err != nil {
-					t.Fatal(err)
-				}
-				c.check(t, provisioned(t, &h))
-			})
-		}
+		testcaddy.EachPlaceholderForm(t, c.name, c.value, func(t *testing.T, ph string) {
+			raw := handlerJSON(t, "authjwt {\n\t\t"+fmt.Sprintf(c.body, ph)+"\n\t}")
+			if !strings.Contains(string(raw), ph) {
+				t.Fatalf("adapt did not keep %s as written: %s", ph, raw)
+			}
+			var h AuthJWT
+			if err := json.Unmarshal(raw, &h); err != nil {
+				t.Fatal(err)
+			}
+			c.check(t, provisioned(t, &h))
+		})
 	}
 }

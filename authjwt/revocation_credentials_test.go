@@ -17,16 +17,6 @@ import (
 	"github.com/tollgate/tollgate/internal/testredis"
 )
 
-// passwordRedis is a test Redis that requires password.
-func passwordRedis(t *testing.T, password string) *testredis.Server {
-	t.Helper()
-	srv := testredis.Start(t)
-	if err := srv.Client().ConfigSet(t.Context(), "requirepass", password).Err(); err != nil {
-		t.Fatal(err)
-	}
-	return srv
-}
-
 // validateAuthBlock adapts one site whose authjwt has rsa1's key plus
 // body, and runs caddy.Validate on it: Provision, as `caddy validate`,
 // `run` and `reload` do.
@@ -50,7 +40,7 @@ func validateAuthBlock(t *testing.T, body string) error {
 // The load now fails, saying why, without any part of the password.
 func TestRevocationWithAWrongOrEmptyPasswordFailsTheLoad(t *testing.T) {
 	const right, wrong = "right-password-7f3a", "wrong-password-9c1e"
-	srv := passwordRedis(t, right)
+	srv := testredis.StartWithPassword(t, right)
 	t.Setenv("TG_EMPTY_PASSWORD", "")
 	addr := srv.Addr()
 	cases := []struct{ name, body, want string }{
@@ -80,14 +70,14 @@ func TestRevocationWithAWrongOrEmptyPasswordFailsTheLoad(t *testing.T) {
 	}
 }
 
-// specialPassword has every character that breaks a URL's userinfo.
-const specialPassword = "QQ/WW#EE?RR%TT YY@UU"
+// specialPassword: see testredis.SpecialPassword.
+const specialPassword = testredis.SpecialPassword
 
 // A password with / # ? % @ or a space works given apart (as written, from
 // {env.*}, from {file.*}) or percent-encoded in the URL; written raw in
 // the URL it is refused while parsing, without echoing any of it.
 func TestRevocationPasswordWithSpecialCharacters(t *testing.T) {
-	srv := passwordRedis(t, specialPassword)
+	srv := testredis.StartWithPassword(t, specialPassword)
 	t.Setenv("TG_REVOCATION_PASSWORD", specialPassword)
 	file := filepath.Join(t.TempDir(), "redis-password")
 	if err := os.WriteFile(file, []byte(specialPassword+"\n"), 0o600); err != nil {
@@ -124,7 +114,7 @@ func TestRevocationPasswordWithSpecialCharacters(t *testing.T) {
 // once per 10 s with the count of those held back.
 func TestSubscriptionFailuresAreWarnedWithTheirCause(t *testing.T) {
 	const first, second = "first-password-5d2b", "second-password-8e4f"
-	srv := passwordRedis(t, first)
+	srv := testredis.StartWithPassword(t, first)
 	admin := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: first})
 	t.Cleanup(func() { _ = admin.Close() })
 	logFile := filepath.Join(t.TempDir(), "caddy.log")

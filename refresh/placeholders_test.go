@@ -6,12 +6,13 @@ import (
 	"crypto/rsa"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/tollgate/tollgate/internal/testcaddy"
+	"github.com/tollgate/tollgate/internal/testredis"
 )
 
 // provisionedBlock adapts a jwt_refresh block, checks that adapt kept
@@ -49,7 +50,7 @@ func provisionedBlock(t *testing.T, block, placeholder string) *Handler {
 func TestEverySecretPathAndURLTakesEnvAndFilePlaceholders(t *testing.T) {
 	k := testKeys(t)
 	const redisPassword = "redis-password-0c9d"
-	rds := passwordRedis(t, redisPassword)
+	rds := testredis.StartWithPassword(t, redisPassword)
 	signs := func(t *testing.T, h *Handler) {
 		if pub, ok := h.keys.signer.priv.Public().(*ecdsa.PublicKey); !ok || !pub.Equal(&k.es256Key.PublicKey) {
 			t.Errorf("the signing key is not the file's")
@@ -75,20 +76,8 @@ func TestEverySecretPathAndURLTakesEnvAndFilePlaceholders(t *testing.T) {
 		}},
 	}
 	for _, c := range cases {
-		for _, form := range []string{"env", "file"} {
-			t.Run(c.name+"/"+form, func(t *testing.T) {
-				ph := "{env.TG_REFRESH_VALUE}"
-				if form == "env" {
-					t.Setenv("TG_REFRESH_VALUE", c.value)
-				} else {
-					path := filepath.Join(t.TempDir(), "value")
-					if err := os.WriteFile(path, []byte(c.value+"\n"), 0o600); err != nil {
-						t.Fatal(err)
-					}
-					ph = "{file." + path + "}"
-				}
-				c.check(t, provisionedBlock(t, fmt.Sprintf(c.block, ph), ph))
-			})
-		}
+		testcaddy.EachPlaceholderForm(t, c.name, c.value, func(t *testing.T, ph string) {
+			c.check(t, provisionedBlock(t, fmt.Sprintf(c.block, ph), ph))
+		})
 	}
 }

@@ -13,23 +13,14 @@ import (
 	"github.com/tollgate/tollgate/internal/testredis"
 )
 
-// specialPassword has every character that breaks a URL's userinfo.
-const specialPassword = "QQ/WW#EE?RR%TT YY@UU"
-
-func passwordRedis(t *testing.T, password string) *testredis.Server {
-	t.Helper()
-	srv := testredis.Start(t)
-	if err := srv.Client().ConfigSet(t.Context(), "requirepass", password).Err(); err != nil {
-		t.Fatal(err)
-	}
-	return srv
-}
+// specialPassword: see testredis.SpecialPassword.
+const specialPassword = testredis.SpecialPassword
 
 // A Redis password with / # ? % @ or a space works given apart — as
 // written, from {env.*} or from {file.*}, no encoding — or percent-encoded
 // in the URL: logins create their sessions in that Redis.
 func TestRedisPasswordGivenApartNeedsNoEncoding(t *testing.T) {
-	srv := passwordRedis(t, specialPassword)
+	srv := testredis.StartWithPassword(t, specialPassword)
 	inspect := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: specialPassword})
 	t.Cleanup(func() { _ = inspect.Close() })
 	t.Setenv("TG_REDIS_PASSWORD", specialPassword)
@@ -61,7 +52,7 @@ func TestRedisPasswordGivenApartNeedsNoEncoding(t *testing.T) {
 // password; so does an empty variable, naming it.
 func TestRedisWithAWrongOrEmptyPasswordFailsTheLoad(t *testing.T) {
 	const wrong = "wrong-password-2b7c"
-	srv := passwordRedis(t, "right-password-4d1a")
+	srv := testredis.StartWithPassword(t, "right-password-4d1a")
 	k := testKeys(t)
 	t.Setenv("TG_EMPTY_PASSWORD", "")
 	for setting, want := range map[string]string{

@@ -207,12 +207,9 @@ func (s *sessionStore) live(ctx context.Context, user, sid string) (bool, error)
 // were still open. The sessions listed now are revoked, then deleted;
 // one opened in between (a concurrent login) stays open.
 func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error) {
-	sids, err := s.rdb.ZRange(ctx, s.indexKey(user), 0, -1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("listing sessions: %w", err)
-	}
-	if len(sids) == 0 {
-		return nil, nil
+	sids, err := s.sessionIDs(ctx, user)
+	if err != nil || len(sids) == 0 {
+		return nil, err
 	}
 	if err := s.revoke(ctx, sids...); err != nil {
 		return nil, err
@@ -229,6 +226,16 @@ func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error
 		return nil, fmt.Errorf("ending all sessions: %w", err)
 	}
 	return ended, nil
+}
+
+// sessionIDs reads the user's index: the sids of the sessions that may
+// still be open.
+func (s *sessionStore) sessionIDs(ctx context.Context, user string) ([]string, error) {
+	sids, err := s.rdb.ZRange(ctx, s.indexKey(user), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("listing sessions: %w", err)
+	}
+	return sids, nil
 }
 
 // sessionInfo is one open session as the admin API lists it.
@@ -248,12 +255,9 @@ type sessionInfo struct {
 // TTL. It writes nothing, so reading a hash that expires in between only
 // leaves that session out.
 func (s *sessionStore) list(ctx context.Context, user string) ([]sessionInfo, error) {
-	sids, err := s.rdb.ZRange(ctx, s.indexKey(user), 0, -1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("listing sessions: %w", err)
-	}
-	if len(sids) == 0 {
-		return nil, nil
+	sids, err := s.sessionIDs(ctx, user)
+	if err != nil || len(sids) == 0 {
+		return nil, err
 	}
 	hashes := make([]*redis.SliceCmd, len(sids))
 	ttls := make([]*redis.DurationCmd, len(sids))

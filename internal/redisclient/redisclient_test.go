@@ -147,10 +147,8 @@ func TestDurabilityOptionsAreReadAndHiddenFromGoRedis(t *testing.T) {
 	}
 }
 
-// specialPassword has every character that breaks a URL's userinfo;
-// each of its two-letter runs is distinctive, so an error that echoes any
-// part of it is caught.
-const specialPassword = "QQ/WW#EE?RR%TT YY@UU"
+// specialPassword: see testredis.SpecialPassword.
+const specialPassword = testredis.SpecialPassword
 
 var passwordRuns = []string{"QQ", "WW", "EE", "RR", "TT", "YY", "UU"}
 
@@ -211,19 +209,10 @@ func TestPercentEncodedPasswordWorksInEveryForm(t *testing.T) {
 	}
 }
 
-func startRedisWithPassword(t *testing.T, password string) *testredis.Server {
-	t.Helper()
-	srv := testredis.Start(t)
-	if err := srv.Client().ConfigSet(t.Context(), "requirepass", password).Err(); err != nil {
-		t.Fatal(err)
-	}
-	return srv
-}
-
 // `password` beside the URL needs no encoding, takes {env.*} and
 // {file.*}, and is what the client authenticates with.
 func TestPasswordGivenApartNeedsNoEncoding(t *testing.T) {
-	srv := startRedisWithPassword(t, specialPassword)
+	srv := testredis.StartWithPassword(t, specialPassword)
 	t.Setenv("TG_RC_PASSWORD", specialPassword)
 	file := filepath.Join(t.TempDir(), "redis-password")
 	if err := os.WriteFile(file, []byte(specialPassword+"\n"), 0o600); err != nil {
@@ -268,7 +257,7 @@ func TestResolveRefusesTwoPasswordsAndNamesAnEmptyPlaceholder(t *testing.T) {
 // error the load must fail with) from one that does not answer (down: a
 // warning, the load goes on).
 func TestCheckTellsRefusedCredentialsFromARedisThatIsDown(t *testing.T) {
-	srv := startRedisWithPassword(t, "right-password")
+	srv := testredis.StartWithPassword(t, "right-password")
 	for name, tc := range map[string]struct {
 		url, password string
 		refused       bool

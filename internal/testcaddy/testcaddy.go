@@ -259,3 +259,20 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(b)
 }
+
+// EachPlaceholderForm runs test as subtests name/env and name/file: value
+// given as an {env.*} placeholder (the variable set for the subtest), then
+// as a {file.*} one (a file holding value and a final newline).
+func EachPlaceholderForm(t *testing.T, name, value string, test func(t *testing.T, placeholder string)) {
+	t.Run(name+"/env", func(t *testing.T) {
+		t.Setenv("TOLLGATE_TEST_VALUE", value)
+		test(t, "{env.TOLLGATE_TEST_VALUE}")
+	})
+	t.Run(name+"/file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "value")
+		if err := os.WriteFile(path, []byte(value+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		test(t, "{file."+path+"}")
+	})
+}
