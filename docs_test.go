@@ -174,12 +174,7 @@ type passwordRedis struct {
 }
 
 func startRedisWithPassword(t *testing.T, password string) *passwordRedis {
-	srv := testredis.Start(t)
-	// Set once up: the helper's readiness probe speaks without AUTH.
-	if err := srv.Client().ConfigSet(t.Context(), "requirepass", password).Err(); err != nil {
-		t.Fatal(err)
-	}
-	return &passwordRedis{Server: srv, Password: password}
+	return &passwordRedis{Server: testredis.StartWithPassword(t, password), Password: password}
 }
 
 func randomHex(t *testing.T) string {
@@ -992,4 +987,170 @@ func checkLogs(t *testing.T, accessPath, errorPath string, d deployment, secrets
 	if n := strings.Count(string(access), "handled request"); n < 20 {
 		t.Errorf("the access log has %d requests, want every request of the flows", n)
 	}
+}
+
+// fileWorld is a Caddyfile that uses every subdirective of authjwt and
+// jwt_refresh that takes a file (directly, or through a {file.*}
+// placeholder), and the files it names, written or not.
+type fileWorld struct {
+	dir, caddyfile string
+	files          map[string][]byte // name in dir → content
+}
+
+func newFileWorld(t *testing.T) *fileWorld {
+	t.Helper()
+	dir := t.TempDir()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	pubDER, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	pub := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	jwk, _ := json.Marshal(map[string]any{"keys": []map[string]string{{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
+		"x": base64.RawURLEncoding.EncodeToString(key.PublicKey.X.FillBytes(make([]byte, 32))),
+		"y": base64.RawURLEncoding.EncodeToString(key.PublicKey.Y.FillBytes(make([]byte, 32)))}}})
+	w := &fileWorld{dir: dir, files: map[string][]byte{
+		"signing.pem":         pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+		"legacy.pem":          pub,
+		"public.pem":          pub,
+		"jwks.json":           jwk,
+		"hmac-secret":         []byte(strings.Repeat("h", 40) + "\n"),
+		"redis-password":      []byte("p/ss#w?rd%20 @x\n"),
+		"revocation-password": []byte("p/ss#w?rd%20 @x\n"),
+	}}
+	redis := "redis://127.0.0.1:" + strconv.Itoa(testcaddy.FreePort(t)) + "/0" // nothing listens: down, not wrong
+	w.caddyfile = strings.ReplaceAll(fmt.Sprintf(`{
+	admin 127.0.0.1:%d
+	persist_config off
+}
+http://127.0.0.1:%d {
+	jwt_refresh {
+		redis %s {
+			password {file.DIR/redis-password}
+		}
+		signing_key DIR/signing.pem k1
+		legacy_prefix OLD_
+		legacy_key DIR/legacy.pem
+	}
+	authjwt {
+		key DIR/public.pem k1
+		jwks DIR/jwks.json
+		revocation %s {
+			password {file.DIR/revocation-password}
+		}
+	}
+	respond ok
+}
+http://127.0.0.1:%d {
+	authjwt {
+		hmac_secret {file.DIR/hmac-secret}
+	}
+	respond ok
+}
+`, testcaddy.FreePort(t), testcaddy.FreePort(t), redis, redis, testcaddy.FreePort(t)), "DIR", dir)
+	return w
+}
+
+// write puts every file but the skipped one in place.
+func (w *fileWorld) write(t *testing.T, skip string) string {
+	t.Helper()
+	for name, content := range w.files {
+		path := filepath.Join(w.dir, name)
+		_ = os.Remove(path)
+		if name != skip {
+			if err := os.WriteFile(path, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	path := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(path, []byte(w.caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// `caddy adapt` and `caddy fmt` run in CI and on laptops that hold no
+// production key: like Caddy's own modules, authjwt's and jwt_refresh's
+// parsers only record, and with none of the files there the Caddyfile
+// adapts. `validate` (which provisions) still refuses it, naming the
+// missing file and its subdirective, one file at a time.
+func TestAdaptNeedsNoKeyFileAndValidateNamesTheMissingOne(t *testing.T) {
+	w := newFileWorld(t)
+	cfg := w.write(t, "")
+	if out, err := tollgate(t, nil, "validate", "--config", cfg, "--adapter", "caddyfile"); err != nil {
+		t.Fatalf("validate with every file in place: %v\n%s", err, out)
+	}
+	for name := range w.files {
+		_ = os.Remove(filepath.Join(w.dir, name))
+	}
+	cmd := exec.Command(testcaddy.Binary(t), "adapt", "--config", cfg, "--adapter", "caddyfile")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if out, err := cmd.Output(); err != nil || !strings.Contains(string(out), `"handler":"jwt_refresh"`) {
+		t.Fatalf("adapt without the files: %v\n%s%s", err, out, &stderr)
+	}
+	for file, want := range map[string]string{
+		"signing.pem": "signing_key " + filepath.Join(w.dir, "signing.pem") + ": cannot read the file: no such file or directory",
+		"legacy.pem":  "legacy_key " + filepath.Join(w.dir, "legacy.pem") + ": cannot read the file: no such file or directory",
+		"public.pem":  "key " + filepath.Join(w.dir, "public.pem") + ": cannot read the file: no such file or directory",
+		"jwks.json":   "loading jwks " + filepath.Join(w.dir, "jwks.json") + ": open " + filepath.Join(w.dir, "jwks.json") + ": no such file or directory",
+		"hmac-secret": "hmac_secret: {file." + filepath.Join(w.dir, "hmac-secret") + "}: cannot read " + filepath.Join(w.dir, "hmac-secret") + ": no such file or directory",
+		"redis-password": "jwt_refresh redis password: {file." + filepath.Join(w.dir, "redis-password") + "}: cannot read " +
+			filepath.Join(w.dir, "redis-password") + ": no such file or directory",
+		"revocation-password": "revocation password: {file." + filepath.Join(w.dir, "revocation-password") + "}: cannot read " +
+			filepath.Join(w.dir, "revocation-password") + ": no such file or directory",
+	} {
+		t.Run(file, func(t *testing.T) {
+			cfg := w.write(t, file)
+			out, err := tollgate(t, nil, "validate", "--config", cfg, "--adapter", "caddyfile")
+			if err == nil || !strings.Contains(out, want) {
+				t.Fatalf("validate without %s: %v, want an error with %q:\n%s", file, err, want, out)
+			}
+		})
+	}
+}
+
+// Every Caddyfile in the README and caddyfile.example adapts on a machine
+// that holds none of the files they name (here: their /etc/tollgate/
+// paths point into an empty folder). payproxy's parser still checks its
+// key files; its share of the rule comes with payproxy's rewrite (issue
+// 12), so a block with payproxy may fail there, and only there.
+func TestREADMECaddyfilesAndTheExampleAdaptWithoutTheirFiles(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	example, err := os.ReadFile("caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	configs := map[string]string{"caddyfile.example": string(example)}
+	for i, b := range caddyfileBlock.FindAllStringSubmatch(string(readme), -1) {
+		configs["README_"+strconv.Itoa(i+1)+"_"+firstLine(b[1])] = b[1]
+	}
+	empty := t.TempDir()
+	for name, text := range configs {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "Caddyfile")
+			text = strings.ReplaceAll(text, "/etc/tollgate/", empty+"/")
+			if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(testcaddy.Binary(t), "adapt", "--config", path, "--adapter", "caddyfile")
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			_, err := cmd.Output()
+			switch {
+			case err == nil:
+			case strings.Contains(text, "payproxy") && strings.Contains(stderr.String(), "parsing caddyfile tokens for 'payproxy'"):
+				t.Logf("only payproxy's parser needs its files (issue 12 rewrite pending): %s", lastLine(stderr.String()))
+			default:
+				t.Fatalf("adapt without the files: %v\n%s", err, &stderr)
+			}
+		})
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }

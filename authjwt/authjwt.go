@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/tollgate/tollgate/internal/resolve"
 	"github.com/tollgate/tollgate/internal/revocation"
 )
 
@@ -79,8 +80,10 @@ type AuthJWT struct {
 	// resolved when the config loads.
 	HMACSecret string `json:"hmac_secret,omitempty"`
 
-	// The required `iss` claim. Default: not checked.
-	Issuer string `json:"issuer,omitempty"`
+	// The accepted `iss` values; a token must carry one of them (an
+	// external identity provider and jwt_refresh on one site). In JSON a
+	// string or a list. Default: not checked.
+	Issuer StringList `json:"issuer,omitempty"`
 
 	// Accepted `aud` values; a token matching any one is accepted.
 	// Default: not checked.
@@ -134,8 +137,15 @@ type AuthJWT struct {
 
 	// A Redis URL; when set, a token whose `sid` claim has been revoked
 	// is refused with 401 ("session revoked"), and a token without a
-	// `sid` with 401 ("token cannot be revoked"). Default: off.
+	// `sid` with 401 ("token cannot be revoked"). `{env.*}` and
+	// `{file.*}` are resolved when the config loads; a password in the
+	// URL must be percent-encoded. Default: off.
 	Revocation string `json:"revocation,omitempty"`
+
+	// The revocation Redis's password, given apart from the URL: taken as
+	// it is (no percent-encoding), `{env.*}` and `{file.*}` resolved when
+	// the config loads. Default: the URL's.
+	RevocationPassword string `json:"revocation_password,omitempty"`
 
 	// With revocation, accept tokens without a `sid` claim too, knowing
 	// they can never be revoked (tokens of another issuer that has no
@@ -171,6 +181,28 @@ type AuthJWT struct {
 	logger          *zap.Logger
 	metricsRegistry *prometheus.Registry
 	now             func() time.Time
+}
+
+// StringList is a list of strings that JSON may also give as one string;
+// one value is written as a string, as configs were before lists.
+type StringList []string
+
+// MarshalJSON writes one value as a string, several as a list.
+func (l StringList) MarshalJSON() ([]byte, error) {
+	if len(l) == 1 {
+		return json.Marshal(l[0])
+	}
+	return json.Marshal([]string(l))
+}
+
+// UnmarshalJSON reads a string or a list of strings.
+func (l *StringList) UnmarshalJSON(b []byte) error {
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*l = StringList{one}
+		return nil
+	}
+	return json.Unmarshal(b, (*[]string)(l))
 }
 
 // KeyFile is one PEM public key or certificate.
@@ -280,11 +312,13 @@ func (h *AuthJWT) provisionKeys() error {
 		if len(h.Keys) > 0 || h.JWKS != nil {
 			return errors.New("hmac_secret cannot be combined with key or jwks (algorithm confusion)")
 		}
-		// ReplaceKnown leaves unknown braces alone, so a secret that merely
-		// contains braces is never blanked.
-		secret := caddy.NewReplacer().ReplaceKnown(h.HMACSecret, "")
+		secret, err := resolve.Value(h.HMACSecret)
+		if err != nil {
+			return fmt.Errorf("hmac_secret: %w", err)
+		}
 		if len(secret) < minHMACSecret {
-			return fmt.Errorf("hmac_secret is %d bytes; at least %d are required", len(secret), minHMACSecret)
+			return fmt.Errorf("hmac_secret%s is %d bytes; at least %d are required",
+				resolve.Origin(h.HMACSecret), len(secret), minHMACSecret)
 		}
 		h.hmacKey = &verificationKey{key: []byte(secret), algs: slices.Clone(hmacAlgs)}
 		return nil
@@ -294,22 +328,51 @@ func (h *AuthJWT) provisionKeys() error {
 	}
 	h.staticKeys = &keySet{}
 	for _, kf := range h.Keys {
-		k, err := loadKeyFile(kf.File, kf.Kid)
+		k, err := provisionKeyFile(kf)
 		if err != nil {
 			return err
 		}
 		h.staticKeys.keys = append(h.staticKeys.keys, k)
 	}
 	if h.JWKS != nil {
-		if err := checkJWKSLocation(h.JWKS.URL); err != nil {
-			return err
-		}
-		src, err := acquireJWKS(h.JWKS.URL, time.Duration(h.JWKS.Refresh), h.logger)
-		if err != nil {
-			return err
-		}
-		h.jwks = src
+		return h.provisionJWKS()
 	}
+	return nil
+}
+
+// provisionKeyFile resolves a key's placeholders and reads it; the error
+// names the subdirective, the file and where its path came from.
+func provisionKeyFile(kf KeyFile) (verificationKey, error) {
+	path, err := resolve.Value(kf.File)
+	if err != nil {
+		return verificationKey{}, fmt.Errorf("key: %w", err)
+	}
+	kid, err := resolve.Value(kf.Kid)
+	if err != nil {
+		return verificationKey{}, fmt.Errorf("key %s kid: %w", path, err)
+	}
+	k, err := loadKeyFile(path, kid)
+	if err != nil {
+		return verificationKey{}, fmt.Errorf("key %s%s: %w", path, resolve.Origin(kf.File), err)
+	}
+	return k, nil
+}
+
+// provisionJWKS resolves the JWK Set location (a URL may carry
+// credentials) and takes the shared fetcher.
+func (h *AuthJWT) provisionJWKS() error {
+	location, err := resolve.Value(h.JWKS.URL)
+	if err != nil {
+		return fmt.Errorf("jwks: %w", err)
+	}
+	if err := checkJWKSLocation(location); err != nil {
+		return err
+	}
+	src, err := acquireJWKS(location, time.Duration(h.JWKS.Refresh), h.logger)
+	if err != nil {
+		return err
+	}
+	h.jwks = src
 	return nil
 }
 
@@ -368,9 +431,6 @@ func (h *AuthJWT) parserOptions() []jwt.ParserOption {
 		// float64.
 		jwt.WithJSONNumber(),
 		jwt.WithTimeFunc(func() time.Time { return h.now() }),
-	}
-	if h.Issuer != "" {
-		opts = append(opts, jwt.WithIssuer(h.Issuer))
 	}
 	if len(h.Audience) > 0 {
 		opts = append(opts, jwt.WithAudience(h.Audience...))

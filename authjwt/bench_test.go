@@ -15,7 +15,7 @@ func benchHandler(b *testing.B) (*AuthJWT, string) {
 	k := keys(b)
 	h := provisioned(b, &AuthJWT{
 		Keys:   []KeyFile{{File: writePublicPEM(b, b.TempDir(), "k.pem", &k.rsa1.PublicKey), Kid: "k1"}},
-		Issuer: "https://auth.example", Audience: []string{"gateway"},
+		Issuer: StringList{"https://auth.example"}, Audience: []string{"gateway"},
 	})
 	return h, sign(b, jwt.SigningMethodRS256, k.rsa1, "k1", claims())
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/tollgate/tollgate/internal/cfgargs"
+	"github.com/tollgate/tollgate/internal/redisclient"
 )
 
 func init() {
@@ -32,7 +33,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    jwks         <url-or-file> [refresh <duration>]
 //	    hmac_secret  <secret>
 //	    alg          <algs...>
-//	    issuer       <iss>
+//	    issuer       <iss...>
 //	    audience     <aud...>
 //	    leeway       <duration>
 //	    from         header|cookie|query <name>
@@ -45,6 +46,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    require_role <roles...>
 //	    preflight    pass|require
 //	    revocation   <redis-url> {
+//	        password     <secret>
 //	        allow_without_sid
 //	        unavailable  accept|reject
 //	    }
@@ -52,8 +54,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	}
 //
 // key, from and claim_header are repeatable; the others may appear once.
-// Key files are read while parsing (unless the path holds a placeholder)
-// so that a missing file is reported with its Caddyfile line.
+// The parser only records: key files, JWK Set files and secrets are read
+// (and {env.*}/{file.*} resolved) in Provision, so `caddy adapt` needs none
+// of them and `caddy validate` names a missing one with its subdirective.
 func (a *AuthJWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -99,7 +102,7 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 	case "alg":
 		return a.parseAlg(d)
 	case "issuer":
-		return cfgargs.One(d, &a.Issuer)
+		return cfgargs.AtLeastOne(d, (*[]string)(&a.Issuer))
 	case "audience":
 		return cfgargs.AtLeastOne(d, &a.Audience)
 	case "leeway":
@@ -153,35 +156,46 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 		}
 		a.CacheSize = n
 	default:
-		return d.Errf("unrecognized authjwt subdirective %q", sub)
+		return cfgargs.Unknown(d, "authjwt subdirective", sub, subdirectives, subdirectiveHints)
 	}
 	return nil
 }
 
-// parseRevocation reads `revocation <url> [{ allow_without_sid; unavailable accept|reject }]`.
+// subdirectives are the names unmarshalSubdirective knows, for the
+// suggestion an unknown one gets.
+var subdirectives = []string{"key", "jwks", "hmac_secret", "alg", "issuer", "audience", "leeway", "from", "allow",
+	"user_claim", "user_header", "claim_header", "strip_headers", "roles_claim", "require_role", "preflight",
+	"revocation", "cache_size"}
+
+// subdirectiveHints map what people write for another module or from
+// memory to the subdirective meant.
+var subdirectiveHints = map[string]string{
+	"roles": "require_role", "role": "require_role", "required_roles": "require_role",
+	"secret": "hmac_secret", "public_key": "key", "redis": "revocation", "whitelist": "allow",
+	"iss": "issuer", "aud": "audience", "header": "from", "cookie": "from", "query": "from",
+}
+
+// parseRevocation reads `revocation <url> [{ password <secret>;
+// allow_without_sid; unavailable accept|reject }]`.
 func (a *AuthJWT) parseRevocation(d *caddyfile.Dispenser) error {
-	if err := cfgargs.One(d, &a.Revocation); err != nil {
-		return err
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
-		case "allow_without_sid":
+	return redisclient.UnmarshalCaddyfile(d, &a.Revocation, &a.RevocationPassword, map[string]func(*caddyfile.Dispenser) error{
+		"allow_without_sid": func(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
 			a.RevocationAllowWithoutSid = true
-		case "unavailable":
+			return nil
+		},
+		"unavailable": func(d *caddyfile.Dispenser) error {
 			if err := cfgargs.One(d, &a.RevocationUnavailable); err != nil {
 				return err
 			}
 			if a.RevocationUnavailable != "accept" && a.RevocationUnavailable != "reject" {
 				return d.Errf("revocation unavailable %q: must be accept or reject", a.RevocationUnavailable)
 			}
-		default:
-			return d.Errf("unrecognized revocation option %q", d.Val())
-		}
-	}
-	return nil
+			return nil
+		},
+	})
 }
 
 func (a *AuthJWT) parseKey(d *caddyfile.Dispenser) error {
@@ -192,11 +206,6 @@ func (a *AuthJWT) parseKey(d *caddyfile.Dispenser) error {
 	kf := KeyFile{File: args[0]}
 	if len(args) == 2 {
 		kf.Kid = args[1]
-	}
-	if !strings.Contains(kf.File, "{") {
-		if _, err := loadKeyFile(kf.File, kf.Kid); err != nil {
-			return d.Errf("%v", err)
-		}
 	}
 	a.Keys = append(a.Keys, kf)
 	return nil

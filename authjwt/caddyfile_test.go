@@ -3,7 +3,6 @@ package authjwt
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -99,7 +98,7 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		Keys:                      []KeyFile{{File: rsaPEM, Kid: "k1"}, {File: edPEM}},
 		JWKS:                      &JWKS{URL: "https://idp.example/.well-known/jwks.json", Refresh: caddy.Duration(5 * time.Minute)},
 		Algorithms:                []string{"RS256", "EdDSA"},
-		Issuer:                    "https://auth.example",
+		Issuer:                    StringList{"https://auth.example"},
 		Audience:                  []string{"gateway", "mobile"},
 		Leeway:                    &leeway,
 		Sources:                   []TokenSource{{"header", "X-Token"}, {"cookie", "access_token"}, {"query", "access_token"}},
@@ -137,17 +136,18 @@ func TestCaddyfileHMACSecretKeepsPlaceholder(t *testing.T) {
 func TestBadCaddyfileNamesTheLine(t *testing.T) {
 	k := keys(t)
 	rsaPEM := writePublicPEM(t, t.TempDir(), "rsa.pem", &k.rsa1.PublicKey)
-	missing := filepath.Join(t.TempDir(), "nope.pem")
 	for name, tc := range map[string]struct{ body, msg string }{
-		"UnknownSubdirective":     {"key " + rsaPEM + "\n\t\tcolour blue", `unrecognized authjwt subdirective "colour"`},
-		"MissingArgument":         {"key " + rsaPEM + "\n\t\tissuer", "wrong argument count"},
-		"UnreadableKeyFile":       {"key " + missing, "reading key file"},
-		"ShortHMACSecret":         {"hmac_secret tooshort", "at least 32"},
-		"PlainHTTPJWKS":           {"jwks http://idp.example/jwks.json", "plain http"},
-		"AlgNone":                 {"key " + rsaPEM + "\n\t\talg none", `"none" is never accepted`},
-		"HMACMixedWithPublicKeys": {"key " + rsaPEM + "\n\t\thmac_secret " + strings.Repeat("x", 32), "cannot be combined"},
-		"NoKeyAtAll":              {"issuer x", "needs a key"},
-		"UnknownRevocationOption": {"key " + rsaPEM + "\n\t\trevocation redis://127.0.0.1:6379/0 {\n\t\t\tfail open\n\t\t}", `unrecognized revocation option "fail"`},
+		"UnknownSubdirective":      {"key " + rsaPEM + "\n\t\tcolour blue", `unrecognized authjwt subdirective "colour"`},
+		"MissingArgument":          {"key " + rsaPEM + "\n\t\tissuer", "wrong argument count"},
+		"ShortHMACSecret":          {"hmac_secret tooshort", "at least 32"},
+		"PlainHTTPJWKS":            {"jwks http://idp.example/jwks.json", "plain http"},
+		"AlgNone":                  {"key " + rsaPEM + "\n\t\talg none", `"none" is never accepted`},
+		"HMACMixedWithPublicKeys":  {"key " + rsaPEM + "\n\t\thmac_secret " + strings.Repeat("x", 32), "cannot be combined"},
+		"NoKeyAtAll":               {"issuer x", "needs a key"},
+		"UnknownRevocationOption":  {"key " + rsaPEM + "\n\t\trevocation redis://127.0.0.1:6379/0 {\n\t\t\tfail open\n\t\t}", `unrecognized revocation option "fail"`},
+		"RolesSuggestsRequireRole": {"key " + rsaPEM + "\n\t\troles admin", `unrecognized authjwt subdirective "roles" — did you mean require_role?`},
+		"MisspeltSubdirective":     {"key " + rsaPEM + "\n\t\trequire_roles admin", `unrecognized authjwt subdirective "require_roles" — did you mean require_role?`},
+		"MisspeltRevocationOption": {"key " + rsaPEM + "\n\t\trevocation redis://127.0.0.1:6379/0 {\n\t\t\tunavailible reject\n\t\t}", `unrecognized revocation option "unavailible" — did you mean unavailable?`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := testcaddy.Adapt("http://127.0.0.1:9 {\n\tauthjwt {\n\t\t" + tc.body + "\n\t}\n\trespond ok\n}\n")
@@ -166,8 +166,9 @@ func TestBadCaddyfileNamesTheLine(t *testing.T) {
 func TestValidateRefusesBadJSON(t *testing.T) {
 	for name, tc := range map[string]struct{ handler, msg string }{
 		"NoKey":            {`{"handler":"authjwt"}`, "no key configured"},
-		"ShortSecret":      {`{"handler":"authjwt","hmac_secret":"{env.TOLLGATE_UNSET_SECRET}"}`, "at least 32"},
-		"UnreadableKey":    {`{"handler":"authjwt","keys":[{"file":"/nonexistent/k.pem"}]}`, "reading key file"},
+		"ShortSecret":      {`{"handler":"authjwt","hmac_secret":"short"}`, "hmac_secret is 5 bytes; at least 32"},
+		"EmptySecretEnv":   {`{"handler":"authjwt","hmac_secret":"{env.TOLLGATE_UNSET_SECRET}"}`, "hmac_secret: {env.TOLLGATE_UNSET_SECRET} is empty or unset"},
+		"UnreadableKey":    {`{"handler":"authjwt","keys":[{"file":"/nonexistent/k.pem"}]}`, "key /nonexistent/k.pem: cannot read the file: no such file or directory"},
 		"PlainHTTP":        {`{"handler":"authjwt","jwks":{"url":"http://idp.example/j"}}`, "plain http"},
 		"UnavailableMaybe": {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","revocation_unavailable":"maybe"}`, `revocation unavailable "maybe"`},
 		"LeewayOver5m":     {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","leeway":360000000000}`, "leeway 6m0s exceeds 5m0s"},

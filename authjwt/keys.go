@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 
@@ -84,21 +85,22 @@ func algsForKey(key crypto.PublicKey) ([]string, error) {
 }
 
 // loadKeyFile reads a PEM file holding a public key (PKIX "PUBLIC KEY",
-// PKCS#1 "RSA PUBLIC KEY") or an X.509 certificate.
+// PKCS#1 "RSA PUBLIC KEY") or an X.509 certificate. Its errors leave the
+// path to the caller, which names it with its subdirective.
 func loadKeyFile(path, kid string) (verificationKey, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return verificationKey{}, fmt.Errorf("reading key file %s: %w", path, err)
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return verificationKey{}, fmt.Errorf("cannot read the file: %w", err)
 	}
 	key, err := parsePublicKeyPEM(data)
 	if err != nil {
-		return verificationKey{}, fmt.Errorf("key file %s: %w", path, err)
+		return verificationKey{}, err
 	}
-	vk, err := newVerificationKey(kid, key)
-	if err != nil {
-		return verificationKey{}, fmt.Errorf("key file %s: %w", path, err)
-	}
-	return vk, nil
+	return newVerificationKey(kid, key)
 }
 
 func parsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {

@@ -1,12 +1,12 @@
 package authjwt
 
 import (
-	"errors"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tollgate/tollgate/internal/metrics"
 	"github.com/tollgate/tollgate/internal/revocation"
 )
 
@@ -35,35 +35,22 @@ const (
 )
 
 // The collectors are process-wide, so counts survive config reloads; each
-// new config's registry gets them registered once.
-var authMetrics = struct {
-	once     sync.Once
-	verified *prometheus.CounterVec
-	rejected *prometheus.CounterVec
-}{}
+// new config's registry gets them registered (see internal/metrics).
+var (
+	verifiedTotal = metrics.NewCounterVec("authjwt", "verified_total",
+		"Requests whose token was verified, by whether the token cache answered.", "cache")
+	rejectedTotal = metrics.NewCounterVec("authjwt", "rejected_total",
+		"Requests rejected with 401 or 403, by reason.", "reason")
+)
 
 func initMetrics(registry *prometheus.Registry) error {
-	authMetrics.once.Do(func() {
-		authMetrics.verified = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "tollgate",
-			Subsystem: "authjwt",
-			Name:      "verified_total",
-			Help:      "Requests whose token was verified, by whether the token cache answered.",
-		}, []string{"cache"})
-		authMetrics.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "tollgate",
-			Subsystem: "authjwt",
-			Name:      "rejected_total",
-			Help:      "Requests rejected with 401 or 403, by reason.",
-		}, []string{"reason"})
-	})
-	return register(registry, authMetrics.verified, authMetrics.rejected)
+	return metrics.Register(registry, verifiedTotal, rejectedTotal)
 }
 
 // revocationSynced is process-wide like the counters: it reads the state
 // of every revocation watcher when scraped.
 var revocationSynced = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-	Namespace: "tollgate",
+	Namespace: metrics.Namespace,
 	Subsystem: "authjwt",
 	Name:      "revocation_synced",
 	Help:      "1 while every revocation watcher's revoked-session set is current, 0 while one is not (Redis unreachable or first load pending).",
@@ -77,26 +64,7 @@ var revocationSynced = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 // registerRevocationMetric adds the gauge to a config's registry, once
 // however many authjwt handlers with revocation the config has.
 func registerRevocationMetric(registry *prometheus.Registry) error {
-	return register(registry, revocationSynced)
-}
-
-// register adds process-wide collectors to one config's registry. Several
-// authjwt handlers share a config's registry: the second registration of
-// the same collector is expected and harmless; another collector of the
-// same name is an error.
-func register(registry *prometheus.Registry, collectors ...prometheus.Collector) error {
-	if registry == nil {
-		return nil
-	}
-	for _, c := range collectors {
-		if err := registry.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) || are.ExistingCollector != c {
-				return err
-			}
-		}
-	}
-	return nil
+	return metrics.Register(registry, revocationSynced)
 }
 
 // Counters resolved once, so the hot path skips the label lookup.
@@ -108,8 +76,8 @@ var (
 
 func countVerified(cached bool) {
 	countersOnce.Do(func() {
-		verifiedHit = authMetrics.verified.WithLabelValues("hit")
-		verifiedMiss = authMetrics.verified.WithLabelValues("miss")
+		verifiedHit = verifiedTotal.WithLabelValues("hit")
+		verifiedMiss = verifiedTotal.WithLabelValues("miss")
 	})
 	if cached {
 		verifiedHit.Inc()
@@ -119,5 +87,5 @@ func countVerified(cached bool) {
 }
 
 func countRejected(reason string) {
-	authMetrics.rejected.WithLabelValues(reason).Inc()
+	rejectedTotal.WithLabelValues(reason).Inc()
 }

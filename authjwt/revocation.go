@@ -5,25 +5,33 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
 	"github.com/tollgate/tollgate/internal/redisclient"
 	"github.com/tollgate/tollgate/internal/revocation"
 )
 
 // provisionRevocation acquires the process-wide watcher of revoked
-// sessions for the configured Redis. It does not wait for Redis: until the
-// watcher has loaded, nothing is considered revoked.
+// sessions for the configured Redis. It waits for Redis at most
+// redisclient.CheckTimeout, to refuse credentials Redis rejects (a wrong
+// password, an empty one after a reload): those would leave every revoked
+// session accepted. A Redis that does not answer only gets a warning:
+// until the watcher has loaded, nothing is considered revoked (see
+// RevocationUnavailable).
 func (h *AuthJWT) provisionRevocation() error {
 	if h.Revocation == "" {
 		return nil
 	}
-	url := caddy.NewReplacer().ReplaceKnown(h.Revocation, "")
-	if err := redisclient.Validate(url); err != nil {
+	cfg, err := redisclient.Resolve("revocation", h.Revocation, h.RevocationPassword)
+	if err != nil {
+		return err
+	}
+	if err := checkRevocationRedis(cfg, h.logger); err != nil {
 		return fmt.Errorf("revocation: %w", err)
 	}
-	w, err := revocation.Acquire(url, h.logger)
+	w, err := revocation.Acquire(cfg, h.logger)
 	if err != nil {
-		return fmt.Errorf("revocation: %w", err)
+		return fmt.Errorf("revocation %s: %w", cfg, err)
 	}
 	if err := registerRevocationMetric(h.metricsRegistry); err != nil {
 		_ = w.Release()
@@ -32,6 +40,16 @@ func (h *AuthJWT) provisionRevocation() error {
 	h.revoked = w
 	h.releaseRevoke = w.Release
 	return nil
+}
+
+// checkRevocationRedis asks Redis once whether it takes the credentials.
+func checkRevocationRedis(cfg redisclient.Config, logger *zap.Logger) error {
+	rdb, err := cfg.Acquire()
+	if err != nil {
+		return err
+	}
+	defer cfg.Release()
+	return cfg.CheckAtLoad(rdb, logger)
 }
 
 // checkRevocation refuses a token of a revoked session, and a token that

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -112,10 +113,23 @@ func (h *AuthJWT) verifyToken(raw string, now time.Time) (*identity, *rejection)
 	if err := h.validator.Validate(claims); err != nil {
 		return nil, classify(err)
 	}
+	if !h.issuerAccepted(claims) {
+		return nil, reject401(reasonIssuer, "wrong issuer")
+	}
 	if isRefresh(tok.Header["typ"]) || isRefresh(claims["typ"]) {
 		return nil, reject401(reasonRefresh, "refresh token is not an access token")
 	}
 	return h.identityFrom(claims, now)
+}
+
+// issuerAccepted checks `iss` against the issuers, after the other claims
+// (where the jwt library's WithIssuer checked it, which takes only one).
+func (h *AuthJWT) issuerAccepted(claims jwt.MapClaims) bool {
+	if len(h.Issuer) == 0 {
+		return true
+	}
+	iss, ok := claims["iss"].(string)
+	return ok && slices.Contains(h.Issuer, iss)
 }
 
 func isRefresh(v any) bool {

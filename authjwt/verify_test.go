@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -228,5 +229,50 @@ func TestJWKSUnreachableAtLoadAnswers503UntilItLoads(t *testing.T) {
 		if w.Code != http.StatusServiceUnavailable || time.Now().After(deadline) {
 			t.Fatalf("while the set loads: %d %s", w.Code, w.Body)
 		}
+	}
+}
+
+// An external identity provider and jwt_refresh on one site: issuer takes
+// several values and a token of either is accepted; any other iss, or
+// none, is refused as before. One issuer still adapts to the JSON string
+// of older configs, which keep loading.
+func TestTokensOfEitherConfiguredIssuerAreAccepted(t *testing.T) {
+	k := keys(t)
+	pem := writePublicPEM(t, t.TempDir(), "rsa.pem", &k.rsa1.PublicKey)
+	raw := handlerJSON(t, "authjwt {\n\t\tkey "+pem+"\n\t\tissuer https://idp.example https://auth.example\n\t}")
+	if !strings.Contains(string(raw), `"issuer":["https://idp.example","https://auth.example"]`) {
+		t.Fatalf("adapted: %s", raw)
+	}
+	var h AuthJWT
+	if err := json.Unmarshal(raw, &h); err != nil {
+		t.Fatal(err)
+	}
+	provisioned(t, &h)
+	now := time.Now()
+	for iss, ok := range map[string]bool{"https://idp.example": true, "https://auth.example": true, "https://evil.example": false, "": false} {
+		tok := sign(t, jwt.SigningMethodRS256, k.rsa1, "", claims(func(c jwt.MapClaims) {
+			if iss == "" {
+				delete(c, "iss")
+			} else {
+				c["iss"] = iss
+			}
+		}))
+		_, rej := h.verifyToken(tok, now)
+		if ok && rej != nil {
+			t.Errorf("iss %q refused: %+v", iss, rej)
+		}
+		if !ok && (rej == nil || rej.reason != reasonIssuer || rej.desc != "wrong issuer") {
+			t.Errorf("iss %q: %+v, want wrong issuer", iss, rej)
+		}
+	}
+
+	one := handlerJSON(t, "authjwt {\n\t\tkey "+pem+"\n\t\tissuer https://auth.example\n\t}")
+	if !strings.Contains(string(one), `"issuer":"https://auth.example"`) {
+		t.Errorf("one issuer adapted to %s, want the string form", one)
+	}
+	var old AuthJWT
+	if err := json.Unmarshal([]byte(`{"keys":[{"file":"`+pem+`"}],"issuer":"https://auth.example"}`), &old); err != nil ||
+		len(old.Issuer) != 1 || old.Issuer[0] != "https://auth.example" {
+		t.Errorf("an older config's issuer: %v %v", old.Issuer, err)
 	}
 }

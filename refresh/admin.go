@@ -23,10 +23,16 @@ func init() {
 // defaultStoreTimeout bounds Redis calls made outside an HTTP request.
 const defaultStoreTimeout = 5 * time.Second
 
-// AdminAPI adds POST /tollgate/sessions/revoke to Caddy's admin API, for
-// backends that detect a suspicious login. It needs no configuration: it
-// acts on the Redis of every jwt_refresh handler of the running config
-// (usually one), which register themselves when provisioned.
+// AdminAPI adds GET /tollgate/sessions and POST /tollgate/sessions/revoke
+// to Caddy's admin API, for operators and for backends that detect a
+// suspicious login. It needs no configuration: it acts on the Redis of
+// every jwt_refresh handler of the running config (usually one), which
+// register themselves when provisioned.
+//
+// GET /tollgate/sessions?user=<id>[&realm=<realm>] lists the user's open
+// sessions: 200 {"realm", "user", "sessions": [{"sid", "created",
+// "last_rotated", "expires", "ends", "reuse_detected"}]} (RFC 3339 times,
+// oldest session first), so one can be revoked by its sid.
 //
 // Request body: {"user": "<id>"} ends every session of the user;
 // {"user": "<id>", "sid": "<sid>"} ends one; "realm": "<realm>" picks the
@@ -56,10 +62,72 @@ func (a *AdminAPI) Provision(ctx caddy.Context) error {
 
 // Routes returns the admin routes.
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{
-		Pattern: "/tollgate/sessions/revoke",
-		Handler: caddy.AdminHandlerFunc(a.handleRevoke),
-	}}
+	return []caddy.AdminRoute{
+		{Pattern: "/tollgate/sessions", Handler: caddy.AdminHandlerFunc(a.handleList)},
+		{Pattern: "/tollgate/sessions/revoke", Handler: caddy.AdminHandlerFunc(a.handleRevoke)},
+	}
+}
+
+// sessionList is the answer of GET /tollgate/sessions.
+type sessionList struct {
+	Realm    string        `json:"realm"`
+	User     string        `json:"user"`
+	Sessions []sessionInfo `json:"sessions"`
+}
+
+func (a *AdminAPI) handleList(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		return writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
+	}
+	q := r.URL.Query()
+	user := q.Get("user")
+	if user == "" {
+		return writeError(w, http.StatusBadRequest, "invalid_request", "give the user: /tollgate/sessions?user=<id>[&realm=<realm>]")
+	}
+	var realm *string
+	if q.Has("realm") {
+		v := q.Get("realm")
+		realm = &v
+	}
+	stores, status, code, msg := a.storesFor(realm)
+	if stores == nil {
+		return writeError(w, status, code, msg)
+	}
+	ctx, cancel := storeContext()
+	defer cancel()
+	answer := sessionList{Realm: stores[0].realm, User: user, Sessions: []sessionInfo{}}
+	seen := map[string]bool{}
+	for _, s := range stores {
+		sessions, err := s.list(ctx, user)
+		if err != nil {
+			a.logger.Error("admin session list failed", zap.String("user", user), zap.Error(err))
+			w.Header().Set("Retry-After", "1")
+			return writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store is unavailable; retry shortly")
+		}
+		for _, si := range sessions {
+			if !seen[si.Sid] {
+				seen[si.Sid] = true
+				answer.Sessions = append(answer.Sessions, si)
+			}
+		}
+	}
+	sort.Slice(answer.Sessions, func(i, j int) bool { return answer.Sessions[i].Created.Before(answer.Sessions[j].Created) })
+	return writeJSON(w, http.StatusOK, answer)
+}
+
+// storesFor picks the running stores of the realm asked for; on failure
+// it gives the error answer instead.
+func (a *AdminAPI) storesFor(realm *string) (stores []*sessionStore, status int, code, msg string) {
+	all := registeredStores()
+	if len(all) == 0 {
+		return nil, http.StatusConflict, "not_configured", "no jwt_refresh handler is running"
+	}
+	stores, err := storesOfRealm(all, realm)
+	if err != nil {
+		return nil, http.StatusBadRequest, "invalid_request", err.Error()
+	}
+	return stores, 0, "", ""
 }
 
 // revokeRequest is the body of POST /tollgate/sessions/revoke.
@@ -80,13 +148,9 @@ func (a *AdminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if err := dec.Decode(&req); err != nil || req.User == "" {
 		return writeError(w, http.StatusBadRequest, "invalid_request", `body must be {"user": "..."} or {"user": "...", "sid": "..."}`)
 	}
-	all := registeredStores()
-	if len(all) == 0 {
-		return writeError(w, http.StatusConflict, "not_configured", "no jwt_refresh handler is running")
-	}
-	stores, err := storesOfRealm(all, req.Realm)
-	if err != nil {
-		return writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+	stores, status, code, msg := a.storesFor(req.Realm)
+	if stores == nil {
+		return writeError(w, status, code, msg)
 	}
 	ctx, cancel := storeContext()
 	defer cancel()
@@ -166,13 +230,15 @@ var (
 	registry   = map[*sessionStore]string{}
 )
 
-func registerStore(url string, s *sessionStore) {
+// registerStore records s under its Redis's key (redisclient.Config.Key:
+// no secret in it).
+func registerStore(redisKey string, s *sessionStore) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	registry[s] = url
+	registry[s] = redisKey
 }
 
-func unregisterStore(_ string, s *sessionStore) {
+func unregisterStore(s *sessionStore) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
 	delete(registry, s)

@@ -30,7 +30,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	jwt_refresh [<matcher>] {
-//	    redis           <url>
+//	    redis           <url> {
+//	        password    <secret>
+//	    }
 //	    signing_key     <pem-file> [<kid>]
 //	    jwks_path       <path>
 //	    user_claim      <claim>
@@ -51,9 +53,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	}
 //
 // redis and at least one signing_key are required. signing_key and
-// legacy_key are repeatable; the others may appear once. Key files are read
-// while parsing (unless the path holds a placeholder) so that a bad file is
-// reported with its Caddyfile line.
+// legacy_key are repeatable; the others may appear once. The parser only
+// records: key files are read (and {env.*}/{file.*} resolved) in
+// Provision, so `caddy adapt` needs none of them and `caddy validate` names
+// a missing one with its subdirective.
 func (m *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -82,14 +85,7 @@ func (m *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) error {
 	switch sub {
 	case "redis":
-		if err := cfgargs.One(d, &m.Redis); err != nil {
-			return err
-		}
-		if !strings.Contains(m.Redis, "{") {
-			if err := redisclient.Validate(m.Redis); err != nil {
-				return d.Errf("%v", err)
-			}
-		}
+		return redisclient.UnmarshalCaddyfile(d, &m.Redis, &m.RedisPassword, nil)
 	case "signing_key":
 		return m.parseSigningKey(d)
 	case "jwks_path":
@@ -137,16 +133,25 @@ func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 		if err := cfgargs.One(d, &path); err != nil {
 			return err
 		}
-		if !strings.Contains(path, "{") {
-			if _, err := loadPublicKey(path); err != nil {
-				return d.Errf("legacy_key: %v", err)
-			}
-		}
 		m.LegacyKeys = append(m.LegacyKeys, path)
 	default:
-		return d.Errf("unrecognized jwt_refresh subdirective %q", sub)
+		return cfgargs.Unknown(d, "jwt_refresh subdirective", sub, subdirectives, subdirectiveHints)
 	}
 	return nil
+}
+
+// subdirectives are the names unmarshalSubdirective knows, for the
+// suggestion an unknown one gets.
+var subdirectives = []string{"redis", "signing_key", "jwks_path", "user_claim", "issuer", "realm", "audience",
+	"access_ttl", "refresh_ttl", "session_max", "reuse_grace", "refresh_path", "refresh_header", "login_path",
+	"logout_path", "logout_all_path", "legacy_prefix", "legacy_key"}
+
+// subdirectiveHints map what people write from memory or from authjwt to
+// the subdirective meant.
+var subdirectiveHints = map[string]string{
+	"key": "signing_key", "private_key": "signing_key", "jwks": "jwks_path", "revocation": "redis",
+	"password": "redis", "ttl": "access_ttl", "grace": "reuse_grace", "max_session": "session_max",
+	"logout_everywhere_path": "logout_all_path",
 }
 
 func (m *Handler) parseSigningKey(d *caddyfile.Dispenser) error {
@@ -157,11 +162,6 @@ func (m *Handler) parseSigningKey(d *caddyfile.Dispenser) error {
 	kf := KeyFile{File: args[0]}
 	if len(args) == 2 {
 		kf.Kid = args[1]
-	}
-	if !strings.Contains(kf.File, "{") {
-		if _, err := loadSigningKey(kf.File, kf.Kid, ""); err != nil {
-			return d.Errf("%v", err)
-		}
 	}
 	m.SigningKeys = append(m.SigningKeys, kf)
 	return nil

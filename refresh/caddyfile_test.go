@@ -117,11 +117,12 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		name, block, want string
 	}{
 		{"unknown subdirective", "redis redis://x:1\nsigning_key " + k.es256 + "\nfoo bar", `Caddyfile:5: unrecognized jwt_refresh subdirective "foo"`},
+		{"misspelt subdirective", "redis redis://x:1\nsigning_key " + k.es256 + "\nsigning_keys " + k.rsa, `Caddyfile:5: unrecognized jwt_refresh subdirective "signing_keys" — did you mean signing_key?`},
+		{"authjwt's name for a key", "redis redis://x:1\nkey " + k.rsa, `Caddyfile:4: unrecognized jwt_refresh subdirective "key" — did you mean signing_key?`},
+		{"misspelt redis option", "redis redis://x:1 {\npasword x\n}\nsigning_key " + k.es256, `Caddyfile:4: unrecognized redis option "pasword" — did you mean password?`},
 		{"no redis", "signing_key " + k.es256, "jwt_refresh needs redis"},
 		{"no signing key", "redis redis://x:1", "needs at least one signing_key"},
 		{"bad redis url", "redis http://x:1\nsigning_key " + k.es256, "Caddyfile:3: redis URL"},
-		{"missing key file", "redis redis://x:1\nsigning_key /nonexistent.pem", "Caddyfile:4: reading signing key /nonexistent.pem"},
-		{"public key as signing key", "redis redis://x:1\nsigning_key " + k.es256Pub, "Caddyfile:4: signing key"},
 		{"signing_key too many args", "redis redis://x:1\nsigning_key " + k.es256 + " a b", "Caddyfile:4: wrong argument count"},
 		{"bad duration", "redis redis://x:1\nsigning_key " + k.es256 + "\naccess_ttl soon", `Caddyfile:5: access_ttl "soon": not a positive duration`},
 		{"zero ttl", "redis redis://x:1\nsigning_key " + k.es256 + "\nrefresh_ttl 0s", `Caddyfile:5: refresh_ttl "0s"`},
@@ -129,7 +130,6 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		{"relative path", "redis redis://x:1\nsigning_key " + k.es256 + "\nlogin_path login", `Caddyfile:5: login_path "login": must start with /`},
 		{"duplicate", "redis redis://x:1\nredis redis://y:1", "Caddyfile:4: redis given more than once"},
 		{"missing arg", "redis", "Caddyfile:3: wrong argument count"},
-		{"bad legacy key", "redis redis://x:1\nsigning_key " + k.es256 + "\nlegacy_key /nope.pem", "Caddyfile:5: legacy_key"},
 		{"args on directive", "", "wrong argument count"},
 	}
 	for _, c := range cases {
@@ -182,5 +182,42 @@ func TestUnmarshalCaddyfileKeepsPlaceholders(t *testing.T) {
 	}
 	if h.Redis != "{env.REDIS_URL}" || h.SigningKeys[0].File != "{file./run/secrets/keypath}" {
 		t.Fatalf("placeholders expanded while parsing: %+v", h)
+	}
+}
+
+// validateCaddyfile adapts a site with one jwt_refresh block and runs
+// caddy.Validate on it, which provisions the handler as `caddy validate`
+// does.
+func validateCaddyfile(t *testing.T, block string) error {
+	t.Helper()
+	out, _, err := testcaddy.Adapt("http://127.0.0.1:9 {\n\tjwt_refresh {\n" + block + "\n\t}\n}\n")
+	if err != nil {
+		t.Fatalf("adapt: %v", err)
+	}
+	var cfg caddy.Config
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return caddy.Validate(&cfg)
+}
+
+// Key files are read when the config is provisioned, not parsed: a bad
+// one is named with its subdirective by validate.
+func TestValidateNamesTheBadKeyFileAndItsSubdirective(t *testing.T) {
+	k := testKeys(t)
+	cases := []struct{ name, block, want string }{
+		{"missing signing key", "redis redis://127.0.0.1:1\nsigning_key /nonexistent.pem",
+			"jwt_refresh signing_key /nonexistent.pem: cannot read the file: no such file or directory"},
+		{"public key as signing key", "redis redis://127.0.0.1:1\nsigning_key " + k.es256Pub,
+			"jwt_refresh signing_key " + k.es256Pub + ": no PEM private key found"},
+		{"missing legacy key", "redis redis://127.0.0.1:1\nsigning_key " + k.es256 + "\nlegacy_prefix OLD_\nlegacy_key /nope.pem",
+			"jwt_refresh legacy_key /nope.pem: cannot read the file: no such file or directory"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if err := validateCaddyfile(t, c.block); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("validate: %v, want %q", err, c.want)
+			}
+		})
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/internal/redisclient"
+	"github.com/tollgate/tollgate/internal/resolve"
 )
 
 func init() {
@@ -60,10 +61,17 @@ var nowFunc = time.Now
 // {http.jwt_refresh.sid}, {http.jwt_refresh.outcome} (rotated, replayed,
 // reuse, unknown, invalid, store_error, login, legacy, logout, logout_all).
 type Handler struct {
-	// Redis URL (redis:// or rediss://, with password and database) where
-	// sessions live. One client per address is shared by every instance of
-	// the module and across config reloads. Required.
+	// Redis URL (redis://, rediss://, redis+cluster://, redis+sentinel://,
+	// with database) where sessions live. One client per address is shared
+	// by every instance of the module and across config reloads.
+	// `{env.*}` and `{file.*}` are resolved when the config loads; a
+	// password in the URL must be percent-encoded. Required.
 	Redis string `json:"redis,omitempty"`
+
+	// The Redis password, given apart from the URL: taken as it is (no
+	// percent-encoding), `{env.*}` and `{file.*}` resolved when the config
+	// loads. Default: the URL's.
+	RedisPassword string `json:"redis_password,omitempty"`
 
 	// PEM private keys (RSA ≥ 2048 bits → RS256, ECDSA P-256 → ES256,
 	// P-384 → ES384, Ed25519 → EdDSA). The first one signs; all of them
@@ -147,12 +155,13 @@ type Handler struct {
 	refreshP   *jwt.Parser
 	accessP    *jwt.Parser
 	legacyP    *jwt.Parser
-	redisURL   string
+	redis      redisclient.Config
+	acquired   bool // redis's client is held, to be released in Cleanup
 	rdb        redis.UniversalClient
 	store      *sessionStore
 	jwks       []byte
 	realm      string // Realm, or the issuer
-	metrics    *metrics
+	metrics    *refreshMetrics
 	logger     *zap.Logger
 	now        func() time.Time
 	registered bool
@@ -182,8 +191,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.now = nowFunc
 	h.applyDefaults()
-	repl := caddy.NewReplacer()
-	if err := h.loadKeys(repl); err != nil {
+	if err := h.loadKeys(); err != nil {
 		return err
 	}
 	h.buildParsers()
@@ -195,20 +203,37 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.metrics, err = newMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
-	h.redisURL = repl.ReplaceKnown(h.Redis, "")
-	if h.rdb, err = redisclient.Acquire(h.redisURL); err != nil {
-		h.redisURL = ""
-		return fmt.Errorf("jwt_refresh redis %s: %w", redisclient.Redact(h.Redis), err)
+	if err := h.provisionRedis(); err != nil {
+		return err
 	}
-	durability, err := redisclient.DurabilityOf(h.redisURL)
+	durability, err := h.redis.Durability()
 	if err != nil {
-		return fmt.Errorf("jwt_refresh redis %s: %w", redisclient.Redact(h.Redis), err)
+		return fmt.Errorf("jwt_refresh redis %s: %w", h.redis, err)
 	}
 	h.store = &sessionStore{rdb: h.rdb, realm: h.realm, refreshTTL: time.Duration(h.RefreshTTL),
 		sessionMax: time.Duration(h.SessionMax), grace: time.Duration(*h.ReuseGrace),
 		accessTTL: time.Duration(h.AccessTTL), now: h.now, metrics: h.metrics, durability: durability}
-	registerStore(h.redisURL, h.store)
+	registerStore(h.redis.Key(), h.store)
 	h.registered = true
+	return nil
+}
+
+// provisionRedis resolves the Redis setting, takes the shared client and
+// asks Redis once, briefly, whether it takes the credentials: a wrong or
+// empty password fails the load instead of answering 503 to every
+// refresh; a Redis that does not answer yet only gets a warning.
+func (h *Handler) provisionRedis() error {
+	cfg, err := redisclient.Resolve("jwt_refresh redis", h.Redis, h.RedisPassword)
+	if err != nil {
+		return err
+	}
+	if h.rdb, err = cfg.Acquire(); err != nil {
+		return fmt.Errorf("jwt_refresh redis %s: %w", cfg, err)
+	}
+	h.redis, h.acquired = cfg, true
+	if err := cfg.CheckAtLoad(h.rdb, h.logger); err != nil {
+		return fmt.Errorf("jwt_refresh redis: %w", err)
+	}
 	return nil
 }
 
@@ -241,26 +266,35 @@ func (h *Handler) applyDefaults() {
 	}
 }
 
-// loadKeys reads the signing keys and the legacy keys, expanding
-// {env.*}/{file.*} placeholders in their paths.
-func (h *Handler) loadKeys(repl *caddy.Replacer) error {
+// loadKeys reads the signing keys and the legacy keys, resolving
+// {env.*}/{file.*} placeholders in their paths; errors name the
+// subdirective, the file and where its path came from.
+func (h *Handler) loadKeys() error {
 	if len(h.SigningKeys) == 0 {
 		return errors.New("jwt_refresh: at least one signing_key is required")
 	}
 	var keys []*signingKey
 	for _, kf := range h.SigningKeys {
-		k, err := loadSigningKey(repl.ReplaceKnown(kf.File, ""), repl.ReplaceKnown(kf.Kid, ""), h.realm)
+		path, kid, err := resolveKeyFile(kf)
 		if err != nil {
-			return fmt.Errorf("jwt_refresh: %w", err)
+			return fmt.Errorf("jwt_refresh signing_key: %w", err)
+		}
+		k, err := loadSigningKey(path, kid, h.realm)
+		if err != nil {
+			return fmt.Errorf("jwt_refresh signing_key %s%s: %w", path, resolve.Origin(kf.File), err)
 		}
 		keys = append(keys, k)
 	}
 	h.keys = newKeySet(keys)
 	h.legacy = nil
-	for _, path := range h.LegacyKeys {
-		k, err := loadPublicKey(repl.ReplaceKnown(path, ""))
+	for _, raw := range h.LegacyKeys {
+		path, err := resolve.Value(raw)
 		if err != nil {
 			return fmt.Errorf("jwt_refresh legacy_key: %w", err)
+		}
+		k, err := loadPublicKey(path)
+		if err != nil {
+			return fmt.Errorf("jwt_refresh legacy_key %s%s: %w", path, resolve.Origin(raw), err)
 		}
 		h.legacy = append(h.legacy, k)
 	}
@@ -272,14 +306,25 @@ func (h *Handler) loadKeys(repl *caddy.Replacer) error {
 	return nil
 }
 
+func resolveKeyFile(kf KeyFile) (path, kid string, err error) {
+	if path, err = resolve.Value(kf.File); err != nil {
+		return "", "", err
+	}
+	if kid, err = resolve.Value(kf.Kid); err != nil {
+		return "", "", fmt.Errorf("%s kid: %w", path, err)
+	}
+	return path, kid, nil
+}
+
 // Validate checks the settings; it reads only.
 func (h *Handler) Validate() error {
-	url := h.redisURL
-	if url == "" {
-		url = h.Redis
+	if h.Redis == "" {
+		return errors.New("jwt_refresh needs redis <url>")
 	}
-	if err := redisclient.Validate(url); err != nil {
-		return fmt.Errorf("jwt_refresh redis: %w", err)
+	if !resolve.Has(h.Redis) { // with placeholders, Provision checked it once resolved
+		if err := redisclient.Validate(h.Redis); err != nil {
+			return fmt.Errorf("jwt_refresh redis: %w", err)
+		}
 	}
 	if h.ReuseGrace != nil && (*h.ReuseGrace < 0 || time.Duration(*h.ReuseGrace) > maxReuseGrace) {
 		return fmt.Errorf("jwt_refresh reuse_grace %s: must be between 0 and %s", time.Duration(*h.ReuseGrace), maxReuseGrace)
@@ -322,13 +367,12 @@ func (h *Handler) Validate() error {
 // after a failed Provision.
 func (h *Handler) Cleanup() error {
 	if h.registered {
-		unregisterStore(h.redisURL, h.store)
+		unregisterStore(h.store)
 		h.registered = false
 	}
-	if h.redisURL != "" {
-		url := h.redisURL
-		h.redisURL = ""
-		if err := redisclient.Release(url); err != nil {
+	if h.acquired {
+		h.acquired = false
+		if err := h.redis.Release(); err != nil {
 			return fmt.Errorf("releasing redis client: %w", err)
 		}
 	}

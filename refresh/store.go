@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,7 +33,7 @@ type sessionStore struct {
 	grace      time.Duration
 	accessTTL  time.Duration
 	now        func() time.Time
-	metrics    *metrics
+	metrics    *refreshMetrics
 	// durability, when it asks for replicas, makes every write wait until
 	// that many replicas have it, so a failover cannot lose a session that
 	// was answered.
@@ -205,12 +207,9 @@ func (s *sessionStore) live(ctx context.Context, user, sid string) (bool, error)
 // were still open. The sessions listed now are revoked, then deleted;
 // one opened in between (a concurrent login) stays open.
 func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error) {
-	sids, err := s.rdb.ZRange(ctx, s.indexKey(user), 0, -1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("listing sessions: %w", err)
-	}
-	if len(sids) == 0 {
-		return nil, nil
+	sids, err := s.sessionIDs(ctx, user)
+	if err != nil || len(sids) == 0 {
+		return nil, err
 	}
 	if err := s.revoke(ctx, sids...); err != nil {
 		return nil, err
@@ -227,6 +226,71 @@ func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error
 		return nil, fmt.Errorf("ending all sessions: %w", err)
 	}
 	return ended, nil
+}
+
+// sessionIDs reads the user's index: the sids of the sessions that may
+// still be open.
+func (s *sessionStore) sessionIDs(ctx context.Context, user string) ([]string, error) {
+	sids, err := s.rdb.ZRange(ctx, s.indexKey(user), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("listing sessions: %w", err)
+	}
+	return sids, nil
+}
+
+// sessionInfo is one open session as the admin API lists it.
+type sessionInfo struct {
+	Sid         string    `json:"sid"`
+	Created     time.Time `json:"created"`      // the login
+	LastRotated time.Time `json:"last_rotated"` // the last refresh (the login when none yet)
+	Expires     time.Time `json:"expires"`      // when the refresh token runs out if not used
+	Ends        time.Time `json:"ends"`         // session_max: the session's end, however active
+	// ReuseDetected marks a session whose refresh token was reused: it is
+	// being revoked, and every token of it is refused meanwhile.
+	ReuseDetected bool `json:"reuse_detected,omitempty"`
+}
+
+// list reads the open sessions of user, oldest first: the index, then one
+// pipeline (one slot: the user's hash tag) for every session's hash and
+// TTL. It writes nothing, so reading a hash that expires in between only
+// leaves that session out.
+func (s *sessionStore) list(ctx context.Context, user string) ([]sessionInfo, error) {
+	sids, err := s.sessionIDs(ctx, user)
+	if err != nil || len(sids) == 0 {
+		return nil, err
+	}
+	hashes := make([]*redis.SliceCmd, len(sids))
+	ttls := make([]*redis.DurationCmd, len(sids))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, sid := range sids {
+			hashes[i] = p.HMGet(ctx, s.sessionKey(user, sid), "auth", "rot", "end", "dead")
+			ttls[i] = p.PTTL(ctx, s.sessionKey(user, sid))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading sessions: %w", err)
+	}
+	now := s.now()
+	out := make([]sessionInfo, 0, len(sids))
+	for i, sid := range sids {
+		h, ttl := hashes[i].Val(), ttls[i].Val()
+		if h[0] == nil || ttl <= 0 {
+			continue // gone since the index was read
+		}
+		out = append(out, sessionInfo{Sid: sid, Created: unixMilli(h[0]), LastRotated: unixMilli(h[1]),
+			Expires: now.Add(ttl).Truncate(time.Millisecond), Ends: unixMilli(h[2]), ReuseDetected: h[3] != nil})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
+
+// unixMilli reads a hash field holding unix milliseconds, as Lua wrote it
+// (a number, which Redis may render in exponent form).
+func unixMilli(v any) time.Time {
+	s, _ := v.(string)
+	ms, _ := strconv.ParseFloat(s, 64)
+	return time.UnixMilli(int64(ms)).UTC()
 }
 
 // revoke publishes sids to every authjwt instance watching this Redis. It is

@@ -15,6 +15,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/big"
 	"os"
 
@@ -81,27 +82,43 @@ type verifyKey struct {
 // loadSigningKey reads a PEM private key (PKCS#8, PKCS#1 or SEC 1) and picks
 // the JWS algorithm from its type. An empty kid becomes the RFC 7638
 // thumbprint of the public key. Its refresh-token MAC key is the realm's.
+// Its errors leave the path to the caller, which names it with its
+// subdirective.
 func loadSigningKey(path, kid, realm string) (*signingKey, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := readKeyFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading signing key %s: %w", path, err)
+		return nil, err
 	}
 	priv, err := parsePrivateKey(raw)
 	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", path, err)
+		return nil, err
 	}
 	method, err := methodFor(priv.Public())
 	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", path, err)
+		return nil, err
 	}
 	if kid == "" {
 		kid = thumbprint(priv.Public())
 	}
 	mac, err := deriveMAC(priv, kid, realm)
 	if err != nil {
-		return nil, fmt.Errorf("signing key %s: %w", path, err)
+		return nil, err
 	}
 	return &signingKey{kid: kid, method: method, priv: priv, mac: mac}, nil
+}
+
+// readKeyFile reads a key file; the error is the cause alone (the caller
+// names the path).
+func readKeyFile(path string) ([]byte, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("cannot read the file: %w", err)
+	}
+	return raw, nil
 }
 
 func parsePrivateKey(raw []byte) (crypto.Signer, error) {
@@ -134,15 +151,16 @@ func parsePrivateKey(raw []byte) (crypto.Signer, error) {
 	}
 }
 
-// loadPublicKey reads a PEM public key or certificate, for legacy_key.
+// loadPublicKey reads a PEM public key or certificate, for legacy_key; its
+// errors leave the path to the caller.
 func loadPublicKey(path string) (*verifyKey, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := readKeyFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading public key %s: %w", path, err)
+		return nil, err
 	}
 	block, _ := pem.Decode(raw)
 	if block == nil {
-		return nil, fmt.Errorf("public key %s: no PEM block found", path)
+		return nil, errors.New("no PEM block found")
 	}
 	var pub any
 	switch block.Type {
@@ -163,11 +181,11 @@ func loadPublicKey(path string) (*verifyKey, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("public key %s: %w", path, err)
+		return nil, err
 	}
 	method, err := methodFor(pub)
 	if err != nil {
-		return nil, fmt.Errorf("public key %s: %w", path, err)
+		return nil, err
 	}
 	return &verifyKey{kid: thumbprint(pub), method: method, pub: pub}, nil
 }

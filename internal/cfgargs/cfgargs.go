@@ -4,6 +4,8 @@
 package cfgargs
 
 import (
+	"strings"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
@@ -44,4 +46,88 @@ func Duration(d *caddyfile.Dispenser, dst *caddy.Duration, zeroOK bool) error {
 	}
 	*dst = caddy.Duration(dur)
 	return nil
+}
+
+// Unknown is the error for a subdirective or block option that is none of
+// known: it names it and, when one is near enough, suggests it
+// (`unrecognized authjwt subdirective "roles" — did you mean
+// require_role?`). what is "authjwt subdirective", "revocation option"…;
+// hints maps names people write for another module's or an older syntax
+// (roles → require_role) to the right one, checked before spelling.
+func Unknown(d *caddyfile.Dispenser, what, name string, known []string, hints map[string]string) error {
+	if s := Suggest(name, known, hints); s != "" {
+		return d.Errf("unrecognized %s %q — did you mean %s?", what, name, s)
+	}
+	return d.Errf("unrecognized %s %q", what, name)
+}
+
+// Suggest returns the known name nearest to name, or "" when none is
+// near enough to be a likely intent: a hint, the same name in another
+// case or with '-' for '_', one within a third of its length in edits
+// (a swap of two neighbours counts as one), or the one name it is a prefix
+// of or starts with.
+func Suggest(name string, known []string, hints map[string]string) string {
+	norm := normalize(name)
+	if s, ok := hints[norm]; ok {
+		return s
+	}
+	best, bestDist := "", max(1, len(norm)/3)+1
+	for _, k := range known {
+		if d := editDistance(norm, normalize(k)); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best != "" {
+		return best
+	}
+	return uniquePrefixMatch(norm, known)
+}
+
+func normalize(s string) string {
+	return strings.ReplaceAll(strings.ToLower(s), "-", "_")
+}
+
+// uniquePrefixMatch is the one known name that starts with name or that
+// name starts with (redis_url → redis), for names of 3 letters or more.
+func uniquePrefixMatch(name string, known []string) string {
+	if len(name) < 3 {
+		return ""
+	}
+	found := ""
+	for _, k := range known {
+		nk := normalize(k)
+		if strings.HasPrefix(nk, name) || strings.HasPrefix(name, nk) {
+			if found != "" {
+				return "" // ambiguous
+			}
+			found = k
+		}
+	}
+	return found
+}
+
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and swaps of neighbours, one each.
+func editDistance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }

@@ -22,33 +22,28 @@ import (
 // pool holds the live clients, keyed by their normalized URL.
 var pool = caddy.NewUsagePool()
 
-type sharedClient struct{ redis.UniversalClient }
+type sharedClient struct {
+	redis.UniversalClient
+	secret string // its password, scrubbed from log lines while it lives
+}
 
-func (c sharedClient) Destruct() error { return c.Close() }
+func (c sharedClient) Destruct() error {
+	forgetSecret(c.secret)
+	return c.Close()
+}
 
 // Acquire returns the shared client for url, creating it on first use. It
 // does not dial: Provision must not block on the network, and a Redis that is
 // down at start must not stop Caddy from starting. Each Acquire must be
-// matched by one Release (in Cleanup).
+// matched by one Release (in Cleanup). Config.Acquire does the same for a
+// URL with a password given apart.
 func Acquire(url string) (redis.UniversalClient, error) {
-	key := strings.TrimSpace(url)
-	val, _, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		opts, err := Options(key)
-		if err != nil {
-			return nil, err
-		}
-		return sharedClient{redis.NewUniversalClient(opts)}, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return val.(sharedClient).UniversalClient, nil
+	return Config{URL: strings.TrimSpace(url)}.Acquire()
 }
 
 // Release drops one use of the client for url; the last release closes it.
 func Release(url string) error {
-	_, err := pool.Delete(strings.TrimSpace(url))
-	return err
+	return Config{URL: strings.TrimSpace(url)}.Release()
 }
 
 // Validate reports whether url is a Redis URL tollgate can use, without
@@ -111,8 +106,12 @@ func Options(url string) (*redis.UniversalOptions, error) {
 func singleOptions(url string) (*redis.UniversalOptions, error) {
 	o, err := redis.ParseURL(url)
 	if err != nil {
-		// net/url's errors quote the whole URL, password included: keep
-		// only the cause.
+		// net/url's errors quote the URL, or pieces of it: a password
+		// holding / # ? or % breaks the URL's structure, and the piece
+		// quoted ("invalid port \":pa\"") is then part of the password.
+		if hasUserinfo(url) {
+			return nil, errUserinfo
+		}
 		var ue *neturl.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
@@ -127,7 +126,10 @@ func singleOptions(url string) (*redis.UniversalOptions, error) {
 // clusterOptions sets IsClusterMode so NewUniversalClient builds a cluster
 // client even when only one seed address is given.
 func clusterOptions(rest string) (*redis.UniversalOptions, error) {
-	user, pass, hosts, path := splitURL(rest)
+	user, pass, hosts, path, err := splitURL(rest)
+	if err != nil {
+		return nil, err
+	}
 	if path != "" {
 		return nil, fmt.Errorf("a cluster URL has no path (Cluster has only db 0)")
 	}
@@ -139,7 +141,10 @@ func clusterOptions(rest string) (*redis.UniversalOptions, error) {
 }
 
 func sentinelOptions(rest string) (*redis.UniversalOptions, error) {
-	user, pass, hosts, path := splitURL(rest)
+	user, pass, hosts, path, err := splitURL(rest)
+	if err != nil {
+		return nil, err
+	}
 	addrs, err := splitHosts(hosts)
 	if err != nil {
 		return nil, err
@@ -157,14 +162,33 @@ func sentinelOptions(rest string) (*redis.UniversalOptions, error) {
 	return &redis.UniversalOptions{Addrs: addrs, MasterName: master, DB: db, Username: user, Password: pass}, nil
 }
 
-// splitURL takes "user:pass@h1:p1,h2:p2/path" apart.
-func splitURL(rest string) (user, pass, hosts, path string) {
+// errUserinfo replaces any parse error of a URL with credentials: its
+// text could quote part of the password.
+var errUserinfo = errors.New("the URL cannot be parsed; percent-encode the user name and password " +
+	"(/ as %2F, # as %23, ? as %3F, % as %25, @ as %40, a space as %20) or give the password with `password`")
+
+// hasUserinfo reports whether url seems to carry credentials (an @ after
+// the scheme).
+func hasUserinfo(url string) bool {
+	_, rest, _ := strings.Cut(url, "://")
+	return strings.Contains(rest, "@")
+}
+
+// splitURL takes "user:pass@h1:p1,h2:p2/path" apart, decoding the
+// percent-encoded user name and password as net/url does for redis://.
+func splitURL(rest string) (user, pass, hosts, path string, err error) {
 	if at := strings.LastIndex(rest, "@"); at >= 0 {
 		user, pass, _ = strings.Cut(rest[:at], ":")
 		rest = rest[at+1:]
+		if user, err = neturl.PathUnescape(user); err != nil {
+			return "", "", "", "", errUserinfo
+		}
+		if pass, err = neturl.PathUnescape(pass); err != nil {
+			return "", "", "", "", errUserinfo
+		}
 	}
 	hosts, path, _ = strings.Cut(rest, "/")
-	return user, pass, hosts, strings.Trim(path, "/")
+	return user, pass, hosts, strings.Trim(path, "/"), nil
 }
 
 func splitHosts(hosts string) ([]string, error) {

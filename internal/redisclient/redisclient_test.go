@@ -2,6 +2,10 @@ package redisclient
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -140,5 +144,152 @@ func TestDurabilityOptionsAreReadAndHiddenFromGoRedis(t *testing.T) {
 		if _, err := Options(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// specialPassword: see testredis.SpecialPassword.
+const specialPassword = testredis.SpecialPassword
+
+var passwordRuns = []string{"QQ", "WW", "EE", "RR", "TT", "YY", "UU"}
+
+func leaksPassword(text string) string {
+	for _, run := range passwordRuns {
+		if strings.Contains(text, run) {
+			return run
+		}
+	}
+	return ""
+}
+
+// A password with / # ? % @ or a space breaks the URL it is written in;
+// the error says so without echoing any part of it (net/url's own errors
+// quoted pieces: invalid port ":QQ" after host).
+func TestURLErrorsNeverEchoAnyPartOfTheUserinfo(t *testing.T) {
+	for _, url := range []string{
+		"redis://:" + specialPassword + "@127.0.0.1:6379/0",
+		"redis://user:" + specialPassword + "@127.0.0.1:6379/0",
+		"rediss://:QQ/WW@127.0.0.1:6379/0",
+		"redis://:QQ#WW@127.0.0.1:6379/0",
+		"redis://:QQ?WW@127.0.0.1:6379/0",
+		"redis://:QQ%WW@127.0.0.1:6379/0",
+		"redis://:QQ WW@127.0.0.1:6379/0",
+		"redis+sentinel://:QQ%WW@s1:26379/main/0",
+		"redis+cluster://:QQ%WW@a:7000,b:7001",
+	} {
+		_, err := Options(url)
+		if err == nil {
+			t.Errorf("%q accepted", url)
+			continue
+		}
+		if run := leaksPassword(err.Error()); run != "" {
+			t.Errorf("error echoes %q of the password: %v", run, err)
+		}
+		if !strings.Contains(err.Error(), "percent-encode") {
+			t.Errorf("error does not say how to write the password: %v", err)
+		}
+	}
+}
+
+// Percent-encoding works the same in every URL form.
+func TestPercentEncodedPasswordWorksInEveryForm(t *testing.T) {
+	enc := "QQ%2FWW%23EE%3FRR%25TT%20YY%40UU"
+	for _, url := range []string{
+		"redis://:" + enc + "@127.0.0.1:6379/0",
+		"redis+sentinel://:" + enc + "@s1:26379,s2:26379/main/0",
+		"redis+cluster://:" + enc + "@a:7000,b:7001",
+	} {
+		o, err := Options(url)
+		if err != nil {
+			t.Errorf("%s: %v", url, err)
+			continue
+		}
+		if o.Password != specialPassword {
+			t.Errorf("%s: password %q, want %q", url, o.Password, specialPassword)
+		}
+	}
+}
+
+// `password` beside the URL needs no encoding, takes {env.*} and
+// {file.*}, and is what the client authenticates with.
+func TestPasswordGivenApartNeedsNoEncoding(t *testing.T) {
+	srv := testredis.StartWithPassword(t, specialPassword)
+	t.Setenv("TG_RC_PASSWORD", specialPassword)
+	file := filepath.Join(t.TempDir(), "redis-password")
+	if err := os.WriteFile(file, []byte(specialPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, password := range []string{specialPassword, "{env.TG_RC_PASSWORD}", "{file." + file + "}"} {
+		cfg, err := Resolve("redis", srv.URL(), password)
+		if err != nil {
+			t.Fatalf("password %q: %v", password, err)
+		}
+		rdb, err := cfg.Acquire()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rdb.Ping(t.Context()).Err(); err != nil {
+			t.Errorf("password %q: ping: %v", password, err)
+		}
+		if run := leaksPassword(cfg.String()); run != "" {
+			t.Errorf("String() echoes %q: %s", run, cfg)
+		}
+		_ = cfg.Release()
+	}
+}
+
+func TestResolveRefusesTwoPasswordsAndNamesAnEmptyPlaceholder(t *testing.T) {
+	if _, err := Resolve("redis", "redis://:QQWW@127.0.0.1:6379/0", "EERR"); err == nil ||
+		!strings.Contains(err.Error(), "both in the URL and with password") || leaksPassword(err.Error()) != "" {
+		t.Errorf("two passwords: %v", err)
+	}
+	t.Setenv("TG_RC_EMPTY", "")
+	_, err := Resolve("revocation", "redis://127.0.0.1:6379/0", "{env.TG_RC_EMPTY}")
+	if err == nil || !strings.Contains(err.Error(), "revocation password: {env.TG_RC_EMPTY} is empty") {
+		t.Errorf("empty password placeholder: %v", err)
+	}
+	_, err = Resolve("redis", "redis://:{env.TG_RC_EMPTY}@127.0.0.1:6379/0", "")
+	if err == nil || !strings.Contains(err.Error(), "redis: {env.TG_RC_EMPTY} is empty") {
+		t.Errorf("empty placeholder in the URL: %v", err)
+	}
+}
+
+// The load-time check tells a Redis that refuses the credentials (an
+// error the load must fail with) from one that does not answer (down: a
+// warning, the load goes on).
+func TestCheckTellsRefusedCredentialsFromARedisThatIsDown(t *testing.T) {
+	srv := testredis.StartWithPassword(t, "right-password")
+	for name, tc := range map[string]struct {
+		url, password string
+		refused       bool
+	}{
+		"wrong password": {srv.URL(), "wrong-password", true},
+		"no password":    {srv.URL(), "", true},
+		"right password": {srv.URL(), "right-password", false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := Resolve("redis", tc.url, tc.password)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rdb, _ := cfg.Acquire()
+			defer cfg.Release()
+			err = cfg.Check(t.Context(), rdb)
+			var ae *AuthError
+			if got := errors.As(err, &ae); got != tc.refused {
+				t.Fatalf("Check: %v, refused %v want %v", err, got, tc.refused)
+			}
+			if err != nil && strings.Contains(err.Error(), "wrong-password") {
+				t.Errorf("error holds the password: %v", err)
+			}
+		})
+	}
+	down := testredis.FreePort(t)
+	cfg, _ := Resolve("redis", "redis://127.0.0.1:"+strconv.Itoa(down)+"/0", "pw")
+	rdb, _ := cfg.Acquire()
+	defer cfg.Release()
+	err := cfg.Check(t.Context(), rdb)
+	var ae *AuthError
+	if err == nil || errors.As(err, &ae) {
+		t.Fatalf("a Redis that is down: %v, want a not-reached error", err)
 	}
 }

@@ -135,9 +135,14 @@ func IsRevoked(ctx context.Context, rdb redis.UniversalClient, sid string) (bool
 // config reloads.
 var watchers = caddy.NewUsagePool()
 
+// failureLogEvery is the least time between two warnings of one kind
+// (subscription, reload) of a watcher: Redis down or refusing us is
+// reported steadily, not once per retry.
+const failureLogEvery = 10 * time.Second
+
 // Watcher mirrors the revoked-session set of one Redis in memory.
 type Watcher struct {
-	url    string
+	redis  redisclient.Config
 	rdb    redis.UniversalClient
 	logger *zap.Logger
 	cancel context.CancelFunc
@@ -155,20 +160,22 @@ type Watcher struct {
 
 	started  time.Time
 	reported bool // the sync state last logged (run's goroutine only)
+	failures redisclient.LogLimiter
 }
 
-// Acquire returns the process's Watcher for redisURL, starting it on first
-// use. It does not wait for Redis. Pair each Acquire with one Release.
-func Acquire(redisURL string, logger *zap.Logger) (*Watcher, error) {
-	val, _, err := watchers.LoadOrNew(redisURL, func() (caddy.Destructor, error) {
-		rdb, err := redisclient.Acquire(redisURL)
+// Acquire returns the process's Watcher for this Redis, starting it on
+// first use. It does not wait for Redis. Pair each Acquire with one
+// Release.
+func Acquire(cfg redisclient.Config, logger *zap.Logger) (*Watcher, error) {
+	val, _, err := watchers.LoadOrNew(cfg.Key(), func() (caddy.Destructor, error) {
+		rdb, err := cfg.Acquire()
 		if err != nil {
 			return nil, err
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		w := &Watcher{url: redisURL, rdb: rdb, logger: logger, cancel: cancel,
+		w := &Watcher{redis: cfg, rdb: rdb, logger: logger, cancel: cancel,
 			done: make(chan struct{}), revoked: map[string]int64{}, probe: probePrefix + randomID() + " ",
-			started: time.Now(), reported: true}
+			started: time.Now(), reported: true, failures: redisclient.LogLimiter{Every: failureLogEvery}}
 		w.ps = rdb.Subscribe(ctx, Channel)
 		go w.run(ctx)
 		return w, nil
@@ -181,7 +188,7 @@ func Acquire(redisURL string, logger *zap.Logger) (*Watcher, error) {
 
 // Release drops one use; the last one stops the watcher.
 func (w *Watcher) Release() error {
-	_, err := watchers.Delete(w.url)
+	_, err := watchers.Delete(w.redis.Key())
 	return err
 }
 
@@ -194,7 +201,7 @@ func (w *Watcher) Destruct() error {
 	_ = w.ps.Close()
 	w.psMu.Unlock()
 	<-w.done
-	return redisclient.Release(w.url)
+	return w.redis.Release()
 }
 
 // Revoked reports whether sid (a Member name) is revoked now. It never
@@ -255,7 +262,7 @@ func (w *Watcher) reportSync(now time.Time) {
 	}
 	w.logger.Warn("revocation status unknown: the revoked-session set is not current (Redis unreachable?); "+
 		"authjwt with unavailable accept lets tokens through, with unavailable reject answers 503",
-		zap.String("redis", redisclient.Redact(w.url)), zap.Duration("stale_after", StaleAfter))
+		zap.String("redis", w.redis.String()), zap.Duration("stale_after", StaleAfter))
 }
 
 func (w *Watcher) run(ctx context.Context) {
@@ -286,7 +293,7 @@ func (w *Watcher) run(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
-				w.logger.Debug("revocation subscription interrupted", zap.Error(err))
+				w.warnFailure("revocation subscription failed; subscribing again", err)
 				sleep(ctx, backoff)
 				backoff = min(backoff*2, 2*time.Second)
 				continue
@@ -307,6 +314,19 @@ func (w *Watcher) run(ctx context.Context) {
 			lastLoad = time.Now()
 		}
 	}
+}
+
+// warnFailure logs a failure to talk to Redis at warn level with its
+// cause (scrubbed of passwords), at most once per failureLogEvery for each
+// kind of failure, with the count of those left out. A wrong password
+// (WRONGPASS, NOAUTH) shows up here on every retry.
+func (w *Watcher) warnFailure(msg string, err error) {
+	suppressed, ok := w.failures.Allow(msg, time.Now())
+	if !ok {
+		return
+	}
+	w.logger.Warn(msg, zap.String("redis", w.redis.String()),
+		zap.String("error", redisclient.Scrub(err.Error())), zap.Int("suppressed", suppressed))
 }
 
 // prober tracks the watcher's probe: one outstanding at a time.
@@ -363,7 +383,7 @@ func (w *Watcher) reload(ctx context.Context) {
 	zs, err := w.rdb.ZRangeByScoreWithScores(ctx, Key, &redis.ZRangeBy{
 		Min: strconv.FormatInt(now, 10), Max: "+inf"}).Result()
 	if err != nil {
-		w.logger.Warn("loading revoked sessions", zap.Error(err))
+		w.warnFailure("loading the revoked sessions failed", err)
 		return
 	}
 	fresh := make(map[string]int64, len(zs))

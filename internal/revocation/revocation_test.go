@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/tollgate/tollgate/internal/redisclient"
 	"github.com/tollgate/tollgate/internal/testredis"
 )
 
@@ -25,7 +26,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestRevokedSessionReachesEveryWatcherWithinASecond(t *testing.T) {
 	srv := testredis.Start(t)
-	w, err := Acquire(srv.URL(), zap.NewNop())
+	w, err := Acquire(redisclient.Config{URL: srv.URL()}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestRevokedSessionReachesEveryWatcherWithinASecond(t *testing.T) {
 
 func TestWatcherCatchesUpAfterRedisRestart(t *testing.T) {
 	srv := testredis.Start(t, testredis.WithAOF("always"))
-	w, err := Acquire(srv.URL(), zap.NewNop())
+	w, err := Acquire(redisclient.Config{URL: srv.URL()}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestWatcherCatchesUpAfterRedisRestart(t *testing.T) {
 
 func TestExpiredRevocationsAreForgotten(t *testing.T) {
 	srv := testredis.Start(t)
-	w, err := Acquire(srv.URL(), zap.NewNop())
+	w, err := Acquire(redisclient.Config{URL: srv.URL()}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +87,8 @@ func TestExpiredRevocationsAreForgotten(t *testing.T) {
 
 func TestWatcherIsSharedAndStopsOnLastRelease(t *testing.T) {
 	srv := testredis.Start(t)
-	a, _ := Acquire(srv.URL(), zap.NewNop())
-	b, _ := Acquire(srv.URL(), zap.NewNop())
+	a, _ := Acquire(redisclient.Config{URL: srv.URL()}, zap.NewNop())
+	b, _ := Acquire(redisclient.Config{URL: srv.URL()}, zap.NewNop())
 	if a != b {
 		t.Fatal("two acquisitions of one URL gave two watchers")
 	}

@@ -143,12 +143,14 @@ func (p *Process) Log() string {
 	return p.log.String()
 }
 
-// Reload applies new sites with `tollgate reload`, a graceful config change.
-func (p *Process) Reload(sites string) {
+// Reload applies new sites with `tollgate reload`, a graceful config
+// change; flags are passed on (--force reloads an unchanged config).
+func (p *Process) Reload(sites string, flags ...string) {
 	p.t.Helper()
 	cfgPath := p.writeConfig(sites)
-	out, err := exec.Command(Binary(p.t), "reload", "--config", cfgPath, "--adapter", "caddyfile",
-		"--address", "127.0.0.1:"+strconv.Itoa(p.AdminPort)).CombinedOutput()
+	args := append([]string{"reload", "--config", cfgPath, "--adapter", "caddyfile",
+		"--address", "127.0.0.1:" + strconv.Itoa(p.AdminPort)}, flags...)
+	out, err := exec.Command(Binary(p.t), args...).CombinedOutput()
 	if err != nil {
 		p.t.Fatalf("tollgate reload: %v\n%s", err, out)
 	}
@@ -256,4 +258,21 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(b)
+}
+
+// EachPlaceholderForm runs test as subtests name/env and name/file: value
+// given as an {env.*} placeholder (the variable set for the subtest), then
+// as a {file.*} one (a file holding value and a final newline).
+func EachPlaceholderForm(t *testing.T, name, value string, test func(t *testing.T, placeholder string)) {
+	t.Run(name+"/env", func(t *testing.T) {
+		t.Setenv("TOLLGATE_TEST_VALUE", value)
+		test(t, "{env.TOLLGATE_TEST_VALUE}")
+	})
+	t.Run(name+"/file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "value")
+		if err := os.WriteFile(path, []byte(value+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		test(t, "{file."+path+"}")
+	})
 }

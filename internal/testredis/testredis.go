@@ -30,6 +30,8 @@ type Server struct {
 	portPicker func(testing.TB) int
 	// sentinelConf, when set, starts the server in Sentinel mode.
 	sentinelConf string
+	// password, when set, is the one the server requires (StartWithPassword).
+	password string
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -74,6 +76,24 @@ func Start(t testing.TB, opts ...Option) *Server {
 	return nil
 }
 
+// SpecialPassword has every character that breaks a Redis URL's userinfo
+// (/ # ? % @ and a space); each two-letter run of it is distinctive, so a
+// test can tell when a message echoes any part of it.
+const SpecialPassword = "QQ/WW#EE?RR%TT YY@UU"
+
+// StartWithPassword is Start for a server that requires password. It is
+// set once the server is up (the readiness probe speaks without AUTH);
+// Client() then authenticates with it.
+func StartWithPassword(t testing.TB, password string, opts ...Option) *Server {
+	t.Helper()
+	s := Start(t, opts...)
+	if err := s.Client().ConfigSet(context.Background(), "requirepass", password).Err(); err != nil {
+		t.Fatalf("setting the password: %v", err)
+	}
+	s.password = password
+	return s
+}
+
 // Addr is host:port of the server.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
 
@@ -83,7 +103,7 @@ func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
 // Client returns a go-redis client for inspecting the server from a test;
 // it is closed at cleanup.
 func (s *Server) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.password, MaxRetries: -1})
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -99,6 +119,16 @@ func (s *Server) start() error {
 		_ = cmd.Wait()
 		log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
 		return fmt.Errorf("%w; log: %s", err, lastLines(string(log), 5))
+	}
+	if s.password != "" { // a restart: the password was set at run time
+		c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+		err := c.ConfigSet(context.Background(), "requirepass", s.password).Err()
+		c.Close()
+		if err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return fmt.Errorf("setting the password: %w", err)
+		}
 	}
 	s.mu.Lock()
 	s.cmd = cmd
@@ -149,7 +179,7 @@ func (s *Server) Restart() {
 // asserting that a rejected request changed nothing in Redis.
 func (s *Server) Dump() map[string]string {
 	s.t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.password})
 	defer c.Close()
 	ctx := context.Background()
 	keys, err := c.Keys(ctx, "*").Result()

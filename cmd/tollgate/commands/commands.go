@@ -4,7 +4,7 @@
 // ./cmd/tollgate` or xcaddy — has them, and `tollgate help` lists them.
 //
 //	tollgate keygen                       a jwt_refresh signing key pair with a kid, and the Caddyfile lines
-//	tollgate sessions revoke              end a user's sessions (admin API)
+//	tollgate sessions list|revoke         list a user's sessions, end them or one (admin API)
 //	tollgate payproxy dead-letters        list or replay webhook dead letters (admin API)
 //	tollgate version                      tollgate's version, then Caddy's
 //

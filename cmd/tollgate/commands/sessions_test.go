@@ -1,11 +1,13 @@
 package commands_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -73,4 +75,56 @@ func TestSessionsRevokeSaysWhenNoJwtRefreshRuns(t *testing.T) {
 	inst := testcaddy.Start(t, "", fmt.Sprintf("http://127.0.0.1:%d {\n\trespond ok\n}\n", port))
 	refused(t, `HTTP 409: {"error":"not_configured","error_description":"no jwt_refresh handler is running"}`,
 		"sessions", "revoke", "--address", "127.0.0.1:"+strconv.Itoa(inst.AdminPort), "--user", "u1")
+}
+
+// TestSessionsListShowsTheSessionsToRevokeOneBySid: list prints the user's
+// sessions (sid, created, last rotated, expires, ends), oldest first and
+// no other user's; revoke --sid with a listed sid ends that one, and the
+// list then shows the other alone. --json is the admin API's answer.
+func TestSessionsListShowsTheSessionsToRevokeOneBySid(t *testing.T) {
+	w := startKeyWorld(t, ok(t, "keygen", "--dir", t.TempDir()).stdout)
+	first, second, other := w.login(t, "u1"), w.login(t, "u1"), w.login(t, "u2")
+	sid1 := jwtPart(t, first.RefreshToken, 1)["sid"].(string)
+	sid2 := jwtPart(t, second.RefreshToken, 1)["sid"].(string)
+	sidOther := jwtPart(t, other.RefreshToken, 1)["sid"].(string)
+
+	out := ok(t, "sessions", "list", "--address", w.admin(), "--user", "u1").stdout
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "SID") || !strings.Contains(lines[0], "LAST ROTATED") ||
+		!strings.HasPrefix(lines[1], sid1) || !strings.HasPrefix(lines[2], sid2) || strings.Contains(out, sidOther) {
+		t.Fatalf("sessions list printed:\n%s\nwant a header, %s then %s", out, sid1, sid2)
+	}
+	if f := strings.Fields(lines[1]); len(f) != 5 || !regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$`).MatchString(f[1]) {
+		t.Errorf("a session line: %q, want the sid and four RFC 3339 times", lines[1])
+	}
+
+	ok(t, "sessions", "revoke", "--address", w.admin(), "--user", "u1", "--sid", sid1)
+	raw := ok(t, "sessions", "list", "--address", w.admin(), "--user", "u1", "--json").stdout
+	var answer struct {
+		User     string
+		Sessions []struct{ Sid string }
+	}
+	if err := json.Unmarshal([]byte(raw), &answer); err != nil || answer.User != "u1" || len(answer.Sessions) != 1 || answer.Sessions[0].Sid != sid2 {
+		t.Fatalf("list --json after revoking %s: %s (%v)", sid1, raw, err)
+	}
+	if r := ok(t, "sessions", "list", "--address", w.admin(), "--user", "nobody"); r.stdout != "" || !strings.Contains(r.stderr, "user nobody has no open session") {
+		t.Errorf("a user without sessions: stdout %q stderr %q", r.stdout, r.stderr)
+	}
+}
+
+// TestSessionsListRefusesWithoutUserAndPassesTheRealmErrorOn: nothing is
+// asked without --user; an unknown --realm comes back with the admin
+// API's code and text; Redis is as it was.
+func TestSessionsListRefusesWithoutUserAndPassesTheRealmErrorOn(t *testing.T) {
+	w := startKeyWorld(t, ok(t, "keygen", "--dir", t.TempDir()).stdout)
+	w.login(t, "u1")
+	before := w.redis.Dump()
+	refused(t, "--user is required", "sessions", "list", "--address", w.admin())
+	refused(t, `HTTP 400: {"error":"invalid_request","error_description":"no jwt_refresh handler has this realm`,
+		"sessions", "list", "--address", w.admin(), "--user", "u1", "--realm", "nope")
+	refused(t, `HTTP 400: {"error":"invalid_request","error_description":"no jwt_refresh handler has this realm`,
+		"sessions", "revoke", "--address", w.admin(), "--user", "u1", "--realm", "nope")
+	if after := w.redis.Dump(); !maps.Equal(before, after) {
+		t.Fatalf("Redis changed:\nbefore %v\nafter  %v", before, after)
+	}
 }

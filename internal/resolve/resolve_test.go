@@ -1,0 +1,69 @@
+package resolve
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestValueExpandsEnvAndFileAndKeepsOtherBraces(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TG_PH_HOST", "10.0.0.5")
+	for raw, want := range map[string]string{
+		"plain":            "plain",
+		"{env.TG_PH_HOST}": "10.0.0.5",
+		"redis://:{file." + secretFile + "}@{env.TG_PH_HOST}:6379/0": "redis://:s3cret@10.0.0.5:6379/0",
+		"abc{not-a-placeholder}def":                                  "abc{not-a-placeholder}def",
+		"{unknown.thing}":                                            "{unknown.thing}",
+	} {
+		got, err := Value(raw)
+		if err != nil || got != want {
+			t.Errorf("Value(%q) = %q, %v; want %q", raw, got, err, want)
+		}
+	}
+}
+
+func TestEmptyPlaceholderIsNamedWithWhereToSetIt(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TG_PH_EMPTY", "")
+	missing := filepath.Join(dir, "missing")
+	for raw, want := range map[string]string{
+		"{env.TG_PH_EMPTY}":                     "{env.TG_PH_EMPTY} is empty or unset: set it in the environment of the running tollgate server",
+		"{env.TG_PH_NEVER_SET}/key.pem":         "{env.TG_PH_NEVER_SET} is empty or unset",
+		"{file." + empty + "}":                  "{file." + empty + "} is empty",
+		"redis://:{file." + missing + "}@h:1/0": "{file." + missing + "}: cannot read " + missing + ": no such file or directory",
+	} {
+		_, err := Value(raw)
+		var ee *EmptyError
+		if !errors.As(err, &ee) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Value(%q): %v, want an EmptyError containing %q", raw, err, want)
+		}
+	}
+}
+
+func TestErrorsNeverHoldAResolvedValue(t *testing.T) {
+	t.Setenv("TG_PH_PASSWORD", "hunter2")
+	_, err := Value("redis://:{env.TG_PH_PASSWORD}@{env.TG_PH_UNSET}:6379")
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error %v: want one naming {env.TG_PH_UNSET} without the password", err)
+	}
+}
+
+func TestOriginNamesThePlaceholderOnly(t *testing.T) {
+	if o := Origin("/etc/k.pem"); o != "" {
+		t.Errorf("Origin of a plain path = %q", o)
+	}
+	if o := Origin("{env.KEY_DIR}/k.pem"); o != " (from {env.KEY_DIR}/k.pem)" {
+		t.Errorf("Origin = %q", o)
+	}
+}
