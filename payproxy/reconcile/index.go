@@ -39,11 +39,15 @@ func DayKey(channel string, t time.Time) string {
 	return slot(channel) + ":day:" + t.UTC().Format(time.DateOnly)
 }
 
-func workKey(channel, date, token string) string  { return slot(channel) + ":work:" + date + ":" + token }
-func diffsKey(channel, date, token string) string { return slot(channel) + ":diffs:" + date + ":" + token }
-func runKey(channel, date string) string          { return slot(channel) + ":run:" + date }
-func reportKey(channel, date string) string       { return slot(channel) + ":report:" + date }
-func openKey(channel string) string               { return slot(channel) + ":open" }
+func workKey(channel, date, token string) string {
+	return slot(channel) + ":work:" + date + ":" + token
+}
+func diffsKey(channel, date, token string) string {
+	return slot(channel) + ":diffs:" + date + ":" + token
+}
+func runKey(channel, date string) string    { return slot(channel) + ":run:" + date }
+func reportKey(channel, date string) string { return slot(channel) + ":report:" + date }
+func openKey(channel string) string         { return slot(channel) + ":open" }
 
 // indexHorizon is how long a day's index is kept after the day ends: the
 // reports' 90 days and one more for a time zone ahead of UTC.
