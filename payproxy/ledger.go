@@ -26,23 +26,23 @@ type reconcileLedger struct {
 }
 
 // Records looks up a batch of payments and refunds in two round trips: the
-// trade and refund indexes first, then the records of the orders they name.
+// trade and refund indexes first, then the records of the orders they name
+// (a third for the few trades that are not their order's current one).
 func (l reconcileLedger) Records(ctx context.Context, refs []reconcile.Ref) ([]reconcile.Record, error) {
 	orders, err := l.orders(ctx, refs)
 	if err != nil {
 		return nil, err
 	}
 	cur := make([]*redis.SliceCmd, len(refs))
-	other := make([]*redis.StringCmd, len(refs))
+	refunds := make([]*redis.StringCmd, len(refs))
 	_, err = l.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range refs {
 			switch {
 			case orders[i] == "":
 			case r.Refund:
-				other[i] = p.HGet(ctx, refundsKey(orders[i]), r.RefundNo)
+				refunds[i] = p.HGet(ctx, refundsKey(orders[i]), r.RefundNo)
 			default:
 				cur[i] = p.HMGet(ctx, tradeKey(orders[i]), "trade_no", "state", "amount_fen", "channel")
-				other[i] = p.HGet(ctx, tradesKey(orders[i]), r.TradeNo)
 			}
 		}
 		return nil
@@ -51,17 +51,42 @@ func (l reconcileLedger) Records(ctx context.Context, refs []reconcile.Ref) ([]r
 		return nil, fmt.Errorf("reading trade records: %w", err)
 	}
 	out := make([]reconcile.Record, len(refs))
+	var retired []int
 	for i, r := range refs {
 		out[i] = reconcile.Record{Ref: r, OrderNo: orders[i]}
 		switch {
 		case orders[i] == "":
 		case r.Refund:
-			readRefund(&out[i], other[i])
-		default:
-			readTrade(&out[i], cur[i], other[i])
+			readRefund(&out[i], refunds[i])
+		case !readTrade(&out[i], cur[i]):
+			retired = append(retired, i)
 		}
 	}
-	return out, nil
+	return out, l.readRetired(ctx, out, retired)
+}
+
+// readRetired fills the records at idx from their orders' retired trades.
+func (l reconcileLedger) readRetired(ctx context.Context, out []reconcile.Record, idx []int) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	cmds := make([]*redis.StringCmd, len(idx))
+	_, err := l.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for k, i := range idx {
+			cmds[k] = p.HGet(ctx, tradesKey(out[i].OrderNo), out[i].TradeNo)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("reading retired trades: %w", err)
+	}
+	for k, i := range idx {
+		var a retiredTrade
+		if raw := cmds[k].Val(); raw != "" && json.Unmarshal([]byte(raw), &a) == nil {
+			out[i].Found, out[i].State, out[i].Channel, out[i].AmountFen = true, a.State, a.Channel, a.AmountFen
+		}
+	}
+	return nil
 }
 
 // orders resolves each ref's order through the trade or refund index.
@@ -87,18 +112,16 @@ func (l reconcileLedger) orders(ctx context.Context, refs []reconcile.Ref) ([]st
 	return out, nil
 }
 
-// readTrade fills rec from the order's current trade or its retired one.
-func readTrade(rec *reconcile.Record, cur *redis.SliceCmd, retired *redis.StringCmd) {
-	if v := cur.Val(); len(v) == 4 && v[0] == rec.TradeNo {
-		str := func(x any) string { s, _ := x.(string); return s }
-		rec.Found, rec.State, rec.Channel = true, str(v[1]), str(v[3])
-		rec.AmountFen, _ = strconv.ParseInt(str(v[2]), 10, 64)
-		return
+// readTrade fills rec from the order's current trade, if it is rec's.
+func readTrade(rec *reconcile.Record, cur *redis.SliceCmd) bool {
+	v := cur.Val()
+	if len(v) != 4 || v[0] != rec.TradeNo {
+		return false
 	}
-	var a retiredTrade
-	if raw := retired.Val(); raw != "" && json.Unmarshal([]byte(raw), &a) == nil {
-		rec.Found, rec.State, rec.Channel, rec.AmountFen = true, a.State, a.Channel, a.AmountFen
-	}
+	str := func(x any) string { s, _ := x.(string); return s }
+	rec.Found, rec.State, rec.Channel = true, str(v[1]), str(v[3])
+	rec.AmountFen, _ = strconv.ParseInt(str(v[2]), 10, 64)
+	return true
 }
 
 func readRefund(rec *reconcile.Record, cmd *redis.StringCmd) {

@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,12 +11,12 @@ import (
 )
 
 // Reconciliation's Redis keys, all under one Cluster hash tag per channel
-// ({rc:<channel>}) so that the index, the working copies, the reports and
-// the open counts of a channel can be used together in one command or
+// ({rc:<channel>}) so that the index, a run's temporary keys, the reports
+// and the open counts of a channel can be used together in one command or
 // script:
 //
 //	tollgate:pay:{rc:<channel>}:day:<yyyy-mm-dd>      zset  per-day index (UTC day): "p<trade_no>" / "r<refund_no>" → ms
-//	tollgate:pay:{rc:<channel>}:work:<date>:<token>   zset  a run's working copy of its day's index (1 h)
+//	tollgate:pay:{rc:<channel>}:seen:<date>:<token>   set   a run's payments and refunds met so far (1 h)
 //	tollgate:pay:{rc:<channel>}:diffs:<date>:<token>  list  a run's differences, until the bill proved whole (1 h)
 //	tollgate:pay:{rc:<channel>}:run:<date>            string the lease of the run of that date
 //	tollgate:pay:{rc:<channel>}:report:<date>         string the report (JSON, 90 days)
@@ -39,8 +40,8 @@ func DayKey(channel string, t time.Time) string {
 	return slot(channel) + ":day:" + t.UTC().Format(time.DateOnly)
 }
 
-func workKey(channel, date, token string) string {
-	return slot(channel) + ":work:" + date + ":" + token
+func seenKey(channel, date, token string) string {
+	return slot(channel) + ":seen:" + date + ":" + token
 }
 func diffsKey(channel, date, token string) string {
 	return slot(channel) + ":diffs:" + date + ":" + token
@@ -93,18 +94,38 @@ func dayKeys(channel string, start, end time.Time) []string {
 // workTTL bounds a run's temporary keys if the run dies.
 const workTTL = time.Hour
 
-// beginWork copies the index entries of [start, end) into the run's
-// working set, on the Redis side.
-func beginWork(ctx context.Context, rdb redis.UniversalClient, work string, channel string, start, end time.Time) error {
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.ZUnionStore(ctx, work, &redis.ZStore{Keys: dayKeys(channel, start, end), Aggregate: "MIN"})
-		p.ZRemRangeByScore(ctx, work, "-inf", fmt.Sprintf("(%d", start.UnixMilli()))
-		p.ZRemRangeByScore(ctx, work, fmt.Sprint(end.UnixMilli()), "+inf")
-		p.Expire(ctx, work, workTTL)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("copying the day's index: %w", err)
+// indexEntry is one entry of the per-day index.
+type indexEntry struct {
+	member string
+	at     int64 // ms
+}
+
+// scanIndex calls fn with the index entries of [start, end), a batch at a
+// time (ZSCAN of each day key: never one long command on a big key). An
+// entry may come twice; the caller dedupes.
+func scanIndex(ctx context.Context, rdb redis.UniversalClient, channel string, start, end time.Time, fn func([]indexEntry) error) error {
+	from, to := start.UnixMilli(), end.UnixMilli()
+	for _, key := range dayKeys(channel, start, end) {
+		var cursor uint64
+		for {
+			kv, next, err := rdb.ZScan(ctx, key, cursor, "", batchSize).Result()
+			if err != nil {
+				return fmt.Errorf("reading the day's index: %w", err)
+			}
+			batch := make([]indexEntry, 0, len(kv)/2)
+			for i := 0; i+1 < len(kv); i += 2 {
+				at, err := strconv.ParseFloat(kv[i+1], 64)
+				if err == nil && int64(at) >= from && int64(at) < to {
+					batch = append(batch, indexEntry{kv[i], int64(at)})
+				}
+			}
+			if err := fn(batch); err != nil {
+				return err
+			}
+			if cursor = next; cursor == 0 {
+				break
+			}
+		}
 	}
 	return nil
 }

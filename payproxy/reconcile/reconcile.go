@@ -5,8 +5,9 @@
 // It streams: the bill is read a batch of lines at a time (payproxy/bill's
 // Reader), each batch looked up in the ledger in a few pipelined round
 // trips, and tollgate's records of the day are found through a per-day
-// index in Redis (index.go) whose members the bill's lines strike out of a
-// working copy: what is left are the records the bill lacks. Differences
+// index in Redis (index.go), scanned a batch at a time against the set of
+// what the bill's lines named: what is not in it, the bill lacks (no
+// Redis command ever works on a whole day at once). Differences
 // wait in a Redis list until the bill has proved whole (its summary, its
 // hash): a bad bill is an error, never a partial comparison, and nothing is
 // healed or reported from it. So neither a day's lines nor its records are

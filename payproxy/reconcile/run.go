@@ -124,23 +124,20 @@ func (r *run) execute(ctx context.Context) (map[string]int, bool) {
 		return nil, true
 	}
 	defer rd.Close()
-	work, diffs := workKey(r.job.Channel, r.job.Date, r.token), diffsKey(r.job.Channel, r.job.Date, r.token)
+	seen, diffs := seenKey(r.job.Channel, r.job.Date, r.token), diffsKey(r.job.Channel, r.job.Date, r.token)
 	defer func() {
+		// UNLINK: a set of a million members is freed off Redis's thread.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		_ = r.rc.Redis.Del(cctx, work, diffs).Err()
+		_ = r.rc.Redis.Unlink(cctx, seen, diffs).Err()
 	}()
-	if err := beginWork(ctx, r.rc.Redis, work, r.job.Channel, r.job.Start, r.job.End); err != nil {
-		r.fail(StateError, err.Error())
-		return nil, true
-	}
-	if err := r.compareBill(ctx, rd, work, diffs); err != nil {
+	if err := r.compareBill(ctx, rd, seen, diffs); err != nil {
 		// A bad bill, or Redis failing: the differences found so far are
 		// dropped with the list, nothing was healed or reported.
 		r.fail(StateError, err.Error())
 		return nil, !errors.Is(err, bill.ErrBadBill)
 	}
-	if err := r.compareIndex(ctx, work, diffs); err != nil {
+	if err := r.compareIndex(ctx, seen, diffs); err != nil {
 		r.fail(StateError, err.Error())
 		return nil, true
 	}
@@ -164,7 +161,7 @@ func (r *run) fail(state, msg string) {
 }
 
 // compareBill reads the bill to its end, a batch at a time.
-func (r *run) compareBill(ctx context.Context, rd bill.Reader, work, diffs string) error {
+func (r *run) compareBill(ctx context.Context, rd bill.Reader, seen, diffs string) error {
 	batch := make([]bill.Line, 0, batchSize)
 	for {
 		l, err := rd.Next()
@@ -176,13 +173,13 @@ func (r *run) compareBill(ctx context.Context, rd bill.Reader, work, diffs strin
 		}
 		r.rep.Lines++
 		if batch = append(batch, l); len(batch) == batchSize {
-			if err := r.lines(ctx, batch, work, diffs); err != nil {
+			if err := r.lines(ctx, batch, seen, diffs); err != nil {
 				return err
 			}
 			batch = batch[:0]
 		}
 	}
-	if err := r.lines(ctx, batch, work, diffs); err != nil {
+	if err := r.lines(ctx, batch, seen, diffs); err != nil {
 		return err
 	}
 	t := rd.Totals()
@@ -190,17 +187,17 @@ func (r *run) compareBill(ctx context.Context, rd bill.Reader, work, diffs strin
 	return nil
 }
 
-// lines compares one batch of bill lines with their records, strikes them
-// out of the working copy of the day's index and keeps the differences.
-func (r *run) lines(ctx context.Context, batch []bill.Line, work, diffs string) error {
+// lines compares one batch of bill lines with their records, adds them to
+// the run's seen set and keeps the differences.
+func (r *run) lines(ctx context.Context, batch []bill.Line, seen, diffs string) error {
 	if len(batch) == 0 {
 		return nil
 	}
 	refs := make([]Ref, len(batch))
-	seen := make([]any, len(batch))
+	members := make([]any, len(batch))
 	for i, l := range batch {
 		refs[i] = Ref{Refund: l.Kind == bill.Refund, TradeNo: l.OrderNo, RefundNo: l.RefundNo}
-		seen[i] = member(refs[i])
+		members[i] = member(refs[i])
 	}
 	recs, err := r.job.Ledger.Records(ctx, refs)
 	if err != nil {
@@ -214,7 +211,10 @@ func (r *run) lines(ctx context.Context, batch []bill.Line, work, diffs string) 
 			r.rep.Matched++
 		}
 	}
-	return r.keep(ctx, diffs, found, func(p redis.Pipeliner) { p.ZRem(ctx, work, seen...) })
+	return r.keep(ctx, diffs, found, func(p redis.Pipeliner) {
+		p.SAdd(ctx, seen, members...)
+		p.Expire(ctx, seen, workTTL)
+	})
 }
 
 // keep stores differences in the run's list, with more commands of the
@@ -235,21 +235,28 @@ func (r *run) keep(ctx context.Context, diffs string, found []any, more func(red
 }
 
 // compareIndex finds tollgate's records of the day that no bill line
-// struck out: popped from the working copy a batch at a time.
-func (r *run) compareIndex(ctx context.Context, work, diffs string) error {
-	for {
-		zs, err := r.rc.Redis.ZPopMin(ctx, work, batchSize).Result()
+// named: the index entries of the day not in the seen set (each added to
+// it, which also drops an entry the scan gives twice).
+func (r *run) compareIndex(ctx context.Context, seen, diffs string) error {
+	return scanIndex(ctx, r.rc.Redis, r.job.Channel, r.job.Start, r.job.End, func(entries []indexEntry) error {
+		added := make([]*redis.IntCmd, len(entries))
+		_, err := r.rc.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, e := range entries {
+				added[i] = p.SAdd(ctx, seen, e.member)
+			}
+			return nil
+		})
 		if err != nil {
 			return fmt.Errorf("reading the day's index: %w", err)
 		}
-		if len(zs) == 0 {
-			return nil
-		}
-		refs := make([]Ref, 0, len(zs))
-		for _, z := range zs {
-			if ref, ok := refOf(fmt.Sprint(z.Member)); ok {
+		var refs []Ref
+		for i, e := range entries {
+			if ref, ok := refOf(e.member); ok && added[i].Val() == 1 {
 				refs = append(refs, ref)
 			}
+		}
+		if len(refs) == 0 {
+			return nil
 		}
 		recs, err := r.job.Ledger.Records(ctx, refs)
 		if err != nil {
@@ -261,10 +268,8 @@ func (r *run) compareIndex(ctx context.Context, work, diffs string) error {
 				found = append(found, p)
 			}
 		}
-		if err := r.keep(ctx, diffs, found, func(redis.Pipeliner) {}); err != nil {
-			return err
-		}
-	}
+		return r.keep(ctx, diffs, found, func(redis.Pipeliner) {})
+	})
 }
 
 // unlisted makes a record absent from the bill a difference, if tollgate
