@@ -72,6 +72,7 @@ func (p *PayProxy) runReconciler(ctx context.Context) {
 	}
 	t := time.NewTicker(time.Duration(p.PollInterval))
 	defer t.Stop()
+	planned := "" // the last day this instance saw planned
 	for {
 		select {
 		case <-ctx.Done():
@@ -79,8 +80,10 @@ func (p *PayProxy) runReconciler(ctx context.Context) {
 		case <-t.C:
 		}
 		now := reconcileNow().In(c.loc)
-		if !now.Before(reconcile.RunTime(now, c.hour, c.minute)) {
-			p.planReconcile(ctx, now)
+		if day := now.Format(time.DateOnly); day != planned && !now.Before(reconcile.RunTime(now, c.hour, c.minute)) {
+			if p.planReconcile(ctx, now) {
+				planned = day
+			}
 		}
 		for _, ch := range p.channels() {
 			p.runDueDates(ctx, ch)
@@ -89,12 +92,18 @@ func (p *PayProxy) runReconciler(ctx context.Context) {
 }
 
 // planReconcile puts the day's dates into the due sets, once per day
-// across the instances.
-func (p *PayProxy) planReconcile(ctx context.Context, now time.Time) {
+// across the instances. It reports whether the day is planned for every
+// channel (by this instance or another).
+func (p *PayProxy) planReconcile(ctx context.Context, now time.Time) bool {
 	day := now.Format(time.DateOnly)
+	done := true
 	for _, ch := range p.channels() {
 		won, err := p.rdb.SetNX(ctx, reconcilePlannedKey(ch, day), "1", 72*time.Hour).Result()
-		if err != nil || !won {
+		if err != nil {
+			done = false
+			continue
+		}
+		if !won {
 			continue
 		}
 		var zs []redis.Z
@@ -106,8 +115,10 @@ func (p *PayProxy) planReconcile(ctx context.Context, now time.Time) {
 			// or another instance plans again at its next look.
 			_ = p.rdb.Del(ctx, reconcilePlannedKey(ch, day)).Err()
 			p.logger.Warn("planning the daily reconciliation failed", zap.String("channel", ch), zap.Error(err))
+			done = false
 		}
 	}
+	return done
 }
 
 // runDueDates runs the channel's due dates, one lease at a time.
