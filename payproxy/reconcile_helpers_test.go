@@ -12,36 +12,14 @@ import (
 	"github.com/tollgate/tollgate/internal/testcaddy"
 	"github.com/tollgate/tollgate/payproxy/bill"
 	"github.com/tollgate/tollgate/payproxy/bill/billtest"
+	"github.com/tollgate/tollgate/payproxy/reconcile"
 )
 
 // reconReport is the report JSON, decoded strictly: a field the issue does
 // not name fails the decoding.
-type reconReport struct {
-	Channel string `json:"channel"`
-	Date    string `json:"date"`
-	State   string `json:"state"`
-	Error   string `json:"error"`
-	Lines   int    `json:"lines"`
-	Matched int    `json:"matched"`
-	Healed  int    `json:"healed"`
-	Totals  struct {
-		ProviderPaidFen     int64 `json:"provider_paid_fen"`
-		LocalPaidFen        int64 `json:"local_paid_fen"`
-		ProviderRefundedFen int64 `json:"provider_refunded_fen"`
-		LocalRefundedFen    int64 `json:"local_refunded_fen"`
-	} `json:"totals"`
-	Differences []reconDiff `json:"differences"`
-}
+type reconReport = reconcile.Report
 
-type reconDiff struct {
-	Kind        string `json:"kind"`
-	OrderNo     string `json:"order_no"`
-	TradeNo     string `json:"trade_no"`
-	RefundNo    string `json:"refund_no"`
-	ProviderFen int64  `json:"provider_fen"`
-	LocalFen    int64  `json:"local_fen"`
-	Healed      bool   `json:"healed"`
-}
+type reconDiff = reconcile.Difference
 
 func decodeReport(t testing.TB, raw []byte) reconReport {
 	t.Helper()

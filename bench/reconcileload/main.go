@@ -22,14 +22,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/tollgate/tollgate/bench/tollgateproc"
 	"github.com/tollgate/tollgate/internal/paysim"
 	"github.com/tollgate/tollgate/payproxy/reconcile"
 )
@@ -137,19 +136,19 @@ func measure(bin, redisURL string, rdb *redis.Client, sim *paysim.Sim, simURL, c
 	if err != nil {
 		return r, err
 	}
-	proc, logs, stop, err := startTollgate(bin, caddyfile(sim.Keys(), simURL, redisURL, port, admin), port)
+	proc, err := tollgateproc.Start(bin, tollgateproc.Caddyfile(sim.Keys(), simURL, redisURL, port, admin), port)
 	if err != nil {
 		return r, err
 	}
-	defer stop()
-	r.baseRSS = peakKiB(proc)
+	defer proc.Stop()
+	r.baseRSS = proc.PeakKiB()
 	start = time.Now()
 	rep, err := reconcileNow(admin, ch, date)
 	if err != nil {
-		return r, fmt.Errorf("%w\ntollgate's log:\n%s", err, lastLines(logs(), 20))
+		return r, fmt.Errorf("%w\ntollgate's log:\n%s", err, proc.Log(20))
 	}
 	r.run = time.Since(start)
-	r.peakRSS = peakKiB(proc)
+	r.peakRSS = proc.PeakKiB()
 	r.reportLines, r.matched, r.differ = rep.Lines, rep.Matched, len(rep.Differences)
 	return r, nil
 }
@@ -259,96 +258,6 @@ func reconcileNow(admin, ch, date string) (report, error) {
 		return rep, fmt.Errorf("reconcile answered %d %s", resp.StatusCode, bytes.TrimSpace(raw))
 	}
 	return rep, nil
-}
-
-func caddyfile(k paysim.Keys, simURL, redisURL string, port int, admin string) string {
-	return fmt.Sprintf(`{
-	admin %[14]s
-	auto_https off
-	persist_config off
-}
-http://127.0.0.1:%[1]d {
-	payproxy {
-		redis %[2]s
-		alipay {
-			app_id %[3]s
-			private_key %[4]s
-			alipay_public_key %[5]s
-			gateway %[6]s/gateway.do
-			notify_url http://127.0.0.1:%[1]d/pay/notify/alipay
-		}
-		wechat {
-			mch_id %[7]s
-			app_id %[8]s
-			serial_no %[9]s
-			private_key %[10]s
-			apiv3_key %[11]s
-			platform_public_key %[12]s
-			platform_public_key_id %[13]s
-			base_url %[6]s
-			notify_url http://127.0.0.1:%[1]d/pay/notify/wechat
-		}
-		poll_interval 10m
-	}
-}
-`, port, redisURL, k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, simURL,
-		k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key,
-		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, admin)
-}
-
-// startTollgate runs tollgate on cf; it returns its pid, its log and how
-// to stop it.
-func startTollgate(bin, cf string, port int) (int, func() string, func(), error) {
-	dir, err := os.MkdirTemp("", "reconcileload-")
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	path := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
-		return 0, nil, nil, err
-	}
-	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
-	logf, _ := os.Create(filepath.Join(dir, "tollgate.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "TMPDIR="+dir) // the spooled bill goes there
-	if err := cmd.Start(); err != nil {
-		return 0, nil, nil, err
-	}
-	logs := func() string { b, _ := os.ReadFile(logf.Name()); return string(b) }
-	stop := func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		os.RemoveAll(dir)
-	}
-	for i := 0; i < 200; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return cmd.Process.Pid, logs, stop, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	stop()
-	return 0, nil, nil, fmt.Errorf("tollgate did not start")
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-// peakKiB is a process's peak resident set size so far (VmHWM).
-func peakKiB(pid int) int {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kib, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return kib
-		}
-	}
-	return 0
 }
 
 // freePort returns a free port for the site and an address for the admin API.

@@ -13,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/tollgate/tollgate/payproxy/reconcile"
 )
 
 // reconcileCommand is `tollgate payproxy reconcile`: one reconciliation of
@@ -42,32 +44,6 @@ or could not be fetched; nothing was compared).`,
 	return rc
 }
 
-// reconReport is the report of POST /tollgate/payproxy/reconcile.
-type reconReport struct {
-	Channel string `json:"channel"`
-	Date    string `json:"date"`
-	State   string `json:"state"`
-	Error   string `json:"error"`
-	Lines   int    `json:"lines"`
-	Matched int    `json:"matched"`
-	Healed  int    `json:"healed"`
-	Totals  struct {
-		ProviderPaidFen     int64 `json:"provider_paid_fen"`
-		LocalPaidFen        int64 `json:"local_paid_fen"`
-		ProviderRefundedFen int64 `json:"provider_refunded_fen"`
-		LocalRefundedFen    int64 `json:"local_refunded_fen"`
-	} `json:"totals"`
-	Differences []struct {
-		Kind        string `json:"kind"`
-		OrderNo     string `json:"order_no"`
-		TradeNo     string `json:"trade_no"`
-		RefundNo    string `json:"refund_no"`
-		ProviderFen int64  `json:"provider_fen"`
-		LocalFen    int64  `json:"local_fen"`
-		Healed      bool   `json:"healed"`
-	} `json:"differences"`
-}
-
 func cmdReconcile(fl caddycmd.Flags) (int, error) {
 	channel, date := strings.TrimSpace(fl.String("channel")), strings.TrimSpace(fl.String("date"))
 	if channel == "" || date == "" {
@@ -78,7 +54,7 @@ func cmdReconcile(fl caddycmd.Flags) (int, error) {
 		return caddy.ExitCodeFailedStartup, fmt.Errorf("reconciling %s %s: %w", channel, date, err)
 	}
 	// One report per Redis the routes use: an array when there are several.
-	var reports []reconReport
+	var reports []reconcile.Report
 	list := raw
 	if !bytes.HasPrefix(bytes.TrimSpace(raw), []byte("[")) {
 		list = append(append(json.RawMessage("["), raw...), ']')
@@ -96,14 +72,14 @@ func cmdReconcile(fl caddycmd.Flags) (int, error) {
 		}
 	}
 	for _, r := range reports {
-		if r.State != "done" {
+		if r.State != reconcile.StateDone {
 			return caddy.ExitCodeFailedStartup, fmt.Errorf("the reconciliation of %s %s is %s: %s", r.Channel, r.Date, r.State, r.Error)
 		}
 	}
 	return caddy.ExitCodeSuccess, nil
 }
 
-func printReport(r reconReport) {
+func printReport(r reconcile.Report) {
 	open := 0
 	for _, d := range r.Differences {
 		if !d.Healed {
