@@ -43,9 +43,7 @@ func newPayMetrics(reg prometheus.Registerer) (*payMetrics, error) {
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "duplicate_payments_total", Help: "Payments of an order that was already paid (trade.duplicate_paid), by channel."},
 			[]string{"channel"}),
-		reconcileRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "reconcile_runs_total", Help: "Reconciliations of a provider's daily bill, by channel and result (done, pending: bill not ready, error)."},
-			[]string{"channel", "result"}),
+		reconcileRuns: reconcileRuns,
 	}
 	if reg == nil {
 		return m, nil
@@ -111,6 +109,13 @@ func (m *payMetrics) webhook(result string, d time.Duration) {
 func (m *payMetrics) duplicatePayment(channel string) {
 	m.duplicates.WithLabelValues(channel).Inc()
 }
+
+// reconcileRuns is one counter for the process, as Caddy's own metrics
+// are: every config's registry gets the same one, so a reload does not
+// reset it (a daily count would otherwise vanish with any reload).
+var reconcileRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tollgate", Subsystem: "payproxy",
+	Name: "reconcile_runs_total", Help: "Reconciliations of a provider's daily bill, by channel and result (done, pending: bill not ready, error)."},
+	[]string{"channel", "result"})
 
 func (m *payMetrics) reconcileRun(channel, result string) {
 	m.reconcileRuns.WithLabelValues(channel, result).Inc()

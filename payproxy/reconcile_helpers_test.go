@@ -133,3 +133,22 @@ func (e *env) settled(refunds ...string) {
 		return true
 	})
 }
+
+// runsSince snapshots tollgate_payproxy_reconcile_runs_total of an admin
+// endpoint; the func returned gives how much a series grew since. The
+// counter is one per process (it survives reloads), so tests in this
+// process count from their own start.
+func runsSince(t testing.TB, admin string) func(channel, result string) float64 {
+	series := func(ch, result string) string {
+		return fmt.Sprintf(`tollgate_payproxy_reconcile_runs_total{channel="%s",result="%s"}`, ch, result)
+	}
+	base := map[string]float64{}
+	for _, ch := range []string{"alipay", "wechat"} {
+		for _, result := range []string{"done", "pending", "error"} {
+			base[series(ch, result)] = max(0, metric(t, admin, series(ch, result)))
+		}
+	}
+	return func(ch, result string) float64 {
+		return max(0, metric(t, admin, series(ch, result))) - base[series(ch, result)]
+	}
+}

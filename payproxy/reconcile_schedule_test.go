@@ -52,17 +52,11 @@ func TestTwoInstancesDueAtTheSameMinuteRunOnce(t *testing.T) {
 	e := newEnv(t)
 	withReconcile(e, time.Now().In(beijing).Format("15:04"), 1)
 	inst := e.start()
+	here := runsSince(t, inst.AdminURL())
 	port2 := testcaddy.FreePort(t)
 	proc := testcaddy.StartProcess(t, "", e.caddyfile(port2))
-	runs := func(ch string) float64 {
-		n := 0.0
-		for _, admin := range []string{inst.AdminURL(), proc.AdminURL()} {
-			if v := metric(t, admin, fmt.Sprintf(`tollgate_payproxy_reconcile_runs_total{channel="%s",result="pending"}`, ch)); v > 0 {
-				n += v
-			}
-		}
-		return n
-	}
+	there := runsSince(t, proc.AdminURL())
+	runs := func(ch string) float64 { return here(ch, "pending") + there(ch, "pending") }
 	eventually(t, 30*time.Second, "a run per channel", func() bool { return runs("alipay") >= 1 && runs("wechat") >= 1 })
 	c := e.redis.Client()
 	ctx := context.Background()
@@ -101,6 +95,7 @@ func TestABillNotReadyIsAskedForAgainLaterInTheDay(t *testing.T) {
 	t.Cleanup(payproxy.ResetReconcileClock)
 	inst := e.start()
 	admin := inst.AdminURL()
+	runs := runsSince(t, admin)
 	for _, ch := range []string{"alipay", "wechat"} {
 		e.paidOrder("LATE_BILL_"+ch, ch, 2100)
 		wantStatus(t, e.refund("LATE_BILL_"+ch, "LATE_RF_"+ch, 100), 200, "")
@@ -125,8 +120,8 @@ func TestABillNotReadyIsAskedForAgainLaterInTheDay(t *testing.T) {
 			t.Errorf("%s report %+v, paysim's bill has %d lines", ch, rep, lines)
 		}
 		for result, want := range map[string]float64{"pending": 1, "done": 1} {
-			if v := metric(t, admin, fmt.Sprintf(`tollgate_payproxy_reconcile_runs_total{channel="%s",result="%s"}`, ch, result)); v != want {
-				t.Errorf("%s runs_total %s = %v, want %v", ch, result, v, want)
+			if v := runs(ch, result); v != want {
+				t.Errorf("%s runs_total %s grew by %v, want %v", ch, result, v, want)
 			}
 		}
 		if n := e.sim.Calls()[ch+".bill"]; n != 2 {
@@ -146,6 +141,7 @@ func TestACorruptBillIsAnErrorAndHealsNothing(t *testing.T) {
 	e.options["poll_interval"] = "1h"
 	inst := e.startWith(func(cf string) string { return deadNotify(t, e, cf) })
 	admin := inst.AdminURL()
+	runs := runsSince(t, admin)
 	reasons := map[string]string{"alipay": "unreadable zip", "wechat": "SHA1"}
 	for _, ch := range []string{"alipay", "wechat"} {
 		t.Run(ch, func(t *testing.T) {
@@ -170,8 +166,8 @@ func TestACorruptBillIsAnErrorAndHealsNothing(t *testing.T) {
 			if got := e.get(order); got.str("state") == "PAID" {
 				t.Fatalf("healed from a bad bill: %s", got.Raw)
 			}
-			if v := metric(t, admin, fmt.Sprintf(`tollgate_payproxy_reconcile_runs_total{channel="%s",result="error"}`, ch)); v != 1 {
-				t.Errorf("runs_total error = %v", v)
+			if v := runs(ch, "error"); v != 1 {
+				t.Errorf("runs_total error grew by %v", v)
 			}
 			if v := metric(t, admin, fmt.Sprintf(`tollgate_payproxy_reconcile_differences{channel="%s",kind="missing_locally"}`, ch)); v != 0 {
 				t.Errorf("differences counted from a bad bill: %v", v)
@@ -346,4 +342,30 @@ func TestABillBadOnlyAtItsEndHealsAndReportsNothing(t *testing.T) {
 	if keys := c.Keys(ctx, "tollgate:pay:{rc:alipay}:*").Val(); len(keys) != 2 {
 		t.Errorf("keys left: %v (want the day's index and the report)", keys)
 	}
+}
+
+// TestReconcileMetricsAndScheduleSurviveReloads: the runs counter counts
+// on across config reloads (registered once, shared by the configs) and
+// the gauge keeps reading Redis; each reload leaves one scheduler.
+func TestReconcileMetricsAndScheduleSurviveReloads(t *testing.T) {
+	e := newEnv(t)
+	withReconcile(e, "10:30", 1)
+	inst := e.start()
+	admin := inst.AdminURL()
+	runs := runsSince(t, admin)
+	e.paidOrder("RELOAD_RECON", "wechat", 500)
+	must(t, e.redis.Client().HSet(context.Background(), tradeHash("RELOAD_RECON"), "amount_fen", 501).Err())
+	runReconcile(t, admin, "wechat", today())
+	for _, iv := range []string{"150ms", "250ms"} {
+		e.options["poll_interval"] = iv
+		inst.Reload(e.caddyfile(e.port))
+	}
+	runReconcile(t, admin, "wechat", today())
+	if v := runs("wechat", "done"); v != 2 {
+		t.Errorf("runs_total done grew by %v over two runs across reloads, want 2", v)
+	}
+	if v := metric(t, admin, `tollgate_payproxy_reconcile_differences{channel="wechat",kind="amount_mismatch"}`); v != 1 {
+		t.Errorf("gauge = %v", v)
+	}
+	eventually(t, 5*time.Second, "one scheduler", func() bool { return countGoroutines("payproxy.(*PayProxy).runReconciler") == 1 })
 }
