@@ -152,3 +152,18 @@ func runsSince(t testing.TB, admin string) func(channel, result string) float64 
 		return max(0, metric(t, admin, series(ch, result))) - base[series(ch, result)]
 	}
 }
+
+// notified waits until every notification paysim made about the trade is
+// acknowledged: none is still on its way to change the record a test is
+// about to tamper with.
+func (e *env) notified(tradeNo string) {
+	e.t.Helper()
+	eventually(e.t, 10*time.Second, "notifications of "+tradeNo+" acknowledged", func() bool {
+		for _, d := range e.sim.Notifications() {
+			if d.OutTradeNo == tradeNo && !d.Delivered {
+				return false
+			}
+		}
+		return true
+	})
+}

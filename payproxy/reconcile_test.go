@@ -239,6 +239,10 @@ func TestTamperedRecordsAreReportedAndOnlyConfirmedOnesHealed(t *testing.T) {
 	refundTrade := e.paidOrder("T_REFUND", "alipay", 800)
 	wantStatus(t, e.refund("T_REFUND", "T_RF", 500), 200, "")
 	e.settled("T_RF")
+	eventually(t, 10*time.Second, "the refund's notification", func() bool { return len(e.deliveries(refundTrade, "refund")) == 1 })
+	for _, tn := range []string{amountTrade, refundTrade} {
+		e.notified(tn)
+	}
 	var rf map[string]any
 	must(t, json.Unmarshal([]byte(c.HGet(ctx, refundHash("T_REFUND"), "T_RF").Val()), &rf))
 	rf["state"] = "FAILED"
@@ -247,8 +251,10 @@ func TestTamperedRecordsAreReportedAndOnlyConfirmedOnesHealed(t *testing.T) {
 	must(t, c.HIncrBy(ctx, tradeHash("T_REFUND"), "refunded_fen", -500).Err())
 
 	goneTrade := e.paidOrder("T_GONE", "alipay", 300)
+	e.notified(goneTrade)
 	must(t, c.Del(ctx, tradeHash("T_GONE"), "tollgate:pay:{t:"+goneTrade+"}").Err())
 	orphanTrade := e.paidOrder("T_ORPHAN", "alipay", 400)
+	e.notified(orphanTrade)
 	must(t, c.Del(ctx, tradeHash("T_ORPHAN")).Err())
 	e.quiesce()
 	before := len(e.hooks.all())
