@@ -130,7 +130,8 @@ wait_port tollgate "$INTERNAL_PORT"
 status=0
 "$WORK/walkthrough" -customer "$TOLLGATE_CUSTOMER_SITE" -courier "$TOLLGATE_COURIER_SITE" \
 	-internal "$TOLLGATE_INTERNAL_SITE" -service-key "$JWT_SIGNING_KEY_FILE" \
-	-paysim "$PAYSIM_URL" -backend "http://$BACKEND" -grace "$REUSE_GRACE" -out "$DEMO_OUT" || status=$?
+	-paysim "$PAYSIM_URL" -backend "http://$BACKEND" -grace "$REUSE_GRACE" -out "$DEMO_OUT" \
+	-admin "http://$TOLLGATE_ADMIN" || status=$?
 echo
 say "What the backend's webhook receiver printed:"
 sed 's/^/  /' "$WORK/backend.log"

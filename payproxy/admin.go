@@ -23,6 +23,8 @@ func init() {
 //
 //	GET  /tollgate/payproxy/dead_letters          list (JSON array)
 //	POST /tollgate/payproxy/dead_letters/replay   body {"id": "<event id>"} or {} for all
+//	POST /tollgate/payproxy/reconcile             body {"date", "channel"}: run, answer the report
+//	GET  /tollgate/payproxy/reconcile/{channel}/{date}   the stored report (reconcile_admin.go)
 type DeadLetterAdmin struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -84,6 +86,9 @@ type deadLetter struct {
 }
 
 func serveAdmin(w http.ResponseWriter, r *http.Request) error {
+	if p := strings.TrimSuffix(r.URL.Path, "/"); p == reconcileAdminPath || strings.HasPrefix(p, reconcileAdminPath+"/") {
+		return serveReconcileAdmin(w, r)
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	switch path := strings.TrimSuffix(r.URL.Path, "/"); {

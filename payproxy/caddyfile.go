@@ -65,6 +65,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        backoff <duration>
 //	        max_backoff <duration>
 //	    }
+//	    reconcile {
+//	        at <HH:MM>
+//	        timezone <IANA zone>
+//	        days <n>
+//	    }
 //	}
 //
 // Key files are checked here, so a missing file fails at config load with
@@ -125,6 +130,9 @@ func (p *PayProxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "webhook":
 			p.Webhook = new(WebhookConfig)
 			err = p.Webhook.unmarshal(d)
+		case "reconcile":
+			p.Reconcile = new(ReconcileConfig)
+			err = p.Reconcile.unmarshal(d)
 		default:
 			return d.Errf("unknown payproxy subdirective %q", d.Val())
 		}

@@ -17,6 +17,7 @@ type payMetrics struct {
 	webhooks         *prometheus.CounterVec
 	webhookDuration  prometheus.Histogram
 	duplicates       *prometheus.CounterVec
+	reconcileRuns    *prometheus.CounterVec
 }
 
 func newPayMetrics(reg prometheus.Registerer) (*payMetrics, error) {
@@ -42,6 +43,7 @@ func newPayMetrics(reg prometheus.Registerer) (*payMetrics, error) {
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "duplicate_payments_total", Help: "Payments of an order that was already paid (trade.duplicate_paid), by channel."},
 			[]string{"channel"}),
+		reconcileRuns: reconcileRuns,
 	}
 	if reg == nil {
 		return m, nil
@@ -54,6 +56,9 @@ func newPayMetrics(reg prometheus.Registerer) (*payMetrics, error) {
 	m.webhooks = register(reg, m.webhooks, &err)
 	m.webhookDuration = register(reg, m.webhookDuration, &err)
 	m.duplicates = register(reg, m.duplicates, &err)
+	m.reconcileRuns = register(reg, m.reconcileRuns, &err)
+	// Open reconciliation differences, read from Redis at scrape time.
+	register[prometheus.Collector](reg, newReconcileGauge(), &err)
 	// The webhook queue, dead letters and Redis health, read at scrape time.
 	register[prometheus.Collector](reg, newWebhookGauges(), &err)
 	return m, err
@@ -103,4 +108,15 @@ func (m *payMetrics) webhook(result string, d time.Duration) {
 
 func (m *payMetrics) duplicatePayment(channel string) {
 	m.duplicates.WithLabelValues(channel).Inc()
+}
+
+// reconcileRuns is one counter for the process, as Caddy's own metrics
+// are: every config's registry gets the same one, so a reload does not
+// reset it (a daily count would otherwise vanish with any reload).
+var reconcileRuns = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "tollgate", Subsystem: "payproxy",
+	Name: "reconcile_runs_total", Help: "Reconciliations of a provider's daily bill, by channel and result (done, pending: bill not ready, error)."},
+	[]string{"channel", "result"})
+
+func (m *payMetrics) reconcileRun(channel, result string) {
+	m.reconcileRuns.WithLabelValues(channel, result).Inc()
 }

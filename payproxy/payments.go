@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/payproxy/provider"
+	"github.com/tollgate/tollgate/payproxy/reconcile"
 )
 
 // Every trade payproxy creates stays known: a trade replaced by another
@@ -40,6 +41,9 @@ func (p *PayProxy) recordPayment(ctx context.Context, t *tradeRecord, providerTr
 	res, err := p.store.recordPayment(ctx, t, providerTradeID, refundNo, time.Now())
 	if err != nil {
 		return err
+	}
+	if res.result == paymentNew || res.result == paymentDuplicate {
+		p.indexForReconcile(ctx, t.Channel, reconcile.Ref{TradeNo: t.TradeNo})
 	}
 	switch res.result {
 	case paymentNew:

@@ -29,6 +29,7 @@ import (
 	"github.com/tollgate/tollgate/internal/redisclient"
 	"github.com/tollgate/tollgate/payproxy/alipay"
 	"github.com/tollgate/tollgate/payproxy/provider"
+	"github.com/tollgate/tollgate/payproxy/reconcile"
 	"github.com/tollgate/tollgate/payproxy/wechat"
 )
 
@@ -101,6 +102,9 @@ type PayProxy struct {
 	// "off" only records and reports it (trade.duplicate_paid), for a
 	// person to refund. Default: auto
 	DuplicateRefund string `json:"duplicate_refund,omitempty"`
+	// Daily reconciliation of the providers' bills; omitted = off (runs on
+	// demand through the admin API still work).
+	Reconcile *ReconcileConfig `json:"reconcile,omitempty"`
 
 	served        map[string]bool
 	logger        *zap.Logger
@@ -119,6 +123,7 @@ type PayProxy struct {
 	cancel        context.CancelFunc
 	wg            *sync.WaitGroup
 	redisHeld     bool
+	reconciler    *reconcile.Reconciler
 }
 
 // AlipayConfig configures the Alipay channel (public-key mode).
@@ -224,6 +229,7 @@ func (p *PayProxy) Provision(ctx caddy.Context) error {
 	if err := p.provisionLocks(rdb); err != nil {
 		return err
 	}
+	p.provisionReconcile()
 	p.wake = make(chan struct{}, 1)
 	p.start()
 	return nil
@@ -361,6 +367,10 @@ func (p *PayProxy) start() {
 		p.wg.Add(1)
 		go func() { defer p.wg.Done(); p.runSender(ctx) }()
 	}
+	if p.Reconcile != nil {
+		p.wg.Add(1)
+		go func() { defer p.wg.Done(); p.runReconciler(ctx) }()
+	}
 }
 
 // Validate checks the configuration; it only reads.
@@ -400,7 +410,7 @@ func (p *PayProxy) Validate() error {
 	default:
 		return fmt.Errorf("payproxy: duplicate_refund must be auto or off, got %q", p.DuplicateRefund)
 	}
-	return nil
+	return p.Reconcile.validate()
 }
 
 // Operations a route can serve.

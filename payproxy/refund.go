@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/payproxy/provider"
+	"github.com/tollgate/tollgate/payproxy/reconcile"
 )
 
 // Refunds: the amount is reserved against the paid amount in Redis (one
@@ -259,6 +260,9 @@ func (p *PayProxy) settle(ctx context.Context, t *tradeRecord, r *refundRecord, 
 	}
 	if changed {
 		r.State = to
+		if to == RefundSuccess {
+			p.indexForReconcile(ctx, t.Channel, reconcile.Ref{Refund: true, TradeNo: t.TradeNo, RefundNo: r.RefundNo})
+		}
 		p.publish(ctx, t.OrderNo, ev)
 	}
 	return nil

@@ -19,13 +19,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tollgate/tollgate/bench/tollgateproc"
 	"github.com/tollgate/tollgate/internal/paysim"
 	"github.com/tollgate/tollgate/payproxy/alipay"
 	"github.com/tollgate/tollgate/payproxy/provider"
@@ -58,11 +57,11 @@ func run(bin, redisURL string, n, conc, storms int) error {
 		return err
 	}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	stop, err := startTollgate(bin, caddyfile(sim.Keys(), simSrv.URL, redisURL, port), port)
+	proc, err := tollgateproc.Start(bin, tollgateproc.Caddyfile(sim.Keys(), simSrv.URL, redisURL, port, ""), port)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer proc.Stop()
 	adapters, err := directAdapters(sim.Keys(), simSrv.URL, base)
 	if err != nil {
 		return err
@@ -253,72 +252,6 @@ func directAdapters(k paysim.Keys, simURL, base string) (map[string]provider.Pro
 
 // caddyfile: polling far beyond the run, so that only the create path is
 // measured.
-func caddyfile(k paysim.Keys, simURL, redisURL string, port int) string {
-	return fmt.Sprintf(`{
-	admin off
-	auto_https off
-	persist_config off
-}
-http://127.0.0.1:%[1]d {
-	payproxy {
-		redis %[2]s
-		alipay {
-			app_id %[3]s
-			private_key %[4]s
-			alipay_public_key %[5]s
-			gateway %[6]s/gateway.do
-			notify_url http://127.0.0.1:%[1]d/pay/notify/alipay
-		}
-		wechat {
-			mch_id %[7]s
-			app_id %[8]s
-			serial_no %[9]s
-			private_key %[10]s
-			apiv3_key %[11]s
-			platform_public_key %[12]s
-			platform_public_key_id %[13]s
-			base_url %[6]s
-			notify_url http://127.0.0.1:%[1]d/pay/notify/wechat
-		}
-		poll_interval 10m
-	}
-}
-`, port, redisURL, k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, simURL,
-		k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key,
-		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID)
-}
-
-func startTollgate(bin, cf string, port int) (func(), error) {
-	dir, err := os.MkdirTemp("", "payproxyload-")
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(path, []byte(cf), 0o600); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "run", "--config", path, "--adapter", "caddyfile")
-	logf, _ := os.Create(filepath.Join(dir, "tollgate.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	stop := func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-		os.RemoveAll(dir)
-	}
-	for i := 0; i < 200; i++ {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return stop, nil
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	stop()
-	return nil, fmt.Errorf("tollgate did not start")
-}
-
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

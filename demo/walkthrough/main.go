@@ -1,6 +1,6 @@
 // Command walkthrough narrates tollgate's mission against a running demo
-// (see demo/run.sh): auth at the edge, the double-token lifecycle, and a
-// payment from QR code to refund. Each step prints ✓ or ✗; the exit status
+// (see demo/run.sh): auth at the edge, the double-token lifecycle, a
+// payment from QR code to refund, and the day's reconciliation. Each step prints ✓ or ✗; the exit status
 // is non-zero if any step failed.
 package main
 
@@ -18,7 +18,7 @@ import (
 
 type demo struct {
 	customer, courier, paysim, backend string
-	internal, serviceKey               string
+	internal, serviceKey, admin        string
 	outDir                             string
 	grace                              time.Duration
 	client                             *http.Client
@@ -33,12 +33,14 @@ func main() {
 	flag.StringVar(&d.backend, "backend", "http://127.0.0.1:9000", "demo backend")
 	flag.StringVar(&d.internal, "internal", "http://127.0.0.1:8083", "internal payments site (closes and refunds)")
 	flag.StringVar(&d.serviceKey, "service-key", "", "JWT signing key (PEM) to mint the payments backend's service token")
+	flag.StringVar(&d.admin, "admin", "http://127.0.0.1:2999", "tollgate's admin API (reconciliation)")
 	flag.StringVar(&d.outDir, "out", ".", "folder for the QR code PNG")
 	flag.DurationVar(&d.grace, "grace", 2*time.Second, "the refresh reuse_grace the demo runs with")
 	flag.Parse()
 
 	d.authSteps()
 	d.paymentSteps()
+	d.reconcileSteps()
 
 	fmt.Println()
 	if d.failed > 0 {

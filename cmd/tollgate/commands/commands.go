@@ -6,6 +6,7 @@
 //	tollgate keygen                       a jwt_refresh signing key pair with a kid, and the Caddyfile lines
 //	tollgate sessions list|revoke         list a user's sessions, end them or one (admin API)
 //	tollgate payproxy dead-letters        list or replay webhook dead letters (admin API)
+//	tollgate payproxy reconcile           reconcile a channel's bill of one day now (admin API)
 //	tollgate version                      tollgate's version, then Caddy's
 //
 // The admin commands are thin clients of the admin API routes of

@@ -18,7 +18,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "payproxy",
-		Usage: "dead-letters [--replay <id> | --replay-all] [--json] [--address <interface>]",
+		Usage: "dead-letters [--replay <id> | --replay-all] [--json] [--address <interface>] | reconcile --channel <c> --date <d>",
 		Short: "Operates payproxy through the admin API",
 		Long: `
 Operates the running payproxy routes through the admin API
@@ -35,6 +35,10 @@ dead-letters --replay <id>
 dead-letters --replay-all
     Puts every dead letter back into the queue.
 
+reconcile --channel <alipay|wechat> --date <yyyy-MM-dd>
+    Reconciles the channel's bill of that day with the trade ledger now and
+    prints the report (--json: the admin API's JSON); exits 1 unless done.
+
 Replay after the receiver is fixed: an event that fails max_attempts times
 again comes back to the list. The admin endpoint is --address, else the
 admin address of --config, else localhost:2019.`,
@@ -49,7 +53,7 @@ admin address of --config, else localhost:2019.`,
 			dl.Flags().Bool("replay-all", false, "Replay every dead letter")
 			dl.Flags().Bool("json", false, "Print the list as the admin API's JSON")
 			adminFlags(dl)
-			cmd.AddCommand(dl)
+			cmd.AddCommand(dl, reconcileCommand())
 		},
 	})
 }

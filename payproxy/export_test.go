@@ -1,0 +1,33 @@
+package payproxy
+
+import (
+	"context"
+	"time"
+
+	"github.com/tollgate/tollgate/payproxy/bill"
+	"github.com/tollgate/tollgate/payproxy/reconcile"
+)
+
+// MoveReconcileClock moves the reconciliation scheduler's clock by d, for
+// tests of the daily run (the Caddy instances of a test run in-process).
+func MoveReconcileClock(d time.Duration) { reconcileOffset.Add(int64(d)) }
+
+// ResetReconcileClock puts the scheduler's clock back to the real time.
+func ResetReconcileClock() { reconcileOffset.Store(0) }
+
+// ReconcileWithBill runs a reconciliation on the running route that
+// offers channel, with the bill open gives instead of the provider's
+// download: for bills the simulator cannot make (bad only at their end).
+func ReconcileWithBill(ctx context.Context, channel, date string, open func() (bill.Reader, error)) (*reconcile.Report, error) {
+	routes := routesWithChannel(channel)
+	if len(routes) == 0 {
+		return nil, errNoChannel
+	}
+	job, err := routes[0].reconcileJob(channel, date, reconcileNow())
+	if err != nil {
+		return nil, err
+	}
+	job.Fetch = func(context.Context) (bill.Reader, error) { return open() }
+	rep, _, err := routes[0].reconciler.Run(ctx, job)
+	return rep, err
+}
