@@ -67,11 +67,13 @@ func TestRefreshCountersKeepCountingAcrossReloads(t *testing.T) {
 	expect("before any reload", 1)
 	p.Reload(site("2s"))
 	httpClient.CloseIdleConnections()
+	testcaddy.Settle(t, base)
 	expect("right after a reload", 1)
 	session()
 	expect("after a reload", 2)
 	p.Reload(site("2s"), "--force")
 	httpClient.CloseIdleConnections()
+	testcaddy.Settle(t, base)
 	expect("right after reload --force", 2)
 	session()
 	expect("after reload --force", 3)
@@ -108,6 +110,7 @@ func TestReloadKeepsSessionsAndOldKeysVerify(t *testing.T) {
 		"signing_key "+k.rsa+" rs1\n\t\tsigning_key "+k.es256+" es1", 1)
 	e.caddy.Reload(swapped)
 	httpClient.CloseIdleConnections() // the old server closed them
+	testcaddy.Settle(t, e.base)
 	r := refreshWith(t, e.base, old)
 	expectStatus(t, r, http.StatusOK, "")
 	if h := headerOf(t, r.pair.RefreshToken); h["kid"] != "rs1" || h["alg"] != "HS256" {

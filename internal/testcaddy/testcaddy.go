@@ -249,6 +249,30 @@ func WaitListening(addr string, timeout time.Duration) error {
 	return fmt.Errorf("nothing listening on %s after %s", addr, timeout)
 }
 
+// Settle waits until base answers several requests in a row, each on a
+// new connection, without a connection-level failure. After a reload the
+// old server may still accept a connection and then close it (Caddy's
+// documented behaviour for non-retrying clients); tests that must not
+// retry a non-idempotent request wait for the switch to finish first.
+func Settle(t testing.TB, base string) {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	deadline := time.Now().Add(10 * time.Second)
+	for ok := 0; ok < 5; {
+		resp, err := client.Get(base + "/")
+		if err != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still failing 10s after a reload: %v", base, err)
+			}
+			ok = 0
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		resp.Body.Close()
+		ok++
+	}
+}
+
 type lockedWriter struct {
 	mu *sync.Mutex
 	w  *bytes.Buffer
