@@ -39,6 +39,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    access_ttl      <duration>
 //	    refresh_ttl     <duration>
 //	    session_max     <duration>
+//	    max_sessions    <n>
 //	    reuse_grace     <duration>
 //	    refresh_path    <path>
 //	    refresh_header  <header>
@@ -97,6 +98,8 @@ func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 		return cfgargs.DurationArg(d, &m.RefreshTTL, false)
 	case "session_max":
 		return cfgargs.DurationArg(d, &m.SessionMax, false)
+	case "max_sessions":
+		return cfgargs.IntArg(d, &m.MaxSessions)
 	case "reuse_grace":
 		m.ReuseGrace = new(caddy.Duration)
 		return cfgargs.DurationArg(d, m.ReuseGrace, true)
@@ -127,7 +130,7 @@ func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 // subdirectives are the names unmarshalSubdirective knows, for the
 // suggestion an unknown one gets.
 var subdirectives = []string{"redis", "signing_key", "jwks_path", "user_claim", "issuer", "realm", "audience",
-	"access_ttl", "refresh_ttl", "session_max", "reuse_grace", "refresh_path", "refresh_header", "login_path",
+	"access_ttl", "refresh_ttl", "session_max", "max_sessions", "reuse_grace", "refresh_path", "refresh_header", "login_path",
 	"logout_path", "logout_all_path", "legacy_prefix", "legacy_key"}
 
 // subdirectiveHints map what people write from memory or from authjwt to
@@ -135,7 +138,7 @@ var subdirectives = []string{"redis", "signing_key", "jwks_path", "user_claim", 
 var subdirectiveHints = map[string]string{
 	"key": "signing_key", "private_key": "signing_key", "jwks": "jwks_path", "revocation": "redis",
 	"password": "redis", "ttl": "access_ttl", "grace": "reuse_grace", "max_session": "session_max",
-	"logout_everywhere_path": "logout_all_path",
+	"logout_everywhere_path": "logout_all_path", "sessions": "max_sessions", "session_limit": "max_sessions",
 }
 
 func (m *Handler) parseSigningKey(d *caddyfile.Dispenser) error {

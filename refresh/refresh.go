@@ -39,6 +39,7 @@ const (
 	defaultRefreshPath   = "/auth/refresh"
 	defaultRefreshHeader = "Refresh-Token"
 	defaultUserClaim     = "sub"
+	defaultMaxSessions   = 100
 )
 
 // maxReuseGrace bounds reuse_grace: a superseded refresh token is a
@@ -119,6 +120,15 @@ type Handler struct {
 
 	// Absolute lifetime of a session from login, however active. Default: 30d.
 	SessionMax caddy.Duration `json:"session_max,omitempty"`
+
+	// The most sessions one user may have open in this realm. A login
+	// beyond it first ends the user's least recently used sessions as a
+	// logout would (revoked, then deleted), so a client that logs in again
+	// and again cannot grow Redis without bound. Logins of one user racing
+	// at the same moment may each end the same session: for that moment
+	// the user holds up to one more session per concurrent login, and the
+	// next login ends the surplus. Default: 100.
+	MaxSessions int `json:"max_sessions,omitempty"`
 
 	// How long after a rotation the previous refresh token is still
 	// answered (with tokens of the current generation, without rotating
@@ -227,7 +237,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.store = &sessionStore{rdb: h.rdb, realm: h.realm, refreshTTL: time.Duration(h.RefreshTTL),
 		sessionMax: time.Duration(h.SessionMax), grace: time.Duration(*h.ReuseGrace),
-		accessTTL: time.Duration(h.AccessTTL), now: h.now, metrics: h.metrics, durability: durability}
+		accessTTL: time.Duration(h.AccessTTL), maxSessions: h.MaxSessions, now: h.now, metrics: h.metrics,
+		durability: durability}
 	registerStore(h.redis.Key(), h.store)
 	h.registered = true
 	return nil
@@ -275,6 +286,9 @@ func (h *Handler) applyDefaults() {
 	}
 	if h.UserClaim == "" {
 		h.UserClaim = defaultUserClaim
+	}
+	if h.MaxSessions == 0 {
+		h.MaxSessions = defaultMaxSessions
 	}
 }
 
@@ -336,6 +350,8 @@ func (h *Handler) Validate() error {
 		return errors.New("at least one signing_key is required")
 	case len(h.LegacyKeys) > 0 && h.LegacyPrefix == "":
 		return errors.New("legacy_key needs legacy_prefix")
+	case h.MaxSessions < 0:
+		return fmt.Errorf("max_sessions %d: must be positive", h.MaxSessions)
 	}
 	if err := h.validateDurations(); err != nil {
 		return err
