@@ -201,13 +201,8 @@ func TestEveryRuleRefusesTheCaddyfileAndTheJSONConfigAlike(t *testing.T) {
 		"UnreadableKey":     {"key /nonexistent/k.pem", `{"keys":[{"file":"/nonexistent/k.pem"}]}`, "key /nonexistent/k.pem: cannot read the file: no such file or directory"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			adapted, _, err := testcaddy.Adapt("http://127.0.0.1:9 {\n\tauthjwt {\n" + tc.caddyfile + "\n\t}\n}\n")
-			if err != nil {
-				t.Fatalf("adapt refused what Validate should: %v", err)
-			}
-			fromCaddyfile := validateConfig(t, adapted)
-			fromJSON := validateConfig(t, []byte(`{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[`+
-				`{"handler":"authjwt",`+strings.TrimPrefix(tc.json, "{")+`]}]}}}}}`))
+			fromCaddyfile := testcaddy.ValidateCaddyfile(t, "http://127.0.0.1:9 {\n\tauthjwt {\n"+tc.caddyfile+"\n\t}\n}\n")
+			fromJSON := testcaddy.ValidateHandler(t, "authjwt", strings.TrimSuffix(strings.TrimPrefix(tc.json, "{"), "}"))
 			for form, err := range map[string]error{"Caddyfile": fromCaddyfile, "JSON": fromJSON} {
 				if err == nil || !strings.Contains(err.Error(), tc.msg) {
 					t.Errorf("%s: Validate: %v, want %q", form, err, tc.msg)
@@ -215,17 +210,6 @@ func TestEveryRuleRefusesTheCaddyfileAndTheJSONConfigAlike(t *testing.T) {
 			}
 		})
 	}
-}
-
-// validateConfig runs caddy.Validate, which provisions and validates every
-// module as `caddy validate` does.
-func validateConfig(t *testing.T, cfgJSON []byte) error {
-	t.Helper()
-	var c caddy.Config
-	if err := json.Unmarshal(cfgJSON, &c); err != nil {
-		t.Fatalf("%v\n%s", err, cfgJSON)
-	}
-	return caddy.Validate(&c)
 }
 
 // The JSON config follows Caddy's naming (snake_case of the field: what

@@ -173,8 +173,7 @@ func TestSubscriptionFailuresAreWarnedWithTheirCause(t *testing.T) {
 func TestAConfigValidateRefusesNeverConnectsToRedis(t *testing.T) {
 	srv := testredis.Start(t)
 	before := srv.ConnectionsReceived(t)
-	err := validateConfig(t, []byte(`{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[`+
-		`{"handler":"authjwt","hmac_secret":"`+strings.Repeat("s", 32)+`","preflight":"maybe","revocation":"`+srv.URL()+`"}]}]}}}}}`))
+	err := testcaddy.ValidateHandler(t, "authjwt", `"hmac_secret":"`+strings.Repeat("s", 32)+`","preflight":"maybe","revocation":"`+srv.URL()+`"`)
 	if err == nil || !strings.Contains(err.Error(), `preflight "maybe": must be pass or require`) {
 		t.Fatalf("validate: %v", err)
 	}

@@ -183,7 +183,7 @@ func TestEveryRuleRefusesTheCaddyfileAndTheJSONConfigAlike(t *testing.T) {
 		"PrivateAsLegacy":   {base + "legacy_prefix OLD_\nlegacy_key " + rsaKey, baseJSON + `,"legacy_prefix":"OLD_","legacy_keys":["` + rsaKey + `"]`, "legacy_key " + rsaKey + ": holds a private key (PRIVATE KEY): give the public key or a certificate"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			errs := map[string]error{"Caddyfile": validateCaddyfile(t, tc.caddyfile), "JSON": validateJSON(t, tc.json)}
+			errs := map[string]error{"Caddyfile": validateCaddyfile(t, tc.caddyfile), "JSON": testcaddy.ValidateHandler(t, "jwt_refresh", tc.json)}
 			for form, err := range errs {
 				if err == nil || !strings.Contains(err.Error(), "http.handlers.jwt_refresh: "+tc.msg) &&
 					!strings.Contains(err.Error(), "http.handlers.jwt_refresh: invalid configuration: "+tc.msg) {
@@ -233,28 +233,7 @@ func TestUnmarshalCaddyfileKeepsPlaceholders(t *testing.T) {
 // does.
 func validateCaddyfile(t *testing.T, block string) error {
 	t.Helper()
-	out, _, err := testcaddy.Adapt("http://127.0.0.1:9 {\n\tjwt_refresh {\n" + block + "\n\t}\n}\n")
-	if err != nil {
-		t.Fatalf("adapt: %v", err)
-	}
-	return validateConfig(t, out)
-}
-
-// validateJSON runs caddy.Validate on a config with one jwt_refresh
-// handler of these fields (JSON object members, without braces).
-func validateJSON(t *testing.T, fields string) error {
-	t.Helper()
-	return validateConfig(t, []byte(`{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[`+
-		`{"handler":"jwt_refresh",`+fields+`}]}]}}}}}`))
-}
-
-func validateConfig(t *testing.T, cfgJSON []byte) error {
-	t.Helper()
-	var cfg caddy.Config
-	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
-		t.Fatalf("%v\n%s", err, cfgJSON)
-	}
-	return caddy.Validate(&cfg)
+	return testcaddy.ValidateCaddyfile(t, "http://127.0.0.1:9 {\n\tjwt_refresh {\n"+block+"\n\t}\n}\n")
 }
 
 // The JSON config follows Caddy's naming (snake_case of the field), and

@@ -158,12 +158,8 @@ func (s *sessionStore) tokensMayBeAccepted(ctx context.Context, user string, sid
 // runCreate runs createScript once; ending are sessions of the user whose
 // revocation is written, to be deleted.
 func (s *sessionStore) runCreate(ctx context.Context, user, sid string, ending []string) ([]any, error) {
-	keys := []string{s.sessionKey(user, sid), s.indexKey(user)}
-	args := []any{sid, s.refreshTTL.Milliseconds(), s.sessionMax.Milliseconds(), s.maxSessions}
-	for _, e := range ending {
-		keys = append(keys, s.sessionKey(user, e))
-		args = append(args, e)
-	}
+	keys, args := s.withSessions([]string{s.sessionKey(user, sid), s.indexKey(user)},
+		[]any{sid, s.refreshTTL.Milliseconds(), s.sessionMax.Milliseconds(), s.maxSessions}, user, ending)
 	res, err := s.run(ctx, createScript, keys, args...).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("creating session: %w", err)
@@ -293,18 +289,22 @@ func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error
 	if err := s.revoke(ctx, sids...); err != nil {
 		return nil, err
 	}
-	keys := make([]string, 0, len(sids)+1)
-	args := make([]any, 0, len(sids))
-	keys = append(keys, s.indexKey(user))
-	for _, sid := range sids {
-		keys = append(keys, s.sessionKey(user, sid))
-		args = append(args, sid)
-	}
+	keys, args := s.withSessions([]string{s.indexKey(user)}, nil, user, sids)
 	ended, err := s.run(ctx, endSessionsScript, keys, args...).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("ending all sessions: %w", err)
 	}
 	return ended, nil
+}
+
+// withSessions appends the session key of each of the user's sids to a
+// script's keys and the sid to its arguments, in the same order.
+func (s *sessionStore) withSessions(keys []string, args []any, user string, sids []string) ([]string, []any) {
+	for _, sid := range sids {
+		keys = append(keys, s.sessionKey(user, sid))
+		args = append(args, sid)
+	}
+	return keys, args
 }
 
 // sessionIDs reads the user's index: the sids of the sessions that may

@@ -41,39 +41,42 @@ func AtLeastOne(d *caddyfile.Dispenser, dst *[]string) error {
 // at most some bound) is the module's Validate's rule, which JSON configs
 // reach too (CONTRIBUTING.md).
 func DurationArg(d *caddyfile.Dispenser, dst *caddy.Duration, zeroOK bool) error {
-	name := d.Val()
-	var s string
-	if err := One(d, &s); err != nil {
-		return err
-	}
-	dur, err := caddy.ParseDuration(s)
-	if err != nil {
-		return d.Errf("%s: %w", name, err)
-	}
-	if dur == 0 && !zeroOK {
-		return d.Errf(zeroMeansDefault, name, s, name)
-	}
-	*dst = caddy.Duration(dur)
-	return nil
+	return parsed(d, dst, zeroOK, func(s string) (caddy.Duration, error) {
+		dur, err := caddy.ParseDuration(s)
+		return caddy.Duration(dur), err
+	})
 }
 
 // IntArg reads one integer, refusing what does not parse and a zero (see
 // DurationArg); its range is Validate's.
 func IntArg(d *caddyfile.Dispenser, dst *int) error {
-	name := d.Val()
-	var s string
-	if err := One(d, &s); err != nil {
+	return parsed(d, dst, false, strconv.Atoi)
+}
+
+// parsed reads the one argument of the subdirective at d with parse,
+// refusing what does not parse (with the cause) and, unless zeroOK, zero.
+func parsed[T comparable](d *caddyfile.Dispenser, dst *T, zeroOK bool, parse func(string) (T, error)) error {
+	name, s, err := named(d)
+	if err != nil {
 		return err
 	}
-	n, err := strconv.Atoi(s)
+	v, err := parse(s)
 	if err != nil {
 		return d.Errf("%s: %w", name, err)
 	}
-	if n == 0 {
+	var zero T
+	if v == zero && !zeroOK {
 		return d.Errf(zeroMeansDefault, name, s, name)
 	}
-	*dst = n
+	*dst = v
 	return nil
+}
+
+// named reads the one argument of the subdirective at d, with its name.
+func named(d *caddyfile.Dispenser) (name, value string, err error) {
+	name = d.Val()
+	err = One(d, &value)
+	return name, value, err
 }
 
 // zeroMeansDefault is the error for a zero that the JSON config could not
@@ -85,9 +88,8 @@ const zeroMeansDefault = "%s %s: zero cannot be told from unset in the JSON conf
 // reader that leaves it there); payproxy still relies on it here until its
 // Validate checks its durations (CONTRIBUTING.md, "Not yet followed").
 func Duration(d *caddyfile.Dispenser, dst *caddy.Duration, zeroOK bool) error {
-	name := d.Val()
-	var s string
-	if err := One(d, &s); err != nil {
+	name, s, err := named(d)
+	if err != nil {
 		return err
 	}
 	dur, err := caddy.ParseDuration(s)

@@ -13,6 +13,36 @@ import (
 	"github.com/caddyserver/caddy/v2"
 )
 
+// Validate runs caddy.Validate on a JSON config: every module is
+// provisioned and validated, as `caddy validate` does, and nothing runs.
+func Validate(t *testing.T, cfgJSON []byte) error {
+	t.Helper()
+	var cfg caddy.Config
+	if err := json.Unmarshal(cfgJSON, &cfg); err != nil {
+		t.Fatalf("%v\n%s", err, cfgJSON)
+	}
+	return caddy.Validate(&cfg)
+}
+
+// ValidateHandler is Validate of a config whose one route has one
+// handler: name, with fields (JSON object members, without braces).
+func ValidateHandler(t *testing.T, name, fields string) error {
+	t.Helper()
+	return Validate(t, []byte(`{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[`+
+		`{"handler":"`+name+`",`+fields+`}]}]}}}}}`))
+}
+
+// ValidateCaddyfile adapts a Caddyfile, failing the test if that fails,
+// and validates the result.
+func ValidateCaddyfile(t *testing.T, caddyfile string) error {
+	t.Helper()
+	adapted, _, err := Adapt(caddyfile)
+	if err != nil {
+		t.Fatalf("adapt: %v", err)
+	}
+	return Validate(t, adapted)
+}
+
 // SnakeCase is the JSON name Caddy's modules give a Go field:
 // FlushInterval → flush_interval, HMACSecret → hmac_secret, JWKSPath →
 // jwks_path, AccessTTL → access_ttl.
