@@ -1094,7 +1094,7 @@ func TestAdaptNeedsNoKeyFileAndValidateNamesTheMissingOne(t *testing.T) {
 		"public.pem":  "key " + filepath.Join(w.dir, "public.pem") + ": cannot read the file: no such file or directory",
 		"jwks.json":   "loading jwks " + filepath.Join(w.dir, "jwks.json") + ": open " + filepath.Join(w.dir, "jwks.json") + ": no such file or directory",
 		"hmac-secret": "hmac_secret: {file." + filepath.Join(w.dir, "hmac-secret") + "}: cannot read " + filepath.Join(w.dir, "hmac-secret") + ": no such file or directory",
-		"redis-password": "jwt_refresh redis password: {file." + filepath.Join(w.dir, "redis-password") + "}: cannot read " +
+		"redis-password": "http.handlers.jwt_refresh: redis password: {file." + filepath.Join(w.dir, "redis-password") + "}: cannot read " +
 			filepath.Join(w.dir, "redis-password") + ": no such file or directory",
 		"revocation-password": "revocation password: {file." + filepath.Join(w.dir, "revocation-password") + "}: cannot read " +
 			filepath.Join(w.dir, "revocation-password") + ": no such file or directory",

@@ -31,15 +31,33 @@ func init() {
 	caddy.RegisterModule(AuthJWT{})
 }
 
-// Defaults of the optional settings.
+// The defaults of the optional settings, applied by applyDefaults and
+// named in the fields' comments (CONTRIBUTING.md).
 const (
-	DefaultLeeway     = 30 * time.Second
-	DefaultRefresh    = 10 * time.Minute
-	DefaultUserClaim  = "sub"
-	DefaultUserHeader = "X-User-Id"
-	DefaultRolesClaim = "roles"
-	DefaultCacheSize  = 10000
-	minHMACSecret     = 32
+	defaultLeeway                = 30 * time.Second
+	defaultJWKSRefresh           = 10 * time.Minute
+	defaultUserClaim             = "sub"
+	defaultUserHeader            = "X-User-Id"
+	defaultRolesClaim            = "roles"
+	defaultPreflight             = preflightPass
+	defaultRevocationUnavailable = unavailableAccept
+	defaultCacheSize             = 10000
+)
+
+// defaultFrom is where a token is looked for when no from is given; like
+// defaultStripHeaders, it is cloned when applied, never changed.
+var defaultFrom = []TokenSource{{From: "header", Name: "Authorization"}}
+
+// The values of preflight and revocation_unavailable.
+const (
+	preflightPass     = "pass"
+	preflightRequire  = "require"
+	unavailableAccept = "accept"
+	unavailableReject = "reject"
+)
+
+const (
+	minHMACSecret = 32
 	// maxTokenSize bounds the work a hostile request can ask for: real
 	// access tokens are well under 4 KiB.
 	maxTokenSize = 16 << 10
@@ -67,17 +85,17 @@ type AuthJWT struct {
 	Keys []KeyFile `json:"keys,omitempty"`
 
 	// A JWK Set, fetched when the config loads and refreshed in the
-	// background.
+	// background. Default: none.
 	JWKS *JWKS `json:"jwks,omitempty"`
 
 	// The accepted JWS algorithms. Default: derived from the keys (RS*/PS*
 	// for RSA, ES256/ES384 by curve, EdDSA), or HS256/HS384/HS512 with
 	// hmac_secret. "none" is never accepted.
-	Algorithms []string `json:"alg,omitempty"`
+	Alg []string `json:"alg,omitempty"`
 
 	// A shared HMAC secret of at least 32 bytes; then it is the only key
 	// (no keys, no jwks). Placeholders `{env.X}` and `{file./path}` are
-	// resolved when the config loads.
+	// resolved when the config loads. Default: none.
 	HMACSecret string `json:"hmac_secret,omitempty"`
 
 	// The accepted `iss` values; a token must carry one of them (an
@@ -89,8 +107,9 @@ type AuthJWT struct {
 	// Default: not checked.
 	Audience []string `json:"audience,omitempty"`
 
-	// Clock skew tolerated on exp, nbf and iat. At most 5m: revocations
-	// are kept that long past a token's exp, no longer. Default: 30s.
+	// Clock skew tolerated on exp, nbf and iat; 0 tolerates none. At most
+	// 5m: revocations are kept that long past a token's exp, no longer.
+	// Default: 30s.
 	Leeway *caddy.Duration `json:"leeway,omitempty"`
 
 	// Where tokens are looked for, in order. In a header both
@@ -98,10 +117,11 @@ type AuthJWT struct {
 	// in one request are refused. A token in the query string is removed
 	// from the URL before the upstream sees it.
 	// Default: the Authorization header.
-	Sources []TokenSource `json:"from,omitempty"`
+	From []TokenSource `json:"from,omitempty"`
 
 	// Path patterns (the `path` matcher's syntax) that need no token. A
 	// valid token there still sets the identity; an invalid one is ignored.
+	// Default: none.
 	Allow []string `json:"allow,omitempty"`
 
 	// The claim holding the user id. Default: sub.
@@ -111,7 +131,7 @@ type AuthJWT struct {
 	// Default: X-User-Id.
 	UserHeader string `json:"user_header,omitempty"`
 
-	// More claims to pass upstream as headers.
+	// More claims to pass upstream as headers. Default: none.
 	ClaimHeaders []ClaimHeader `json:"claim_headers,omitempty"`
 
 	// Client headers removed from every request before anything else, on
@@ -128,7 +148,7 @@ type AuthJWT struct {
 
 	// Roles of which the token must have at least one, else 403.
 	// Default: none required.
-	RequireRoles []string `json:"require_role,omitempty"`
+	RequireRole []string `json:"require_role,omitempty"`
 
 	// "pass" lets CORS preflight requests (OPTIONS with Origin and
 	// Access-Control-Request-Method) through without a token; "require"
@@ -207,7 +227,9 @@ func (l *StringList) UnmarshalJSON(b []byte) error {
 
 // KeyFile is one PEM public key or certificate.
 type KeyFile struct {
-	// Path of the PEM file.
+	// Path of the PEM file: a public key or a certificate; a file that
+	// holds a private key is refused (internal/jwtkey). `{env.*}` and
+	// `{file.*}` are resolved when the config loads.
 	File string `json:"file"`
 	// Optional key id matched against the token's kid header.
 	Kid string `json:"kid,omitempty"`
@@ -223,7 +245,10 @@ type JWKS struct {
 
 // ClaimHeader passes one claim upstream as a request header.
 type ClaimHeader struct {
-	Claim  string `json:"claim"`
+	// The claim's name in the token.
+	Claim string `json:"claim"`
+	// The request header that carries it upstream; removed from every
+	// incoming request first.
 	Header string `json:"header"`
 }
 
@@ -242,26 +267,27 @@ func (AuthJWT) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision applies defaults, loads keys and shared resources.
+// Provision applies the defaults, refuses a config Validate refuses
+// before it takes anything, then loads the keys and takes the shared
+// resources (the JWK Set fetcher, the revocation watcher).
 func (h *AuthJWT) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.now = time.Now
-	h.metricsRegistry = ctx.GetMetricsRegistry()
-	if err := initMetrics(h.metricsRegistry); err != nil {
-		return fmt.Errorf("registering metrics: %w", err)
-	}
 	h.applyDefaults()
-	patterns, err := compileHeaderPatterns(h.StripHeaders)
-	if err != nil {
+	if err := h.Validate(); err != nil {
 		return err
 	}
-	h.stripMatch = patterns.with(h.identityHdrs...)
+	h.metricsRegistry = ctx.GetMetricsRegistry()
+	if err := registerMetrics(h.metricsRegistry); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
+	if err := h.provisionHeaders(); err != nil {
+		return err
+	}
 	if err := h.provisionKeys(); err != nil {
 		return err
 	}
-	if err := h.provisionAlgorithms(); err != nil {
-		return err
-	}
+	h.algs = h.acceptedAlgorithms()
 	if len(h.Allow) > 0 {
 		h.allow = caddyhttp.MatchPath(slices.Clone(h.Allow))
 		if err := h.allow.Provision(ctx); err != nil {
@@ -274,44 +300,60 @@ func (h *AuthJWT) Provision(ctx caddy.Context) error {
 	return h.provisionRevocation()
 }
 
+// applyDefaults fills every unset optional setting with its default.
 func (h *AuthJWT) applyDefaults() {
 	if h.Leeway == nil {
-		d := caddy.Duration(DefaultLeeway)
+		d := caddy.Duration(defaultLeeway)
 		h.Leeway = &d
 	}
-	if len(h.Sources) == 0 {
-		h.Sources = []TokenSource{{From: "header", Name: "Authorization"}}
+	if len(h.From) == 0 {
+		h.From = slices.Clone(defaultFrom)
 	}
 	if h.UserClaim == "" {
-		h.UserClaim = DefaultUserClaim
+		h.UserClaim = defaultUserClaim
 	}
 	if h.UserHeader == "" {
-		h.UserHeader = DefaultUserHeader
+		h.UserHeader = defaultUserHeader
 	}
 	if h.RolesClaim == "" {
-		h.RolesClaim = DefaultRolesClaim
+		h.RolesClaim = defaultRolesClaim
+	}
+	if h.Preflight == "" {
+		h.Preflight = defaultPreflight
+	}
+	if h.RevocationUnavailable == "" {
+		h.RevocationUnavailable = defaultRevocationUnavailable
 	}
 	if h.CacheSize == 0 {
-		h.CacheSize = DefaultCacheSize
+		h.CacheSize = defaultCacheSize
 	}
 	if h.JWKS != nil && h.JWKS.Refresh == 0 {
-		h.JWKS.Refresh = caddy.Duration(DefaultRefresh)
+		h.JWKS.Refresh = caddy.Duration(defaultJWKSRefresh)
 	}
 	if len(h.StripHeaders) == 0 {
-		h.StripHeaders = slices.Clone(DefaultStripHeaders)
+		h.StripHeaders = slices.Clone(defaultStripHeaders)
 	}
+}
+
+// provisionHeaders prepares the identity headers and what is stripped
+// from every request: strip_headers plus every identity header.
+func (h *AuthJWT) provisionHeaders() error {
 	h.userHeader = http.CanonicalHeaderKey(h.UserHeader)
 	h.identityHdrs = []string{h.userHeader}
 	for _, ch := range h.ClaimHeaders {
 		h.identityHdrs = append(h.identityHdrs, http.CanonicalHeaderKey(ch.Header))
 	}
+	patterns, err := compileHeaderPatterns(h.StripHeaders)
+	if err != nil {
+		return err
+	}
+	h.stripMatch = patterns.with(h.identityHdrs...)
+	return nil
 }
 
+// provisionKeys resolves and reads the keys Validate found configured.
 func (h *AuthJWT) provisionKeys() error {
 	if h.HMACSecret != "" {
-		if len(h.Keys) > 0 || h.JWKS != nil {
-			return errors.New("hmac_secret cannot be combined with key or jwks (algorithm confusion)")
-		}
 		secret, err := resolve.Value(h.HMACSecret)
 		if err != nil {
 			return fmt.Errorf("hmac_secret: %w", err)
@@ -322,9 +364,6 @@ func (h *AuthJWT) provisionKeys() error {
 		}
 		h.hmacKey = &verificationKey{key: []byte(secret), algs: slices.Clone(hmacAlgs)}
 		return nil
-	}
-	if len(h.Keys) == 0 && h.JWKS == nil {
-		return errors.New("no key configured: give key, jwks or hmac_secret")
 	}
 	h.staticKeys = &keySet{}
 	for _, kf := range h.Keys {
@@ -381,28 +420,11 @@ var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS51
 
 var hmacAlgs = []string{"HS256", "HS384", "HS512"}
 
-func (h *AuthJWT) provisionAlgorithms() error {
-	if len(h.Algorithms) == 0 {
-		h.algs = h.derivedAlgorithms()
-		return nil
+// acceptedAlgorithms is alg, or the algorithms of the keys.
+func (h *AuthJWT) acceptedAlgorithms() []string {
+	if len(h.Alg) > 0 {
+		return slices.Clone(h.Alg)
 	}
-	for _, a := range h.Algorithms {
-		switch {
-		case strings.EqualFold(a, "none"):
-			return errors.New(`alg "none" is never accepted`)
-		case slices.Contains(hmacAlgs, a) && h.hmacKey == nil:
-			return fmt.Errorf("alg %s needs hmac_secret", a)
-		case !slices.Contains(hmacAlgs, a) && h.hmacKey != nil:
-			return fmt.Errorf("alg %s cannot be used with hmac_secret", a)
-		case !slices.Contains(hmacAlgs, a) && !slices.Contains(asymmetricAlgs, a):
-			return fmt.Errorf("unsupported alg %q", a)
-		}
-	}
-	h.algs = slices.Clone(h.Algorithms)
-	return nil
-}
-
-func (h *AuthJWT) derivedAlgorithms() []string {
 	if h.hmacKey != nil {
 		return slices.Clone(hmacAlgs)
 	}
@@ -438,9 +460,15 @@ func (h *AuthJWT) parserOptions() []jwt.ParserOption {
 	return opts
 }
 
-// Validate checks the settings that need no resources.
+// Validate checks the settings as written, for Caddyfile and JSON configs
+// alike; it only reads. The values that may hold placeholders (key paths,
+// hmac_secret, the jwks location, the revocation Redis) are checked where
+// Provision resolves them.
 func (h *AuthJWT) Validate() error {
-	for _, s := range h.Sources {
+	if err := h.validateKeys(); err != nil {
+		return err
+	}
+	for _, s := range h.From {
 		switch s.From {
 		case "header", "cookie", "query":
 		default:
@@ -451,32 +479,67 @@ func (h *AuthJWT) Validate() error {
 		}
 	}
 	switch h.Preflight {
-	case "", "pass", "require":
+	case "", preflightPass, preflightRequire:
 	default:
 		return fmt.Errorf("preflight %q: must be pass or require", h.Preflight)
 	}
 	switch h.RevocationUnavailable {
-	case "", "accept", "reject":
+	case "", unavailableAccept, unavailableReject:
 	default:
 		return fmt.Errorf("revocation unavailable %q: must be accept or reject", h.RevocationUnavailable)
 	}
 	if h.CacheSize < 0 {
-		return fmt.Errorf("cache_size %d is negative", h.CacheSize)
+		return fmt.Errorf("cache_size %d: must be positive", h.CacheSize)
 	}
-	if h.Leeway != nil && *h.Leeway < 0 {
-		return errors.New("leeway is negative")
-	}
-	if h.Leeway != nil && time.Duration(*h.Leeway) > revocation.MaxLeeway {
-		return fmt.Errorf("leeway %s exceeds %s: a revoked session's tokens are refused only that long past their exp",
-			time.Duration(*h.Leeway), revocation.MaxLeeway)
+	if err := validateLeeway(h.Leeway); err != nil {
+		return err
 	}
 	for _, ch := range h.ClaimHeaders {
 		if ch.Claim == "" || ch.Header == "" {
 			return errors.New("claim_header needs a claim and a header name")
 		}
 	}
-	if _, err := compileHeaderPatterns(h.StripHeaders); err != nil {
-		return err
+	_, err := compileHeaderPatterns(h.StripHeaders)
+	return err
+}
+
+// validateKeys checks that exactly one kind of key is configured, the
+// JWK Set's refresh and alg.
+func (h *AuthJWT) validateKeys() error {
+	switch {
+	case h.HMACSecret == "" && len(h.Keys) == 0 && h.JWKS == nil:
+		return errors.New("no key: give key, jwks or hmac_secret")
+	case h.HMACSecret != "" && (len(h.Keys) > 0 || h.JWKS != nil):
+		return errors.New("hmac_secret cannot be combined with key or jwks (algorithm confusion)")
+	case h.JWKS != nil && h.JWKS.Refresh < 0:
+		return fmt.Errorf("jwks refresh %s: must be positive", time.Duration(h.JWKS.Refresh))
+	}
+	for _, a := range h.Alg {
+		switch isHMAC := slices.Contains(hmacAlgs, a); {
+		case strings.EqualFold(a, "none"):
+			return errors.New(`alg "none" is never accepted`)
+		case !isHMAC && !slices.Contains(asymmetricAlgs, a):
+			return fmt.Errorf("alg %q: unsupported (%s or %s)", a, strings.Join(asymmetricAlgs, " "), strings.Join(hmacAlgs, " "))
+		case isHMAC && h.HMACSecret == "":
+			return fmt.Errorf("alg %s needs hmac_secret", a)
+		case !isHMAC && h.HMACSecret != "":
+			return fmt.Errorf("alg %s cannot be used with hmac_secret", a)
+		}
+	}
+	return nil
+}
+
+// validateLeeway bounds leeway: revocations are kept revocation.MaxLeeway
+// past a token's exp, no longer.
+func validateLeeway(leeway *caddy.Duration) error {
+	switch {
+	case leeway == nil:
+		return nil
+	case *leeway < 0:
+		return fmt.Errorf("leeway %s: must not be negative", time.Duration(*leeway))
+	case time.Duration(*leeway) > revocation.MaxLeeway:
+		return fmt.Errorf("leeway %s exceeds %s: a revoked session's tokens are refused only that long past their exp",
+			time.Duration(*leeway), revocation.MaxLeeway)
 	}
 	return nil
 }
@@ -500,7 +563,7 @@ func (h *AuthJWT) Cleanup() error {
 // 401/403 itself.
 func (h *AuthJWT) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	h.stripClientHeaders(r)
-	token, err := extractToken(r, h.Sources)
+	token, err := extractToken(r, h.From)
 	if h.isPreflight(r) {
 		return next.ServeHTTP(w, r)
 	}
@@ -572,7 +635,7 @@ func (h *AuthJWT) keyGeneration() uint64 {
 }
 
 func (h *AuthJWT) isPreflight(r *http.Request) bool {
-	return h.Preflight != "require" && r.Method == http.MethodOptions &&
+	return h.Preflight != preflightRequire && r.Method == http.MethodOptions &&
 		r.Header.Get("Origin") != "" && r.Header.Get("Access-Control-Request-Method") != ""
 }
 

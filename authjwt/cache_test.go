@@ -162,17 +162,17 @@ func TestClaimPlaceholdersAndHeaders(t *testing.T) {
 // BenchmarkCachePutFull is the first-seen steady state: every put lands in
 // a full cache (the default size) and must evict.
 func BenchmarkCachePutFull(b *testing.B) {
-	c := newTokenCache(DefaultCacheSize)
+	c := newTokenCache(defaultCacheSize)
 	now := time.Now()
 	id := &identity{exp: now.Add(time.Hour)}
 	var k tokenKey
-	for i := range DefaultCacheSize * 2 {
+	for i := range defaultCacheSize * 2 {
 		k[0], k[1], k[2] = byte(i), byte(i>>8), byte(i>>16)
 		c.put(k, id, now)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	i := DefaultCacheSize * 2
+	i := defaultCacheSize * 2
 	for b.Loop() {
 		i++
 		k[0], k[1], k[2], k[3] = byte(i), byte(i>>8), byte(i>>16), byte(i>>24)

@@ -1,9 +1,6 @@
 package authjwt
 
 import (
-	"strconv"
-	"strings"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -54,9 +51,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	}
 //
 // key, from and claim_header are repeatable; the others may appear once.
-// The parser only records: key files, JWK Set files and secrets are read
-// (and {env.*}/{file.*} resolved) in Provision, so `caddy adapt` needs none
-// of them and `caddy validate` names a missing one with its subdirective.
+// The parser only records (CONTRIBUTING.md): key files, JWK Set files and
+// secrets are read (and {env.*}/{file.*} resolved) in Provision, so `caddy
+// adapt` needs none of them and `caddy validate` names a missing one with
+// its subdirective; the rules on the values (a key is given, pass|require,
+// the bounds of leeway…) are Validate's, which JSON configs reach too.
 func (a *AuthJWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -77,12 +76,6 @@ func (a *AuthJWT) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	if a.HMACSecret == "" && len(a.Keys) == 0 && a.JWKS == nil {
-		return d.Err("authjwt needs a key: give key, jwks or hmac_secret")
-	}
-	if a.HMACSecret != "" && (len(a.Keys) > 0 || a.JWKS != nil) {
-		return d.Err("hmac_secret cannot be combined with key or jwks")
-	}
 	return nil
 }
 
@@ -93,29 +86,16 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 	case "jwks":
 		return a.parseJWKS(d)
 	case "hmac_secret":
-		if err := cfgargs.One(d, &a.HMACSecret); err != nil {
-			return err
-		}
-		if !strings.Contains(a.HMACSecret, "{") && len(a.HMACSecret) < minHMACSecret {
-			return d.Errf("hmac_secret is %d bytes; at least %d are required", len(a.HMACSecret), minHMACSecret)
-		}
+		return cfgargs.One(d, &a.HMACSecret)
 	case "alg":
-		return a.parseAlg(d)
+		return cfgargs.AtLeastOne(d, &a.Alg)
 	case "issuer":
 		return cfgargs.AtLeastOne(d, (*[]string)(&a.Issuer))
 	case "audience":
 		return cfgargs.AtLeastOne(d, &a.Audience)
 	case "leeway":
-		var s string
-		if err := cfgargs.One(d, &s); err != nil {
-			return err
-		}
-		dur, err := caddy.ParseDuration(s)
-		if err != nil || dur < 0 {
-			return d.Errf("leeway %q: not a duration", s)
-		}
-		cd := caddy.Duration(dur)
-		a.Leeway = &cd
+		a.Leeway = new(caddy.Duration)
+		return cfgargs.DurationArg(d, a.Leeway, true)
 	case "from":
 		return a.parseFrom(d)
 	case "allow":
@@ -135,26 +115,13 @@ func (a *AuthJWT) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 	case "roles_claim":
 		return cfgargs.One(d, &a.RolesClaim)
 	case "require_role":
-		return cfgargs.AtLeastOne(d, &a.RequireRoles)
+		return cfgargs.AtLeastOne(d, &a.RequireRole)
 	case "preflight":
-		if err := cfgargs.One(d, &a.Preflight); err != nil {
-			return err
-		}
-		if a.Preflight != "pass" && a.Preflight != "require" {
-			return d.Errf("preflight %q: must be pass or require", a.Preflight)
-		}
+		return cfgargs.One(d, &a.Preflight)
 	case "revocation":
 		return a.parseRevocation(d)
 	case "cache_size":
-		var s string
-		if err := cfgargs.One(d, &s); err != nil {
-			return err
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			return d.Errf("cache_size %q: must be a positive number", s)
-		}
-		a.CacheSize = n
+		return cfgargs.IntArg(d, &a.CacheSize)
 	default:
 		return cfgargs.Unknown(d, "authjwt subdirective", sub, subdirectives, subdirectiveHints)
 	}
@@ -187,13 +154,7 @@ func (a *AuthJWT) parseRevocation(d *caddyfile.Dispenser) error {
 			return nil
 		},
 		"unavailable": func(d *caddyfile.Dispenser) error {
-			if err := cfgargs.One(d, &a.RevocationUnavailable); err != nil {
-				return err
-			}
-			if a.RevocationUnavailable != "accept" && a.RevocationUnavailable != "reject" {
-				return d.Errf("revocation unavailable %q: must be accept or reject", a.RevocationUnavailable)
-			}
-			return nil
+			return cfgargs.One(d, &a.RevocationUnavailable)
 		},
 	})
 }
@@ -211,38 +172,20 @@ func (a *AuthJWT) parseKey(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// parseJWKS reads `jwks <url-or-file> [refresh <duration>]`; the location
+// is checked once resolved, in Provision.
 func (a *AuthJWT) parseJWKS(d *caddyfile.Dispenser) error {
-	args := d.RemainingArgs()
-	switch {
-	case len(args) == 1:
-	case len(args) == 3 && args[1] == "refresh":
-	default:
+	if !d.NextArg() {
 		return d.ArgErr()
 	}
-	a.JWKS = &JWKS{URL: args[0]}
-	if err := checkJWKSLocation(args[0]); err != nil {
-		return d.Errf("%v", err)
+	a.JWKS = &JWKS{URL: d.Val()}
+	if !d.NextArg() {
+		return nil
 	}
-	if len(args) == 3 {
-		dur, err := caddy.ParseDuration(args[2])
-		if err != nil || dur <= 0 {
-			return d.Errf("jwks refresh %q: not a positive duration", args[2])
-		}
-		a.JWKS.Refresh = caddy.Duration(dur)
+	if d.Val() != "refresh" {
+		return d.Errf("jwks: unexpected %q after the location, want refresh <duration>", d.Val())
 	}
-	return nil
-}
-
-func (a *AuthJWT) parseAlg(d *caddyfile.Dispenser) error {
-	if err := cfgargs.AtLeastOne(d, &a.Algorithms); err != nil {
-		return err
-	}
-	for _, alg := range a.Algorithms {
-		if strings.EqualFold(alg, "none") {
-			return d.Err(`alg "none" is never accepted`)
-		}
-	}
-	return nil
+	return cfgargs.DurationArg(d, &a.JWKS.Refresh, false)
 }
 
 func (a *AuthJWT) parseFrom(d *caddyfile.Dispenser) error {
@@ -250,12 +193,7 @@ func (a *AuthJWT) parseFrom(d *caddyfile.Dispenser) error {
 	if !d.Args(&src.From, &src.Name) || d.NextArg() {
 		return d.ArgErr()
 	}
-	switch src.From {
-	case "header", "cookie", "query":
-	default:
-		return d.Errf("from %q: must be header, cookie or query", src.From)
-	}
-	a.Sources = append(a.Sources, src)
+	a.From = append(a.From, src)
 	return nil
 }
 

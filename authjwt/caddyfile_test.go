@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/tollgate/tollgate/internal/testcaddy"
+	"github.com/tollgate/tollgate/internal/testkeys"
 )
 
 // handlerJSON adapts a one-site Caddyfile and returns the authjwt handler's
@@ -97,18 +98,18 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 	want := AuthJWT{
 		Keys:                      []KeyFile{{File: rsaPEM, Kid: "k1"}, {File: edPEM}},
 		JWKS:                      &JWKS{URL: "https://idp.example/.well-known/jwks.json", Refresh: caddy.Duration(5 * time.Minute)},
-		Algorithms:                []string{"RS256", "EdDSA"},
+		Alg:                       []string{"RS256", "EdDSA"},
 		Issuer:                    StringList{"https://auth.example"},
 		Audience:                  []string{"gateway", "mobile"},
 		Leeway:                    &leeway,
-		Sources:                   []TokenSource{{"header", "X-Token"}, {"cookie", "access_token"}, {"query", "access_token"}},
+		From:                      []TokenSource{{"header", "X-Token"}, {"cookie", "access_token"}, {"query", "access_token"}},
 		Allow:                     []string{"/public/*", "/health"},
 		UserClaim:                 "userId",
 		UserHeader:                "X-Uid",
 		ClaimHeaders:              []ClaimHeader{{"tenant", "X-Tenant"}, {"roles", "X-Roles"}},
 		StripHeaders:              []string{"X-User-*", "X-Auth-*", "X-Internal"},
 		RolesClaim:                "authorities",
-		RequireRoles:              []string{"admin", "dispatcher"},
+		RequireRole:               []string{"admin", "dispatcher"},
 		Preflight:                 "require",
 		Revocation:                "redis://127.0.0.1:6379/0",
 		RevocationAllowWithoutSid: true,
@@ -133,21 +134,25 @@ func TestCaddyfileHMACSecretKeepsPlaceholder(t *testing.T) {
 	}
 }
 
-func TestBadCaddyfileNamesTheLine(t *testing.T) {
-	k := keys(t)
-	rsaPEM := writePublicPEM(t, t.TempDir(), "rsa.pem", &k.rsa1.PublicKey)
+// What the parser refuses is syntax alone: an unknown or repeated
+// subdirective, a wrong argument count, a value that does not parse, a
+// zero the JSON config could not tell from unset. Each error names the
+// Caddyfile line and keeps its cause.
+func TestBadCaddyfileSyntaxNamesTheLineAndTheCause(t *testing.T) {
+	key := "key /etc/tollgate/jwt.pem"
 	for name, tc := range map[string]struct{ body, msg string }{
-		"UnknownSubdirective":      {"key " + rsaPEM + "\n\t\tcolour blue", `unrecognized authjwt subdirective "colour"`},
-		"MissingArgument":          {"key " + rsaPEM + "\n\t\tissuer", "wrong argument count"},
-		"ShortHMACSecret":          {"hmac_secret tooshort", "at least 32"},
-		"PlainHTTPJWKS":            {"jwks http://idp.example/jwks.json", "plain http"},
-		"AlgNone":                  {"key " + rsaPEM + "\n\t\talg none", `"none" is never accepted`},
-		"HMACMixedWithPublicKeys":  {"key " + rsaPEM + "\n\t\thmac_secret " + strings.Repeat("x", 32), "cannot be combined"},
-		"NoKeyAtAll":               {"issuer x", "needs a key"},
-		"UnknownRevocationOption":  {"key " + rsaPEM + "\n\t\trevocation redis://127.0.0.1:6379/0 {\n\t\t\tfail open\n\t\t}", `unrecognized revocation option "fail"`},
-		"RolesSuggestsRequireRole": {"key " + rsaPEM + "\n\t\troles admin", `unrecognized authjwt subdirective "roles" — did you mean require_role?`},
-		"MisspeltSubdirective":     {"key " + rsaPEM + "\n\t\trequire_roles admin", `unrecognized authjwt subdirective "require_roles" — did you mean require_role?`},
-		"MisspeltRevocationOption": {"key " + rsaPEM + "\n\t\trevocation redis://127.0.0.1:6379/0 {\n\t\t\tunavailible reject\n\t\t}", `unrecognized revocation option "unavailible" — did you mean unavailable?`},
+		"UnknownSubdirective":      {key + "\n\t\tcolour blue", `unrecognized authjwt subdirective "colour"`},
+		"MissingArgument":          {key + "\n\t\tissuer", "wrong argument count"},
+		"Repeated":                 {key + "\n\t\tleeway 1s\n\t\tleeway 2s", "leeway given more than once"},
+		"LeewayNotADuration":       {key + "\n\t\tleeway soon", `leeway: time: invalid duration "soon"`},
+		"CacheSizeNotANumber":      {key + "\n\t\tcache_size many", `cache_size: strconv.Atoi: parsing "many": invalid syntax`},
+		"CacheSizeZero":            {key + "\n\t\tcache_size 0", "cache_size 0: zero cannot be told from unset in the JSON config; leave cache_size out for its default"},
+		"JWKSRefreshZero":          {"jwks https://idp.example/jwks.json refresh 0s", "refresh 0s: zero cannot be told from unset"},
+		"JWKSWithoutRefreshWord":   {"jwks https://idp.example/jwks.json every 5m", `jwks: unexpected "every" after the location, want refresh <duration>`},
+		"UnknownRevocationOption":  {key + "\n\t\trevocation redis://127.0.0.1:6379/0 {\n\t\t\tfail open\n\t\t}", `unrecognized revocation option "fail"`},
+		"RolesSuggestsRequireRole": {key + "\n\t\troles admin", `unrecognized authjwt subdirective "roles" — did you mean require_role?`},
+		"MisspeltSubdirective":     {key + "\n\t\trequire_roles admin", `unrecognized authjwt subdirective "require_roles" — did you mean require_role?`},
+		"MisspeltRevocationOption": {key + "\n\t\trevocation redis://127.0.0.1:6379/0 {\n\t\t\tunavailible reject\n\t\t}", `unrecognized revocation option "unavailible" — did you mean unavailable?`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, _, err := testcaddy.Adapt("http://127.0.0.1:9 {\n\tauthjwt {\n\t\t" + tc.body + "\n\t}\n\trespond ok\n}\n")
@@ -161,30 +166,58 @@ func TestBadCaddyfileNamesTheLine(t *testing.T) {
 	}
 }
 
-// TestValidateRefusesBadJSON covers JSON configs, which skip the Caddyfile
-// checks: Provision must refuse them too.
-func TestValidateRefusesBadJSON(t *testing.T) {
-	for name, tc := range map[string]struct{ handler, msg string }{
-		"NoKey":            {`{"handler":"authjwt"}`, "no key configured"},
-		"ShortSecret":      {`{"handler":"authjwt","hmac_secret":"short"}`, "hmac_secret is 5 bytes; at least 32"},
-		"EmptySecretEnv":   {`{"handler":"authjwt","hmac_secret":"{env.TOLLGATE_UNSET_SECRET}"}`, "hmac_secret: {env.TOLLGATE_UNSET_SECRET} is empty or unset"},
-		"UnreadableKey":    {`{"handler":"authjwt","keys":[{"file":"/nonexistent/k.pem"}]}`, "key /nonexistent/k.pem: cannot read the file: no such file or directory"},
-		"PlainHTTP":        {`{"handler":"authjwt","jwks":{"url":"http://idp.example/j"}}`, "plain http"},
-		"UnavailableMaybe": {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","revocation_unavailable":"maybe"}`, `revocation unavailable "maybe"`},
-		"LeewayOver5m":     {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","leeway":360000000000}`, "leeway 6m0s exceeds 5m0s"},
-		"StarInside":       {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","strip_headers":["X-*-Id"]}`, `strip_headers "X-*-Id"`},
-		"StarAlone":        {`{"handler":"authjwt","hmac_secret":"` + strings.Repeat("s", 32) + `","strip_headers":["*"]}`, `strip_headers "*"`},
+// Every rule on the values lives in Validate (or, for a value that may
+// hold a placeholder, where Provision resolves it): a Caddyfile breaking
+// it adapts — `caddy adapt` is no linter of values it may not be able to
+// resolve — and then fails `caddy validate` with the very message the same
+// config written as JSON gets.
+func TestEveryRuleRefusesTheCaddyfileAndTheJSONConfigAlike(t *testing.T) {
+	k := keys(t)
+	dir := t.TempDir()
+	pub := writePublicPEM(t, dir, "pub.pem", k.ec256.Public())
+	priv, err := testkeys.WritePrivate(dir, "priv.pem", k.ec256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := strings.Repeat("s", 32)
+	for name, tc := range map[string]struct{ caddyfile, json, msg string }{
+		"NoKey":             {"issuer x", `{"issuer":"x"}`, "no key: give key, jwks or hmac_secret"},
+		"HMACWithKey":       {"key " + pub + "\nhmac_secret " + secret, `{"keys":[{"file":"` + pub + `"}],"hmac_secret":"` + secret + `"}`, "hmac_secret cannot be combined with key or jwks"},
+		"ShortSecret":       {"hmac_secret short", `{"hmac_secret":"short"}`, "hmac_secret is 5 bytes; at least 32"},
+		"AlgNone":           {"key " + pub + "\nalg none", `{"keys":[{"file":"` + pub + `"}],"alg":["none"]}`, `alg "none" is never accepted`},
+		"AlgUnknown":        {"key " + pub + "\nalg XS256", `{"keys":[{"file":"` + pub + `"}],"alg":["XS256"]}`, `alg "XS256": unsupported`},
+		"AlgHMACWithoutKey": {"key " + pub + "\nalg HS256", `{"keys":[{"file":"` + pub + `"}],"alg":["HS256"]}`, "alg HS256 needs hmac_secret"},
+		"PlainHTTPJWKS":     {"jwks http://idp.example/j", `{"jwks":{"url":"http://idp.example/j"}}`, "plain http"},
+		"JWKSRefreshNeg":    {"jwks https://idp.example/j refresh -1m", `{"jwks":{"url":"https://idp.example/j","refresh":-60000000000}}`, "jwks refresh -1m0s: must be positive"},
+		"FromElsewhere":     {"hmac_secret " + secret + "\nfrom body token", `{"hmac_secret":"` + secret + `","from":[{"from":"body","name":"token"}]}`, `from "body": must be header, cookie or query`},
+		"PreflightMaybe":    {"hmac_secret " + secret + "\npreflight maybe", `{"hmac_secret":"` + secret + `","preflight":"maybe"}`, `preflight "maybe": must be pass or require`},
+		"UnavailableMaybe":  {"hmac_secret " + secret + "\nrevocation redis://127.0.0.1:1/0 {\nunavailable maybe\n}", `{"hmac_secret":"` + secret + `","revocation":"redis://127.0.0.1:1/0","revocation_unavailable":"maybe"}`, `revocation unavailable "maybe"`},
+		"LeewayOver5m":      {"hmac_secret " + secret + "\nleeway 6m", `{"hmac_secret":"` + secret + `","leeway":360000000000}`, "leeway 6m0s exceeds 5m0s"},
+		"LeewayNegative":    {"hmac_secret " + secret + "\nleeway -1s", `{"hmac_secret":"` + secret + `","leeway":-1000000000}`, "leeway -1s: must not be negative"},
+		"CacheSizeNegative": {"hmac_secret " + secret + "\ncache_size -5", `{"hmac_secret":"` + secret + `","cache_size":-5}`, "cache_size -5: must be positive"},
+		"StarInside":        {"hmac_secret " + secret + "\nstrip_headers X-*-Id", `{"hmac_secret":"` + secret + `","strip_headers":["X-*-Id"]}`, `strip_headers "X-*-Id"`},
+		"PrivateKeyAsKey":   {"key " + priv, `{"keys":[{"file":"` + priv + `"}]}`, "key " + priv + ": holds a private key (PRIVATE KEY): give the public key or a certificate"},
+		"EmptySecretEnv":    {"hmac_secret {env.TOLLGATE_UNSET_SECRET}", `{"hmac_secret":"{env.TOLLGATE_UNSET_SECRET}"}`, "hmac_secret: {env.TOLLGATE_UNSET_SECRET} is empty or unset"},
+		"UnreadableKey":     {"key /nonexistent/k.pem", `{"keys":[{"file":"/nonexistent/k.pem"}]}`, "key /nonexistent/k.pem: cannot read the file: no such file or directory"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg := `{"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:0"],"routes":[{"handle":[` + tc.handler + `]}]}}}}}`
-			var c caddy.Config
-			if err := json.Unmarshal([]byte(cfg), &c); err != nil {
-				t.Fatal(err)
-			}
-			err := caddy.Validate(&c)
-			if err == nil || !strings.Contains(err.Error(), tc.msg) {
-				t.Errorf("Validate: %v, want %q", err, tc.msg)
+			fromCaddyfile := testcaddy.ValidateCaddyfile(t, "http://127.0.0.1:9 {\n\tauthjwt {\n"+tc.caddyfile+"\n\t}\n}\n")
+			fromJSON := testcaddy.ValidateHandler(t, "authjwt", strings.TrimSuffix(strings.TrimPrefix(tc.json, "{"), "}"))
+			for form, err := range map[string]error{"Caddyfile": fromCaddyfile, "JSON": fromJSON} {
+				if err == nil || !strings.Contains(err.Error(), tc.msg) {
+					t.Errorf("%s: Validate: %v, want %q", form, err, tc.msg)
+				}
 			}
 		})
 	}
+}
+
+// The JSON config follows Caddy's naming (snake_case of the field: what
+// the module docs show as the field is what JSON takes), and configs
+// adapted before the fields were renamed (Algorithms → Alg, Sources →
+// From, RequireRoles → RequireRole; their JSON names did not change) load
+// unchanged.
+func TestJSONNamesAreTheFieldsAndOldConfigsStillLoad(t *testing.T) {
+	testcaddy.CheckJSONNames(t, AuthJWT{})
+	testcaddy.CheckOldConfigsLoad(t, "testdata/compat", "http.handlers.authjwt")
 }

@@ -56,8 +56,8 @@ func FuzzExtractAndParse(f *testing.F) {
 	f.Add("Bearer ", "access_token=", "access_token")
 	k := keys(f)
 	h := provisioned(f, &AuthJWT{
-		Keys:    []KeyFile{{File: writePublicPEM(f, f.TempDir(), "k.pem", &k.ec256.PublicKey), Kid: "k1"}},
-		Sources: []TokenSource{{"header", "Authorization"}, {"cookie", "access_token"}, {"query", "access_token"}},
+		Keys: []KeyFile{{File: writePublicPEM(f, f.TempDir(), "k.pem", &k.ec256.PublicKey), Kid: "k1"}},
+		From: []TokenSource{{"header", "Authorization"}, {"cookie", "access_token"}, {"query", "access_token"}},
 	})
 	f.Fuzz(func(t *testing.T, header, cookie, query string) {
 		r := httptest.NewRequest(http.MethodGet, "/x", nil)

@@ -3,21 +3,15 @@ package authjwt
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
 	_ "crypto/sha256" // RS256 in verify
 	_ "crypto/sha512" // RS384, RS512
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
 	"slices"
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/tollgate/tollgate/internal/jwtkey"
 	"github.com/tollgate/tollgate/internal/rsapub"
 )
 
@@ -64,67 +58,30 @@ func (k *verificationKey) verify(m jwt.SigningMethod, signed string, sig []byte)
 // key to its own algorithms is what makes algorithm confusion impossible: a
 // token's alg header can only ever select a method that fits the key.
 func algsForKey(key crypto.PublicKey) ([]string, error) {
+	if err := jwtkey.Check(key); err != nil {
+		return nil, err
+	}
 	switch k := key.(type) {
 	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return nil, fmt.Errorf("RSA key of %d bits is too small (minimum 2048)", k.N.BitLen())
-		}
 		return []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}, nil
 	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return []string{"ES256"}, nil
-		case elliptic.P384():
+		if k.Curve == elliptic.P384() {
 			return []string{"ES384"}, nil
 		}
-		return nil, fmt.Errorf("unsupported ECDSA curve %s (P-256 or P-384)", k.Curve.Params().Name)
-	case ed25519.PublicKey:
-		return []string{"EdDSA"}, nil
+		return []string{"ES256"}, nil
 	}
-	return nil, fmt.Errorf("unsupported public key type %T", key)
+	return []string{"EdDSA"}, nil
 }
 
-// loadKeyFile reads a PEM file holding a public key (PKIX "PUBLIC KEY",
-// PKCS#1 "RSA PUBLIC KEY") or an X.509 certificate. Its errors leave the
-// path to the caller, which names it with its subdirective.
+// loadKeyFile reads a verifying key's PEM file (internal/jwtkey's policy:
+// a public key or a certificate, never a private key). Its errors leave
+// the path to the caller, which names it with its subdirective.
 func loadKeyFile(path, kid string) (verificationKey, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return verificationKey{}, fmt.Errorf("cannot read the file: %w", err)
-	}
-	key, err := parsePublicKeyPEM(data)
+	key, err := jwtkey.ReadVerifying(path)
 	if err != nil {
 		return verificationKey{}, err
 	}
 	return newVerificationKey(kid, key)
-}
-
-func parsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
-	block, _ := pem.Decode(data)
-	if block == nil {
-		return nil, errors.New("no PEM block found")
-	}
-	switch block.Type {
-	case "PUBLIC KEY":
-		return x509.ParsePKIXPublicKey(block.Bytes)
-	case "RSA PUBLIC KEY":
-		return x509.ParsePKCS1PublicKey(block.Bytes)
-	case "CERTIFICATE":
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		return cert.PublicKey, nil
-	case "PRIVATE KEY", "RSA PRIVATE KEY", "EC PRIVATE KEY":
-		// Refuse rather than derive: a gateway that only verifies should
-		// never hold signing material.
-		return nil, fmt.Errorf("holds a private key (%s); give the public key or certificate", block.Type)
-	}
-	return nil, fmt.Errorf("unsupported PEM block %q", block.Type)
 }
 
 // keySet is an immutable set of verification keys; JWKS refreshes swap in

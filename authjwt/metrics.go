@@ -43,7 +43,7 @@ var (
 		"Requests rejected with 401 or 403, by reason.", "reason")
 )
 
-func initMetrics(registry *prometheus.Registry) error {
+func registerMetrics(registry *prometheus.Registry) error {
 	return metrics.Register(registry, verifiedTotal, rejectedTotal)
 }
 

@@ -66,7 +66,7 @@ func (h *AuthJWT) checkRevocation(id *identity, now time.Time) *rejection {
 			return nil
 		}
 		return reject401(reasonNoSid, "token cannot be revoked")
-	case h.RevocationUnavailable == "reject" && !h.revoked.Synced(now):
+	case h.RevocationUnavailable == unavailableReject && !h.revoked.Synced(now):
 		return &rejection{reason: reasonRevocationUnknown, desc: "revocation status unknown; retry shortly",
 			status: http.StatusServiceUnavailable}
 	case h.revoked.Revoked(id.revocation):

@@ -75,7 +75,7 @@ const specialPassword = testredis.SpecialPassword
 
 // A password with / # ? % @ or a space works given apart (as written, from
 // {env.*}, from {file.*}) or percent-encoded in the URL; written raw in
-// the URL it is refused while parsing, without echoing any of it.
+// the URL it is refused when the config loads, without echoing any of it.
 func TestRevocationPasswordWithSpecialCharacters(t *testing.T) {
 	srv := testredis.StartWithPassword(t, specialPassword)
 	t.Setenv("TG_REVOCATION_PASSWORD", specialPassword)
@@ -97,8 +97,7 @@ func TestRevocationPasswordWithSpecialCharacters(t *testing.T) {
 			revokeAndExpectRejection(t, port, publisher, time.Second, sid+"-1", sid+"-2")
 		})
 	}
-	_, _, err := testcaddy.Adapt("http://127.0.0.1:9 {\n\tauthjwt {\n\t\thmac_secret " + strings.Repeat("s", 32) +
-		"\n\t\trevocation redis://:QQ/WW#EE?RR%TT@" + srv.Addr() + "/0\n\t}\n}\n")
+	err := validateAuthBlock(t, "revocation redis://:QQ/WW#EE?RR%TT@"+srv.Addr()+"/0")
 	if err == nil || !strings.Contains(err.Error(), "percent-encode") {
 		t.Fatalf("a raw special password in the URL: %v", err)
 	}
@@ -164,5 +163,21 @@ func TestSubscriptionFailuresAreWarnedWithTheirCause(t *testing.T) {
 		if strings.Contains(string(b), pw) {
 			t.Errorf("the log holds a password")
 		}
+	}
+}
+
+// Caddy provisions a module before it validates it. A config Validate
+// refuses started the revocation watcher (a subscription, a goroutine)
+// before it was refused; now Provision runs Validate before it takes
+// anything.
+func TestAConfigValidateRefusesNeverConnectsToRedis(t *testing.T) {
+	srv := testredis.Start(t)
+	before := srv.ConnectionsReceived(t)
+	err := testcaddy.ValidateHandler(t, "authjwt", `"hmac_secret":"`+strings.Repeat("s", 32)+`","preflight":"maybe","revocation":"`+srv.URL()+`"`)
+	if err == nil || !strings.Contains(err.Error(), `preflight "maybe": must be pass or require`) {
+		t.Fatalf("validate: %v", err)
+	}
+	if n := srv.ConnectionsReceived(t) - before; n != 0 {
+		t.Fatalf("the refused config opened %d connections to Redis", n)
 	}
 }

@@ -6,11 +6,11 @@ import (
 	"strings"
 )
 
-// DefaultStripHeaders are the client headers removed from every request
+// defaultStripHeaders are the client headers removed from every request
 // when strip_headers is not given: the names identity travels under
 // upstream (X-User-Id, X-User-Role, ...) and jwt_refresh's login answer
 // (X-Auth-Subject, X-Auth-Claims).
-var DefaultStripHeaders = []string{"X-User-*", "X-Auth-*"}
+var defaultStripHeaders = []string{"X-User-*", "X-Auth-*"}
 
 // headerPatterns matches header names against exact names and prefixes
 // ("X-User-*"), case-insensitively and with '_' equal to '-': CGI-style

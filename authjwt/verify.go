@@ -255,11 +255,11 @@ func rolesOf(v any) []string {
 }
 
 func (h *AuthJWT) hasRequiredRole(claim any) bool {
-	if len(h.RequireRoles) == 0 {
+	if len(h.RequireRole) == 0 {
 		return true
 	}
 	for _, have := range rolesOf(claim) {
-		for _, want := range h.RequireRoles {
+		for _, want := range h.RequireRole {
 			if have == want {
 				return true
 			}

@@ -1,9 +1,6 @@
 package refresh
 
 import (
-	"strings"
-	"time"
-
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -42,6 +39,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    access_ttl      <duration>
 //	    refresh_ttl     <duration>
 //	    session_max     <duration>
+//	    max_sessions    <n>
 //	    reuse_grace     <duration>
 //	    refresh_path    <path>
 //	    refresh_header  <header>
@@ -54,9 +52,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 // redis and at least one signing_key are required. signing_key and
 // legacy_key are repeatable; the others may appear once. The parser only
-// records: key files are read (and {env.*}/{file.*} resolved) in
-// Provision, so `caddy adapt` needs none of them and `caddy validate` names
-// a missing one with its subdirective.
+// records (CONTRIBUTING.md): key files are read (and {env.*}/{file.*}
+// resolved) in Provision, so `caddy adapt` needs none of them and `caddy
+// validate` names a missing one with its subdirective; the rules on the
+// values (redis and signing_key given, paths starting with /, durations in
+// range) are Validate's, which JSON configs reach too.
 func (m *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -73,12 +73,6 @@ func (m *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	if m.Redis == "" {
-		return d.Err("jwt_refresh needs redis <url>")
-	}
-	if len(m.SigningKeys) == 0 {
-		return d.Err("jwt_refresh needs at least one signing_key")
-	}
 	return nil
 }
 
@@ -89,7 +83,7 @@ func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 	case "signing_key":
 		return m.parseSigningKey(d)
 	case "jwks_path":
-		return pathArg(d, &m.JWKSPath)
+		return cfgargs.One(d, &m.JWKSPath)
 	case "user_claim":
 		return cfgargs.One(d, &m.UserClaim)
 	case "issuer":
@@ -97,35 +91,28 @@ func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 	case "realm":
 		return cfgargs.One(d, &m.Realm)
 	case "audience":
-		m.Audience = d.RemainingArgs()
-		if len(m.Audience) == 0 {
-			return d.ArgErr()
-		}
+		return cfgargs.AtLeastOne(d, &m.Audience)
 	case "access_ttl":
-		return cfgargs.Duration(d, &m.AccessTTL, false)
+		return cfgargs.DurationArg(d, &m.AccessTTL, false)
 	case "refresh_ttl":
-		return cfgargs.Duration(d, &m.RefreshTTL, false)
+		return cfgargs.DurationArg(d, &m.RefreshTTL, false)
 	case "session_max":
-		return cfgargs.Duration(d, &m.SessionMax, false)
+		return cfgargs.DurationArg(d, &m.SessionMax, false)
+	case "max_sessions":
+		return cfgargs.IntArg(d, &m.MaxSessions)
 	case "reuse_grace":
-		var g caddy.Duration
-		if err := cfgargs.Duration(d, &g, true); err != nil {
-			return err
-		}
-		if time.Duration(g) > maxReuseGrace {
-			return d.Errf("reuse_grace %s: at most %s", time.Duration(g), maxReuseGrace)
-		}
-		m.ReuseGrace = &g
+		m.ReuseGrace = new(caddy.Duration)
+		return cfgargs.DurationArg(d, m.ReuseGrace, true)
 	case "refresh_path":
-		return pathArg(d, &m.RefreshPath)
+		return cfgargs.One(d, &m.RefreshPath)
 	case "refresh_header":
 		return cfgargs.One(d, &m.RefreshHeader)
 	case "login_path":
-		return pathArg(d, &m.LoginPath)
+		return cfgargs.One(d, &m.LoginPath)
 	case "logout_path":
-		return pathArg(d, &m.LogoutPath)
+		return cfgargs.One(d, &m.LogoutPath)
 	case "logout_all_path":
-		return pathArg(d, &m.LogoutAllPath)
+		return cfgargs.One(d, &m.LogoutAllPath)
 	case "legacy_prefix":
 		return cfgargs.One(d, &m.LegacyPrefix)
 	case "legacy_key":
@@ -143,7 +130,7 @@ func (m *Handler) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) erro
 // subdirectives are the names unmarshalSubdirective knows, for the
 // suggestion an unknown one gets.
 var subdirectives = []string{"redis", "signing_key", "jwks_path", "user_claim", "issuer", "realm", "audience",
-	"access_ttl", "refresh_ttl", "session_max", "reuse_grace", "refresh_path", "refresh_header", "login_path",
+	"access_ttl", "refresh_ttl", "session_max", "max_sessions", "reuse_grace", "refresh_path", "refresh_header", "login_path",
 	"logout_path", "logout_all_path", "legacy_prefix", "legacy_key"}
 
 // subdirectiveHints map what people write from memory or from authjwt to
@@ -151,7 +138,7 @@ var subdirectives = []string{"redis", "signing_key", "jwks_path", "user_claim", 
 var subdirectiveHints = map[string]string{
 	"key": "signing_key", "private_key": "signing_key", "jwks": "jwks_path", "revocation": "redis",
 	"password": "redis", "ttl": "access_ttl", "grace": "reuse_grace", "max_session": "session_max",
-	"logout_everywhere_path": "logout_all_path",
+	"logout_everywhere_path": "logout_all_path", "sessions": "max_sessions", "session_limit": "max_sessions",
 }
 
 func (m *Handler) parseSigningKey(d *caddyfile.Dispenser) error {
@@ -164,17 +151,6 @@ func (m *Handler) parseSigningKey(d *caddyfile.Dispenser) error {
 		kf.Kid = args[1]
 	}
 	m.SigningKeys = append(m.SigningKeys, kf)
-	return nil
-}
-
-func pathArg(d *caddyfile.Dispenser, dst *string) error {
-	name := d.Val()
-	if err := cfgargs.One(d, dst); err != nil {
-		return err
-	}
-	if !strings.HasPrefix(*dst, "/") {
-		return d.Errf("%s %q: must start with /", name, *dst)
-	}
 	return nil
 }
 

@@ -14,7 +14,7 @@ var (
 		"Requests to jwt_refresh's endpoints by outcome: rotated, replayed, reuse, unknown, invalid, store_error, login, legacy, logout, logout_all.",
 		"outcome")
 	sessionsEndedTotal = metrics.NewCounterVec("refresh", "sessions_ended_total",
-		"Sessions ended, by cause: logout, logout_all, admin.", "cause")
+		"Sessions ended, by cause: logout, logout_all, admin, max_sessions (the least recently used ones, ended by a login beyond max_sessions).", "cause")
 )
 
 // refreshMetrics counts what the handlers of a config do; every instance
@@ -38,8 +38,10 @@ func (m *refreshMetrics) refresh(outcome string) {
 	}
 }
 
-func (m *refreshMetrics) session(cause string) {
-	if m != nil {
-		m.sessions.WithLabelValues(cause).Inc()
+func (m *refreshMetrics) session(cause string) { m.sessionsEnded(cause, 1) }
+
+func (m *refreshMetrics) sessionsEnded(cause string, n int) {
+	if m != nil && n > 0 {
+		m.sessions.WithLabelValues(cause).Add(float64(n))
 	}
 }

@@ -56,15 +56,32 @@ func TestRedisWithAWrongOrEmptyPasswordFailsTheLoad(t *testing.T) {
 	k := testKeys(t)
 	t.Setenv("TG_EMPTY_PASSWORD", "")
 	for setting, want := range map[string]string{
-		"redis://:" + wrong + "@" + srv.Addr() + "/0":                                    "jwt_refresh redis: redis redis://***@" + srv.Addr() + "/0 refused the credentials: WRONGPASS",
+		"redis://:" + wrong + "@" + srv.Addr() + "/0":                                    "http.handlers.jwt_refresh: redis: redis redis://***@" + srv.Addr() + "/0 refused the credentials: WRONGPASS",
 		"redis://" + srv.Addr() + "/0":                                                   "refused the credentials: NOAUTH",
-		"redis://" + srv.Addr() + "/0 {\npassword {env.TG_EMPTY_PASSWORD}\n}":            "jwt_refresh redis password: {env.TG_EMPTY_PASSWORD} is empty or unset",
-		"redis://:{env.TG_EMPTY_PASSWORD}@" + srv.Addr() + "/0":                          "jwt_refresh redis: {env.TG_EMPTY_PASSWORD} is empty or unset",
+		"redis://" + srv.Addr() + "/0 {\npassword {env.TG_EMPTY_PASSWORD}\n}":            "http.handlers.jwt_refresh: redis password: {env.TG_EMPTY_PASSWORD} is empty or unset",
+		"redis://:{env.TG_EMPTY_PASSWORD}@" + srv.Addr() + "/0":                          "http.handlers.jwt_refresh: redis: {env.TG_EMPTY_PASSWORD} is empty or unset",
 		"redis://:right-password-4d1a@" + srv.Addr() + "/0 {\npassword " + wrong + "\n}": "a password is given both in the URL and with password",
 	} {
 		err := validateCaddyfile(t, "redis "+setting+"\nsigning_key "+k.es256)
 		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), wrong) {
 			t.Errorf("redis %s: %v\nwant an error with %q and no password", setting, err, want)
 		}
+	}
+}
+
+// Caddy provisions a module before it validates it. A config Validate
+// refuses dialed Redis first (and waited up to a second on one that did
+// not answer) before it was refused; now Provision runs Validate before it
+// takes anything.
+func TestAConfigValidateRefusesNeverConnectsToRedis(t *testing.T) {
+	srv := testredis.Start(t)
+	k := testKeys(t)
+	before := srv.ConnectionsReceived(t)
+	err := validateCaddyfile(t, "redis "+srv.URL()+"\nsigning_key "+k.es256+"\naccess_ttl 2h\nrefresh_ttl 1h")
+	if err == nil || !strings.Contains(err.Error(), "access_ttl 2h0m0s exceeds refresh_ttl 1h0m0s") {
+		t.Fatalf("validate: %v", err)
+	}
+	if n := srv.ConnectionsReceived(t) - before; n != 0 {
+		t.Fatalf("the refused config opened %d connections to Redis", n)
 	}
 }

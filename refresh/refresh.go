@@ -8,6 +8,7 @@
 package refresh
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
@@ -28,17 +29,22 @@ func init() {
 	caddy.RegisterModule(Handler{})
 }
 
-// Defaults of the optional settings.
+// The defaults of the optional settings, applied by applyDefaults and
+// named in the fields' comments (CONTRIBUTING.md).
 const (
 	defaultAccessTTL     = 5 * time.Minute
 	defaultRefreshTTL    = 24 * time.Hour
 	defaultSessionMax    = 30 * 24 * time.Hour
 	defaultReuseGrace    = 60 * time.Second
-	maxReuseGrace        = 10 * time.Minute
 	defaultRefreshPath   = "/auth/refresh"
 	defaultRefreshHeader = "Refresh-Token"
 	defaultUserClaim     = "sub"
+	defaultMaxSessions   = 100
 )
+
+// maxReuseGrace bounds reuse_grace: a superseded refresh token is a
+// stolen one's signature, answered only briefly.
+const maxReuseGrace = 10 * time.Minute
 
 // Headers the upstream's login answer uses to hand tollgate the identity.
 // They are response headers; clients sending them is an attack, so they are
@@ -89,6 +95,7 @@ type Handler struct {
 	UserClaim string `json:"user_claim,omitempty"`
 
 	// `iss` of issued tokens; when set, presented tokens must carry it.
+	// Default: none.
 	Issuer string `json:"issuer,omitempty"`
 
 	// The namespace of the sessions: handlers with the same realm share
@@ -113,6 +120,15 @@ type Handler struct {
 
 	// Absolute lifetime of a session from login, however active. Default: 30d.
 	SessionMax caddy.Duration `json:"session_max,omitempty"`
+
+	// The most sessions one user may have open in this realm. A login
+	// beyond it first ends the user's least recently used sessions as a
+	// logout would (revoked, then deleted), so a client that logs in again
+	// and again cannot grow Redis without bound. Logins of one user racing
+	// at the same moment may each end the same session: for that moment
+	// the user holds up to one more session per concurrent login, and the
+	// next login ends the surplus. Default: 100.
+	MaxSessions int `json:"max_sessions,omitempty"`
 
 	// How long after a rotation the previous refresh token is still
 	// answered (with tokens of the current generation, without rotating
@@ -146,8 +162,9 @@ type Handler struct {
 	// Default: none (no migration).
 	LegacyPrefix string `json:"legacy_prefix,omitempty"`
 
-	// PEM public keys (or certificates) that verify legacy tokens.
-	// Default: the public halves of signing_keys.
+	// PEM public keys (or certificates) that verify legacy tokens; a file
+	// that holds a private key is refused (internal/jwtkey). Default: the
+	// public halves of signing_keys.
 	LegacyKeys []string `json:"legacy_keys,omitempty"`
 
 	keys       *keySet
@@ -169,8 +186,9 @@ type Handler struct {
 
 // KeyFile is one signing key: a PEM file and an optional key id.
 type KeyFile struct {
-	// Path of the PEM private key. Placeholders such as {env.KEY_DIR} are
-	// expanded when the config is loaded.
+	// Path of the PEM private key; a file with only a public key is
+	// refused (internal/jwtkey). `{env.*}` and `{file.*}` are resolved
+	// when the config loads.
 	File string `json:"file"`
 	// `kid` header of the tokens it signs. Default: the RFC 7638
 	// thumbprint of its public key.
@@ -185,12 +203,19 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision applies defaults, loads the keys and takes the shared Redis
-// client. It does not contact Redis.
+// Provision applies the defaults, refuses a config Validate refuses
+// before it takes anything, loads the keys and takes the shared Redis
+// client, asking Redis once, briefly, whether it takes the credentials.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.now = nowFunc
 	h.applyDefaults()
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	// The realm defaults to the issuer; with neither, the default realm
+	// ("") of the releases before realms.
+	h.realm = cmp.Or(h.Realm, h.Issuer)
 	if err := h.loadKeys(); err != nil {
 		return err
 	}
@@ -208,11 +233,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	durability, err := h.redis.Durability()
 	if err != nil {
-		return fmt.Errorf("jwt_refresh redis %s: %w", h.redis, err)
+		return fmt.Errorf("redis %s: %w", h.redis, err)
 	}
 	h.store = &sessionStore{rdb: h.rdb, realm: h.realm, refreshTTL: time.Duration(h.RefreshTTL),
 		sessionMax: time.Duration(h.SessionMax), grace: time.Duration(*h.ReuseGrace),
-		accessTTL: time.Duration(h.AccessTTL), now: h.now, metrics: h.metrics, durability: durability}
+		accessTTL: time.Duration(h.AccessTTL), maxSessions: h.MaxSessions, now: h.now, metrics: h.metrics,
+		durability: durability}
 	registerStore(h.redis.Key(), h.store)
 	h.registered = true
 	return nil
@@ -223,20 +249,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // empty password fails the load instead of answering 503 to every
 // refresh; a Redis that does not answer yet only gets a warning.
 func (h *Handler) provisionRedis() error {
-	cfg, err := redisclient.Resolve("jwt_refresh redis", h.Redis, h.RedisPassword)
+	cfg, err := redisclient.Resolve("redis", h.Redis, h.RedisPassword)
 	if err != nil {
 		return err
 	}
 	if h.rdb, err = cfg.Acquire(); err != nil {
-		return fmt.Errorf("jwt_refresh redis %s: %w", cfg, err)
+		return fmt.Errorf("redis %s: %w", cfg, err)
 	}
 	h.redis, h.acquired = cfg, true
 	if err := cfg.CheckAtLoad(h.rdb, h.logger); err != nil {
-		return fmt.Errorf("jwt_refresh redis: %w", err)
+		return fmt.Errorf("redis: %w", err)
 	}
 	return nil
 }
 
+// applyDefaults fills every unset optional setting with its default.
 func (h *Handler) applyDefaults() {
 	if h.AccessTTL == 0 {
 		h.AccessTTL = caddy.Duration(defaultAccessTTL)
@@ -260,9 +287,8 @@ func (h *Handler) applyDefaults() {
 	if h.UserClaim == "" {
 		h.UserClaim = defaultUserClaim
 	}
-	h.realm = h.Realm
-	if h.realm == "" {
-		h.realm = h.Issuer
+	if h.MaxSessions == 0 {
+		h.MaxSessions = defaultMaxSessions
 	}
 }
 
@@ -270,18 +296,15 @@ func (h *Handler) applyDefaults() {
 // {env.*}/{file.*} placeholders in their paths; errors name the
 // subdirective, the file and where its path came from.
 func (h *Handler) loadKeys() error {
-	if len(h.SigningKeys) == 0 {
-		return errors.New("jwt_refresh: at least one signing_key is required")
-	}
 	var keys []*signingKey
 	for _, kf := range h.SigningKeys {
 		path, kid, err := resolveKeyFile(kf)
 		if err != nil {
-			return fmt.Errorf("jwt_refresh signing_key: %w", err)
+			return fmt.Errorf("signing_key: %w", err)
 		}
 		k, err := loadSigningKey(path, kid, h.realm)
 		if err != nil {
-			return fmt.Errorf("jwt_refresh signing_key %s%s: %w", path, resolve.Origin(kf.File), err)
+			return fmt.Errorf("signing_key %s%s: %w", path, resolve.Origin(kf.File), err)
 		}
 		keys = append(keys, k)
 	}
@@ -290,11 +313,11 @@ func (h *Handler) loadKeys() error {
 	for _, raw := range h.LegacyKeys {
 		path, err := resolve.Value(raw)
 		if err != nil {
-			return fmt.Errorf("jwt_refresh legacy_key: %w", err)
+			return fmt.Errorf("legacy_key: %w", err)
 		}
 		k, err := loadPublicKey(path)
 		if err != nil {
-			return fmt.Errorf("jwt_refresh legacy_key %s%s: %w", path, resolve.Origin(raw), err)
+			return fmt.Errorf("legacy_key %s%s: %w", path, resolve.Origin(raw), err)
 		}
 		h.legacy = append(h.legacy, k)
 	}
@@ -316,49 +339,67 @@ func resolveKeyFile(kf KeyFile) (path, kid string, err error) {
 	return path, kid, nil
 }
 
-// Validate checks the settings; it reads only.
+// Validate checks the settings as written, for Caddyfile and JSON configs
+// alike; it only reads. The values that may hold placeholders (the Redis
+// URL and password, key paths) are checked where Provision resolves them.
 func (h *Handler) Validate() error {
-	if h.Redis == "" {
-		return errors.New("jwt_refresh needs redis <url>")
+	switch {
+	case h.Redis == "":
+		return errors.New("redis <url> is required")
+	case len(h.SigningKeys) == 0:
+		return errors.New("at least one signing_key is required")
+	case len(h.LegacyKeys) > 0 && h.LegacyPrefix == "":
+		return errors.New("legacy_key needs legacy_prefix")
+	case h.MaxSessions < 0:
+		return fmt.Errorf("max_sessions %d: must be positive", h.MaxSessions)
 	}
-	if !resolve.Has(h.Redis) { // with placeholders, Provision checked it once resolved
-		if err := redisclient.Validate(h.Redis); err != nil {
-			return fmt.Errorf("jwt_refresh redis: %w", err)
-		}
+	if err := h.validateDurations(); err != nil {
+		return err
 	}
+	return h.validatePaths()
+}
+
+// validateDurations bounds each lifetime and orders them: access_ttl ≤
+// refresh_ttl ≤ session_max.
+func (h *Handler) validateDurations() error {
 	if h.ReuseGrace != nil && (*h.ReuseGrace < 0 || time.Duration(*h.ReuseGrace) > maxReuseGrace) {
-		return fmt.Errorf("jwt_refresh reuse_grace %s: must be between 0 and %s", time.Duration(*h.ReuseGrace), maxReuseGrace)
+		return fmt.Errorf("reuse_grace %s: must be between 0 and %s", time.Duration(*h.ReuseGrace), maxReuseGrace)
 	}
-	for name, d := range map[string]caddy.Duration{"access_ttl": h.AccessTTL, "refresh_ttl": h.RefreshTTL, "session_max": h.SessionMax} {
-		if d < 0 {
-			return fmt.Errorf("jwt_refresh %s: must be positive", name)
+	for _, d := range []struct {
+		name  string
+		value caddy.Duration
+	}{{"access_ttl", h.AccessTTL}, {"refresh_ttl", h.RefreshTTL}, {"session_max", h.SessionMax}} {
+		if d.value < 0 {
+			return fmt.Errorf("%s %s: must be positive", d.name, time.Duration(d.value))
 		}
 	}
 	if h.SessionMax != 0 && h.RefreshTTL > h.SessionMax {
-		return fmt.Errorf("jwt_refresh refresh_ttl %s exceeds session_max %s", time.Duration(h.RefreshTTL), time.Duration(h.SessionMax))
+		return fmt.Errorf("refresh_ttl %s exceeds session_max %s", time.Duration(h.RefreshTTL), time.Duration(h.SessionMax))
 	}
 	// An access token issued at a rotation must not outlive the refresh
 	// token issued with it: an idle session would end while its access
 	// tokens still work.
 	if h.RefreshTTL != 0 && h.AccessTTL > h.RefreshTTL {
-		return fmt.Errorf("jwt_refresh access_ttl %s exceeds refresh_ttl %s", time.Duration(h.AccessTTL), time.Duration(h.RefreshTTL))
+		return fmt.Errorf("access_ttl %s exceeds refresh_ttl %s", time.Duration(h.AccessTTL), time.Duration(h.RefreshTTL))
 	}
-	paths := map[string]string{}
-	for name, p := range map[string]string{"refresh_path": h.RefreshPath, "login_path": h.LoginPath,
-		"logout_path": h.LogoutPath, "logout_all_path": h.LogoutAllPath, "jwks_path": h.JWKSPath} {
-		if p == "" {
+	return nil
+}
+
+// validatePaths checks that the endpoints are absolute paths, all distinct.
+func (h *Handler) validatePaths() error {
+	seen := map[string]string{}
+	for _, p := range []struct{ name, path string }{{"refresh_path", h.RefreshPath}, {"login_path", h.LoginPath},
+		{"logout_path", h.LogoutPath}, {"logout_all_path", h.LogoutAllPath}, {"jwks_path", h.JWKSPath}} {
+		if p.path == "" {
 			continue
 		}
-		if !strings.HasPrefix(p, "/") {
-			return fmt.Errorf("jwt_refresh %s %q: must start with /", name, p)
+		if !strings.HasPrefix(p.path, "/") {
+			return fmt.Errorf("%s %q: must start with /", p.name, p.path)
 		}
-		if other, dup := paths[p]; dup {
-			return fmt.Errorf("jwt_refresh %s and %s are both %q", name, other, p)
+		if other, dup := seen[p.path]; dup {
+			return fmt.Errorf("%s and %s are both %q", other, p.name, p.path)
 		}
-		paths[p] = name
-	}
-	if len(h.LegacyKeys) > 0 && h.LegacyPrefix == "" {
-		return errors.New("jwt_refresh legacy_key needs legacy_prefix")
+		seen[p.path] = p.name
 	}
 	return nil
 }

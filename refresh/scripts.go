@@ -20,7 +20,12 @@ import "github.com/redis/go-redis/v9"
 //	      of it is reuse meanwhile
 //
 // The per-user index is a sorted set of sids scored by the unix ms at which
-// their hash expires, so logout_all finds every live session.
+// their hash expires, so logout_all finds every live session. Every script
+// that adds to it first drops the entries whose time has passed
+// (ZREMRANGEBYSCORE up to now) and sets its expiry to its last entry's, and
+// a login that would take it past max_sessions ends the least recently
+// used sessions first (createScript): the index and the session hashes of
+// a user stay within max_sessions, and every one of them expires.
 
 // luaPrelude is shared by the scripts: the Redis clock and index upkeep.
 const luaPrelude = `
@@ -55,18 +60,43 @@ local function judge(h, gen, grace, now)
 end
 `
 
-// createScript starts a session at generation 1.
-// KEYS: session, index. ARGV: sid, refresh_ttl ms, session_max ms.
-// Returns {"created", gen, ttl ms, end ms} or {"exists"} on a sid collision.
+// createScript starts a session at generation 1, within max_sessions.
+// KEYS: session, index, then the session of each sid to end. ARGV: sid,
+// refresh_ttl ms, session_max ms, max_sessions, then the sids to end:
+// sessions whose revocation the caller has written because a first run
+// answered "full". Returns
+//
+//	{"exists"}                          a sid collision
+//	{"full", sid...}                    (first run only) the user has
+//	                                    max_sessions sessions: these, the
+//	                                    least recently used, must end first
+//	{"created", gen, ttl, end, ended}   ended: how many of the sids to end
+//	                                    still existed and were deleted
+//
+// A run with sids to end creates the session even if a concurrent login
+// has taken the room meanwhile (it did end its share): the surplus is at
+// most one session per concurrent login, and the next login ends it.
 var createScript = redis.NewScript(luaPrelude + `
 local now = nowms()
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists'} end
+local ended = 0
+for i = 5, #ARGV do
+  if redis.call('DEL', KEYS[i - 2]) == 1 then ended = ended + 1 end
+  redis.call('ZREM', KEYS[2], ARGV[i])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4]) + 1
+if #ARGV == 4 and over > 0 then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, over - 1)
+  table.insert(oldest, 1, 'full')
+  return oldest
+end
 local max = tonumber(ARGV[3])
 local ttl = math.min(tonumber(ARGV[2]), max)
 redis.call('HSET', KEYS[1], 'gen', 1, 'rot', now, 'auth', now, 'end', now + max)
 redis.call('PEXPIRE', KEYS[1], ttl)
 index(KEYS[2], ARGV[1], now + ttl, now)
-return {'created', 1, ttl, now + max}
+return {'created', 1, ttl, now + max, ended}
 `)
 
 // rotateScript is one refresh. KEYS: session, index. ARGV: the token's gen,

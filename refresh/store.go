@@ -32,8 +32,10 @@ type sessionStore struct {
 	sessionMax time.Duration
 	grace      time.Duration
 	accessTTL  time.Duration
-	now        func() time.Time
-	metrics    *refreshMetrics
+	// maxSessions bounds the sessions of one user (max_sessions).
+	maxSessions int
+	now         func() time.Time
+	metrics     *refreshMetrics
 	// durability, when it asks for replicas, makes every write wait until
 	// that many replicas have it, so a failover cannot lose a session that
 	// was answered.
@@ -82,17 +84,90 @@ func (s *sessionStore) sessionKey(user, sid string) string { return sessionKey(s
 
 func (s *sessionStore) indexKey(user string) string { return indexKey(s.realm, user) }
 
-// create starts a new session for user.
+// create starts a new session for user. When the user already has
+// maxSessions sessions, the script names the least recently used ones
+// instead; they are ended as a logout ends a session — revoked here first
+// (those whose access tokens may still be accepted), then deleted by the
+// second run of the script, which creates the new session in the same
+// step. So a create is one script, or at the limit two scripts, a read
+// and a revocation.
 func (s *sessionStore) create(ctx context.Context, user, sid string) (rotation, error) {
-	res, err := s.run(ctx, createScript, []string{s.sessionKey(user, sid), s.indexKey(user)},
-		sid, s.refreshTTL.Milliseconds(), s.sessionMax.Milliseconds()).Slice()
+	res, err := s.runCreate(ctx, user, sid, nil)
 	if err != nil {
-		return rotation{}, fmt.Errorf("creating session: %w", err)
+		return rotation{}, err
 	}
-	if len(res) != 4 {
+	if res[0] == "full" {
+		ending := make([]string, 0, len(res)-1)
+		for _, v := range res[1:] {
+			if e, ok := v.(string); ok {
+				ending = append(ending, e)
+			}
+		}
+		live, err := s.tokensMayBeAccepted(ctx, user, ending)
+		if err != nil {
+			return rotation{}, err
+		}
+		if err := s.revoke(ctx, live...); err != nil {
+			return rotation{}, err
+		}
+		if res, err = s.runCreate(ctx, user, sid, ending); err != nil {
+			return rotation{}, err
+		}
+	}
+	if res[0] == "exists" {
 		return rotation{}, errors.New("creating session: session id collision")
 	}
-	return parseRotation(res)
+	if len(res) != 5 {
+		return rotation{}, fmt.Errorf("creating session: unexpected script reply %v", res)
+	}
+	ended, _ := res[4].(int64)
+	s.metrics.sessionsEnded("max_sessions", int(ended))
+	return parseRotation(res[:4])
+}
+
+// tokensMayBeAccepted keeps the sessions whose last access token a
+// verifier may still accept, judged on Redis's clock: one was issued at
+// the last rotation ("rot"), or up to reuse_grace later for a replayed
+// token, and is accepted access_ttl long plus the largest leeway. The
+// others (a session idle for hours) need no revocation entry: ending them
+// costs no entry in every authjwt's revoked set. A session already gone
+// has nothing left to revoke either.
+func (s *sessionStore) tokensMayBeAccepted(ctx context.Context, user string, sids []string) ([]string, error) {
+	rots := make([]*redis.SliceCmd, len(sids))
+	var clock *redis.TimeCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		clock = p.Time(ctx)
+		for i, sid := range sids {
+			rots[i] = p.HMGet(ctx, s.sessionKey(user, sid), "rot")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the sessions to end: %w", err)
+	}
+	accepted := s.grace + s.accessTTL + revocation.MaxLeeway + revokeMargin
+	var live []string
+	for i, sid := range sids {
+		if rot := rots[i].Val(); rot[0] != nil && unixMilli(rot[0]).Add(accepted).After(clock.Val()) {
+			live = append(live, sid)
+		}
+	}
+	return live, nil
+}
+
+// runCreate runs createScript once; ending are sessions of the user whose
+// revocation is written, to be deleted.
+func (s *sessionStore) runCreate(ctx context.Context, user, sid string, ending []string) ([]any, error) {
+	keys, args := s.withSessions([]string{s.sessionKey(user, sid), s.indexKey(user)},
+		[]any{sid, s.refreshTTL.Milliseconds(), s.sessionMax.Milliseconds(), s.maxSessions}, user, ending)
+	res, err := s.run(ctx, createScript, keys, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("creating session: %w", err)
+	}
+	if len(res) == 0 {
+		return nil, errors.New("creating session: empty script reply")
+	}
+	return res, nil
 }
 
 // rotate runs one refresh of the session sid at generation gen.
@@ -214,18 +289,22 @@ func (s *sessionStore) endAll(ctx context.Context, user string) ([]string, error
 	if err := s.revoke(ctx, sids...); err != nil {
 		return nil, err
 	}
-	keys := make([]string, 0, len(sids)+1)
-	args := make([]any, 0, len(sids))
-	keys = append(keys, s.indexKey(user))
-	for _, sid := range sids {
-		keys = append(keys, s.sessionKey(user, sid))
-		args = append(args, sid)
-	}
+	keys, args := s.withSessions([]string{s.indexKey(user)}, nil, user, sids)
 	ended, err := s.run(ctx, endSessionsScript, keys, args...).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("ending all sessions: %w", err)
 	}
 	return ended, nil
+}
+
+// withSessions appends the session key of each of the user's sids to a
+// script's keys and the sid to its arguments, in the same order.
+func (s *sessionStore) withSessions(keys []string, args []any, user string, sids []string) ([]string, []any) {
+	for _, sid := range sids {
+		keys = append(keys, s.sessionKey(user, sid))
+		args = append(args, sid)
+	}
+	return keys, args
 }
 
 // sessionIDs reads the user's index: the sids of the sessions that may

@@ -12,14 +12,12 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"io/fs"
 	"math/big"
-	"os"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/tollgate/tollgate/internal/jwtkey"
 )
 
 // Token types, carried in the "typ" claim so that an access token can never
@@ -79,24 +77,17 @@ type verifyKey struct {
 	pub    crypto.PublicKey
 }
 
-// loadSigningKey reads a PEM private key (PKCS#8, PKCS#1 or SEC 1) and picks
-// the JWS algorithm from its type. An empty kid becomes the RFC 7638
-// thumbprint of the public key. Its refresh-token MAC key is the realm's.
-// Its errors leave the path to the caller, which names it with its
-// subdirective.
+// loadSigningKey reads a signing key's PEM file (internal/jwtkey's
+// policy: a private key) and picks the JWS algorithm from its type. An
+// empty kid becomes the RFC 7638 thumbprint of the public key. Its
+// refresh-token MAC key is the realm's. Its errors leave the path to the
+// caller, which names it with its subdirective.
 func loadSigningKey(path, kid, realm string) (*signingKey, error) {
-	raw, err := readKeyFile(path)
+	priv, err := jwtkey.ReadSigning(path)
 	if err != nil {
 		return nil, err
 	}
-	priv, err := parsePrivateKey(raw)
-	if err != nil {
-		return nil, err
-	}
-	method, err := methodFor(priv.Public())
-	if err != nil {
-		return nil, err
-	}
+	method := methodFor(priv.Public())
 	if kid == "" {
 		kid = thumbprint(priv.Public())
 	}
@@ -107,109 +98,30 @@ func loadSigningKey(path, kid, realm string) (*signingKey, error) {
 	return &signingKey{kid: kid, method: method, priv: priv, mac: mac}, nil
 }
 
-// readKeyFile reads a key file; the error is the cause alone (the caller
-// names the path).
-func readKeyFile(path string) ([]byte, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, fmt.Errorf("cannot read the file: %w", err)
-	}
-	return raw, nil
-}
-
-func parsePrivateKey(raw []byte) (crypto.Signer, error) {
-	for rest := raw; ; {
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return nil, errors.New("no PEM private key found")
-		}
-		var key any
-		var err error
-		switch block.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		default:
-			continue // e.g. "EC PARAMETERS" before the key
-		}
-		if err != nil {
-			return nil, fmt.Errorf("parsing %s: %w", block.Type, err)
-		}
-		signer, ok := key.(crypto.Signer)
-		if !ok {
-			return nil, fmt.Errorf("unsupported private key type %T", key)
-		}
-		return signer, nil
-	}
-}
-
-// loadPublicKey reads a PEM public key or certificate, for legacy_key; its
-// errors leave the path to the caller.
+// loadPublicKey reads a legacy_key's PEM file (internal/jwtkey's policy
+// for verifying keys: a public key or a certificate, never a private key);
+// its errors leave the path to the caller.
 func loadPublicKey(path string) (*verifyKey, error) {
-	raw, err := readKeyFile(path)
+	pub, err := jwtkey.ReadVerifying(path)
 	if err != nil {
 		return nil, err
 	}
-	block, _ := pem.Decode(raw)
-	if block == nil {
-		return nil, errors.New("no PEM block found")
-	}
-	var pub any
-	switch block.Type {
-	case "PUBLIC KEY":
-		pub, err = x509.ParsePKIXPublicKey(block.Bytes)
-	case "RSA PUBLIC KEY":
-		pub, err = x509.ParsePKCS1PublicKey(block.Bytes)
-	case "CERTIFICATE":
-		var cert *x509.Certificate
-		if cert, err = x509.ParseCertificate(block.Bytes); err == nil {
-			pub = cert.PublicKey
-		}
-	default:
-		// A private key file also carries the public half.
-		var priv crypto.Signer
-		if priv, err = parsePrivateKey(raw); err == nil {
-			pub = priv.Public()
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	method, err := methodFor(pub)
-	if err != nil {
-		return nil, err
-	}
-	return &verifyKey{kid: thumbprint(pub), method: method, pub: pub}, nil
+	return &verifyKey{kid: thumbprint(pub), method: methodFor(pub), pub: pub}, nil
 }
 
-// methodFor maps a public key to the one JWS algorithm tollgate uses with it.
-func methodFor(pub crypto.PublicKey) (jwt.SigningMethod, error) {
+// methodFor maps a key jwtkey accepted to the one JWS algorithm tollgate
+// uses with it.
+func methodFor(pub crypto.PublicKey) jwt.SigningMethod {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return nil, fmt.Errorf("RSA key of %d bits; at least 2048 are required", k.N.BitLen())
-		}
-		return jwt.SigningMethodRS256, nil
+		return jwt.SigningMethodRS256
 	case *ecdsa.PublicKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return jwt.SigningMethodES256, nil
-		case elliptic.P384():
-			return jwt.SigningMethodES384, nil
+		if k.Curve == elliptic.P384() {
+			return jwt.SigningMethodES384
 		}
-		return nil, fmt.Errorf("unsupported ECDSA curve %s (P-256 or P-384)", k.Curve.Params().Name)
-	case ed25519.PublicKey:
-		return jwt.SigningMethodEdDSA, nil
+		return jwt.SigningMethodES256
 	}
-	return nil, fmt.Errorf("unsupported key type %T (RSA, ECDSA or Ed25519)", pub)
+	return jwt.SigningMethodEdDSA
 }
 
 // sign returns the compact JWT of claims signed with k, with its kid.

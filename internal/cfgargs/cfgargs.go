@@ -4,6 +4,7 @@
 package cfgargs
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -32,12 +33,63 @@ func AtLeastOne(d *caddyfile.Dispenser, dst *[]string) error {
 	return nil
 }
 
-// Duration reads one duration in Caddy's syntax (90s, 5m, 24h, 30d). Zero
-// is accepted only where it means something (zeroOK).
+// DurationArg reads one duration in Caddy's syntax (90s, 5m, 24h, 30d).
+// Like every reader here it only records: it refuses what does not parse,
+// and a zero where zeroOK is false — a field whose JSON zero means "unset,
+// take the default" could not tell `0s` from absent, so the config would
+// silently get the default. Whether the value is in range (not negative,
+// at most some bound) is the module's Validate's rule, which JSON configs
+// reach too (CONTRIBUTING.md).
+func DurationArg(d *caddyfile.Dispenser, dst *caddy.Duration, zeroOK bool) error {
+	return parsed(d, dst, zeroOK, func(s string) (caddy.Duration, error) {
+		dur, err := caddy.ParseDuration(s)
+		return caddy.Duration(dur), err
+	})
+}
+
+// IntArg reads one integer, refusing what does not parse and a zero (see
+// DurationArg); its range is Validate's.
+func IntArg(d *caddyfile.Dispenser, dst *int) error {
+	return parsed(d, dst, false, strconv.Atoi)
+}
+
+// parsed reads the one argument of the subdirective at d with parse,
+// refusing what does not parse (with the cause) and, unless zeroOK, zero.
+func parsed[T comparable](d *caddyfile.Dispenser, dst *T, zeroOK bool, parse func(string) (T, error)) error {
+	name, s, err := named(d)
+	if err != nil {
+		return err
+	}
+	v, err := parse(s)
+	if err != nil {
+		return d.Errf("%s: %w", name, err)
+	}
+	var zero T
+	if v == zero && !zeroOK {
+		return d.Errf(zeroMeansDefault, name, s, name)
+	}
+	*dst = v
+	return nil
+}
+
+// named reads the one argument of the subdirective at d, with its name.
+func named(d *caddyfile.Dispenser) (name, value string, err error) {
+	name = d.Val()
+	err = One(d, &value)
+	return name, value, err
+}
+
+// zeroMeansDefault is the error for a zero that the JSON config could not
+// tell from an absent setting.
+const zeroMeansDefault = "%s %s: zero cannot be told from unset in the JSON config; leave %s out for its default"
+
+// Duration reads one duration and also refuses a negative one (and zero
+// unless zeroOK). That range check belongs to Validate (DurationArg is the
+// reader that leaves it there); payproxy still relies on it here until its
+// Validate checks its durations (CONTRIBUTING.md, "Not yet followed").
 func Duration(d *caddyfile.Dispenser, dst *caddy.Duration, zeroOK bool) error {
-	name := d.Val()
-	var s string
-	if err := One(d, &s); err != nil {
+	name, s, err := named(d)
+	if err != nil {
 		return err
 	}
 	dur, err := caddy.ParseDuration(s)

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -46,4 +47,49 @@ func TestUnknownNamesTheValueAndSuggests(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "did you mean") || !strings.Contains(err.Error(), `unrecognized authjwt subdirective "colour"`) {
 		t.Fatalf("error %v", err)
 	}
+}
+
+// The readers only record: what does not parse is refused with its cause,
+// a zero JSON could not tell from unset is refused, and a negative value
+// is recorded for Validate to judge (one rule, one place).
+func TestReadersRefuseSyntaxAndLeaveRangesToValidate(t *testing.T) {
+	for _, tc := range []struct {
+		line, want string
+		read       func(d *caddyfile.Dispenser) (any, error)
+	}{
+		{"ttl soon", `ttl: time: invalid duration "soon"`, duration(false)},
+		{"ttl 0s", "ttl 0s: zero cannot be told from unset in the JSON config; leave ttl out for its default", duration(false)},
+		{"grace 0s", "", duration(true)},
+		{"ttl -5m", "", duration(false)},
+		{"ttl 5m 6m", "wrong argument count", duration(false)},
+		{"size many", `size: strconv.Atoi: parsing "many": invalid syntax`, integer},
+		{"size 0", "size 0: zero cannot be told from unset", integer},
+		{"size -3", "", integer},
+	} {
+		t.Run(tc.line, func(t *testing.T) {
+			d := caddyfile.NewTestDispenser(tc.line)
+			d.Next()
+			_, err := tc.read(d)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func duration(zeroOK bool) func(d *caddyfile.Dispenser) (any, error) {
+	return func(d *caddyfile.Dispenser) (any, error) {
+		var v caddy.Duration
+		err := DurationArg(d, &v, zeroOK)
+		return v, err
+	}
+}
+
+func integer(d *caddyfile.Dispenser) (any, error) {
+	var v int
+	err := IntArg(d, &v)
+	return v, err
 }

@@ -7,7 +7,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/tollgate/tollgate/internal/cfgargs"
-	"github.com/tollgate/tollgate/internal/resolve"
 )
 
 // UnmarshalCaddyfile reads a Redis setting at d's current subdirective:
@@ -16,21 +15,16 @@ import (
 //	    password <secret>
 //	}
 //
-// into url and password, recording them as written ({env.*} and {file.*}
-// are resolved by Resolve in Provision). more handles the setting's other
-// block options (authjwt's revocation: unavailable, allow_without_sid); an
-// unknown option is an error that suggests the nearest known one. A URL
-// without placeholders is checked here, so a typo is reported with its
-// line; nothing is dialed.
+// into url and password, recording them as written: {env.*} and {file.*}
+// are resolved, and the URL checked, by Resolve in Provision, the one
+// place for that rule whether the config came from a Caddyfile or JSON;
+// nothing is read or dialed here. more handles the setting's other block
+// options (authjwt's revocation: unavailable, allow_without_sid); an
+// unknown option is an error that suggests the nearest known one.
 func UnmarshalCaddyfile(d *caddyfile.Dispenser, url, password *string, more map[string]func(*caddyfile.Dispenser) error) error {
 	sub := d.Val()
 	if err := cfgargs.One(d, url); err != nil {
 		return err
-	}
-	if !resolve.Has(*url) {
-		if err := Validate(*url); err != nil {
-			return d.WrapErr(err)
-		}
 	}
 	known := append(slices.Sorted(maps.Keys(more)), "password")
 	for nesting := d.Nesting(); d.NextBlock(nesting); {

@@ -2,6 +2,7 @@ package revocation
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,31 @@ func TestExpiredRevocationsAreForgotten(t *testing.T) {
 	waitFor(t, "new revocation", func() bool { return w.Revoked("new") })
 	if w.Revoked("old") {
 		t.Error("a revocation past its expiry still rejects")
+	}
+}
+
+// The revoked set has no TTL of its own (its entries have different
+// times): every Revoke trims, in the same MULTI, every entry whose time
+// has passed, so the set holds at most the revocations of the last
+// access_ttl + MaxLeeway + a margin.
+func TestEveryRevokeTrimsTheEntriesWhoseTimeHasPassed(t *testing.T) {
+	srv := testredis.Start(t)
+	c := srv.Client()
+	ctx := context.Background()
+	for i := range 1000 {
+		if err := c.ZAdd(ctx, Key, redisZ(time.Now().Add(-time.Duration(i+1)*time.Second), "stale-"+strconv.Itoa(i))).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Revoke(ctx, c, time.Now().Add(time.Minute), "fresh"); err != nil {
+		t.Fatal(err)
+	}
+	members, err := c.ZRange(ctx, Key, 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(members) != 1 || members[0] != "fresh" {
+		t.Fatalf("after one revocation the set holds %d entries, want only the fresh one: %v…", len(members), members[:min(3, len(members))])
 	}
 }
 

@@ -32,6 +32,8 @@ type Server struct {
 	sentinelConf string
 	// password, when set, is the one the server requires (StartWithPassword).
 	password string
+	// probes counts ConnectionsReceived's own connections.
+	probes int64
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -106,6 +108,25 @@ func (s *Server) Client() *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.password, MaxRetries: -1})
 	s.t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// ConnectionsReceived is Redis's count of connections accepted so far
+// (INFO stats total_connections_received): a test compares it before and
+// after to prove something never dialed.
+func (s *Server) ConnectionsReceived(t testing.TB) int64 {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr(), Password: s.password, MaxRetries: -1, PoolSize: 1})
+	defer c.Close()
+	info, err := c.InfoMap(context.Background(), "stats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(info["Stats"]["total_connections_received"], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.probes++ // this call's own connection, and the earlier calls'
+	return n - s.probes
 }
 
 func (s *Server) start() error {
