@@ -20,6 +20,13 @@ import (
 // channels at simURL, polling every 10 minutes (out of the measurements'
 // way), and the admin API on admin ("" = off).
 func Caddyfile(k paysim.Keys, simURL, redisURL string, port int, admin string) string {
+	return CaddyfileWith(k, simURL, redisURL, port, admin, "poll_interval 10m")
+}
+
+// CaddyfileWith is Caddyfile with extra lines in the payproxy block in
+// place of its poll_interval (a driver that needs the poller, refunds or
+// a webhook says so).
+func CaddyfileWith(k paysim.Keys, simURL, redisURL string, port int, admin, extra string) string {
 	if admin == "" {
 		admin = "off"
 	}
@@ -49,12 +56,12 @@ http://127.0.0.1:%[1]d {
 			base_url %[6]s
 			notify_url http://127.0.0.1:%[1]d/pay/notify/wechat
 		}
-		poll_interval 10m
+		%[15]s
 	}
 }
 `, port, redisURL, k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, simURL,
 		k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key,
-		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, admin)
+		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, admin, strings.ReplaceAll(extra, "\n", "\n\t\t"))
 }
 
 // Proc is a running tollgate.
