@@ -47,3 +47,38 @@ func TestANoBillAnswerNeverErasesADifferenceAlreadyFound(t *testing.T) {
 		t.Errorf("%s = %v after the \"no bill\" re-check, want 1: the open difference is no longer counted", gauge, v)
 	}
 }
+
+// TestABuyersSubjectCannotBlindTheDaysWechatReconciliation: the subject of
+// a trade is the client's (POST /pay/trades "subject") and WeChat writes it
+// as it is into the 商品名称 column of its bill, whose values are only
+// prefixed with a backtick, never escaped. One paid trade whose subject
+// holds ",`" must not make the whole day's WeChat bill unreadable: the
+// same day, a payment whose notification was lost must still be found
+// and healed by the reconciliation.
+func TestABuyersSubjectCannotBlindTheDaysWechatReconciliation(t *testing.T) {
+	e := newEnv(t)
+	e.options["poll_interval"] = "1h"
+	inst := e.startWith(func(cf string) string { return deadNotify(t, e, cf) })
+
+	r := do(t, "POST", e.base+"/pay/trades", map[string]any{
+		"order_no": "SUBJ_BLIND_1", "amount_fen": 1, "channel": "wechat", "subject": "运费,`SUCCESS,`x"})
+	if r.Status != 200 {
+		// Refusing such a subject is a fix as good as parsing it.
+		t.Skipf("the subject is refused: %d %s", r.Status, r.Raw)
+	}
+	must(t, e.sim.Pay(r.str("trade_no")))
+	if got := do(t, "GET", e.base+"/pay/trades/SUBJ_BLIND_1?sync=1", nil); got.str("state") != "PAID" {
+		t.Fatalf("sync: %s", got.Raw)
+	}
+	lost := e.create("SUBJ_LOST_1", "wechat", 2300)
+	wantStatus(t, lost, 200, "")
+	must(t, e.sim.Pay(lost.str("trade_no")))
+
+	rep := runReconcile(t, inst.AdminURL(), "wechat", today())
+	if rep.State != "done" {
+		t.Errorf("one buyer's subject made the day's WeChat bill unreadable: state %q, error %q", rep.State, rep.Error)
+	}
+	if got := e.get("SUBJ_LOST_1"); got.str("state") != "PAID" {
+		t.Errorf("the payment whose notification was lost is not healed: %s", got.Raw)
+	}
+}
