@@ -82,3 +82,30 @@ func TestABuyersSubjectCannotBlindTheDaysWechatReconciliation(t *testing.T) {
 		t.Errorf("the payment whose notification was lost is not healed: %s", got.Raw)
 	}
 }
+
+// TestAFailedRecheckKeepsTheDifferencesOfTheLastCompleteRun: a done
+// report lists an open difference; a later re-check of the same date whose
+// bill download fails (the connection reset) must not leave the date's
+// report without it: GET /tollgate/payproxy/reconcile/{channel}/{date} is
+// where ops find what to act on, and the gauge still counts it open.
+func TestAFailedRecheckKeepsTheDifferencesOfTheLastCompleteRun(t *testing.T) {
+	e := newEnv(t)
+	inst := e.start()
+	admin := inst.AdminURL()
+	c, ctx := e.redis.Client(), context.Background()
+
+	gone := e.paidOrder("RECHECK_GONE", "alipay", 300)
+	e.notified(gone)
+	must(t, c.Del(ctx, tradeHash("RECHECK_GONE"), "tollgate:pay:{t:"+gone+"}").Err())
+	if rep := runReconcile(t, admin, "alipay", today()); len(rep.Differences) != 1 {
+		t.Fatalf("first run: %+v", rep)
+	}
+	e.sim.SetFault(paysim.Fault{Operation: "alipay.bill", Mode: paysim.FaultReset})
+	runReconcile(t, admin, "alipay", today())
+	rep := decodeReport(t, do(t, "GET", admin+"/tollgate/payproxy/reconcile/alipay/"+today(), nil).Raw)
+	gauge := metric(t, admin, `tollgate_payproxy_reconcile_differences{channel="alipay",kind="missing_locally"}`)
+	if _, ok := diffOf(rep, gone, ""); !ok {
+		t.Errorf("after a failed re-check the report is %q (%q) with %d differences, while the gauge counts %v open: the payment of %s is listed nowhere",
+			rep.State, rep.Error, len(rep.Differences), gauge, gone)
+	}
+}
