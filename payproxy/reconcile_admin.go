@@ -81,6 +81,14 @@ func runReconcileAdmin(w http.ResponseWriter, r *http.Request) {
 				p.scheduleReconcile(ctx, req.Channel, req.Date, next)
 			}
 		}
+		if rep.State != reconcile.StateDone {
+			// A run that compared nothing did not replace the date's
+			// completed report: answer that, with this run as its
+			// last_attempt, as GET does.
+			if stored, err := reconcile.Load(ctx, p.rdb, req.Channel, req.Date); err == nil {
+				rep = stored
+			}
+		}
 		reports = append(reports, rep)
 	}
 	writeReports(w, reports)

@@ -46,9 +46,10 @@ func seenKey(channel, date, token string) string {
 func diffsKey(channel, date, token string) string {
 	return slot(channel) + ":diffs:" + date + ":" + token
 }
-func runKey(channel, date string) string    { return slot(channel) + ":run:" + date }
-func reportKey(channel, date string) string { return slot(channel) + ":report:" + date }
-func openKey(channel string) string         { return slot(channel) + ":open" }
+func runKey(channel, date string) string     { return slot(channel) + ":run:" + date }
+func reportKey(channel, date string) string  { return slot(channel) + ":report:" + date }
+func openKey(channel string) string          { return slot(channel) + ":open" }
+func attemptKey(channel, date string) string { return slot(channel) + ":attempt:" + date }
 
 // indexHorizon is how long a day's index is kept after the day ends: the
 // reports' 90 days and one more for a time zone ahead of UTC.

@@ -73,6 +73,18 @@ type Report struct {
 	// Differences lists every difference found (healed ones marked), up
 	// to MaxDifferences.
 	Differences []Difference `json:"differences"`
+	// LastAttempt is the latest run of the date that could not compare
+	// (pending or error) after this report was made: a failed re-check
+	// never replaces a completed comparison, whose differences are what
+	// ops act on; it is told beside it.
+	LastAttempt *Attempt `json:"last_attempt,omitempty"`
+}
+
+// Attempt is a run that compared nothing.
+type Attempt struct {
+	State string    `json:"state"`
+	Error string    `json:"error"`
+	At    time.Time `json:"at"`
 }
 
 // Totals are the bill's sums and tollgate's for the same payments and

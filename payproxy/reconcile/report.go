@@ -25,15 +25,30 @@ var ErrNoReport = errors.New("no reconciliation report for that channel and date
 
 // saveScript stores a report and, for a completed comparison, the counts
 // of its open differences by kind under its date, pruning the counts of
-// runs older than the reports' horizon. An error or pending run leaves the
-// last completed run's counts as they are: a bill that could not be had
-// does not close anything.
+// runs older than the reports' horizon. A run that compared nothing (error
+// or pending) never replaces a completed one: it is kept beside it as the
+// date's last attempt, and the completed run's counts stay as they are (a
+// bill that could not be had closes nothing). A completed run replaces
+// the report and clears the last attempt.
 //
-// KEYS: report, open. ARGV: report_json, ttl_s, date, counts_json ("" for
-// none), oldest_ms.
+// The stored report is known completed by the start of its JSON, which
+// encoding/json writes in the order of Report's fields: channel, date,
+// state.
+//
+// KEYS: report, open, attempt. ARGV: report_json, ttl_s, date,
+// counts_json ("" for none), oldest_ms, attempt_json.
 var saveScript = redis.NewScript(`
+if ARGV[4] == '' then
+  local old = redis.call('GET', KEYS[1])
+  if old and string.find(old, '^{"channel":"[^"]*","date":"[^"]*","state":"done"') then
+    redis.call('SET', KEYS[3], ARGV[6], 'EX', ARGV[2])
+    return 2
+  end
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+  return 0
+end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-if ARGV[4] == '' then return 0 end
+redis.call('DEL', KEYS[3])
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
@@ -62,10 +77,11 @@ func save(ctx context.Context, rdb redis.UniversalClient, rep *Report, counts ma
 		b, _ := json.Marshal(openCounts{At: now.UnixMilli(), Kinds: counts})
 		open = string(b)
 	}
+	attempt, _ := json.Marshal(Attempt{State: rep.State, Error: rep.Error, At: now.UTC()})
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	err = saveScript.Run(ctx, rdb, []string{reportKey(rep.Channel, rep.Date), openKey(rep.Channel)},
-		body, int64(ReportTTL.Seconds()), rep.Date, open, now.Add(-ReportTTL).UnixMilli()).Err()
+	err = saveScript.Run(ctx, rdb, []string{reportKey(rep.Channel, rep.Date), openKey(rep.Channel), attemptKey(rep.Channel, rep.Date)},
+		body, int64(ReportTTL.Seconds()), rep.Date, open, now.Add(-ReportTTL).UnixMilli(), attempt).Err()
 	if err != nil {
 		return fmt.Errorf("storing the report: %w", err)
 	}
@@ -73,17 +89,27 @@ func save(ctx context.Context, rdb redis.UniversalClient, rep *Report, counts ma
 }
 
 // Load returns the stored report of channel and date, or ErrNoReport.
+// A completed report comes with the date's last attempt, if a later run
+// could not compare.
 func Load(ctx context.Context, rdb redis.UniversalClient, channel, date string) (*Report, error) {
-	raw, err := rdb.Get(ctx, reportKey(channel, date)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, ErrNoReport
-	}
+	// One slot: MGET works on a Cluster too.
+	vals, err := rdb.MGet(ctx, reportKey(channel, date), attemptKey(channel, date)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("loading the report: %w", err)
 	}
+	raw, ok := vals[0].(string)
+	if !ok {
+		return nil, ErrNoReport
+	}
 	rep := &Report{}
-	if err := json.Unmarshal(raw, rep); err != nil {
+	if err := json.Unmarshal([]byte(raw), rep); err != nil {
 		return nil, fmt.Errorf("decoding the report: %w", err)
+	}
+	if raw, ok := vals[1].(string); ok && rep.State == StateDone {
+		rep.LastAttempt = &Attempt{}
+		if err := json.Unmarshal([]byte(raw), rep.LastAttempt); err != nil {
+			return nil, fmt.Errorf("decoding the last attempt: %w", err)
+		}
 	}
 	return rep, nil
 }

@@ -115,6 +115,10 @@ func (r *run) execute(ctx context.Context) (map[string]int, bool) {
 	rd, err := r.job.Fetch(ctx)
 	switch {
 	case errors.Is(err, bill.ErrNotReady) && r.job.NoBillIsEmpty:
+		if had, err := r.hadBill(ctx); err != nil || had > 0 {
+			r.fail(StateError, r.noBillAfterBill(had, err))
+			return nil, true
+		}
 		rd = emptyBill{}
 	case errors.Is(err, bill.ErrNotReady):
 		r.fail(StatePending, "the provider has no bill for this day yet (not generated, or no trade that day); asked again later")
@@ -152,6 +156,30 @@ func (r *run) execute(ctx context.Context) (map[string]int, bool) {
 			r.found, MaxDifferences, MaxDifferences)
 	}
 	return counts, r.failures > 0
+}
+
+// hadBill is the number of lines of the date's completed report, if any.
+// Read under the run's lease: no other run of the date writes meanwhile.
+func (r *run) hadBill(ctx context.Context) (int, error) {
+	rep, err := Load(ctx, r.rc.Redis, r.job.Channel, r.job.Date)
+	if errors.Is(err, ErrNoReport) {
+		return 0, nil
+	}
+	if err != nil || rep.State != StateDone {
+		return 0, err
+	}
+	return rep.Lines, nil
+}
+
+// noBillAfterBill explains why a "no bill" answer was not taken as a day
+// without trades. Such an answer is not signed by either provider (Alipay
+// answers isp.bill_not_exist unsigned; WeChat's error answers are not
+// verified), so a hop can forge it: it must not erase a bill already had.
+func (r *run) noBillAfterBill(had int, err error) string {
+	if err != nil {
+		return "the provider has no bill for this day, and the last report could not be read: " + err.Error() + "; asked again later"
+	}
+	return fmt.Sprintf("the provider answered that it has no bill for this day, whose bill had %d lines at an earlier run: not taken as a day without trades; asked again later", had)
 }
 
 // fail makes the report an error or pending one: nothing compared.

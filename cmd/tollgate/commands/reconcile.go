@@ -31,9 +31,11 @@ payproxy routes, and prints the report once it is done: the state, the
 lines read and matched, the totals on both sides, and every difference
 (healed ones marked). --json prints the admin API's JSON instead.
 
-Exits 1 when the report is not done: pending (the provider has no bill
+Exits 1 when this run did not compare: pending (the provider has no bill
 yet; the daily run asks again later that day) or error (the bill was bad
-or could not be fetched; nothing was compared).`,
+or could not be fetched; nothing was compared). Such a run never replaces
+the date's completed report: that is printed, with this run as its
+last_attempt.`,
 		Args: cobra.NoArgs,
 		RunE: caddycmd.WrapCommandFuncForCobra(cmdReconcile),
 	}
@@ -74,6 +76,10 @@ func cmdReconcile(fl caddycmd.Flags) (int, error) {
 	for _, r := range reports {
 		if r.State != reconcile.StateDone {
 			return caddy.ExitCodeFailedStartup, fmt.Errorf("the reconciliation of %s %s is %s: %s", r.Channel, r.Date, r.State, r.Error)
+		}
+		if a := r.LastAttempt; a != nil {
+			return caddy.ExitCodeFailedStartup, fmt.Errorf("the reconciliation of %s %s is %s: %s (the report printed is the last completed run's, kept as it was)",
+				r.Channel, r.Date, a.State, a.Error)
 		}
 	}
 	return caddy.ExitCodeSuccess, nil

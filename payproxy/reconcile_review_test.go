@@ -2,6 +2,7 @@ package payproxy_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,5 +108,13 @@ func TestAFailedRecheckKeepsTheDifferencesOfTheLastCompleteRun(t *testing.T) {
 	if _, ok := diffOf(rep, gone, ""); !ok {
 		t.Errorf("after a failed re-check the report is %q (%q) with %d differences, while the gauge counts %v open: the payment of %s is listed nowhere",
 			rep.State, rep.Error, len(rep.Differences), gauge, gone)
+	}
+	if a := rep.LastAttempt; a == nil || a.State != "error" || !strings.Contains(a.Error, "fetching the bill") {
+		t.Errorf("the failed re-check is not told beside the report: last_attempt %+v", a)
+	}
+	// The next completed run replaces the report and forgets the attempt.
+	// (the reset fault was armed once, and is spent)
+	if rep := runReconcile(t, admin, "alipay", today()); rep.State != "done" || rep.LastAttempt != nil {
+		t.Errorf("after a completed re-check: state %q, last_attempt %+v", rep.State, rep.LastAttempt)
 	}
 }
