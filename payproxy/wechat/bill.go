@@ -75,6 +75,9 @@ type BillReader struct {
 	col     [nCols]int
 	nFields int
 	fields  []string
+	// subject is the column of 商品名称, the buyer-facing description
+	// WeChat writes as it was given, unescaped.
+	subject int
 
 	line    int
 	rows    int
@@ -135,6 +138,7 @@ func (b *BillReader) readHeader(line string) error {
 	}
 	b.nFields = len(names)
 	b.fields = make([]string, 0, b.nFields)
+	b.subject = at["商品名称"]
 	return nil
 }
 
@@ -169,8 +173,8 @@ func (b *BillReader) next() (bill.Line, error) {
 }
 
 // split cuts a backticked line into its values: each starts with "`", so
-// values are separated by ",`" (a description holding ",`" would shift the
-// columns: the count check refuses it).
+// values are separated by ",`" (a description holding ",`" gives more
+// values than columns: see row).
 func (b *BillReader) split(line string) []string {
 	f := b.fields[:0]
 	rest := line[1:]
@@ -184,10 +188,34 @@ func (b *BillReader) split(line string) []string {
 	}
 }
 
+// rejoinSubject puts back together a 商品名称 that held ",`": the
+// description is the client's (POST /pay/trades "subject"), and one such
+// trade must not make the whole day's bill unreadable. Every column left
+// of it and right of it is fixed, so the extra values are its own; its
+// neighbour 商户数据包 (attach) is the only other free text, which
+// tollgate never sets and reconciliation reads neither.
+func (b *BillReader) rejoinSubject(f []string, extra int) []string {
+	end := b.subject + 1 + extra
+	joined := strings.Join(f[b.subject:end], ",`")
+	return append(append(f[:b.subject:b.subject], joined), f[end:]...)
+}
+
 // row normalizes one detail row.
 func (b *BillReader) row(line string) (bill.Line, error) {
 	f := b.split(line)
 	b.fields = f
+	if extra := len(f) - b.nFields; extra > 0 {
+		l, err := b.fieldsRow(b.rejoinSubject(f, extra))
+		if err != nil {
+			err = bill.Bad("line %d has %d fields, the header %d, and is no row whose 商品名称 holds \",`\" either: %v", b.line, len(f), b.nFields, err)
+		}
+		return l, err
+	}
+	return b.fieldsRow(f)
+}
+
+// fieldsRow normalizes one detail row cut into its values.
+func (b *BillReader) fieldsRow(f []string) (bill.Line, error) {
 	if len(f) != b.nFields {
 		return bill.Line{}, bill.Bad("line %d has %d fields, the header %d", b.line, len(f), b.nFields)
 	}
