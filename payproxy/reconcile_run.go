@@ -98,28 +98,30 @@ func (p *PayProxy) planReconcile(ctx context.Context, now time.Time) bool {
 	day := now.Format(time.DateOnly)
 	done := true
 	for _, ch := range p.channels() {
-		won, err := p.rdb.SetNX(ctx, reconcilePlannedKey(ch, day), "1", 72*time.Hour).Result()
-		if err != nil {
-			done = false
-			continue
-		}
-		if !won {
-			continue
-		}
-		var zs []redis.Z
+		args := []any{int64((72 * time.Hour).Seconds()), now.UnixMilli()}
 		for _, date := range reconcile.DueDates(now, p.Reconcile.Days) {
-			zs = append(zs, redis.Z{Score: float64(now.UnixMilli()), Member: date})
+			args = append(args, date)
 		}
-		if err := p.rdb.ZAdd(ctx, reconcileDueKey(ch), zs...).Err(); err != nil {
-			// The plan is taken but nothing is due: undo it, so that this
-			// or another instance plans again at its next look.
-			_ = p.rdb.Del(ctx, reconcilePlannedKey(ch, day)).Err()
+		if err := planScript.Run(ctx, p.rdb, []string{reconcilePlannedKey(ch, day), reconcileDueKey(ch)}, args...).Err(); err != nil {
 			p.logger.Warn("planning the daily reconciliation failed", zap.String("channel", ch), zap.Error(err))
 			done = false
 		}
 	}
 	return done
 }
+
+// planScript takes the day's plan and makes its dates due in one step (an
+// instance that died between the two would leave the day planned with
+// nothing due). Both keys are in the {rc} slot.
+//
+// KEYS: planned, due. ARGV: ttl_s, now_ms, date...
+var planScript = redis.NewScript(`
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end
+for i = 3, #ARGV do
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[i])
+end
+return 1
+`)
 
 // runDueDates runs the channel's due dates, one lease at a time.
 func (p *PayProxy) runDueDates(ctx context.Context, channel string) {

@@ -399,6 +399,12 @@ func (r *run) list(ctx context.Context, d Difference, open bool, counts map[stri
 		return
 	}
 	counts[d.Kind]++
+	if r.found > MaxDifferences {
+		// Past the bound the bill is not this ledger's (another
+		// merchant, another Redis): the report is an error, and its
+		// differences must not flood the webhook and Redis as events.
+		return
+	}
 	if err := r.job.Ledger.Publish(ctx, r.job.Date, d); err != nil && r.rc.Logger != nil {
 		r.rc.Logger.Warn("reconciliation: publishing reconcile.discrepancy failed; the next run sends it",
 			zap.String("channel", r.job.Channel), zap.String("date", r.job.Date), zap.String("trade_no", d.TradeNo), zap.Error(err))
