@@ -24,11 +24,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -111,37 +113,177 @@ func TestCaddyfileExampleValidatesAndAdapts(t *testing.T) {
 
 var caddyfileBlock = regexp.MustCompile("(?s)```caddyfile\n(.*?)```")
 
-// Every Caddyfile example in the README is loaded by a fresh tollgate
-// process and serves requests, as ops would run it: adapting alone let
-// an example whose config could never load (authjwt fetching the JWK Set
-// of its own site before the listener existed) pass.
-func TestEveryREADMECaddyfileStartsColdAndServes(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+// markdownFiles are the repository's Markdown files, as slash paths
+// relative to its root: the manual lives beside the code it describes.
+// Hidden folders (.git, .ci), vendor, testdata and var (demo and paysim
+// output) are not the project's documentation.
+func markdownFiles(t *testing.T) []string {
+	t.Helper()
+	var files []string
+	err := filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		name := d.Name()
+		if d.IsDir() && path != "." && (strings.HasPrefix(name, ".") || name == "vendor" || name == "testdata" || name == "var") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(name, ".md") {
+			files = append(files, filepath.ToSlash(path))
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks := caddyfileBlock.FindAllStringSubmatch(string(readme), -1)
-	if len(blocks) < 3 {
-		t.Fatalf("found %d caddyfile examples in README.md, want one per directive at least", len(blocks))
+	return files
+}
+
+// mdCaddyfile is one ```caddyfile block of a Markdown file.
+type mdCaddyfile struct {
+	file, text string
+	n          int // its place among the file's blocks, from 1
+}
+
+func (c mdCaddyfile) name() string {
+	return strings.NewReplacer("/", "_", ".md", "").Replace(c.file) + "_" + strconv.Itoa(c.n) + "_" + firstLine(c.text)
+}
+
+// markdownCaddyfiles are the Caddyfile blocks of every Markdown file.
+func markdownCaddyfiles(t *testing.T) []mdCaddyfile {
+	t.Helper()
+	var out []mdCaddyfile
+	for _, file := range markdownFiles(t) {
+		text, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, b := range caddyfileBlock.FindAllStringSubmatch(string(text), -1) {
+			out = append(out, mdCaddyfile{file: file, text: b[1], n: i + 1})
+		}
+	}
+	return out
+}
+
+// Every Caddyfile example in every Markdown file is loaded by a fresh
+// tollgate process and serves requests, as ops would run it: adapting
+// alone let an example whose config could never load (authjwt fetching the
+// JWK Set of its own site before the listener existed) pass. Each module's
+// manual shows its directive at least once.
+func TestEveryMarkdownCaddyfileStartsColdAndServes(t *testing.T) {
+	blocks := markdownCaddyfiles(t)
+	for file, directive := range map[string]string{"authjwt/README.md": "authjwt {", "refresh/README.md": "jwt_refresh {", "payproxy/README.md": "payproxy "} {
+		if !slices.ContainsFunc(blocks, func(b mdCaddyfile) bool { return b.file == file && strings.Contains(b.text, directive) }) {
+			t.Errorf("%s has no caddyfile example with %q", file, directive)
+		}
 	}
 	w := newColdWorld(t)
-	for i, b := range blocks {
-		t.Run(strconv.Itoa(i+1)+"_"+firstLine(b[1]), func(t *testing.T) {
-			caddyfile, sites := w.localize(b[1])
+	for _, b := range blocks {
+		t.Run(b.name(), func(t *testing.T) {
+			caddyfile, sites := w.localize(b.text)
 			w.start(t, caddyfile, sites, nil, nil)
 			for _, base := range sites {
-				if strings.Contains(b[1], "authjwt") {
+				if strings.Contains(b.text, "authjwt") {
 					w.expectUnauthorized(t, base)
 				} else if res := call(t, http.MethodGet, base+"/", nil, ""); res.status >= 500 {
 					t.Errorf("%s/: %d %s", base, res.status, res.body)
 				}
 			}
-			if loginPath := subdirective(b[1], "login_path"); loginPath != "" {
+			if loginPath := subdirective(b.text, "login_path"); loginPath != "" {
 				for _, base := range sites {
-					w.sessionFlow(t, base, loginPath, subdirective(b[1], "refresh_path"))
+					w.sessionFlow(t, base, loginPath, subdirective(b.text, "refresh_path"))
 				}
 			}
 		})
+	}
+}
+
+var (
+	mdFence   = regexp.MustCompile("(?ms)^[ \t]*```.*?^[ \t]*```[^\n]*$")
+	mdCode    = regexp.MustCompile("`[^`\n]*`")
+	mdLink    = regexp.MustCompile(`\[[^\]]*\]\(<?([^)\s>]+)>?(?:\s+"[^"]*")?\)`)
+	mdHeading = regexp.MustCompile(`(?m)^#{1,6}\s+(.+?)\s*#*\s*$`)
+	mdScheme  = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9+.-]*:`)
+)
+
+// mdProse is a Markdown file without its code: links and headings inside
+// code blocks and code spans are text, not Markdown.
+func mdProse(text string) string {
+	return mdCode.ReplaceAllString(mdFence.ReplaceAllString(text, ""), "")
+}
+
+// mdAnchors are the anchors GitHub gives a file's headings: lower case,
+// everything but letters, digits, spaces, '-' and '_' dropped, spaces as
+// '-', and "-1", "-2" … after a repeated one.
+func mdAnchors(text string) map[string]bool {
+	anchors := map[string]bool{}
+	seen := map[string]int{}
+	for _, m := range mdHeading.FindAllStringSubmatch(mdFence.ReplaceAllString(text, ""), -1) {
+		var b strings.Builder
+		for _, r := range strings.ToLower(m[1]) {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		slug := b.String()
+		if n := seen[slug]; n > 0 {
+			anchors[slug+"-"+strconv.Itoa(n)] = true
+		} else {
+			anchors[slug] = true
+		}
+		seen[slug]++
+	}
+	return anchors
+}
+
+// Every relative link of every Markdown file leads somewhere: the file or
+// folder exists, and a #fragment names a heading of the Markdown file it
+// points into (or of the same file). Moving the manual beside the code
+// turned every "see …" into a link between files; a moved section must not
+// leave a dead one.
+func TestEveryLinkBetweenMarkdownFilesResolves(t *testing.T) {
+	files := markdownFiles(t)
+	anchors := map[string]map[string]bool{}
+	texts := map[string]string{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts[f], anchors[f] = string(b), mdAnchors(string(b))
+	}
+	links := 0
+	for _, f := range files {
+		for _, m := range mdLink.FindAllStringSubmatch(mdProse(texts[f]), -1) {
+			target := m[1]
+			if mdScheme.MatchString(target) {
+				continue // http:, https:, mailto: leave the repository
+			}
+			links++
+			path, fragment, _ := strings.Cut(target, "#")
+			dest := f
+			if path != "" {
+				dest = filepath.ToSlash(filepath.Clean(filepath.Join(filepath.Dir(f), path)))
+				if _, err := os.Stat(dest); err != nil {
+					t.Errorf("%s: link %s: %s does not exist", f, target, dest)
+					continue
+				}
+			}
+			if fragment == "" {
+				continue
+			}
+			if !strings.HasSuffix(dest, ".md") {
+				t.Errorf("%s: link %s: a #fragment into %s, which is not Markdown", f, target, dest)
+			} else if !anchors[dest][fragment] {
+				t.Errorf("%s: link %s: %s has no heading with anchor #%s", f, target, dest, fragment)
+			}
+		}
+	}
+	if links == 0 {
+		t.Fatal("no relative link found in any Markdown file: the link pattern is broken")
 	}
 }
 
@@ -431,10 +573,11 @@ func TestDemoWalksTheWholeMission(t *testing.T) {
 
 var jsonBlock = regexp.MustCompile("(?s)```json\n(.*?)```")
 
-// readmeAdminSnippet is the README's JSON admin object for backends.
+// readmeAdminSnippet is the JSON admin object for backends that
+// docs/operations.md shows.
 func readmeAdminSnippet(t *testing.T) string {
 	t.Helper()
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile("docs/operations.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,11 +586,11 @@ func readmeAdminSnippet(t *testing.T) string {
 			return b[1]
 		}
 	}
-	t.Fatal("README.md has no JSON admin snippet with a remote listener")
+	t.Fatal("docs/operations.md has no JSON admin snippet with a remote listener")
 	return ""
 }
 
-// The README's way of exposing /tollgate/… to backends: Caddy's remote
+// The documented way of exposing /tollgate/… to backends: Caddy's remote
 // admin listener with mutual TLS, limited to tollgate's paths. With an
 // accepted client certificate the revoke endpoint answers and /load,
 // /config/ and /metrics are refused; without one, or with an unknown one,
@@ -478,7 +621,7 @@ func TestAdminAPIOverMutualTLSReachesOnlyTollgatePaths(t *testing.T) {
 	_ = json.Unmarshal(adapted, &cfg)
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(admin), &doc); err != nil {
-		t.Fatalf("README's admin snippet is not JSON: %v\n%s", err, snippet)
+		t.Fatalf("docs/operations.md's admin snippet is not JSON: %v\n%s", err, snippet)
 	}
 	cfg["admin"] = doc["admin"]
 	data := t.TempDir()
@@ -678,8 +821,8 @@ type secret struct{ what, value string }
 // handler runs, and its error log does the same for a failed handler: a
 // refresh token in Refresh-Token or any token in the query string was
 // written in clear, for anyone who reads the logs within reuse_grace to
-// take over the session. caddyfile.example (as a whole) and the README's
-// jwt_refresh example run with their access and error logs in files while
+// take over the session. caddyfile.example (as a whole) and
+// refresh/README.md's jwt_refresh example run with their access and error logs in files while
 // every session flow happens — login; refresh by header, form and JSON;
 // logout; logout_all; a reuse; valid, expired, forged and query-string
 // tokens; a failing upstream — and no token, key or secret may appear in
@@ -698,7 +841,7 @@ func TestNoTokenKeyOrSecretReachesTheLogs(t *testing.T) {
 	})
 	t.Run("README jwt_refresh example", func(t *testing.T) {
 		w := newColdWorld(t)
-		caddyfile, sites := w.localize(readmeExample(t, "jwt_refresh {"))
+		caddyfile, sites := w.localize(markdownExample(t, "refresh/README.md", "jwt_refresh {"))
 		accessLog, errorLog := logFiles(t)
 		p := w.start(t, caddyfile, sites, accessLog, errorLog)
 		var d deployment
@@ -729,18 +872,19 @@ func logFiles(t *testing.T) (access, errs *os.File) {
 	return access, errs
 }
 
-// readmeExample is the README's caddyfile block containing marker.
-func readmeExample(t *testing.T, marker string) string {
-	readme, err := os.ReadFile("README.md")
+// markdownExample is the first caddyfile block of a Markdown file that
+// contains marker.
+func markdownExample(t *testing.T, file, marker string) string {
+	text, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range caddyfileBlock.FindAllStringSubmatch(string(readme), -1) {
+	for _, b := range caddyfileBlock.FindAllStringSubmatch(string(text), -1) {
 		if strings.Contains(b[1], marker) {
 			return b[1]
 		}
 	}
-	t.Fatalf("no caddyfile example with %q in README.md", marker)
+	t.Fatalf("no caddyfile example with %q in %s", marker, file)
 	return ""
 }
 
@@ -1109,23 +1253,19 @@ func TestAdaptNeedsNoKeyFileAndValidateNamesTheMissingOne(t *testing.T) {
 	}
 }
 
-// Every Caddyfile in the README and caddyfile.example adapts on a machine
+// Every Caddyfile in every Markdown file and caddyfile.example adapts on a machine
 // that holds none of the files they name (here: their /etc/tollgate/
 // paths point into an empty folder). payproxy's parser still checks its
 // key files; its share of the rule comes with payproxy's rewrite (issue
 // 12), so a block with payproxy may fail there, and only there.
 func TestREADMECaddyfilesAndTheExampleAdaptWithoutTheirFiles(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
 	example, err := os.ReadFile("caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
 	}
 	configs := map[string]string{"caddyfile.example": string(example)}
-	for i, b := range caddyfileBlock.FindAllStringSubmatch(string(readme), -1) {
-		configs["README_"+strconv.Itoa(i+1)+"_"+firstLine(b[1])] = b[1]
+	for _, b := range markdownCaddyfiles(t) {
+		configs[b.name()] = b.text
 	}
 	empty := t.TempDir()
 	for name, text := range configs {

@@ -211,12 +211,12 @@ func verifyTollgateSignature(secret, header string, body []byte, now time.Time) 
 	return nil
 }
 
-// TestREADMEReceiverIsTheOneTheTestsUse: the Go receiver the README shows
+// TestREADMEReceiverIsTheOneTheTestsUse: the Go receiver payproxy/README.md shows
 // is, to the byte after gofmt, the verifyTollgateSignature every webhook
 // test's receiver runs; it accepts payproxy's signatures and refuses a
 // stale timestamp, a tampered body and another secret.
 func TestREADMEReceiverIsTheOneTheTestsUse(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("README.md") // payproxy's manual
 	if err != nil {
 		t.Fatal(err)
 	}
