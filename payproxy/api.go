@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -22,45 +23,99 @@ import (
 	"github.com/tollgate/tollgate/payproxy/provider"
 )
 
-// route dispatches a request under the prefix; false = not ours. An
-// endpoint of an operation this route does not serve is answered 404 here,
-// never passed on: the next handler (often a reverse_proxy) must not serve
-// a payment path by accident.
-func (p *PayProxy) route(w http.ResponseWriter, r *http.Request, rest string) bool {
-	parts := strings.Split(rest, "/")
-	var op, method string
-	var h http.HandlerFunc
-	switch {
-	case rest == "trades":
-		op, method, h = opCreate, http.MethodPost, p.serveCreate
-	case len(parts) == 2 && parts[0] == "trades":
-		op, method, h = opStatus, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { p.serveGetTrade(w, r, parts[1]) }
-	case len(parts) == 3 && parts[0] == "trades" && parts[2] == "close":
-		op, method, h = opClose, http.MethodPost, func(w http.ResponseWriter, r *http.Request) { p.serveClose(w, r, parts[1]) }
-	case rest == "refunds":
-		op, method, h = opRefund, http.MethodPost, p.serveRefund
-	case len(parts) == 2 && parts[0] == "refunds":
-		op, method, h = opRefund, http.MethodGet, func(w http.ResponseWriter, r *http.Request) { p.serveGetRefund(w, r, parts[1]) }
-	case len(parts) == 2 && parts[0] == "notify":
-		op, method, h = opNotify, http.MethodPost, func(w http.ResponseWriter, r *http.Request) { p.serveNotify(w, r, parts[1]) }
-	default:
-		return false
-	}
-	if !p.serves(op) {
-		writeError(w, http.StatusNotFound, "not_found", "this route does not serve "+op)
-		return true
-	}
-	if err := boundBody(w, r); err != nil {
-		w.Header().Set("Connection", "close")
-		if prov := p.providers[parts[len(parts)-1]]; op == opNotify && prov != nil {
-			prov.Refuse(w, err.status, err.code, err.desc)
-		} else {
-			writeError(w, err.status, err.code, err.desc)
+// routes is the payment API: a ServeMux of the endpoints under the
+// prefix, each with the operation a route must serve for it to answer.
+// Every other method on an endpoint's path is answered 405 in the API's
+// JSON with the one method allowed (ServeMux's own 405 is plain text, and
+// its GET patterns take HEAD, which this API never served).
+func (p *PayProxy) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	for _, rt := range []struct {
+		pattern, op string
+		serve       http.HandlerFunc
+	}{
+		{"POST /trades", opCreate, p.serveCreate},
+		{"GET /trades/{order_no}", opStatus, p.serveGetTrade},
+		{"POST /trades/{order_no}/close", opClose, p.serveClose},
+		{"POST /refunds", opRefund, p.serveRefund},
+		{"GET /refunds/{refund_no}", opRefund, p.serveGetRefund},
+		{"POST /notify/{channel}", opNotify, p.serveNotify},
+	} {
+		method, path, _ := strings.Cut(rt.pattern, " ")
+		mux.Handle(rt.pattern, p.endpoint(rt.op, rt.serve))
+		refuse := p.endpoint(rt.op, methodNotAllowed(method))
+		mux.Handle(path, refuse)
+		if method == http.MethodGet {
+			mux.Handle(http.MethodHead+" "+path, refuse)
 		}
-		return true
 	}
-	p.only(w, r, method, h)
-	return true
+	return mux
+}
+
+// underPrefix is r as the routes see it: its path below the prefix, or
+// false when r is not under the prefix. The routes match the decoded path
+// split at every "/" (so an encoded slash separates segments, as it always
+// has here), each segment as it is: escaped so that ServeMux neither cleans
+// nor redirects the path, "." and ".." included. An empty segment, which
+// ServeMux would clean away, is shown as "//", which no decoded segment can
+// hold and no route accepts: "trades/" and "trades//close" have an empty
+// order_no, refused like any invalid one.
+func (p *PayProxy) underPrefix(r *http.Request) (*http.Request, bool) {
+	rest, ok := strings.CutPrefix(r.URL.Path, p.Prefix+"/")
+	if !ok {
+		return nil, false
+	}
+	segs := strings.Split(rest, "/")
+	escaped := make([]string, len(segs))
+	for i, seg := range segs {
+		switch seg {
+		case "":
+			segs[i], escaped[i] = "//", "%2F%2F"
+		case ".", "..":
+			escaped[i] = strings.Repeat("%2E", len(seg))
+		default:
+			escaped[i] = url.PathEscape(seg)
+		}
+	}
+	under := new(http.Request)
+	*under = *r
+	under.URL = &url.URL{
+		Path:     "/" + strings.Join(segs, "/"),
+		RawPath:  "/" + strings.Join(escaped, "/"),
+		RawQuery: r.URL.RawQuery,
+	}
+	return under, true
+}
+
+// endpoint is serve behind what every endpoint checks first: the route
+// serves op (an endpoint of another operation is answered 404 here, never
+// passed on: the next handler, often a reverse_proxy, must not serve a
+// payment path by accident), and the body is read, bounded.
+func (p *PayProxy) endpoint(op string, serve http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !p.serves(op) {
+			writeError(w, http.StatusNotFound, "not_found", "this route does not serve "+op)
+			return
+		}
+		if err := boundBody(w, r); err != nil {
+			w.Header().Set("Connection", "close")
+			if prov := p.providers[r.PathValue("channel")]; op == opNotify && prov != nil {
+				prov.Refuse(w, err.status, err.code, err.desc)
+			} else {
+				writeError(w, err.status, err.code, err.desc)
+			}
+			return
+		}
+		serve(w, r)
+	}
+}
+
+// methodNotAllowed answers a method an endpoint does not take.
+func methodNotAllowed(method string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Allow", method)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+method)
+	}
 }
 
 // maxBody bounds every request body payproxy reads: its JSON requests and
@@ -87,15 +142,6 @@ func boundBody(w http.ResponseWriter, r *http.Request) *apiError {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(b))
 	return nil
-}
-
-func (p *PayProxy) only(w http.ResponseWriter, r *http.Request, method string, h http.HandlerFunc) {
-	if r.Method != method {
-		w.Header().Set("Allow", method)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+method)
-		return
-	}
-	h(w, r)
 }
 
 // apiError is an error answer of the documented JSON shape.
@@ -569,7 +615,8 @@ func newTradeNo(now time.Time) string {
 	return "TG" + now.UTC().Format("20060102150405") + string(b)
 }
 
-func (p *PayProxy) serveGetTrade(w http.ResponseWriter, r *http.Request, order string) {
+func (p *PayProxy) serveGetTrade(w http.ResponseWriter, r *http.Request) {
+	order := r.PathValue("order_no")
 	if !anyOrderRE.MatchString(order) {
 		p.fail(w, badRequest("invalid order_no"))
 		return
@@ -632,7 +679,8 @@ func (p *PayProxy) queryTrade(ctx context.Context, t *tradeRecord) (provider.Que
 
 var errAmountMismatch = &apiError{http.StatusBadRequest, "amount_mismatch", "the amount differs from the stored trade"}
 
-func (p *PayProxy) serveClose(w http.ResponseWriter, r *http.Request, order string) {
+func (p *PayProxy) serveClose(w http.ResponseWriter, r *http.Request) {
+	order := r.PathValue("order_no")
 	if !anyOrderRE.MatchString(order) {
 		p.fail(w, badRequest("invalid order_no"))
 		return

@@ -17,7 +17,8 @@ import (
 // against the stored trade. Only then does it drive the same idempotent
 // transition as the poller. Anything but the provider's success answer
 // makes the provider retry.
-func (p *PayProxy) serveNotify(w http.ResponseWriter, r *http.Request, channel string) {
+func (p *PayProxy) serveNotify(w http.ResponseWriter, r *http.Request) {
+	channel := r.PathValue("channel")
 	prov := p.providers[channel]
 	if prov == nil {
 		writeError(w, http.StatusNotFound, "not_found", "channel not configured")

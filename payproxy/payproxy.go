@@ -107,6 +107,7 @@ type PayProxy struct {
 	Reconcile *ReconcileConfig `json:"reconcile,omitempty"`
 
 	served        map[string]bool
+	mux           *http.ServeMux // the payment API under Prefix (routes)
 	logger        *zap.Logger
 	rdb           redis.UniversalClient
 	store         *tradeStore
@@ -188,6 +189,7 @@ func (PayProxy) CaddyModule() caddy.ModuleInfo {
 // starts the poller and the webhook sender. It never dials.
 func (p *PayProxy) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
+	p.mux = p.routes()
 	p.applyDefaults()
 	repl := caddy.NewReplacer()
 	p.providers = map[string]Provider{}
@@ -460,13 +462,14 @@ func (p *PayProxy) Cleanup() error {
 // ServeHTTP answers the payment endpoints under Prefix and passes every
 // other request to next.
 func (p *PayProxy) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	rest, ok := strings.CutPrefix(r.URL.Path, p.Prefix+"/")
+	api, ok := p.underPrefix(r)
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
-	if !p.route(w, r, rest) {
-		return next.ServeHTTP(w, r)
+	if _, pattern := p.mux.Handler(api); pattern == "" {
+		return next.ServeHTTP(w, r) // under the prefix, but no endpoint's path
 	}
+	p.mux.ServeHTTP(w, api)
 	return nil
 }
 

@@ -268,7 +268,8 @@ func (p *PayProxy) settle(ctx context.Context, t *tradeRecord, r *refundRecord, 
 	return nil
 }
 
-func (p *PayProxy) serveGetRefund(w http.ResponseWriter, r *http.Request, refundNo string) {
+func (p *PayProxy) serveGetRefund(w http.ResponseWriter, r *http.Request) {
+	refundNo := r.PathValue("refund_no")
 	if !refundNoRE.MatchString(refundNo) {
 		p.fail(w, badRequest("invalid refund_no"))
 		return
