@@ -13,7 +13,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
 	qrcode "github.com/skip2/go-qrcode"
+	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/payproxy/provider"
 )
 
 // The HTTP surface of the payment API: its routes, how a request is read
@@ -284,6 +288,119 @@ func (p *PayProxy) serveClose(w http.ResponseWriter, r *http.Request) {
 	}
 	setPlaceholders(r, "", t.TradeNo, "held")
 	writeJSON(w, http.StatusOK, viewOf(t))
+}
+
+func (p *PayProxy) serveRefund(w http.ResponseWriter, r *http.Request) {
+	var req refundRequest
+	if err := decodeBody(r, &req); err != nil {
+		p.fail(w, err)
+		return
+	}
+	amount, present, err := parseFen(req.AmountFen)
+	switch {
+	case !anyOrderRE.MatchString(req.OrderNo):
+		err = badRequest("invalid order_no")
+	case !refundNoRE.MatchString(req.RefundNo):
+		err = badRequest("invalid refund_no")
+	case err != nil:
+		err = badRequest("%v", err)
+	case !present || amount <= 0:
+		err = badRequest("amount_fen must be a positive integer")
+	case utf8.RuneCountInString(req.Reason) > 80:
+		err = badRequest("reason is longer than 80 characters")
+	}
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	setPlaceholders(r, req.OrderNo, "", "")
+	rec, err := p.createRefund(r.Context(), req.OrderNo, req.RefundNo, amount, req.Reason)
+	if rec != nil {
+		writeJSON(w, http.StatusOK, refundView{req.OrderNo, rec.RefundNo, rec.AmountFen, rec.State})
+		return
+	}
+	p.fail(w, err)
+}
+
+// refundRequest is the body of POST {prefix}/refunds.
+type refundRequest struct {
+	OrderNo   string          `json:"order_no"`
+	RefundNo  string          `json:"refund_no"`
+	AmountFen json.RawMessage `json:"amount_fen"`
+	Reason    string          `json:"reason"`
+}
+
+func (p *PayProxy) serveGetRefund(w http.ResponseWriter, r *http.Request) {
+	refundNo := r.PathValue("refund_no")
+	if !refundNoRE.MatchString(refundNo) {
+		p.fail(w, badRequest("invalid refund_no"))
+		return
+	}
+	order, err := p.rdb.Get(r.Context(), refundIndexKey(refundNo)).Result()
+	if errors.Is(err, redis.Nil) {
+		p.fail(w, errRefundNotFound)
+		return
+	}
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	setPlaceholders(r, order, "", "")
+	rec, err := p.store.refund(r.Context(), order, refundNo)
+	if errors.Is(err, errNoRecord) {
+		p.fail(w, errRefundNotFound)
+		return
+	}
+	if err != nil {
+		p.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, refundView{order, rec.RefundNo, rec.AmountFen, rec.State})
+}
+
+// refundView is the JSON of a refund.
+type refundView struct {
+	OrderNo   string `json:"order_no"`
+	RefundNo  string `json:"refund_no"`
+	AmountFen int64  `json:"amount_fen"`
+	State     string `json:"state"`
+}
+
+// serveNotify handles POST {prefix}/notify/{alipay|wechat}. A notification
+// is forged until the adapter has verified its signature (and, for WeChat,
+// decrypted it); then its merchant, trade number and amount are checked
+// against the stored trade. Only then does it drive the same idempotent
+// transition as the poller. Anything but the provider's success answer
+// makes the provider retry.
+func (p *PayProxy) serveNotify(w http.ResponseWriter, r *http.Request) {
+	channel := r.PathValue("channel")
+	prov := p.providers[channel]
+	if prov == nil {
+		writeError(w, http.StatusNotFound, "not_found", "channel not configured")
+		return
+	}
+	n, err := prov.ParseNotification(r)
+	if errors.Is(err, provider.ErrRefusedNotification) {
+		p.metrics.notification(channel, "refused")
+		p.logger.Warn("notification refused", zap.String("channel", channel), zap.Error(err))
+		prov.Refuse(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
+	if err != nil {
+		p.metrics.notification(channel, "invalid_signature")
+		p.logger.Warn("notification refused", zap.String("channel", channel), zap.Error(err))
+		prov.Refuse(w, http.StatusUnauthorized, "invalid_signature", "notification could not be verified")
+		return
+	}
+	setPlaceholders(r, "", n.TradeNo, "")
+	result, err := p.handleNotification(r.Context(), channel, n)
+	p.metrics.notification(channel, result)
+	if err != nil {
+		status, code, desc := p.answerOf(err)
+		prov.Refuse(w, status, code, desc)
+		return
+	}
+	prov.Acknowledge(w)
 }
 
 // tradeView is the JSON of a trade.
