@@ -170,10 +170,11 @@ func (p *PayProxy) serveCreate(w http.ResponseWriter, r *http.Request) {
 		wt.subject = "Order " + wt.order
 	}
 	t, lock, err := p.createTrade(r.Context(), wt)
+	setLockPlaceholder(r, lock)
 	if t != nil {
-		setPlaceholders(r, wt.order, t.TradeNo, lock)
+		setPlaceholders(r, wt.order, t.TradeNo)
 	} else {
-		setPlaceholders(r, wt.order, "", lock)
+		setPlaceholders(r, wt.order, "")
 	}
 	if err != nil {
 		p.fail(w, err)
@@ -242,7 +243,7 @@ func (p *PayProxy) serveGetTrade(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, badRequest("invalid order_no"))
 		return
 	}
-	setPlaceholders(r, order, "", "")
+	setPlaceholders(r, order, "")
 	if err := p.authorize(r, order); err != nil {
 		p.fail(w, err)
 		return
@@ -256,7 +257,7 @@ func (p *PayProxy) serveGetTrade(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, err)
 		return
 	}
-	setPlaceholders(r, "", t.TradeNo, "")
+	setPlaceholders(r, "", t.TradeNo)
 	if r.URL.Query().Get("sync") == "1" && (t.State == StatePaying || t.State == StateUnknown) {
 		if err := p.syncTrade(r.Context(), t); err != nil {
 			p.fail(w, p.providerFailure(r.Context(), t, err))
@@ -276,7 +277,7 @@ func (p *PayProxy) serveClose(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, badRequest("invalid order_no"))
 		return
 	}
-	setPlaceholders(r, order, "", "")
+	setPlaceholders(r, order, "")
 	if err := p.authorize(r, order); err != nil {
 		p.fail(w, err)
 		return
@@ -286,7 +287,8 @@ func (p *PayProxy) serveClose(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, err)
 		return
 	}
-	setPlaceholders(r, "", t.TradeNo, "held")
+	setPlaceholders(r, "", t.TradeNo)
+	setLockPlaceholder(r, lockHeld)
 	writeJSON(w, http.StatusOK, viewOf(t))
 }
 
@@ -313,7 +315,7 @@ func (p *PayProxy) serveRefund(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, err)
 		return
 	}
-	setPlaceholders(r, req.OrderNo, "", "")
+	setPlaceholders(r, req.OrderNo, "")
 	rec, err := p.createRefund(r.Context(), req.OrderNo, req.RefundNo, amount, req.Reason)
 	if rec != nil {
 		writeJSON(w, http.StatusOK, refundView{req.OrderNo, rec.RefundNo, rec.AmountFen, rec.State})
@@ -345,7 +347,7 @@ func (p *PayProxy) serveGetRefund(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, err)
 		return
 	}
-	setPlaceholders(r, order, "", "")
+	setPlaceholders(r, order, "")
 	rec, err := p.store.refund(r.Context(), order, refundNo)
 	if errors.Is(err, errNoRecord) {
 		p.fail(w, errRefundNotFound)
@@ -392,7 +394,7 @@ func (p *PayProxy) serveNotify(w http.ResponseWriter, r *http.Request) {
 		prov.Refuse(w, http.StatusUnauthorized, "invalid_signature", "notification could not be verified")
 		return
 	}
-	setPlaceholders(r, "", n.TradeNo, "")
+	setPlaceholders(r, "", n.TradeNo)
 	result, err := p.handleNotification(r.Context(), channel, n)
 	p.metrics.notification(channel, result)
 	if err != nil {
@@ -448,18 +450,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func setPlaceholders(r *http.Request, order, tradeNo, lock string) {
+// setPlaceholders sets {http.payproxy.order_no} and
+// {http.payproxy.trade_no}, each when known.
+func setPlaceholders(r *http.Request, order, tradeNo string) {
+	setPlaceholder(r, "http.payproxy.order_no", order)
+	setPlaceholder(r, "http.payproxy.trade_no", tradeNo)
+}
+
+// setLockPlaceholder sets {http.payproxy.lock}.
+func setLockPlaceholder(r *http.Request, lock lockState) {
+	setPlaceholder(r, "http.payproxy.lock", lock.String())
+}
+
+func setPlaceholder(r *http.Request, name, value string) {
 	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if !ok {
-		return
-	}
-	if order != "" {
-		repl.Set("http.payproxy.order_no", order)
-	}
-	if tradeNo != "" {
-		repl.Set("http.payproxy.trade_no", tradeNo)
-	}
-	if lock != "" {
-		repl.Set("http.payproxy.lock", lock)
+	if ok && value != "" {
+		repl.Set(name, value)
 	}
 }

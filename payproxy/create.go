@@ -50,7 +50,7 @@ func reusable(t *tradeRecord, wt *wanted, now time.Time) bool {
 
 // createTrade returns the order's one trade, creating it at the provider
 // only when the stored record says there is none that fits.
-func (p *PayProxy) createTrade(ctx context.Context, wt *wanted) (*tradeRecord, string, error) {
+func (p *PayProxy) createTrade(ctx context.Context, wt *wanted) (*tradeRecord, lockState, error) {
 	// Fast path without the lock: a live identical trade is the answer.
 	// Waiters for the lock check it again now and then, so that once the
 	// holder has created the trade a storm is answered at once instead of
@@ -63,25 +63,25 @@ func (p *PayProxy) createTrade(ctx context.Context, wt *wanted) (*tradeRecord, s
 		return done
 	}
 	if answered() {
-		return fast, "none", fastErr
+		return fast, lockNone, fastErr
 	}
 	wait := 2*time.Duration(p.ProviderTimeout) + time.Duration(p.LockTTL)
 	l, workCtx, err := p.lockOrder(ctx, wt.order, wait, answered)
 	if errors.Is(err, errLockNotNeeded) {
-		return fast, "none", fastErr
+		return fast, lockNone, fastErr
 	}
 	if errors.Is(err, errLockBusy) {
-		return nil, "timeout", errLockTimeout
+		return nil, lockTimeout, errLockTimeout
 	}
 	if err != nil {
-		return nil, "none", err
+		return nil, lockNone, err
 	}
 	defer l.Unlock()
 	t, err := p.createLocked(workCtx, wt)
 	if l.lost(workCtx) {
-		return nil, "lost", errLockLostResp
+		return nil, lockLost, errLockLostResp
 	}
-	return t, "held", err
+	return t, lockHeld, err
 }
 
 // createFastPath answers a create from the stored record alone when it
