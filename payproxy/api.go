@@ -17,6 +17,7 @@ import (
 	qrcode "github.com/skip2/go-qrcode"
 	"go.uber.org/zap"
 
+	"github.com/tollgate/tollgate/internal/httpjson"
 	"github.com/tollgate/tollgate/payproxy/provider"
 )
 
@@ -96,7 +97,7 @@ func (p *PayProxy) underPrefix(r *http.Request) (*http.Request, bool) {
 func (p *PayProxy) endpoint(op string, serve http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !p.serves(op) {
-			writeError(w, http.StatusNotFound, "not_found", "this route does not serve "+op)
+			httpjson.API.Error(w, http.StatusNotFound, "not_found", "this route does not serve "+op)
 			return
 		}
 		if err := boundBody(w, r); err != nil {
@@ -104,7 +105,7 @@ func (p *PayProxy) endpoint(op string, serve http.HandlerFunc) http.HandlerFunc 
 			if prov := p.providers[r.PathValue("channel")]; op == opNotify && prov != nil {
 				prov.Refuse(w, err.status, err.code, err.desc)
 			} else {
-				writeError(w, err.status, err.code, err.desc)
+				httpjson.API.Error(w, err.status, err.code, err.desc)
 			}
 			return
 		}
@@ -116,7 +117,7 @@ func (p *PayProxy) endpoint(op string, serve http.HandlerFunc) http.HandlerFunc 
 func methodNotAllowed(method string) http.HandlerFunc {
 	return func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Allow", method)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+method)
+		httpjson.API.Error(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+method)
 	}
 }
 
@@ -289,7 +290,7 @@ func (p *PayProxy) serveClose(w http.ResponseWriter, r *http.Request) {
 	}
 	setPlaceholders(r, "", t.TradeNo)
 	setLockPlaceholder(r, lockHeld)
-	writeJSON(w, http.StatusOK, viewOf(t))
+	httpjson.API.Write(w, http.StatusOK, viewOf(t))
 }
 
 func (p *PayProxy) serveRefund(w http.ResponseWriter, r *http.Request) {
@@ -318,7 +319,7 @@ func (p *PayProxy) serveRefund(w http.ResponseWriter, r *http.Request) {
 	setPlaceholders(r, req.OrderNo, "")
 	rec, err := p.createRefund(r.Context(), req.OrderNo, req.RefundNo, amount, req.Reason)
 	if rec != nil {
-		writeJSON(w, http.StatusOK, refundView{req.OrderNo, rec.RefundNo, rec.AmountFen, rec.State})
+		httpjson.API.Write(w, http.StatusOK, refundView{req.OrderNo, rec.RefundNo, rec.AmountFen, rec.State})
 		return
 	}
 	p.fail(w, err)
@@ -357,7 +358,7 @@ func (p *PayProxy) serveGetRefund(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, refundView{order, rec.RefundNo, rec.AmountFen, rec.State})
+	httpjson.API.Write(w, http.StatusOK, refundView{order, rec.RefundNo, rec.AmountFen, rec.State})
 }
 
 // refundView is the JSON of a refund.
@@ -378,7 +379,7 @@ func (p *PayProxy) serveNotify(w http.ResponseWriter, r *http.Request) {
 	channel := r.PathValue("channel")
 	prov := p.providers[channel]
 	if prov == nil {
-		writeError(w, http.StatusNotFound, "not_found", "channel not configured")
+		httpjson.API.Error(w, http.StatusNotFound, "not_found", "channel not configured")
 		return
 	}
 	n, err := prov.ParseNotification(r)
@@ -436,18 +437,7 @@ func writeTrade(w http.ResponseWriter, r *http.Request, t *tradeRecord) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, viewOf(t))
-}
-
-func writeError(w http.ResponseWriter, status int, code, desc string) {
-	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	httpjson.API.Write(w, http.StatusOK, viewOf(t))
 }
 
 // setPlaceholders sets {http.payproxy.order_no} and

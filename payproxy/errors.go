@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/tollgate/tollgate/internal/httpjson"
 	"github.com/tollgate/tollgate/payproxy/provider"
 )
 
@@ -46,7 +47,7 @@ var errProviderUnknown = &apiError{http.StatusBadGateway, "provider_error", "the
 // Redis failures (503), logged without secrets.
 func (p *PayProxy) fail(w http.ResponseWriter, err error) {
 	status, code, desc := p.answerOf(err)
-	writeError(w, status, code, desc)
+	httpjson.API.Error(w, status, code, desc)
 }
 
 // answerOf is the status, error code and description err is answered with.
