@@ -238,15 +238,25 @@ func validOrderFor(channel, order string) bool {
 	return wechatOrderRE.MatchString(order)
 }
 
-func (p *PayProxy) serveGetTrade(w http.ResponseWriter, r *http.Request) {
+// orderOf is the request's {order_no} once it is valid and the caller may
+// see and change it (authorize); false when the request has been answered.
+func (p *PayProxy) orderOf(w http.ResponseWriter, r *http.Request) (string, bool) {
 	order := r.PathValue("order_no")
 	if !anyOrderRE.MatchString(order) {
 		p.fail(w, badRequest("invalid order_no"))
-		return
+		return "", false
 	}
 	setPlaceholders(r, order, "")
 	if err := p.authorize(r, order); err != nil {
 		p.fail(w, err)
+		return "", false
+	}
+	return order, true
+}
+
+func (p *PayProxy) serveGetTrade(w http.ResponseWriter, r *http.Request) {
+	order, ok := p.orderOf(w, r)
+	if !ok {
 		return
 	}
 	t, err := p.store.load(r.Context(), order)
@@ -273,14 +283,8 @@ func (p *PayProxy) serveGetTrade(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *PayProxy) serveClose(w http.ResponseWriter, r *http.Request) {
-	order := r.PathValue("order_no")
-	if !anyOrderRE.MatchString(order) {
-		p.fail(w, badRequest("invalid order_no"))
-		return
-	}
-	setPlaceholders(r, order, "")
-	if err := p.authorize(r, order); err != nil {
-		p.fail(w, err)
+	order, ok := p.orderOf(w, r)
+	if !ok {
 		return
 	}
 	t, err := p.closeTrade(r.Context(), order)
