@@ -55,19 +55,15 @@ func (p *PayProxy) routes() *http.ServeMux {
 	return mux
 }
 
-// underPrefix is r as the routes see it: its path below the prefix, or
-// false when r is not under the prefix. The routes match the decoded path
-// split at every "/" (so an encoded slash separates segments, as it always
-// has here), each segment as it is: escaped so that ServeMux neither cleans
-// nor redirects the path, "." and ".." included. An empty segment, which
-// ServeMux would clean away, is shown as "//", which no decoded segment can
-// hold and no route accepts: "trades/" and "trades//close" have an empty
-// order_no, refused like any invalid one.
-func (p *PayProxy) underPrefix(r *http.Request) (*http.Request, bool) {
-	rest, ok := strings.CutPrefix(r.URL.Path, p.Prefix+"/")
-	if !ok {
-		return nil, false
-	}
+// routedRequest is r as the routes see it, rest being its path below the
+// prefix. The routes match the decoded path split at every "/" (so an
+// encoded slash separates segments, as it always has here), each segment
+// as it is: escaped so that ServeMux neither cleans nor redirects the
+// path, "." and ".." included. An empty segment, which ServeMux would
+// clean away, is shown as "//", which no decoded segment can hold and no
+// route accepts: "trades/" and "trades//close" have an empty order_no,
+// refused like any invalid one.
+func routedRequest(r *http.Request, rest string) *http.Request {
 	segs := strings.Split(rest, "/")
 	escaped := make([]string, len(segs))
 	for i, seg := range segs {
@@ -80,14 +76,14 @@ func (p *PayProxy) underPrefix(r *http.Request) (*http.Request, bool) {
 			escaped[i] = url.PathEscape(seg)
 		}
 	}
-	under := new(http.Request)
-	*under = *r
-	under.URL = &url.URL{
+	routed := new(http.Request)
+	*routed = *r
+	routed.URL = &url.URL{
 		Path:     "/" + strings.Join(segs, "/"),
 		RawPath:  "/" + strings.Join(escaped, "/"),
 		RawQuery: r.URL.RawQuery,
 	}
-	return under, true
+	return routed
 }
 
 // endpoint is serve behind what every endpoint checks first: the route

@@ -107,7 +107,6 @@ type PayProxy struct {
 	Reconcile *ReconcileConfig `json:"reconcile,omitempty"`
 
 	served        map[string]bool
-	mux           *http.ServeMux // the payment API under Prefix (routes)
 	logger        *zap.Logger
 	rdb           redis.UniversalClient
 	store         *tradeStore
@@ -117,6 +116,7 @@ type PayProxy struct {
 	lockHeld      []string // lock_redis URLs acquired from redisclient
 	providers     map[string]Provider
 	metrics       *payMetrics
+	mux           *http.ServeMux // the payment API under Prefix (routes)
 	orderClient   *http.Client
 	webhookClient *http.Client
 	webhookSecret string
@@ -462,10 +462,11 @@ func (p *PayProxy) Cleanup() error {
 // ServeHTTP answers the payment endpoints under Prefix and passes every
 // other request to next.
 func (p *PayProxy) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	api, ok := p.underPrefix(r)
+	rest, ok := strings.CutPrefix(r.URL.Path, p.Prefix+"/")
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
+	api := routedRequest(r, rest)
 	if _, pattern := p.mux.Handler(api); pattern == "" {
 		return next.ServeHTTP(w, r) // under the prefix, but no endpoint's path
 	}
