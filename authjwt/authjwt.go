@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/tollgate/tollgate/internal/httpjson"
 	"github.com/tollgate/tollgate/internal/resolve"
 	"github.com/tollgate/tollgate/internal/revocation"
 )
@@ -656,7 +657,7 @@ func (h *AuthJWT) refuseOrPass(w http.ResponseWriter, r *http.Request, next cadd
 	countRejected(rej.reason)
 	if rej.status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
-		return writeError(w, rej.status, "temporarily_unavailable", rej.desc)
+		return httpjson.API.Error(w, rej.status, "temporarily_unavailable", rej.desc)
 	}
 	return writeChallenge(w, rej.status, "invalid_token", rej.desc, true)
 }
@@ -703,18 +704,7 @@ func writeChallenge(w http.ResponseWriter, status int, code, desc string, withEr
 		challenge = fmt.Sprintf(`Bearer error="%s", error_description="%s"`, code, desc)
 	}
 	w.Header().Set("WWW-Authenticate", challenge)
-	return writeError(w, status, code, desc)
-}
-
-// writeError answers the JSON error body.
-func writeError(w http.ResponseWriter, status int, code, desc string) error {
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Cache-Control", "no-store")
-	body, _ := json.Marshal(map[string]string{"error": code, "error_description": desc})
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
-	return nil
+	return httpjson.API.Error(w, status, code, desc)
 }
 
 // Interface guards

@@ -29,6 +29,30 @@ type orderLock struct {
 	done    sync.WaitGroup
 }
 
+// lockState is what a request did about its order's lock: the value of
+// the {http.payproxy.lock} placeholder.
+type lockState uint8
+
+const (
+	lockNone    lockState = iota // answered without taking the lock
+	lockHeld                     // took the lock and kept it to the end
+	lockTimeout                  // could not take it in time (lock_timeout)
+	lockLost                     // lost it during the provider call (lock_lost)
+)
+
+// String is the placeholder's value.
+func (l lockState) String() string {
+	switch l {
+	case lockHeld:
+		return "held"
+	case lockTimeout:
+		return "timeout"
+	case lockLost:
+		return "lost"
+	}
+	return "none"
+}
+
 // errLockLost is the cause of a work context cancelled by the watchdog.
 var errLockLost = errors.New("per-order lock lost")
 

@@ -11,42 +11,6 @@ import (
 	"github.com/tollgate/tollgate/payproxy/provider"
 )
 
-// serveNotify handles POST {prefix}/notify/{alipay|wechat}. A notification
-// is forged until the adapter has verified its signature (and, for WeChat,
-// decrypted it); then its merchant, trade number and amount are checked
-// against the stored trade. Only then does it drive the same idempotent
-// transition as the poller. Anything but the provider's success answer
-// makes the provider retry.
-func (p *PayProxy) serveNotify(w http.ResponseWriter, r *http.Request, channel string) {
-	prov := p.providers[channel]
-	if prov == nil {
-		writeError(w, http.StatusNotFound, "not_found", "channel not configured")
-		return
-	}
-	n, err := prov.ParseNotification(r)
-	if errors.Is(err, provider.ErrRefusedNotification) {
-		p.metrics.notification(channel, "refused")
-		p.logger.Warn("notification refused", zap.String("channel", channel), zap.Error(err))
-		prov.Refuse(w, http.StatusBadRequest, "invalid_request", err.Error())
-		return
-	}
-	if err != nil {
-		p.metrics.notification(channel, "invalid_signature")
-		p.logger.Warn("notification refused", zap.String("channel", channel), zap.Error(err))
-		prov.Refuse(w, http.StatusUnauthorized, "invalid_signature", "notification could not be verified")
-		return
-	}
-	setPlaceholders(r, "", n.TradeNo, "")
-	result, err := p.handleNotification(r.Context(), channel, n)
-	p.metrics.notification(channel, result)
-	if err != nil {
-		status, code, desc := p.answerOf(err)
-		prov.Refuse(w, status, code, desc)
-		return
-	}
-	prov.Acknowledge(w)
-}
-
 // stored makes sure that what a notification changed is durable before
 // the provider is told so (with wait_replicas, WAIT on a write of the
 // order's record: also a retry that finds the change made but not yet

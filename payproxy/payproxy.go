@@ -116,6 +116,7 @@ type PayProxy struct {
 	lockHeld      []string // lock_redis URLs acquired from redisclient
 	providers     map[string]Provider
 	metrics       *payMetrics
+	mux           *http.ServeMux // the payment API under Prefix (routes)
 	orderClient   *http.Client
 	webhookClient *http.Client
 	webhookSecret string
@@ -188,6 +189,7 @@ func (PayProxy) CaddyModule() caddy.ModuleInfo {
 // starts the poller and the webhook sender. It never dials.
 func (p *PayProxy) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
+	p.mux = p.routes()
 	p.applyDefaults()
 	repl := caddy.NewReplacer()
 	p.providers = map[string]Provider{}
@@ -464,9 +466,11 @@ func (p *PayProxy) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}
-	if !p.route(w, r, rest) {
-		return next.ServeHTTP(w, r)
+	api := routedRequest(r, rest)
+	if _, pattern := p.mux.Handler(api); pattern == "" {
+		return next.ServeHTTP(w, r) // under the prefix, but no endpoint's path
 	}
+	p.mux.ServeHTTP(w, api)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tollgate/tollgate/internal/httpjson"
 	"github.com/tollgate/tollgate/payproxy/reconcile"
 )
 
@@ -43,10 +44,10 @@ func serveReconcileAdmin(w http.ResponseWriter, r *http.Request) error {
 		runReconcileAdmin(w, r)
 	case path == reconcileAdminPath:
 		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
+		httpjson.API.Error(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 	case r.Method != http.MethodGet:
 		w.Header().Set("Allow", http.MethodGet)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+		httpjson.API.Error(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
 	default:
 		getReconcileAdmin(w, r, strings.TrimPrefix(path, reconcileAdminPath+"/"))
 	}
@@ -60,7 +61,7 @@ func runReconcileAdmin(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", `body must be {"date": "yyyy-MM-dd", "channel": "alipay"|"wechat"}: `+err.Error())
+		httpjson.API.Error(w, http.StatusBadRequest, "invalid_request", `body must be {"date": "yyyy-MM-dd", "channel": "alipay"|"wechat"}: `+err.Error())
 		return
 	}
 	routes, ok := reconcileRoutes(w, req.Channel, req.Date)
@@ -73,7 +74,7 @@ func runReconcileAdmin(w http.ResponseWriter, r *http.Request) {
 	for _, p := range routes {
 		rep, retry, err := p.reconcileDate(ctx, req.Channel, req.Date)
 		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, "redis_unavailable", "the reconciliation could not complete: "+err.Error())
+			httpjson.API.Error(w, http.StatusServiceUnavailable, "redis_unavailable", "the reconciliation could not complete: "+err.Error())
 			return
 		}
 		if retry {
@@ -109,13 +110,13 @@ func getReconcileAdmin(w http.ResponseWriter, r *http.Request, rest string) {
 			continue
 		}
 		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, "redis_unavailable", err.Error())
+			httpjson.API.Error(w, http.StatusServiceUnavailable, "redis_unavailable", err.Error())
 			return
 		}
 		reports = append(reports, rep)
 	}
 	if len(reports) == 0 {
-		writeError(w, http.StatusNotFound, "not_found", "no reconciliation report for "+channel+" "+date)
+		httpjson.API.Error(w, http.StatusNotFound, "not_found", "no reconciliation report for "+channel+" "+date)
 		return
 	}
 	writeReports(w, reports)
@@ -129,22 +130,22 @@ func reconcileRoutes(w http.ResponseWriter, channel, date string) ([]*PayProxy, 
 		known = known || ch == channel
 	}
 	if !known {
-		writeError(w, http.StatusBadRequest, "invalid_request", `channel must be "alipay" or "wechat"`)
+		httpjson.API.Error(w, http.StatusBadRequest, "invalid_request", `channel must be "alipay" or "wechat"`)
 		return nil, false
 	}
 	routes := routesWithChannel(channel)
 	if len(routes) == 0 {
-		writeError(w, http.StatusNotFound, "not_found", "no running payproxy route offers "+channel)
+		httpjson.API.Error(w, http.StatusNotFound, "not_found", "no running payproxy route offers "+channel)
 		return nil, false
 	}
 	loc := routes[0].reconcileLocation()
 	start, _, err := reconcile.Day(date, loc)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		httpjson.API.Error(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return nil, false
 	}
 	if start.After(reconcileNow().In(loc)) {
-		writeError(w, http.StatusBadRequest, "invalid_request", "date "+date+" is after today ("+loc.String()+")")
+		httpjson.API.Error(w, http.StatusBadRequest, "invalid_request", "date "+date+" is after today ("+loc.String()+")")
 		return nil, false
 	}
 	return routes, true
@@ -181,8 +182,8 @@ func routesWithChannel(channel string) []*PayProxy {
 // Redis servers.
 func writeReports(w http.ResponseWriter, reports []*reconcile.Report) {
 	if len(reports) == 1 {
-		writeJSON(w, http.StatusOK, reports[0])
+		httpjson.API.Write(w, http.StatusOK, reports[0])
 		return
 	}
-	writeJSON(w, http.StatusOK, reports)
+	httpjson.API.Write(w, http.StatusOK, reports)
 }

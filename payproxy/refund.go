@@ -2,11 +2,9 @@ package payproxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
-	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -19,54 +17,6 @@ import (
 // script) before the provider is called, so concurrent refunds never add
 // up to more than was paid; refund_no is the idempotency key here and at
 // the provider; success is only what the provider explicitly confirms.
-
-// refundRequest is the body of POST {prefix}/refunds.
-type refundRequest struct {
-	OrderNo   string          `json:"order_no"`
-	RefundNo  string          `json:"refund_no"`
-	AmountFen json.RawMessage `json:"amount_fen"`
-	Reason    string          `json:"reason"`
-}
-
-// refundView is the JSON of a refund.
-type refundView struct {
-	OrderNo   string `json:"order_no"`
-	RefundNo  string `json:"refund_no"`
-	AmountFen int64  `json:"amount_fen"`
-	State     string `json:"state"`
-}
-
-func (p *PayProxy) serveRefund(w http.ResponseWriter, r *http.Request) {
-	var req refundRequest
-	if err := decodeBody(r, &req); err != nil {
-		p.fail(w, err)
-		return
-	}
-	amount, present, err := parseFen(req.AmountFen)
-	switch {
-	case !anyOrderRE.MatchString(req.OrderNo):
-		err = badRequest("invalid order_no")
-	case !refundNoRE.MatchString(req.RefundNo):
-		err = badRequest("invalid refund_no")
-	case err != nil:
-		err = badRequest("%v", err)
-	case !present || amount <= 0:
-		err = badRequest("amount_fen must be a positive integer")
-	case utf8.RuneCountInString(req.Reason) > 80:
-		err = badRequest("reason is longer than 80 characters")
-	}
-	if err != nil {
-		p.fail(w, err)
-		return
-	}
-	setPlaceholders(r, req.OrderNo, "", "")
-	rec, err := p.createRefund(r.Context(), req.OrderNo, req.RefundNo, amount, req.Reason)
-	if rec != nil {
-		writeJSON(w, http.StatusOK, refundView{req.OrderNo, rec.RefundNo, rec.AmountFen, rec.State})
-		return
-	}
-	p.fail(w, err)
-}
 
 var (
 	errNotPaid        = &apiError{http.StatusConflict, "order_not_paid", "the order is not paid"}
@@ -266,31 +216,4 @@ func (p *PayProxy) settle(ctx context.Context, t *tradeRecord, r *refundRecord, 
 		p.publish(ctx, t.OrderNo, ev)
 	}
 	return nil
-}
-
-func (p *PayProxy) serveGetRefund(w http.ResponseWriter, r *http.Request, refundNo string) {
-	if !refundNoRE.MatchString(refundNo) {
-		p.fail(w, badRequest("invalid refund_no"))
-		return
-	}
-	order, err := p.rdb.Get(r.Context(), refundIndexKey(refundNo)).Result()
-	if errors.Is(err, redis.Nil) {
-		p.fail(w, errRefundNotFound)
-		return
-	}
-	if err != nil {
-		p.fail(w, err)
-		return
-	}
-	setPlaceholders(r, order, "", "")
-	rec, err := p.store.refund(r.Context(), order, refundNo)
-	if errors.Is(err, errNoRecord) {
-		p.fail(w, errRefundNotFound)
-		return
-	}
-	if err != nil {
-		p.fail(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, refundView{order, rec.RefundNo, rec.AmountFen, rec.State})
 }

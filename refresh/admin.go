@@ -14,6 +14,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/internal/httpjson"
 )
 
 func init() {
@@ -78,12 +80,12 @@ type sessionList struct {
 func (a *AdminAPI) handleList(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		return writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
+		return httpjson.Token.Error(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
 	}
 	q := r.URL.Query()
 	user := q.Get("user")
 	if user == "" {
-		return writeError(w, http.StatusBadRequest, "invalid_request", "give the user: /tollgate/sessions?user=<id>[&realm=<realm>]")
+		return httpjson.Token.Error(w, http.StatusBadRequest, "invalid_request", "give the user: /tollgate/sessions?user=<id>[&realm=<realm>]")
 	}
 	var realm *string
 	if q.Has("realm") {
@@ -92,7 +94,7 @@ func (a *AdminAPI) handleList(w http.ResponseWriter, r *http.Request) error {
 	}
 	stores, status, code, msg := a.storesFor(realm)
 	if stores == nil {
-		return writeError(w, status, code, msg)
+		return httpjson.Token.Error(w, status, code, msg)
 	}
 	ctx, cancel := storeContext()
 	defer cancel()
@@ -103,7 +105,7 @@ func (a *AdminAPI) handleList(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			a.logger.Error("admin session list failed", zap.String("user", user), zap.Error(err))
 			w.Header().Set("Retry-After", "1")
-			return writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store is unavailable; retry shortly")
+			return httpjson.Token.Error(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store is unavailable; retry shortly")
 		}
 		for _, si := range sessions {
 			if !seen[si.Sid] {
@@ -113,7 +115,7 @@ func (a *AdminAPI) handleList(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	sort.Slice(answer.Sessions, func(i, j int) bool { return answer.Sessions[i].Created.Before(answer.Sessions[j].Created) })
-	return writeJSON(w, http.StatusOK, answer)
+	return httpjson.Token.Write(w, http.StatusOK, answer)
 }
 
 // storesFor picks the running stores of the realm asked for; on failure
@@ -140,17 +142,17 @@ type revokeRequest struct {
 func (a *AdminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		return writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+		return httpjson.Token.Error(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
 	}
 	var req revokeRequest
 	dec := json.NewDecoder(io.LimitReader(r.Body, maxBodyBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || req.User == "" {
-		return writeError(w, http.StatusBadRequest, "invalid_request", `body must be {"user": "..."} or {"user": "...", "sid": "..."}`)
+		return httpjson.Token.Error(w, http.StatusBadRequest, "invalid_request", `body must be {"user": "..."} or {"user": "...", "sid": "..."}`)
 	}
 	stores, status, code, msg := a.storesFor(req.Realm)
 	if stores == nil {
-		return writeError(w, status, code, msg)
+		return httpjson.Token.Error(w, status, code, msg)
 	}
 	ctx, cancel := storeContext()
 	defer cancel()
@@ -160,7 +162,7 @@ func (a *AdminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			a.logger.Error("admin session revoke failed", zap.String("user", req.User), zap.Error(err))
 			w.Header().Set("Retry-After", "1")
-			return writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store is unavailable; retry shortly")
+			return httpjson.Token.Error(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store is unavailable; retry shortly")
 		}
 		revoked = append(revoked, sids...)
 	}
@@ -168,7 +170,7 @@ func (a *AdminAPI) handleRevoke(w http.ResponseWriter, r *http.Request) error {
 		s.metrics.session("admin")
 	}
 	a.logger.Info("sessions revoked by admin", zap.String("realm", stores[0].realm), zap.String("user", req.User), zap.Strings("sids", revoked))
-	return writeJSON(w, http.StatusOK, map[string][]string{"revoked": dedupe(revoked)})
+	return httpjson.Token.Write(w, http.StatusOK, map[string][]string{"revoked": dedupe(revoked)})
 }
 
 // storesOfRealm keeps the stores of the requested realm; with none

@@ -16,6 +16,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/tollgate/tollgate/internal/httpjson"
 )
 
 // maxBodyBytes bounds what the endpoints read of a request body.
@@ -32,7 +34,7 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request) error {
 	}
 	raw, err := h.readToken(r, true)
 	if err != nil {
-		return writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return httpjson.Token.Error(w, http.StatusBadRequest, "invalid_request", err.Error())
 	}
 	s, err := h.verify(raw, typRefresh)
 	if err != nil {
@@ -43,7 +45,7 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request) error {
 		}
 		h.outcome(r, "invalid")
 		h.debug("refresh token rejected", zap.String("token", fingerprint(raw)), zap.Error(err))
-		return writeError(w, http.StatusBadRequest, "invalid_grant", "the refresh token is invalid or expired")
+		return httpjson.Token.Error(w, http.StatusBadRequest, "invalid_grant", "the refresh token is invalid or expired")
 	}
 	setUser(r, s)
 	rot, err := h.store.rotate(r.Context(), s.user, s.sid, s.gen)
@@ -58,7 +60,7 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request) error {
 		return h.reuseDetected(w, r, s, raw)
 	}
 	h.outcome(r, rot.outcome)
-	return writeError(w, http.StatusBadRequest, "invalid_grant", "the session has ended; log in again")
+	return httpjson.Token.Error(w, http.StatusBadRequest, "invalid_grant", "the session has ended; log in again")
 }
 
 // reuseDetected finishes what a script started when a superseded refresh
@@ -72,7 +74,7 @@ func (h *Handler) reuseDetected(w http.ResponseWriter, r *http.Request, s sessio
 	}
 	h.outcome(r, "reuse")
 	h.logReuse(r, s, raw)
-	return writeError(w, http.StatusBadRequest, "invalid_grant", "the session has ended; log in again")
+	return httpjson.Token.Error(w, http.StatusBadRequest, "invalid_grant", "the session has ended; log in again")
 }
 
 func (h *Handler) logReuse(r *http.Request, s session, raw string) {
@@ -111,7 +113,7 @@ func (h *Handler) serveLogin(w http.ResponseWriter, r *http.Request, next caddyh
 	extra, err := loginClaims(claimsJSON, h.UserClaim)
 	if err != nil || len(user) > 512 {
 		h.logger.Error("upstream login answer unusable", zap.Error(err), zap.Int("subject_len", len(user)))
-		return writeError(w, http.StatusBadGateway, "server_error", "the login backend answered an unusable identity")
+		return httpjson.Token.Error(w, http.StatusBadGateway, "server_error", "the login backend answered an unusable identity")
 	}
 	s := session{user: user, sid: randomID(16), extra: extra}
 	setUser(r, s)
@@ -165,12 +167,12 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	}
 	raw, err := h.readToken(r, false)
 	if err != nil {
-		return writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return httpjson.Token.Error(w, http.StatusBadRequest, "invalid_request", err.Error())
 	}
 	s, err := h.verify(raw, typRefresh)
 	if err != nil {
 		h.debug("logout with an unusable token", zap.String("token", fingerprint(raw)), zap.Error(err))
-		return writeJSON(w, http.StatusOK, struct{}{})
+		return httpjson.Token.Write(w, http.StatusOK, struct{}{})
 	}
 	setUser(r, s)
 	verdict, err := h.store.logout(r.Context(), s.user, s.sid, s.gen)
@@ -180,13 +182,13 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	if verdict == "reuse" {
 		h.outcome(r, "reuse")
 		h.logReuse(r, s, raw)
-		return writeError(w, http.StatusBadRequest, "invalid_grant", "the session has ended; log in again")
+		return httpjson.Token.Error(w, http.StatusBadRequest, "invalid_grant", "the session has ended; log in again")
 	}
 	h.outcome(r, "logout")
 	if verdict == "ended" {
 		h.metrics.session("logout")
 	}
-	return writeJSON(w, http.StatusOK, struct{}{})
+	return httpjson.Token.Write(w, http.StatusOK, struct{}{})
 }
 
 // serveLogoutAll ends every session of the user, identified by a refresh
@@ -197,11 +199,11 @@ func (h *Handler) serveLogoutAll(w http.ResponseWriter, r *http.Request) error {
 	}
 	s, raw, err := h.logoutAllIdentity(r)
 	if errors.Is(err, errNoToken) {
-		return writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return httpjson.Token.Error(w, http.StatusBadRequest, "invalid_request", err.Error())
 	}
 	if err != nil {
 		h.debug("logout_all with an unusable token", zap.Error(err))
-		return writeError(w, http.StatusUnauthorized, "invalid_token", "the token is invalid or expired")
+		return httpjson.Token.Error(w, http.StatusUnauthorized, "invalid_token", "the token is invalid or expired")
 	}
 	setUser(r, s)
 	verdict, err := h.sessionInForce(r, s)
@@ -212,7 +214,7 @@ func (h *Handler) serveLogoutAll(w http.ResponseWriter, r *http.Request) error {
 		return h.reuseDetected(w, r, s, raw)
 	case verdict != "ok":
 		h.debug("logout_all with the token of an ended session", zap.String("sid", s.sid))
-		return writeError(w, http.StatusUnauthorized, "invalid_token", "the session of this token has ended")
+		return httpjson.Token.Error(w, http.StatusUnauthorized, "invalid_token", "the session of this token has ended")
 	}
 	sids, err := h.store.endAll(r.Context(), s.user)
 	if err != nil {
@@ -221,7 +223,7 @@ func (h *Handler) serveLogoutAll(w http.ResponseWriter, r *http.Request) error {
 	h.outcome(r, "logout_all")
 	h.metrics.session("logout_all")
 	h.logger.Info("all sessions ended", zap.String("user", s.user), zap.Int("sessions", len(sids)))
-	return writeJSON(w, http.StatusOK, map[string]int{"revoked_sessions": len(sids)})
+	return httpjson.Token.Write(w, http.StatusOK, map[string]int{"revoked_sessions": len(sids)})
 }
 
 // logoutAllIdentity verifies the token logout_all was given: a Bearer
@@ -322,10 +324,10 @@ func (h *Handler) writePair(w http.ResponseWriter, s session, rot rotation, user
 	pair, err := h.issue(s, rot)
 	if err != nil {
 		h.logger.Error("signing tokens", zap.Error(err))
-		return writeError(w, http.StatusInternalServerError, "server_error", "could not sign tokens")
+		return httpjson.Token.Error(w, http.StatusInternalServerError, "server_error", "could not sign tokens")
 	}
 	pair.User = user
-	return writeJSON(w, http.StatusOK, pair)
+	return httpjson.Token.Write(w, http.StatusOK, pair)
 }
 
 // storeError answers 503 when Redis cannot be reached: fail closed, but
@@ -334,7 +336,7 @@ func (h *Handler) storeError(w http.ResponseWriter, r *http.Request, err error) 
 	h.outcome(r, "store_error")
 	h.logger.Error("session store unavailable", zap.Error(err))
 	w.Header().Set("Retry-After", "1")
-	return writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store is unavailable; retry shortly")
+	return httpjson.Token.Error(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the session store is unavailable; retry shortly")
 }
 
 // outcome counts the request and exposes the outcome as a placeholder.
@@ -372,28 +374,8 @@ func allowPost(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	w.Header().Set("Allow", http.MethodPost)
-	_ = writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
+	_ = httpjson.Token.Error(w, http.StatusMethodNotAllowed, "invalid_request", "use POST")
 	return false
-}
-
-// writeError writes the JSON error body of DESIGN.md and returns nil: the
-// response is complete.
-func writeError(w http.ResponseWriter, status int, code, desc string) error {
-	return writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Set("Pragma", "no-cache")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-	return nil
 }
 
 // storeContext is used by callers outside a request (the admin API).

@@ -9,6 +9,8 @@ import (
 	"math/big"
 	"net/http"
 	"sort"
+
+	"github.com/tollgate/tollgate/internal/httpjson"
 )
 
 // jwk is one public key of the JWK Set (RFC 7517, RFC 7518 §6, RFC 8037).
@@ -60,7 +62,7 @@ func marshalJWKS(ks *keySet) ([]byte, error) {
 func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		return writeError(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
+		return httpjson.Token.Error(w, http.StatusMethodNotAllowed, "invalid_request", "use GET")
 	}
 	w.Header().Set("Content-Type", "application/jwk-set+json")
 	w.Header().Set("Cache-Control", "public, max-age=300")

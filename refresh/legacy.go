@@ -9,6 +9,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/internal/httpjson"
 )
 
 // serveLegacy exchanges a refresh token minted by the seed's TokenService
@@ -28,7 +30,7 @@ func (h *Handler) serveLegacy(w http.ResponseWriter, r *http.Request, raw string
 	}
 	if !took {
 		h.outcome(r, "unknown")
-		return true, writeError(w, http.StatusBadRequest, "invalid_grant", "the session has ended; log in again")
+		return true, httpjson.Token.Error(w, http.StatusBadRequest, "invalid_grant", "the session has ended; log in again")
 	}
 	s := session{user: user, sid: randomID(16), authTime: authTime, extra: map[string]any{}}
 	setUser(r, s)
