@@ -19,6 +19,8 @@ import (
 //	tollgate:pay:{o:<order_no>}:trades   hash   trade_no → JSON of each retired trade
 //	tollgate:pay:{o:<order_no>}:refunds  hash   refund_no → refund JSON
 //	tollgate:pay:{o:<order_no>}:outbox   hash   event id → event JSON not yet queued
+//	tollgate:pay:{o:<order_no>}:checks   hash   when the poller looks again (recheck.go)
+//	tollgate:pay:{o:<order_no>}:gap:<trade_no> string  a refund of the trade was just sent (Alipay's 3 s rule)
 //	tollgate:pay:{o:<order_no>}:lock     string redsync lock
 //	tollgate:pay:{t:<trade_no>}          string trade_no → order_no (notifications)
 //	tollgate:pay:{r:<refund_no>}         string refund_no → order_no
@@ -35,6 +37,10 @@ func tradesKey(order string) string  { return keyPrefix + "{o:" + order + "}:tra
 func refundsKey(order string) string { return keyPrefix + "{o:" + order + "}:refunds" }
 func outboxKey(order string) string  { return keyPrefix + "{o:" + order + "}:outbox" }
 func lockKey(order string) string    { return keyPrefix + "{o:" + order + "}:lock" }
+func checksKey(order string) string  { return keyPrefix + "{o:" + order + "}:checks" }
+func refundGapKey(order, tradeNo string) string {
+	return keyPrefix + "{o:" + order + "}:gap:" + tradeNo
+}
 func tradeIndexKey(tn string) string { return keyPrefix + "{t:" + tn + "}" }
 func refundIndexKey(r string) string { return keyPrefix + "{r:" + r + "}" }
 func tombstoneKey(id string) string  { return keyPrefix + "{wh}:done:" + id }
@@ -431,9 +437,10 @@ func (s *tradeStore) refunds(ctx context.Context, order string) ([]*refundRecord
 	return out, nil
 }
 
-// schedule (re)adds an order to the due set at when.
+// schedule makes the order due at when, unless it is due earlier already:
+// it never puts off work another caller (or the poller's lease) scheduled.
 func (s *tradeStore) schedule(ctx context.Context, order string, when time.Time) error {
-	if err := s.rdb.ZAdd(ctx, dueKey, redis.Z{Score: float64(when.UnixMilli()), Member: order}).Err(); err != nil {
+	if err := s.rdb.ZAddLT(ctx, dueKey, redis.Z{Score: float64(when.UnixMilli()), Member: order}).Err(); err != nil {
 		return fmt.Errorf("scheduling order %s: %w", order, err)
 	}
 	return nil
