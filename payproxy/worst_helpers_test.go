@@ -200,3 +200,21 @@ func (e *env) settledRefunds(t *testing.T, order string, within time.Duration) {
 		return true
 	})
 }
+
+// wantProviderTrades fails unless the provider holds n trades for the
+// order.
+func (e *env) wantProviderTrades(t *testing.T, order string, n int) {
+	t.Helper()
+	if got := len(e.providerTrades(order)); got != n {
+		t.Fatalf("the provider holds %d trades for %s, want %d", got, order, n)
+	}
+}
+
+// wantProviderRefunds fails unless the provider holds n refunds of the
+// order's trades.
+func (e *env) wantProviderRefunds(t *testing.T, order string, n int) {
+	t.Helper()
+	if got := len(e.providerRefunds(order)); got != n {
+		t.Fatalf("the provider holds %d refunds of %s, want %d", got, order, n)
+	}
+}

@@ -43,9 +43,7 @@ func TestRefundQueriedInTheOlderShapeIsConfirmedByTheTradesRefundedTotal(t *test
 			t.Fatalf("refund %s is %s", no, st)
 		}
 	}
-	if n := len(e.providerRefunds(order)); n != 2 {
-		t.Fatalf("the provider holds %d refunds, want 2", n)
-	}
+	e.wantProviderRefunds(t, order, 2)
 	eventually(t, 5*time.Second, "2 refund.succeeded", func() bool { return len(e.hooks.ofType("refund.succeeded", order)) == 2 })
 	e.checkOrder(t, order)
 }
@@ -142,9 +140,7 @@ func TestSignedRateLimitOnARefundIsNeverARefusal(t *testing.T) {
 				t.Fatalf("after a rate limit the refund is %s", st)
 			}
 			e.eventuallyRefund(t, no, "SUCCESS", 10*time.Second)
-			if n := len(e.providerRefunds(order)); n != 1 {
-				t.Fatalf("the provider holds %d refunds, want 1", n)
-			}
+			e.wantProviderRefunds(t, order, 1)
 			e.checkOrder(t, order)
 		})
 	}
@@ -189,9 +185,7 @@ func TestRefundQueriedTooEarlyIsNeverFailedAndNotQueriedAtOnce(t *testing.T) {
 		t.Fatalf("refund answered fund_change=N: %d %s", r.Status, r.Raw)
 	}
 	e.eventuallyRefund(t, "EARLY_2", "SUCCESS", 15*time.Second)
-	if n := len(e.providerRefunds(order)); n != 2 {
-		t.Fatalf("the provider holds %d refunds, want 2", n)
-	}
+	e.wantProviderRefunds(t, order, 2)
 	e.checkOrder(t, order)
 }
 
@@ -272,9 +266,7 @@ func TestRefundTheMerchantCannotCoverIsFailedAndMovesNothing(t *testing.T) {
 				t.Fatalf("refund: %d %s", r.Status, r.Raw)
 			}
 			eventually(t, 5*time.Second, "refund.failed", func() bool { return len(e.hooks.ofType("refund.failed", order)) == 1 })
-			if n := len(e.providerRefunds(order)); n != 0 {
-				t.Fatalf("the provider holds %d refunds", n)
-			}
+			e.wantProviderRefunds(t, order, 0)
 			e.sim.Advance(paysim.DefaultAlipayRefundGap)
 			wantStatus(t, e.refund(order, "BAL_"+ch+"_2", 1000), http.StatusOK, "")
 			e.eventuallyRefund(t, "BAL_"+ch+"_2", "SUCCESS", 10*time.Second)
@@ -324,9 +316,7 @@ func TestRefundOfAnOrderWechatDoesNotKnowIsFailed(t *testing.T) {
 	if r.Status != http.StatusOK || r.str("state") != "FAILED" {
 		t.Fatalf("refund of an order WeChat does not know: %d %s", r.Status, r.Raw)
 	}
-	if n := len(e.providerRefunds(unpaid)); n != 0 {
-		t.Fatalf("the provider holds %d refunds", n)
-	}
+	e.wantProviderRefunds(t, unpaid, 0)
 
 	const order = "WX_NOTEXIST_2"
 	e.paidOrder(order, "wechat", 500)
