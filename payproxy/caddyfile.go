@@ -60,6 +60,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    lock_ttl <duration>
 //	    poll_interval <duration>
 //	    pay_timeout <duration>
+//	    qr_lifetime <duration>
 //	    refund_checks <duration>...
 //	    duplicate_refund auto|off
 //	    webhook <url> {
@@ -117,6 +118,8 @@ func (p *PayProxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfgargs.Duration(d, &p.PollInterval, false)
 		case "pay_timeout":
 			err = cfgargs.Duration(d, &p.PayTimeout, false)
+		case "qr_lifetime":
+			err = cfgargs.Duration(d, &p.QRLifetime, false)
 		case "refund_checks":
 			err = durations(d, &p.RefundChecks)
 		case "duplicate_refund":

@@ -93,6 +93,14 @@ type PayProxy struct {
 	// How long a QR code can be paid; unpaid trades are closed after it,
 	// here and at the provider. Default: 2h
 	PayTimeout caddy.Duration `json:"pay_timeout,omitempty"`
+	// How long after the provider issued a QR code payproxy hands it out.
+	// Both providers let a QR code be scanned for 2 hours whatever the
+	// trade's timeout; past qr_lifetime a create renews the code (same
+	// trade when the provider issues a fresh one, else a new trade after
+	// a confirmed close) and the status shows none. At most 2h; the
+	// margin under it is the time a buyer has to scan the last code
+	// handed out. Default: 1h50m
+	QRLifetime caddy.Duration `json:"qr_lifetime,omitempty"`
 	// Delays between a processing refund's checks with the provider (its
 	// query; a refund the provider never received is sent again with the
 	// same number), counted from when it was sent; the last one repeats.
@@ -307,6 +315,7 @@ func (p *PayProxy) applyDefaults() {
 	setDefault(&p.LockTTL, 10*time.Second)
 	setDefault(&p.PollInterval, 5*time.Second)
 	setDefault(&p.PayTimeout, 2*time.Hour)
+	setDefault(&p.QRLifetime, defaultQRLifetime)
 	if len(p.RefundChecks) == 0 {
 		for _, d := range defaultRefundChecks {
 			p.RefundChecks = append(p.RefundChecks, caddy.Duration(d))
@@ -415,6 +424,9 @@ func (p *PayProxy) Validate() error {
 		if !claimNameRE.MatchString(c) {
 			return fmt.Errorf("payproxy: order_claims: %q is not a claim name (letters, digits, _ and -)", c)
 		}
+	}
+	if p.QRLifetime < 0 || time.Duration(p.QRLifetime) > qrScanWindow {
+		return fmt.Errorf("payproxy: qr_lifetime %s exceeds the providers' %s scan window", time.Duration(p.QRLifetime), qrScanWindow)
 	}
 	for _, d := range p.RefundChecks {
 		if d <= 0 {

@@ -60,21 +60,28 @@ end
 redis.call('HSET', KEYS[1], 'order_no', ARGV[1], 'trade_no', ARGV[2], 'channel', ARGV[3],
   'amount_fen', ARGV[4], 'subject', ARGV[5], 'state', 'UNKNOWN', 'qr_code', '',
   'created_at', ARGV[6], 'expires_at', ARGV[7], 'refunded_fen', '0', 'provider_trade_id', '')
-redis.call('HDEL', KEYS[1], 'paid_at', 'closed_at')
+redis.call('HDEL', KEYS[1], 'paid_at', 'closed_at', 'qr_issued_at', 'qr_renewing_at')
 return 1
 `)
 
-// issuedScript records the QR code the provider returned for trade_no.
+// issuedScript records the QR code the provider returned for trade_no
+// and when it was issued at the earliest: the first code makes the trade
+// PAYING; a different code for a PAYING trade is a renewed one (qr.go).
 //
-// KEYS: trade. ARGV: trade_no, qr_code.
+// KEYS: trade. ARGV: trade_no, qr_code, issued_ms.
 var issuedScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'trade_no') ~= ARGV[1] then return 'stale' end
 local st = redis.call('HGET', KEYS[1], 'state')
 if st == 'UNKNOWN' then
-  redis.call('HSET', KEYS[1], 'state', 'PAYING', 'qr_code', ARGV[2])
-  return 'PAYING'
+  st = 'PAYING'
+  redis.call('HSET', KEYS[1], 'state', st)
+elseif st ~= 'PAYING' then
+  return st
 end
-if st == 'PAYING' then redis.call('HSET', KEYS[1], 'qr_code', ARGV[2]) end
+if redis.call('HGET', KEYS[1], 'qr_code') ~= ARGV[2] then
+  redis.call('HSET', KEYS[1], 'qr_code', ARGV[2], 'qr_issued_at', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'qr_renewing_at')
+end
 return st
 `)
 

@@ -77,13 +77,16 @@ const (
 // tradeRecord is one trade of an order: its current one, or (Retired) one
 // it had before and keeps so that a late payment of it is recorded.
 type tradeRecord struct {
-	OrderNo         string
-	TradeNo         string
-	Channel         string
-	AmountFen       int64
-	Subject         string
-	State           string
-	QRCode          string
+	OrderNo   string
+	TradeNo   string
+	Channel   string
+	AmountFen int64
+	Subject   string
+	State     string
+	QRCode    string
+	// QRIssuedAt: when the provider issued QRCode at the earliest (zero:
+	// the first code, issued after CreatedAt; see qr.go).
+	QRIssuedAt      time.Time
 	CreatedAt       time.Time
 	ExpiresAt       time.Time
 	RefundedFen     int64
@@ -159,9 +162,13 @@ func (s *tradeStore) load(ctx context.Context, order string) (*tradeRecord, erro
 		return nil, errNoRecord
 	}
 	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
+	var qrIssued time.Time
+	if ms := num("qr_issued_at"); ms > 0 {
+		qrIssued = time.UnixMilli(ms)
+	}
 	return &tradeRecord{
 		OrderNo: m["order_no"], TradeNo: m["trade_no"], Channel: m["channel"], AmountFen: num("amount_fen"),
-		Subject: m["subject"], State: m["state"], QRCode: m["qr_code"],
+		Subject: m["subject"], State: m["state"], QRCode: m["qr_code"], QRIssuedAt: qrIssued,
 		CreatedAt: time.UnixMilli(num("created_at")), ExpiresAt: time.UnixMilli(num("expires_at")),
 		RefundedFen: num("refunded_fen"), ProviderTradeID: m["provider_trade_id"],
 	}, nil
@@ -246,8 +253,11 @@ func (s *tradeStore) allocate(ctx context.Context, t *tradeRecord, expectTradeNo
 	return n == 1, nil
 }
 
-func (s *tradeStore) issued(ctx context.Context, order, tradeNo, qr string) (string, error) {
-	st, err := s.durability.Run(ctx, s.rdb, issuedScript, []string{tradeKey(order)}, tradeNo, qr).Text()
+// issued records the QR code the provider answered for the order's trade
+// tradeNo, issued at issuedAt at the earliest, and returns the trade's
+// state ("stale" if the order's trade is another one now).
+func (s *tradeStore) issued(ctx context.Context, order, tradeNo, qr string, issuedAt time.Time) (string, error) {
+	st, err := s.durability.Run(ctx, s.rdb, issuedScript, []string{tradeKey(order)}, tradeNo, qr, issuedAt.UnixMilli()).Text()
 	if err != nil {
 		return "", fmt.Errorf("recording QR code of trade %s: %w", tradeNo, err)
 	}
