@@ -138,49 +138,84 @@ func TestRateLimitedCallIsAnswered503WithRetryAfter(t *testing.T) {
 func TestUnverifiableAnswersLeaveTheOutcomeUnknownAndLoseNothing(t *testing.T) {
 	e := newEnv(t)
 	e.start()
-	type answer struct {
-		channel string
-		fault   paysim.Fault
-	}
-	var answers []answer
+	var answers []unknownOutcome
 	for _, ch := range []string{"alipay", "wechat"} {
-		answers = append(answers, answer{ch, paysim.Fault{Mode: paysim.FaultBadSignature}}, answer{ch, paysim.Fault{Mode: paysim.FaultHTML502}})
+		answers = append(answers, unknownOutcome{ch, paysim.Fault{Mode: paysim.FaultBadSignature}, http.StatusBadGateway, "provider_error"},
+			unknownOutcome{ch, paysim.Fault{Mode: paysim.FaultHTML502}, http.StatusBadGateway, "provider_error"})
 	}
 	answers = append(answers,
-		answer{"wechat", paysim.Fault{Mode: paysim.FaultSigntest}}, answer{"wechat", paysim.Fault{Mode: paysim.FaultStaleTimestamp}},
-		answer{"alipay", paysim.Fault{Mode: paysim.FaultSystemError, Shape: paysim.ShapeISP}},
-		answer{"alipay", paysim.Fault{Mode: paysim.FaultSystemError, Shape: paysim.ShapeACQ}})
+		unknownOutcome{"wechat", paysim.Fault{Mode: paysim.FaultSigntest}, http.StatusBadGateway, "provider_error"},
+		unknownOutcome{"wechat", paysim.Fault{Mode: paysim.FaultStaleTimestamp}, http.StatusBadGateway, "provider_error"},
+		unknownOutcome{"alipay", paysim.Fault{Mode: paysim.FaultSystemError, Shape: paysim.ShapeISP}, http.StatusBadGateway, "provider_error"},
+		unknownOutcome{"alipay", paysim.Fault{Mode: paysim.FaultSystemError, Shape: paysim.ShapeACQ}, http.StatusBadGateway, "provider_error"})
 	for i, a := range answers {
-		name := a.channel + "_" + a.fault.Mode + a.fault.Shape
-		t.Run(name, func(t *testing.T) {
-			order := fmt.Sprintf("UNVERIFIED_%d", i)
-			arm := func(op string) { f := a.fault; f.Operation = op; e.sim.SetFault(f) }
-
-			arm(createOp[a.channel])
-			wantStatus(t, e.create(order, a.channel, 1000), http.StatusBadGateway, "provider_error")
-			r := e.create(order, a.channel, 1000)
-			wantStatus(t, r, http.StatusOK, "")
-			e.wantProviderTrades(t, order, 1)
-
-			closing := fmt.Sprintf("UNVERIFIED_C%d", i)
-			wantStatus(t, e.create(closing, a.channel, 1000), http.StatusOK, "")
-			arm(closeOp[a.channel])
-			wantStatus(t, do(t, "POST", e.base+"/pay/trades/"+closing+"/close", nil), http.StatusBadGateway, "provider_error")
-			cl := do(t, "POST", e.base+"/pay/trades/"+closing+"/close", nil)
-			if cl.Status != http.StatusOK || cl.str("state") != "CLOSED" {
-				t.Fatalf("second close: %d %s", cl.Status, cl.Raw)
-			}
-
-			if err := e.sim.Pay(r.str("trade_no")); err != nil {
-				t.Fatal(err)
-			}
-			eventually(t, 5*time.Second, "PAID", func() bool { return e.get(order).str("state") == "PAID" })
-			arm(refundOp[a.channel])
-			wantStatus(t, e.refund(order, "UV_"+name, 1000), http.StatusBadGateway, "provider_error")
-			e.eventuallyRefund(t, "UV_"+name, "SUCCESS", 10*time.Second)
-			e.wantProviderRefunds(t, order, 1)
-			e.checkOrder(t, order)
-			e.checkOrder(t, closing)
-		})
+		t.Run(a.channel+"_"+a.fault.Mode+a.fault.Shape, func(t *testing.T) { e.survive(t, fmt.Sprintf("UNVERIFIED_%d", i), a) })
 	}
+}
+
+// TestTransportFaultsLeaveTheOutcomeUnknownAndLoseNothing: the generic
+// faults of every hop — the provider's signed system error (error), a
+// connection closed before (reset) or after the work (drop_response), a
+// hop's unsigned error (unsigned_error), an answer later than
+// provider_timeout (delay) — on a create, a refund and a close: 502
+// provider_error (504 provider_timeout for the delay), never a 500, and
+// the same invariants once settled.
+func TestTransportFaultsLeaveTheOutcomeUnknownAndLoseNothing(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	var answers []unknownOutcome
+	for _, ch := range []string{"alipay", "wechat"} {
+		for _, mode := range []string{paysim.FaultError, paysim.FaultReset, paysim.FaultDropResponse, paysim.FaultUnsignedError} {
+			answers = append(answers, unknownOutcome{ch, paysim.Fault{Mode: mode}, http.StatusBadGateway, "provider_error"})
+		}
+		answers = append(answers, unknownOutcome{ch, paysim.Fault{Mode: paysim.FaultDelay, DelayMS: 2500}, http.StatusGatewayTimeout, "provider_timeout"})
+	}
+	for i, a := range answers {
+		t.Run(a.channel+"_"+a.fault.Mode, func(t *testing.T) { e.survive(t, fmt.Sprintf("TRANSPORT_%d", i), a) })
+	}
+}
+
+// unknownOutcome is a fault whose answer leaves the outcome unknown, and
+// how the client is answered.
+type unknownOutcome struct {
+	channel string
+	fault   paysim.Fault
+	status  int
+	code    string
+}
+
+// survive arms a's fault once on a create, a close and a refund of the
+// channel: each is answered a.status a.code; the retry (create, close) or
+// the poller (refund) settles it; the provider holds one trade and one
+// refund; the orders hold to checkOrder's invariants.
+func (e *env) survive(t *testing.T, order string, a unknownOutcome) {
+	t.Helper()
+	arm := func(op string) { f := a.fault; f.Operation = op; e.sim.SetFault(f) }
+
+	arm(createOp[a.channel])
+	wantStatus(t, e.create(order, a.channel, 1000), a.status, a.code)
+	r := e.create(order, a.channel, 1000)
+	wantStatus(t, r, http.StatusOK, "")
+	e.wantProviderTrades(t, order, 1)
+
+	closing := order + "_C"
+	wantStatus(t, e.create(closing, a.channel, 1000), http.StatusOK, "")
+	arm(closeOp[a.channel])
+	wantStatus(t, do(t, "POST", e.base+"/pay/trades/"+closing+"/close", nil), a.status, a.code)
+	cl := do(t, "POST", e.base+"/pay/trades/"+closing+"/close", nil)
+	if cl.Status != http.StatusOK || cl.str("state") != "CLOSED" {
+		t.Fatalf("second close: %d %s", cl.Status, cl.Raw)
+	}
+
+	if err := e.sim.Pay(r.str("trade_no")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "PAID", func() bool { return e.get(order).str("state") == "PAID" })
+	arm(refundOp[a.channel])
+	refundNo := "RF_" + order
+	wantStatus(t, e.refund(order, refundNo, 1000), a.status, a.code)
+	e.eventuallyRefund(t, refundNo, "SUCCESS", 15*time.Second)
+	e.wantProviderRefunds(t, order, 1)
+	e.checkOrder(t, order)
+	e.checkOrder(t, closing)
 }

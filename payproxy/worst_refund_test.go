@@ -325,3 +325,28 @@ func TestRefundOfAnOrderWechatDoesNotKnowIsFailed(t *testing.T) {
 	e.eventuallyRefund(t, "NE_2", "SUCCESS", 10*time.Second)
 	e.checkOrder(t, order)
 }
+
+// TestRefundTheProviderIgnoredIsNeverSuccessUntilItMovedMoney: the
+// provider answers a refund with its normal signed acceptance and does
+// nothing (ignore). The answer alone never makes the refund SUCCESS: it
+// stays PROCESSING until the refund query finds it missing, is sent again
+// with the same number, and succeeds; the provider holds it once.
+func TestRefundTheProviderIgnoredIsNeverSuccessUntilItMovedMoney(t *testing.T) {
+	e := newEnv(t)
+	e.start()
+	for _, ch := range []string{"alipay", "wechat"} {
+		t.Run(ch, func(t *testing.T) {
+			order := "IGNORED_RF_" + ch
+			e.paidOrder(order, ch, 600)
+			e.sim.SetFault(paysim.Fault{Operation: refundOp[ch], Mode: paysim.FaultIgnore})
+			no := "IGN_" + ch
+			r := e.refund(order, no, 600)
+			if r.Status != http.StatusOK || r.str("state") != "PROCESSING" {
+				t.Fatalf("refund the provider ignored: %d %s", r.Status, r.Raw)
+			}
+			e.eventuallyRefund(t, no, "SUCCESS", 15*time.Second)
+			e.wantProviderRefunds(t, order, 1)
+			e.checkOrder(t, order)
+		})
+	}
+}
