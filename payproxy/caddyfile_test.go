@@ -213,7 +213,7 @@ func TestConfigLoadRefusesUnknownOperationsAndClaimNames(t *testing.T) {
 		{"operations create pay", `unknown operation "pay"`},
 		{"order_claims ro:les", `order_claims: "ro:les" is not a claim name`},
 		{"duplicate_refund sometimes", `duplicate_refund must be auto or off, got "sometimes"`},
-		{"qr_lifetime 3h", `qr_lifetime 3h0m0s exceeds the providers' 2h0m0s scan window`},
+		{"qr_lifetime 3h", `qr_lifetime 3h0m0s: must be positive and at most the providers' 2h0m0s scan window`},
 	} {
 		e.extra = "\t\t" + c.extra + "\n"
 		cfg, _, err := testcaddy.Adapt(testcaddy.Global(testcaddy.FreePort(t), "") + e.caddyfile(e.port))

@@ -426,7 +426,7 @@ func (p *PayProxy) Validate() error {
 		}
 	}
 	if p.QRLifetime < 0 || time.Duration(p.QRLifetime) > qrScanWindow {
-		return fmt.Errorf("payproxy: qr_lifetime %s exceeds the providers' %s scan window", time.Duration(p.QRLifetime), qrScanWindow)
+		return fmt.Errorf("payproxy: qr_lifetime %s: must be positive and at most the providers' %s scan window", time.Duration(p.QRLifetime), qrScanWindow)
 	}
 	for _, d := range p.RefundChecks {
 		if d <= 0 {
