@@ -424,16 +424,23 @@ func checkNoSuccessRefundUndone(st *state, recs *records, v *verdict) {
 
 // checkNothingMovedBack: no state moved backwards by a late, repeated or
 // reordered notification or answer — a trade paid at the provider is never
-// reported closed (trade.closed), nor recorded CLOSED, also after a full
-// refund made it read TRADE_CLOSED; a refund reported succeeded is never
-// reported failed afterwards (by the order's seq).
+// reported closed (trade.closed) after its payment was reported, nor
+// recorded CLOSED, also after a full refund made it read TRADE_CLOSED; a
+// refund reported succeeded is never reported failed afterwards (by the
+// order's seq). A trade.closed before the payment is moving forward: under
+// ignore on an Alipay cancel of a code nobody scanned, Alipay's signed
+// acceptance is the only evidence there is (no trade to query), and a
+// later payment of that code is recorded as README documents.
 func checkNothingMovedBack(st *state, recs *records, v *verdict) {
 	for _, t := range st.trades {
 		if !paidAtProvider(t) {
 			continue
 		}
-		if _, ok := st.events["evt_"+t.OutTradeNo+"_trade.closed"]; ok {
-			v.fail("trade %s was paid at %s and reported closed", t.OutTradeNo, t.Provider)
+		closed, wasClosed := st.events["evt_"+t.OutTradeNo+"_trade.closed"]
+		for _, typ := range []string{"trade.paid", "trade.duplicate_paid"} {
+			if paid, ok := st.events["evt_"+t.OutTradeNo+"_"+typ]; ok && wasClosed && paid.Data.Seq < closed.Data.Seq {
+				v.fail("trade %s was paid at %s and reported closed (seq %d) after %s (seq %d)", t.OutTradeNo, t.Provider, closed.Data.Seq, typ, paid.Data.Seq)
+			}
 		}
 		order := strings.TrimPrefix(t.Subject, subjectPrefix)
 		if o := recs.orders[order]; o.trade["trade_no"] == t.OutTradeNo && o.trade["state"] == "CLOSED" {
