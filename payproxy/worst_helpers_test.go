@@ -218,3 +218,12 @@ func (e *env) wantProviderRefunds(t *testing.T, order string, n int) {
 		t.Fatalf("the provider holds %d refunds of %s, want %d", got, order, n)
 	}
 }
+
+// wantRefundAnswer fails unless the refund was answered 200 with state;
+// what names the refund in the failure.
+func (e *env) wantRefundAnswer(t *testing.T, r response, state, what string) {
+	t.Helper()
+	if r.Status != http.StatusOK || r.str("state") != state {
+		t.Fatalf("%s: %d %s, want 200 %s", what, r.Status, r.Raw, state)
+	}
+}

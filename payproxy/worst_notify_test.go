@@ -174,10 +174,7 @@ func TestClosedAndFinishedNotificationsNeverMoveAPaidTradeBack(t *testing.T) {
 		if st := e.get(order).str("state"); st != "PAID" {
 			t.Fatalf("after TRADE_FINISHED the order is %s", st)
 		}
-		r = e.refund(order, "FIN_1", 100)
-		if r.Status != http.StatusOK || r.str("state") != "FAILED" {
-			t.Fatalf("refund after the refund period: %d %s", r.Status, r.Raw)
-		}
+		e.wantRefundAnswer(t, e.refund(order, "FIN_1", 100), "FAILED", "refund after the refund period")
 		e.checkOrder(t, order)
 	})
 	t.Run("finished_before_the_payment_notification", func(t *testing.T) {
