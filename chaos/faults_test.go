@@ -51,6 +51,10 @@ func faults() []fault {
 		{"paysim drop_response", simFault(paysim.FaultDropResponse)},
 		{"paysim ignore on close", ignoreClose},
 		{"paysim unsigned_error on every operation", unsignedErrors},
+		{"paysim duplicate notifications", notifyFault(paysim.FaultDuplicate, 0)},
+		{"paysim delay on notifications (2s/5s)", notifyFault(paysim.FaultDelay, 2000)},
+		{"paysim rate_limited on every operation", everyOpFault(paysim.FaultRateLimited)},
+		{"paysim bad_signature on every operation", everyOpFault(paysim.FaultBadSignature)},
 		{"webhook receiver down", hooksDown},
 		{"config reload under traffic", reload},
 	}
@@ -124,6 +128,50 @@ func unsignedErrors(w *world, tm timing) {
 		}
 		return paysim.Fault{Operation: op, Mode: paysim.FaultUnsignedError, Count: 2, Status: statuses[i%len(statuses)], Code: code}
 	})
+}
+
+// notifyFault keeps a few uses of mode armed on both providers'
+// notifications for the window: duplicate sends acknowledged ones again
+// (same notify_id / event id); delay holds some back (delayMS, or 2.5
+// times that every other second), so later ones overtake them — a
+// payment's after its refund's, one refund's after another's.
+func notifyFault(mode string, delayMS int) func(*world, timing) {
+	return func(w *world, tm timing) {
+		armFor(w, tm, paysim.NotifyOperations, func(op string, i int) paysim.Fault {
+			f := paysim.Fault{Operation: op, Mode: mode, Count: 5, DelayMS: delayMS}
+			if i%2 == 1 {
+				f.DelayMS = delayMS * 5 / 2
+			}
+			return f
+		})
+	}
+}
+
+// tradeOps are every trade operation of both providers (not the bills).
+func tradeOps() []string {
+	var out []string
+	for _, op := range paysim.Operations {
+		if !strings.HasSuffix(op, ".bill") {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
+// everyOpFault keeps a few uses of mode armed on every trade operation of
+// both providers for the window: rate_limited (WeChat's signed 429;
+// Alipay's 40005, unsigned or, every other second, signed), or
+// bad_signature (the work done, the answer's signature broken).
+func everyOpFault(mode string) func(*world, timing) {
+	return func(w *world, tm timing) {
+		armFor(w, tm, tradeOps(), func(op string, i int) paysim.Fault {
+			f := paysim.Fault{Operation: op, Mode: mode, Count: 2}
+			if mode == paysim.FaultRateLimited && i%2 == 1 && strings.HasPrefix(op, "alipay.") {
+				f.Shape = paysim.ShapeSigned
+			}
+			return f
+		})
+	}
 }
 
 // armFor re-arms a fault on each of ops every second for the window, then

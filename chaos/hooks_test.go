@@ -25,6 +25,7 @@ type hookEvent struct {
 		AmountFen int64  `json:"amount_fen"`
 		State     string `json:"state"`
 		RefundNo  string `json:"refund_no"`
+		Seq       int64  `json:"seq"`
 	} `json:"data"`
 }
 

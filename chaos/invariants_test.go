@@ -219,6 +219,7 @@ func (w *world) settle(limit time.Duration) ([]string, time.Duration) {
 // far (they must hold for every past phase too).
 type checks struct {
 	oneTrade, paidRecorded, refundsLE, noFailedDone verdict
+	noSuccessUndone, forward                        verdict
 	dead                                            int64
 }
 
@@ -226,10 +227,11 @@ func (w *world) check(l *load, unsettled []string) checks {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	st := w.observe()
-	c := checks{oneTrade: verdict{ok: true}, paidRecorded: verdict{ok: true}, refundsLE: verdict{ok: true}, noFailedDone: verdict{ok: true}}
+	c := checks{oneTrade: verdict{ok: true}, paidRecorded: verdict{ok: true}, refundsLE: verdict{ok: true}, noFailedDone: verdict{ok: true},
+		noSuccessUndone: verdict{ok: true}, forward: verdict{ok: true}}
 	recs, err := w.read(ctx, w.redis.Client(), st)
 	if err != nil {
-		for _, v := range []*verdict{&c.oneTrade, &c.paidRecorded, &c.refundsLE, &c.noFailedDone} {
+		for _, v := range []*verdict{&c.oneTrade, &c.paidRecorded, &c.refundsLE, &c.noFailedDone, &c.noSuccessUndone, &c.forward} {
 			v.fail("reading tollgate's records: %v", err)
 		}
 		return c
@@ -238,6 +240,8 @@ func (w *world) check(l *load, unsettled []string) checks {
 	checkPaymentsRecorded(st, recs, unsettled, &c.paidRecorded)
 	checkRefunds(st, recs, &c.refundsLE)
 	checkNoFailedRefundDone(st, recs, &c.noFailedDone)
+	checkNoSuccessRefundUndone(st, recs, &c.noSuccessUndone)
+	checkNothingMovedBack(st, recs, &c.forward)
 	c.dead = recs.dead
 	return c
 }
@@ -360,27 +364,96 @@ func checkRefunds(st *state, recs *records, v *verdict) {
 	}
 }
 
-// checkNoFailedRefundDone: no refund FAILED that the provider completed —
-// a refund tollgate holds FAILED is unknown to the provider or refused
-// there (an unsigned or lost answer never makes one FAILED).
-func checkNoFailedRefundDone(st *state, recs *records, v *verdict) {
+// storedRefund is a refund record as the checks read it.
+type storedRefund struct {
+	State     string `json:"state"`
+	AmountFen int64  `json:"amount_fen"`
+}
+
+// eachRefund calls fn for every refund tollgate holds in state, with the
+// refunds of that number the provider holds for the order's trades.
+func eachRefund(st *state, recs *records, state string, fn func(order, no string, r storedRefund, held []paysim.Refund)) {
 	atProvider := map[string]paysim.Refund{}
 	for _, r := range st.refunds {
 		atProvider[r.OutTradeNo+":"+r.OutRefundNo] = r
 	}
 	for order, o := range recs.orders {
 		for no, raw := range o.refunds {
-			var r struct {
-				State string `json:"state"`
-			}
-			if json.Unmarshal([]byte(raw), &r) != nil || r.State != "FAILED" {
+			var r storedRefund
+			if json.Unmarshal([]byte(raw), &r) != nil || r.State != state {
 				continue
 			}
+			var held []paysim.Refund
 			for _, t := range st.byOrder[order] {
-				if p, ok := atProvider[t.OutTradeNo+":"+no]; ok && p.Status != "CLOSED" {
-					v.fail("order %s: refund %s is FAILED in tollgate, %s at %s", order, no, p.Status, p.Provider)
+				if p, ok := atProvider[t.OutTradeNo+":"+no]; ok {
+					held = append(held, p)
 				}
 			}
+			fn(order, no, r, held)
+		}
+	}
+}
+
+// checkNoFailedRefundDone: no refund FAILED that the provider completed —
+// a refund tollgate holds FAILED is unknown to the provider or refused
+// there (an unsigned or lost answer never makes one FAILED).
+func checkNoFailedRefundDone(st *state, recs *records, v *verdict) {
+	eachRefund(st, recs, "FAILED", func(order, no string, _ storedRefund, held []paysim.Refund) {
+		for _, p := range held {
+			if p.Status != "CLOSED" {
+				v.fail("order %s: refund %s is FAILED in tollgate, %s at %s", order, no, p.Status, p.Provider)
+			}
+		}
+	})
+}
+
+// checkNoSuccessRefundUndone: no refund SUCCESS that the provider did not
+// complete — a refund tollgate holds SUCCESS is held by the provider, for
+// one of its order's trades, completed (Alipay REFUND_SUCCESS, WeChat
+// SUCCESS) and for the same amount.
+func checkNoSuccessRefundUndone(st *state, recs *records, v *verdict) {
+	eachRefund(st, recs, "SUCCESS", func(order, no string, r storedRefund, held []paysim.Refund) {
+		for _, p := range held {
+			if (p.Status == "REFUND_SUCCESS" || p.Status == "SUCCESS") && p.AmountFen == r.AmountFen {
+				return
+			}
+		}
+		v.fail("order %s: refund %s (%d fen) is SUCCESS in tollgate, the provider did not complete it: %+v", order, no, r.AmountFen, held)
+	})
+}
+
+// checkNothingMovedBack: no state moved backwards by a late, repeated or
+// reordered notification or answer — a trade paid at the provider is never
+// reported closed (trade.closed) after its payment was reported, nor
+// recorded CLOSED, also after a full refund made it read TRADE_CLOSED; a
+// refund reported succeeded is never reported failed afterwards (by the
+// order's seq). A trade.closed before the payment is moving forward: under
+// ignore on an Alipay cancel of a code nobody scanned, Alipay's signed
+// acceptance is the only evidence there is (no trade to query), and a
+// later payment of that code is recorded as README documents.
+func checkNothingMovedBack(st *state, recs *records, v *verdict) {
+	for _, t := range st.trades {
+		if !paidAtProvider(t) {
+			continue
+		}
+		closed, wasClosed := st.events["evt_"+t.OutTradeNo+"_trade.closed"]
+		for _, typ := range []string{"trade.paid", "trade.duplicate_paid"} {
+			if paid, ok := st.events["evt_"+t.OutTradeNo+"_"+typ]; ok && wasClosed && paid.Data.Seq < closed.Data.Seq {
+				v.fail("trade %s was paid at %s and reported closed (seq %d) after %s (seq %d)", t.OutTradeNo, t.Provider, closed.Data.Seq, typ, paid.Data.Seq)
+			}
+		}
+		order := strings.TrimPrefix(t.Subject, subjectPrefix)
+		if o := recs.orders[order]; o.trade["trade_no"] == t.OutTradeNo && o.trade["state"] == "CLOSED" {
+			v.fail("order %s: trade %s paid at %s is CLOSED in tollgate", order, t.OutTradeNo, t.Provider)
+		}
+	}
+	for id, ev := range st.events {
+		base, failed := strings.CutSuffix(id, "_refund.failed")
+		if !failed {
+			continue
+		}
+		if ok, found := st.events[base+"_refund.succeeded"]; found && ok.Data.Seq < ev.Data.Seq {
+			v.fail("order %s: refund %s failed (seq %d) after it succeeded (seq %d)", ev.Data.OrderNo, ev.Data.RefundNo, ev.Data.Seq, ok.Data.Seq)
 		}
 	}
 }

@@ -141,6 +141,7 @@ func (w *world) site(port int) string {
 		lock_ttl 2s
 		poll_interval %[16]s
 		pay_timeout 1h
+		refund_checks 300ms 1s 2s 4s
 		webhook %[17]s {
 			secret %[18]s
 			max_attempts 200

@@ -275,7 +275,7 @@ func (p *PayProxy) serveGetTrade(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeTrade(w, r, t)
+	writeTrade(w, r, p.shownTrade(t, time.Now()))
 }
 
 func (p *PayProxy) serveClose(w http.ResponseWriter, r *http.Request) {

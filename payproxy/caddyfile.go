@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -39,6 +40,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	        alipay_public_key <pem-file>
 //	        gateway <url>
 //	        notify_url <url>
+//	        refund_gap <duration>
 //	    }
 //	    wechat {
 //	        mch_id <id>
@@ -58,6 +60,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    lock_ttl <duration>
 //	    poll_interval <duration>
 //	    pay_timeout <duration>
+//	    qr_lifetime <duration>
+//	    refund_checks <duration>...
 //	    duplicate_refund auto|off
 //	    webhook <url> {
 //	        secret <secret>
@@ -119,6 +123,10 @@ func (p *PayProxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = cfgargs.Duration(d, &p.PollInterval, false)
 		case "pay_timeout":
 			err = cfgargs.Duration(d, &p.PayTimeout, false)
+		case "qr_lifetime":
+			err = cfgargs.Duration(d, &p.QRLifetime, false)
+		case "refund_checks":
+			err = durations(d, &p.RefundChecks)
 		case "duplicate_refund":
 			err = cfgargs.One(d, &p.DuplicateRefund)
 		case "alipay":
@@ -160,6 +168,8 @@ func (c *AlipayConfig) unmarshal(d *caddyfile.Dispenser) error {
 			err = cfgargs.One(d, &c.Gateway)
 		case "notify_url":
 			err = cfgargs.One(d, &c.NotifyURL)
+		case "refund_gap":
+			err = cfgargs.Duration(d, &c.RefundGap, false)
 		default:
 			return d.Errf("unknown alipay subdirective %q", d.Val())
 		}
@@ -249,6 +259,23 @@ func (c *WebhookConfig) unmarshal(d *caddyfile.Dispenser) error {
 	}
 	if c.Secret == "" {
 		return d.Err("webhook needs a secret")
+	}
+	return nil
+}
+
+// durations reads one or more positive durations.
+func durations(d *caddyfile.Dispenser, dst *[]caddy.Duration) error {
+	name := d.Val()
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	for _, a := range args {
+		v, err := caddy.ParseDuration(a)
+		if err != nil || v <= 0 {
+			return d.Errf("%s %q: not a positive duration", name, a)
+		}
+		*dst = append(*dst, caddy.Duration(v))
 	}
 	return nil
 }

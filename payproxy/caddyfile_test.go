@@ -80,6 +80,7 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 			alipay_public_key ` + pub + `
 			gateway http://sim/gateway.do
 			notify_url https://edge/payments/notify/alipay
+			refund_gap 5s
 		}
 		wechat {
 			mch_id 1900000001
@@ -99,6 +100,8 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		lock_ttl 4s
 		poll_interval 2s
 		pay_timeout 30m
+		qr_lifetime 1h
+		refund_checks 15s 2m 10m
 		duplicate_refund off
 		webhook http://backend/hooks {
 			secret {env.WEBHOOK_SECRET}
@@ -119,13 +122,14 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		LockRedis: []string{"redis://10.0.0.1:6379/0", "redis://10.0.0.2:6379/0", "redis://10.0.0.3:6379/0"},
 		Prefix:    "/payments",
 		Alipay: &payproxy.AlipayConfig{AppID: "2021000000000001", PrivateKey: priv, AlipayPublicKey: pub,
-			Gateway: "http://sim/gateway.do", NotifyURL: "https://edge/payments/notify/alipay"},
+			Gateway: "http://sim/gateway.do", NotifyURL: "https://edge/payments/notify/alipay", RefundGap: caddy.Duration(5 * time.Second)},
 		Wechat: &payproxy.WechatConfig{MchID: "1900000001", AppID: "wx0000000000000001", SerialNo: "5157F09EFDC096DE15EBE81A47057A72",
 			PrivateKey: priv, APIv3Key: "{env.APIV3}", PlatformPublicKey: pub, PlatformPublicKeyID: "PUB_KEY_ID_0001",
 			BaseURL: "http://sim", NotifyURL: "https://edge/payments/notify/wechat"},
 		OrderSource:     "http://orders.internal/orders/{order_no}",
 		ProviderTimeout: caddy.Duration(3 * time.Second), LockTTL: caddy.Duration(4 * time.Second),
-		PollInterval: caddy.Duration(2 * time.Second), PayTimeout: caddy.Duration(30 * time.Minute),
+		PollInterval: caddy.Duration(2 * time.Second), PayTimeout: caddy.Duration(30 * time.Minute), QRLifetime: caddy.Duration(time.Hour),
+		RefundChecks: []caddy.Duration{caddy.Duration(15 * time.Second), caddy.Duration(2 * time.Minute), caddy.Duration(10 * time.Minute)},
 		Webhook: &payproxy.WebhookConfig{URL: "http://backend/hooks", Secret: "{env.WEBHOOK_SECRET}", MaxAttempts: 7,
 			Backoff: caddy.Duration(2 * time.Second), MaxBackoff: caddy.Duration(time.Minute)},
 		DuplicateRefund: "off",
@@ -135,7 +139,9 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 	if !reflect.DeepEqual(got.Alipay, want.Alipay) || !reflect.DeepEqual(got.Wechat, want.Wechat) || !reflect.DeepEqual(got.Webhook, want.Webhook) ||
 		got.Redis != want.Redis || !reflect.DeepEqual(got.LockRedis, want.LockRedis) || got.Prefix != want.Prefix || got.OrderSource != want.OrderSource ||
 		got.ProviderTimeout != want.ProviderTimeout || got.LockTTL != want.LockTTL || got.PollInterval != want.PollInterval || got.PayTimeout != want.PayTimeout ||
+		got.QRLifetime != want.QRLifetime ||
 		got.DuplicateRefund != want.DuplicateRefund || !reflect.DeepEqual(got.Operations, want.Operations) ||
+		!reflect.DeepEqual(got.RefundChecks, want.RefundChecks) ||
 		!reflect.DeepEqual(got.OrderClaims, want.OrderClaims) {
 		t.Fatalf("adapted:\n%s", raw)
 	}
@@ -154,6 +160,10 @@ func TestCaddyfileErrorsNameTheLine(t *testing.T) {
 		"ShortAPIv3Key":        {wechat("0123456789abcdef"), "apiv3_key must be exactly 32 bytes, got 16"},
 		"MissingArgument":      {"lock_ttl", "wrong argument count or unexpected line ending after 'lock_ttl', at Caddyfile:3"},
 		"BadDuration":          {"poll_interval soon", `poll_interval "soon": not a positive duration`},
+		"BadQRLifetime":        {"qr_lifetime 0s", `qr_lifetime "0s": not a positive duration`},
+		"BadRefundCheck":       {"refund_checks 10s later", `refund_checks "later": not a positive duration, at Caddyfile:3`},
+		"NoRefundChecks":       {"refund_checks", "wrong argument count or unexpected line ending after 'refund_checks'"},
+		"BadRefundGap":         {"alipay {\n app_id 1\n refund_gap -3s\n}", `refund_gap "-3s": not a positive duration`},
 		"BadMaxAttempts":       {"webhook http://b {\n secret s\n max_attempts 0\n}", "max_attempts must be a positive integer"},
 		"WebhookWithoutSecret": {"webhook http://b", "webhook needs a secret"},
 		"OrderSourceNoOrderNo": {"order_source http://orders/x", "must contain {order_no}"},
@@ -195,7 +205,7 @@ func TestProvisionFailsOnWrongLengthKeyFromPlaceholder(t *testing.T) {
 }
 
 // TestConfigLoadRefusesUnknownOperationsAndClaimNames: operations,
-// order_claims and duplicate_refund values are checked when the config
+// order_claims, duplicate_refund and qr_lifetime values are checked when the config
 // loads (also when it comes as JSON, which skips the parser).
 func TestConfigLoadRefusesUnknownOperationsAndClaimNames(t *testing.T) {
 	e := newEnv(t)
@@ -203,6 +213,7 @@ func TestConfigLoadRefusesUnknownOperationsAndClaimNames(t *testing.T) {
 		{"operations create pay", `unknown operation "pay"`},
 		{"order_claims ro:les", `order_claims: "ro:les" is not a claim name`},
 		{"duplicate_refund sometimes", `duplicate_refund must be auto or off, got "sometimes"`},
+		{"qr_lifetime 3h", `qr_lifetime 3h0m0s: must be positive and at most the providers' 2h0m0s scan window`},
 	} {
 		e.extra = "\t\t" + c.extra + "\n"
 		cfg, _, err := testcaddy.Adapt(testcaddy.Global(testcaddy.FreePort(t), "") + e.caddyfile(e.port))

@@ -43,9 +43,16 @@ func (p *PayProxy) resolveAmount(r *http.Request, wt *wanted) error {
 	return nil
 }
 
-// reusable reports whether the stored trade answers this request as is.
-func reusable(t *tradeRecord, wt *wanted, now time.Time) bool {
-	return t.State == StatePaying && t.live(now) && t.Channel == wt.channel && t.AmountFen == wt.amount
+// reusable reports whether the stored trade answers this request as is:
+// live, the same channel and amount, and its QR code within qr_lifetime.
+func (p *PayProxy) reusable(t *tradeRecord, wt *wanted, now time.Time) bool {
+	return t.State == StatePaying && sameTrade(t, wt, now) && p.qrFresh(t, now)
+}
+
+// sameTrade reports whether the stored trade, still live, is the one the
+// request asks for (its channel and amount).
+func sameTrade(t *tradeRecord, wt *wanted, now time.Time) bool {
+	return t.live(now) && t.Channel == wt.channel && t.AmountFen == wt.amount
 }
 
 // createTrade returns the order's one trade, creating it at the provider
@@ -89,7 +96,7 @@ func (p *PayProxy) createTrade(ctx context.Context, wt *wanted) (*tradeRecord, l
 func (p *PayProxy) createFastPath(ctx context.Context, wt *wanted) (t *tradeRecord, done bool, err error) {
 	t, err = p.store.load(ctx, wt.order)
 	switch {
-	case err == nil && (t.State == StatePaid || reusable(t, wt, time.Now())):
+	case err == nil && (t.State == StatePaid || p.reusable(t, wt, time.Now())):
 		t, err = answerFromRecord(ctx, p.store, t)
 		return t, true, err
 	case err != nil && !errors.Is(err, errNoRecord):
@@ -135,12 +142,10 @@ func (p *PayProxy) decide(ctx context.Context, wt *wanted) (*tradeRecord, error)
 	expect := ""
 	if t != nil {
 		expect = t.TradeNo
-		switch {
-		case t.State == StatePaid || reusable(t, wt, now):
-			return answerFromRecord(ctx, p.store, t)
-		case t.State == StateUnknown && t.live(now) && t.Channel == wt.channel && t.AmountFen == wt.amount:
-			return p.issue(ctx, t)
-		case t.State == StatePaying || t.State == StateUnknown:
+		if answer, done, err := p.reuse(ctx, t, wt, now); done {
+			return answer, err
+		}
+		if t.open() {
 			if err := p.retire(ctx, t); err != nil {
 				return nil, err
 			}
@@ -160,12 +165,40 @@ func (p *PayProxy) decide(ctx context.Context, wt *wanted) (*tradeRecord, error)
 	return p.issue(ctx, nt)
 }
 
+// reuse answers a create with the order's stored trade when it can
+// (done): a paid order, a live identical trade with a fresh QR code, one
+// whose first code is still to be asked for, or one whose code the
+// provider renews (qr.go). Otherwise the caller replaces the trade.
+func (p *PayProxy) reuse(ctx context.Context, t *tradeRecord, wt *wanted, now time.Time) (*tradeRecord, bool, error) {
+	switch {
+	case t.State == StatePaid || p.reusable(t, wt, now):
+		answer, err := answerFromRecord(ctx, p.store, t)
+		return answer, true, err
+	case t.State == StateUnknown && sameTrade(t, wt, now) && p.qrFresh(t, now):
+		answer, err := p.issue(ctx, t)
+		return answer, true, err
+	case t.State == StatePaying && sameTrade(t, wt, now):
+		return p.renew(ctx, t)
+	}
+	return nil, false, nil
+}
+
 // issue asks the provider for the QR code of a stored trade. Retrying with
-// the same trade number returns the same QR code at both providers.
+// the same trade number returns the same QR code at both providers (while
+// it can be scanned).
 func (p *PayProxy) issue(ctx context.Context, t *tradeRecord) (*tradeRecord, error) {
+	qr, err := p.askQR(ctx, t)
+	if err != nil {
+		return nil, p.providerFailure(ctx, t, err)
+	}
+	return p.recordQR(ctx, t, qr, t.CreatedAt)
+}
+
+// askQR is the provider's create call for a stored trade.
+func (p *PayProxy) askQR(ctx context.Context, t *tradeRecord) (string, error) {
 	prov := p.providers[t.Channel]
 	if prov == nil {
-		return nil, &apiError{http.StatusConflict, "channel_unavailable", "the order's trade uses a channel that is no longer configured"}
+		return "", &apiError{http.StatusConflict, "channel_unavailable", "the order's trade uses a channel that is no longer configured"}
 	}
 	var qr string
 	err := p.call(ctx, t.Channel, "create", func(ctx context.Context) error {
@@ -175,10 +208,13 @@ func (p *PayProxy) issue(ctx context.Context, t *tradeRecord) (*tradeRecord, err
 		})
 		return err
 	})
-	if err != nil {
-		return nil, p.providerFailure(ctx, t, err)
-	}
-	st, err := p.store.issued(ctx, t.OrderNo, t.TradeNo, qr)
+	return qr, err
+}
+
+// recordQR stores the provider's code for the trade, issued at issuedAt
+// at the earliest, and answers the trade.
+func (p *PayProxy) recordQR(ctx context.Context, t *tradeRecord, qr string, issuedAt time.Time) (*tradeRecord, error) {
+	st, err := p.store.issued(ctx, t.OrderNo, t.TradeNo, qr, issuedAt)
 	if err != nil {
 		return nil, err
 	}
@@ -186,6 +222,9 @@ func (p *PayProxy) issue(ctx context.Context, t *tradeRecord) (*tradeRecord, err
 		// The order's record names another trade now: another writer got
 		// past the lock (see createLocked). Never answer this one.
 		return nil, errChanged
+	}
+	if t.QRCode != qr {
+		t.QRIssuedAt = issuedAt
 	}
 	t.State, t.QRCode = st, qr
 	if st == StatePaid {

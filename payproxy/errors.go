@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -41,14 +43,32 @@ var (
 
 var errAmountMismatch = &apiError{http.StatusBadRequest, "amount_mismatch", "the amount differs from the stored trade"}
 
-var errProviderUnknown = &apiError{http.StatusBadGateway, "provider_error", "the payment provider failed; the trade state is UNKNOWN, retry"}
+var (
+	errProviderUnknown = &apiError{http.StatusBadGateway, "provider_error", "the payment provider failed; the trade state is UNKNOWN, retry"}
+	// errProviderBusy: the provider asked to slow down (WeChat 429, Alipay
+	// 40005): nothing is known to be done; retry after Retry-After.
+	errProviderBusy = &apiError{http.StatusServiceUnavailable, "provider_busy",
+		"the payment provider asks to slow down; the state is UNKNOWN (a refund stays PROCESSING), retry later"}
+)
 
 // fail writes err as the documented JSON error; unexpected errors are
 // Redis failures (503), logged without secrets.
 func (p *PayProxy) fail(w http.ResponseWriter, err error) {
 	status, code, desc := p.answerOf(err)
+	var rl *retryLater
+	if errors.As(err, &rl) && rl.after > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int((rl.after+time.Second-1)/time.Second)))
+	}
 	httpjson.API.Error(w, status, code, desc)
 }
+
+// retryLater is an error answer with a Retry-After (the provider's).
+type retryLater struct {
+	*apiError
+	after time.Duration
+}
+
+func (e *retryLater) Unwrap() error { return e.apiError }
 
 // answerOf is the status, error code and description err is answered with.
 func (p *PayProxy) answerOf(err error) (int, string, string) {
@@ -79,6 +99,9 @@ func describeProviderError(err error) error {
 	}
 	if isTimeout(err) {
 		return &apiError{http.StatusGatewayTimeout, "provider_timeout", "the payment provider did not answer in time; the trade state is UNKNOWN, retry"}
+	}
+	if wait, busy := provider.IsBusy(err); busy {
+		return &retryLater{errProviderBusy, wait}
 	}
 	var pe *provider.Error
 	if errors.As(err, &pe) {

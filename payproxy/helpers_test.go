@@ -37,6 +37,8 @@ type env struct {
 	alipayGateway string
 	// redisURL replaces the single redis-server (e.g. a Cluster URL).
 	redisURL string
+	// wechatBase replaces paysim as WeChat Pay's base URL (e.g. a proxy).
+	wechatBase string
 }
 
 const webhookSecret = "whsec_test_0123456789"
@@ -61,6 +63,9 @@ func newEnvWithSim(t *testing.T, cfg paysim.Config, redisOpts ...testredis.Optio
 	e.options = map[string]string{
 		"provider_timeout": "2s", "lock_ttl": "1s", "poll_interval": "200ms", "pay_timeout": "1m",
 		"max_attempts": "5", "operations": "create status close refund notify",
+		// A refund is first checked 200 ms after it is sent (10 s in
+		// production), then less and less often.
+		"refund_checks": "200ms 400ms 800ms 1600ms",
 	}
 	return e
 }
@@ -70,7 +75,7 @@ func (e *env) caddyfile(port int) string {
 	k := e.sim.Keys()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	var opts strings.Builder
-	for _, name := range []string{"provider_timeout", "lock_ttl", "poll_interval", "pay_timeout", "operations"} {
+	for _, name := range []string{"provider_timeout", "lock_ttl", "poll_interval", "pay_timeout", "qr_lifetime", "refund_checks", "operations"} {
 		if v := e.options[name]; v != "" {
 			fmt.Fprintf(&opts, "\t\t%s %s\n", name, v)
 		}
@@ -83,6 +88,14 @@ func (e *env) caddyfile(port int) string {
 	if e.alipayGateway != "" {
 		gateway = e.alipayGateway
 	}
+	wechatBase := e.simURL
+	if e.wechatBase != "" {
+		wechatBase = e.wechatBase
+	}
+	alipayExtra := ""
+	if v := e.options["alipay_refund_gap"]; v != "" {
+		alipayExtra = "\t\t\trefund_gap " + v + "\n"
+	}
 	return fmt.Sprintf(`http://127.0.0.1:%d {
 %s	payproxy {
 		redis %s
@@ -93,7 +106,7 @@ func (e *env) caddyfile(port int) string {
 			alipay_public_key %s
 			gateway %s
 			notify_url %s/pay/notify/alipay
-		}
+%s		}
 		wechat {
 			mch_id %s
 			app_id %s
@@ -118,9 +131,9 @@ func (e *env) caddyfile(port int) string {
 	respond "upstream" 200
 }
 `, port, e.site, redisURL,
-		k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, gateway, base,
+		k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, gateway, base, alipayExtra,
 		k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key,
-		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, e.simURL, base,
+		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, wechatBase, base,
 		opts.String(), e.hooks.srv.URL, webhookSecret, e.options["max_attempts"], e.extra)
 }
 

@@ -188,7 +188,7 @@ func (l reconcileLedger) healRefund(ctx context.Context, d reconcile.Difference)
 	if err != nil || t == nil {
 		return false, err
 	}
-	err = l.p.syncRefund(ctx, t, r, false)
+	err = l.p.syncRefund(ctx, t, r)
 	var sf *storeFailure
 	if errors.As(err, &sf) {
 		return false, err

@@ -103,8 +103,15 @@ func (p *PayProxy) refundNotification(ctx context.Context, t *tradeRecord, n *pr
 	case r.State != RefundProcessing && r.State != RefundAbnormal:
 		return nil
 	case n.RefundState == provider.RefundProcessing:
-		if err := p.syncRefund(ctx, t, r, false); err != nil {
+		// An Alipay refund's notification (Alipay notifies a refund once
+		// it is done; or a WeChat one without a final status): the refund
+		// query decides, at once, or if it cannot tell yet, within the
+		// first step of refund_checks.
+		if err := p.syncRefund(ctx, t, r); err != nil {
 			p.logger.Warn("refund query after notification failed; the poller retries", zap.Error(err))
+		}
+		if r.State == RefundProcessing {
+			p.scheduleAt(ctx, t.OrderNo, p.refundMarked(ctx, t.OrderNo, r.RefundNo, markSoon, 0))
 		}
 		return nil
 	}

@@ -192,33 +192,49 @@ func (p *PayProxy) closeAtProvider(ctx context.Context, t *tradeRecord) error {
 
 // pollRetired checks the order's retired trades that may still be paid: a
 // payment is recorded (a duplicate if the order is paid), and each is
-// closed at the provider until a signed query confirms it. It reports
-// whether some are still open.
-func (p *PayProxy) pollRetired(ctx context.Context, order string) bool {
+// closed at the provider until a signed query confirms it. It returns when
+// the next one needs looking at again (zero: none open).
+func (p *PayProxy) pollRetired(ctx context.Context, order string, checks orderChecks) time.Time {
 	trades, err := p.store.retired(ctx, order)
 	if err != nil {
-		return true
+		return p.soon()
 	}
-	pending := false
+	var next dueTime
 	for _, t := range trades {
 		if !t.open() {
+			p.tradeAnswered(ctx, t, checks)
 			continue
 		}
-		if err := p.syncTrade(ctx, t); err != nil {
-			pending = true
+		if c, ok := checks.of(tradeField(t.TradeNo)); ok && !c.due(time.Now()) {
+			next.at(c.next())
 			continue
 		}
-		cur, err := p.store.tradeOf(ctx, order, t.TradeNo)
-		if err != nil {
-			pending = !errors.Is(err, errNoRecord)
-			continue
-		}
-		if !cur.open() {
-			continue
-		}
-		if err := p.closeConfirmed(ctx, cur); err != nil && !errors.Is(err, errOrderPaid) {
-			pending = true
-		}
+		next.at(p.checkRetired(ctx, t, checks))
 	}
-	return pending
+	return next.t
+}
+
+// checkRetired queries an open retired trade and closes it; it returns
+// when to look at it again (zero: closed or paid).
+func (p *PayProxy) checkRetired(ctx context.Context, t *tradeRecord, checks orderChecks) time.Time {
+	if err := p.syncTrade(ctx, t); err != nil {
+		return p.tradeFailed(ctx, t, err)
+	}
+	cur, err := p.store.tradeOf(ctx, t.OrderNo, t.TradeNo)
+	switch {
+	case errors.Is(err, errNoRecord):
+		return time.Time{}
+	case err != nil:
+		return p.soon()
+	case cur.open():
+		err = p.closeConfirmed(ctx, cur)
+	}
+	switch {
+	case err == nil, errors.Is(err, errOrderPaid):
+		p.tradeAnswered(ctx, t, checks)
+		return time.Time{}
+	case isStoreFailure(err):
+		return p.soon()
+	}
+	return p.tradeFailed(ctx, cur, err)
 }

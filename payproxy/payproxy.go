@@ -94,6 +94,22 @@ type PayProxy struct {
 	// How long a QR code can be paid; unpaid trades are closed after it,
 	// here and at the provider. Default: 2h
 	PayTimeout caddy.Duration `json:"pay_timeout,omitempty"`
+	// How long after the provider issued a QR code payproxy hands it out.
+	// Both providers let a QR code be scanned for 2 hours whatever the
+	// trade's timeout; past qr_lifetime a create renews the code (same
+	// trade when the provider issues a fresh one, else a new trade after
+	// a confirmed close) and the status shows none. At most 2h; the
+	// margin under it is the time a buyer has to scan the last code
+	// handed out. Default: 1h50m
+	QRLifetime caddy.Duration `json:"qr_lifetime,omitempty"`
+	// Delays between a processing refund's checks with the provider (its
+	// query; a refund the provider never received is sent again with the
+	// same number), counted from when it was sent; the last one repeats.
+	// Every check moves one step on, answered or not, and a provider's
+	// Retry-After is honoured up to the last step. Default: 10s 1m 5m 10m
+	// 20m 30m (Alipay: not sooner than 10 s after the refund; WeChat: 1, 5,
+	// 10, 20, 30 minutes)
+	RefundChecks []caddy.Duration `json:"refund_checks,omitempty"`
 	// Where trade and refund events are POSTed; omitted = no events.
 	Webhook *WebhookConfig `json:"webhook,omitempty"`
 	// What happens to a duplicate payment (a second trade of an already
@@ -139,6 +155,11 @@ type AlipayConfig struct {
 	Gateway string `json:"gateway,omitempty"`
 	// Public URL of {prefix}/notify/alipay, given to Alipay.
 	NotifyURL string `json:"notify_url,omitempty"`
+	// Shortest time between two refunds of one trade reaching Alipay
+	// ("同一笔交易的退款至少间隔3s后发起"), counted from the previous one's
+	// answer: a refund asked sooner is accepted (PROCESSING) and sent once
+	// it has passed. Default: 3s
+	RefundGap caddy.Duration `json:"refund_gap,omitempty"`
 }
 
 // WechatConfig configures the WeChat Pay channel (API v3, public-key mode).
@@ -302,6 +323,15 @@ func (p *PayProxy) applyDefaults() {
 	setDefault(&p.LockTTL, 10*time.Second)
 	setDefault(&p.PollInterval, 5*time.Second)
 	setDefault(&p.PayTimeout, 2*time.Hour)
+	setDefault(&p.QRLifetime, defaultQRLifetime)
+	if len(p.RefundChecks) == 0 {
+		for _, d := range defaultRefundChecks {
+			p.RefundChecks = append(p.RefundChecks, caddy.Duration(d))
+		}
+	}
+	if p.Alipay != nil {
+		setDefault(&p.Alipay.RefundGap, defaultAlipayRefundGap)
+	}
 	if w := p.Webhook; w != nil {
 		if w.MaxAttempts <= 0 {
 			w.MaxAttempts = 10
@@ -405,6 +435,14 @@ func (p *PayProxy) Validate() error {
 	for _, c := range p.OrderClaims {
 		if !claimNameRE.MatchString(c) {
 			return fmt.Errorf("payproxy: order_claims: %q is not a claim name (letters, digits, _ and -)", c)
+		}
+	}
+	if p.QRLifetime < 0 || time.Duration(p.QRLifetime) > qrScanWindow {
+		return fmt.Errorf("payproxy: qr_lifetime %s: must be positive and at most the providers' %s scan window", time.Duration(p.QRLifetime), qrScanWindow)
+	}
+	for _, d := range p.RefundChecks {
+		if d <= 0 {
+			return fmt.Errorf("payproxy: refund_checks: %s is not a positive duration", time.Duration(d))
 		}
 	}
 	switch p.DuplicateRefund {

@@ -8,13 +8,15 @@ import (
 	"go.uber.org/zap"
 )
 
-// The poller checks, every poll_interval, the orders that have work left:
-// unpaid trades (query; close after pay_timeout, Alipay by cancel),
-// processing refunds (refund query, re-send if never received), and
-// outboxes not yet copied to the webhook queue. Orders live in the due set
-// with their next check time; an instance leases a batch (claimScript), so
-// each order is handled by one instance at a time, and a crashed
-// instance's lease simply runs out.
+// The poller checks the orders that have work left: unpaid trades (query;
+// close after pay_timeout, Alipay by cancel), processing refunds (send one
+// not sent yet, query, re-send if never received) and outboxes not yet
+// copied to the webhook queue. Orders live in the due set with their next
+// check time; an instance leases a batch (claimScript), so each order is
+// handled by one instance at a time, and a crashed instance's lease simply
+// runs out. Each round leaves the order due at the earliest time one of
+// its parts needs looking at again (recheck.go): poll_interval for an
+// unpaid trade, later after failures, and each refund on its schedule.
 
 const pollBatch = 50
 
@@ -47,114 +49,163 @@ func (p *PayProxy) pollOnce(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		pending := p.pollOrder(ctx, order)
-		p.reschedule(ctx, order, pending, leaseScore)
+		next := p.pollOrder(ctx, order)
+		p.reschedule(ctx, order, next, leaseScore)
 	}
 }
 
-func (p *PayProxy) reschedule(ctx context.Context, order string, pending bool, leaseScore int64) {
+// reschedule leaves the order due at next, or off the due set when
+// nothing is left (zero), unless it was scheduled anew meanwhile.
+func (p *PayProxy) reschedule(ctx context.Context, order string, next time.Time, leaseScore int64) {
 	var err error
-	if pending {
-		err = p.store.schedule(ctx, order, time.Now().Add(time.Duration(p.PollInterval)))
-	} else {
+	if next.IsZero() {
 		err = releaseScript.Run(ctx, p.rdb, []string{dueKey}, order, leaseScore).Err()
+	} else {
+		err = rescheduleScript.Run(ctx, p.rdb, []string{dueKey}, order, leaseScore, next.UnixMilli()).Err()
 	}
 	if err != nil && ctx.Err() == nil {
 		p.logger.Warn("rescheduling order failed", zap.String("order_no", order), zap.Error(err))
 	}
 }
 
-// pollOrder does the order's pending work and reports whether some is left.
-func (p *PayProxy) pollOrder(ctx context.Context, order string) bool {
+// pollOrder does the order's pending work that is due and returns when
+// the order needs looking at again (zero: nothing left).
+func (p *PayProxy) pollOrder(ctx context.Context, order string) time.Time {
 	empty, err := p.flushOutbox(ctx, order)
 	if err != nil {
-		return true
+		return p.soon()
 	}
 	t, err := p.store.load(ctx, order)
 	if errors.Is(err, errNoRecord) {
-		return false
+		return time.Time{}
 	}
 	if err != nil {
-		return true
+		return p.soon()
 	}
-	pending := !empty
+	checks, err := p.store.checks(ctx, order)
+	if err != nil {
+		return p.soon()
+	}
+	var next dueTime
+	if !empty {
+		next.at(p.soon())
+	}
 	if t.open() {
-		pending = p.pollTrade(ctx, t) || pending
+		next.at(p.pollTrade(ctx, t, checks))
+	} else {
+		p.tradeAnswered(ctx, t, checks) // settled meanwhile (a notification)
 	}
-	if p.pollRetired(ctx, order) {
-		pending = true
-	}
-	if p.pollRefunds(ctx, t) {
-		pending = true
-	}
-	if !pending {
+	next.at(p.pollRetired(ctx, order, checks))
+	next.at(p.pollRefunds(ctx, t, checks))
+	if next.t.IsZero() {
 		// Events published during this round must not be stranded.
 		if n, err := p.rdb.HLen(ctx, outboxKey(order)).Result(); err != nil || n > 0 {
-			pending = true
+			next.at(p.soon())
 		}
 	}
-	return pending
+	return next.t
 }
 
 // pollTrade queries an unpaid trade, and closes it once past its deadline.
-// It reports whether the trade still needs polling.
-func (p *PayProxy) pollTrade(ctx context.Context, t *tradeRecord) bool {
+// It returns when to look at it again (zero: it is settled).
+func (p *PayProxy) pollTrade(ctx context.Context, t *tradeRecord, checks orderChecks) time.Time {
+	if c, ok := checks.of(tradeField(t.TradeNo)); ok && !c.due(time.Now()) {
+		return c.next()
+	}
 	if err := p.syncTrade(ctx, t); err != nil {
-		return true
+		return p.tradeFailed(ctx, t, err)
 	}
 	cur, err := p.store.load(ctx, t.OrderNo)
-	if err != nil || cur.TradeNo != t.TradeNo {
-		return err != nil
+	if err != nil {
+		return p.soon()
 	}
-	if cur.State != StatePaying && cur.State != StateUnknown {
-		return false
+	next := p.soon()
+	switch {
+	case cur.TradeNo != t.TradeNo || !cur.open():
+		next = time.Time{}
+	case !time.Now().Before(cur.ExpiresAt):
+		next = p.expire(ctx, cur)
+		if !next.IsZero() {
+			return next // expire recorded its failure, if any
+		}
 	}
-	if time.Now().Before(cur.ExpiresAt) {
-		return true
+	p.tradeAnswered(ctx, t, checks)
+	return next
+}
+
+// tradeAnswered forgets a trade's failed checks once a check went through.
+func (p *PayProxy) tradeAnswered(ctx context.Context, t *tradeRecord, checks orderChecks) {
+	if _, ok := checks.of(tradeField(t.TradeNo)); ok {
+		p.store.forget(ctx, t.OrderNo, tradeField(t.TradeNo))
 	}
-	return p.expire(ctx, cur)
 }
 
 // expire closes a trade past pay_timeout under the order's lock (a
-// concurrent create must not hand out a QR code being closed). It reports
-// whether work is left.
-func (p *PayProxy) expire(ctx context.Context, t *tradeRecord) bool {
+// concurrent create must not hand out a QR code being closed). It returns
+// when to look at it again (zero: closed or paid).
+func (p *PayProxy) expire(ctx context.Context, t *tradeRecord) time.Time {
 	l, workCtx, err := p.tryLockOrder(ctx, t.OrderNo)
 	if err != nil {
-		return true
+		return p.soon()
 	}
 	defer l.Unlock()
 	cur, err := p.store.load(workCtx, t.OrderNo)
-	if err != nil || cur.TradeNo != t.TradeNo || !cur.open() {
-		return err != nil
+	if err != nil {
+		return p.soon()
+	}
+	if cur.TradeNo != t.TradeNo || !cur.open() {
+		return time.Time{}
 	}
 	err = p.closeConfirmed(workCtx, cur)
-	return err != nil && !errors.Is(err, errOrderPaid)
+	switch {
+	case err == nil, errors.Is(err, errOrderPaid):
+		return time.Time{}
+	case isStoreFailure(err):
+		return p.soon()
+	}
+	return p.tradeFailed(ctx, cur, err)
 }
 
-// pollRefunds checks the order's processing refunds; true if some remain.
-func (p *PayProxy) pollRefunds(ctx context.Context, t *tradeRecord) bool {
+// pollRefunds checks the order's processing refunds that are due; it
+// returns when the next one is (zero: none left).
+func (p *PayProxy) pollRefunds(ctx context.Context, t *tradeRecord, checks orderChecks) time.Time {
 	refunds, err := p.store.refunds(ctx, t.OrderNo)
 	if err != nil {
-		return true
+		return p.soon()
 	}
-	pending := false
+	var next dueTime
+	var settled []string
 	for _, r := range refunds {
+		field := refundField(r.RefundNo)
+		c, known := checks.of(field)
 		if r.State != RefundProcessing {
+			if known {
+				settled = append(settled, field)
+			}
+			continue
+		}
+		if known && !c.due(time.Now()) {
+			next.at(c.next())
 			continue
 		}
 		rt := t
 		if r.TradeNo != "" && r.TradeNo != t.TradeNo {
 			// The refund of a retired trade (a duplicate payment).
 			if rt, err = p.store.tradeOf(ctx, t.OrderNo, r.TradeNo); err != nil {
-				pending = true
+				next.at(p.soon())
 				continue
 			}
 		}
-		_ = p.syncRefund(ctx, rt, r, true)
+		at := p.checkRefund(ctx, rt, r, c)
 		if r.State == RefundProcessing {
-			pending = true
+			next.at(at)
 		}
 	}
-	return pending
+	p.store.forget(ctx, t.OrderNo, settled...)
+	return next.t
+}
+
+func isStoreFailure(err error) bool {
+	var sf *storeFailure
+	return errors.As(err, &sf)
 }

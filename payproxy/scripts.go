@@ -60,21 +60,28 @@ end
 redis.call('HSET', KEYS[1], 'order_no', ARGV[1], 'trade_no', ARGV[2], 'channel', ARGV[3],
   'amount_fen', ARGV[4], 'subject', ARGV[5], 'state', 'UNKNOWN', 'qr_code', '',
   'created_at', ARGV[6], 'expires_at', ARGV[7], 'refunded_fen', '0', 'provider_trade_id', '')
-redis.call('HDEL', KEYS[1], 'paid_at', 'closed_at')
+redis.call('HDEL', KEYS[1], 'paid_at', 'closed_at', 'qr_issued_at', 'qr_renewing_at')
 return 1
 `)
 
-// issuedScript records the QR code the provider returned for trade_no.
+// issuedScript records the QR code the provider returned for trade_no
+// and when it was issued at the earliest: the first code makes the trade
+// PAYING; a different code for a PAYING trade is a renewed one (qr.go).
 //
-// KEYS: trade. ARGV: trade_no, qr_code.
+// KEYS: trade. ARGV: trade_no, qr_code, issued_ms.
 var issuedScript = redis.NewScript(`
 if redis.call('HGET', KEYS[1], 'trade_no') ~= ARGV[1] then return 'stale' end
 local st = redis.call('HGET', KEYS[1], 'state')
 if st == 'UNKNOWN' then
-  redis.call('HSET', KEYS[1], 'state', 'PAYING', 'qr_code', ARGV[2])
-  return 'PAYING'
+  st = 'PAYING'
+  redis.call('HSET', KEYS[1], 'state', st)
+elseif st ~= 'PAYING' then
+  return st
 end
-if st == 'PAYING' then redis.call('HSET', KEYS[1], 'qr_code', ARGV[2]) end
+if redis.call('HGET', KEYS[1], 'qr_code') ~= ARGV[2] then
+  redis.call('HSET', KEYS[1], 'qr_code', ARGV[2], 'qr_issued_at', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'qr_renewing_at')
+end
 return st
 `)
 
@@ -248,6 +255,64 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, AR
 local lease = tonumber(ARGV[1]) + tonumber(ARGV[3])
 for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], lease, id) end
 return ids
+`)
+
+// rescheduleScript sets when the poller visits an order next, after a
+// round that leased it: to ARGV[3] if the score is still the lease
+// ARGV[2] the caller took, else (someone scheduled the order meanwhile,
+// e.g. for a new refund) to the earlier of the two.
+//
+// KEYS: zset. ARGV: member, lease_score, next_ms.
+var rescheduleScript = redis.NewScript(`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and tonumber(s) == tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+else
+  redis.call('ZADD', KEYS[1], 'LT', ARGV[3], ARGV[1])
+end
+return 1
+`)
+
+// checkScript moves one entry of an order's :checks hash (JSON, see
+// checkState) and returns when it is due again (ms). Modes: sent (a
+// refund sent: due after the step of its checks so far), checked (one
+// check more, due after the next step), failed (a trade's check failed
+// once more: due after the step of its failures), wait (due at now +
+// floor), soon (due within the first step: never later than now + the
+// first step, never earlier than it was). A step is ARGV[4+i] (the delays,
+// 1-based), the last one repeating; the delay is never below floor (a
+// Retry-After).
+//
+// KEYS: checks. ARGV: field, mode, now_ms, floor_ms, delay_ms...
+var checkScript = redis.NewScript(`
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+local c = {sends = 0, checks = 0, fails = 0}
+if raw then c = cjson.decode(raw) end
+c.sends, c.checks, c.fails = tonumber(c.sends) or 0, tonumber(c.checks) or 0, tonumber(c.fails) or 0
+local now, floor, n = tonumber(ARGV[3]), tonumber(ARGV[4]), #ARGV - 4
+local function step(i)
+  if n == 0 then return 0 end
+  if i > n then i = n end
+  return tonumber(ARGV[4 + i])
+end
+local delay = 0
+if ARGV[2] == 'sent' then
+  c.sends = c.sends + 1
+  delay = step(c.checks + 1)
+elseif ARGV[2] == 'checked' then
+  c.checks = c.checks + 1
+  delay = step(c.checks + 1)
+elseif ARGV[2] == 'failed' then
+  c.fails = c.fails + 1
+  delay = step(c.fails)
+elseif ARGV[2] == 'soon' then
+  delay = step(1)
+  if raw and tonumber(c.next) and tonumber(c.next) <= now + delay then return tonumber(c.next) end
+end
+if delay < floor then delay = floor end
+c.at, c.next = now, now + delay
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(c))
+return c.next
 `)
 
 // releaseScript removes a member of a due set only if its score is still

@@ -19,6 +19,8 @@ import (
 //	tollgate:pay:{o:<order_no>}:trades   hash   trade_no → JSON of each retired trade
 //	tollgate:pay:{o:<order_no>}:refunds  hash   refund_no → refund JSON
 //	tollgate:pay:{o:<order_no>}:outbox   hash   event id → event JSON not yet queued
+//	tollgate:pay:{o:<order_no>}:checks   hash   when the poller looks again (recheck.go)
+//	tollgate:pay:{o:<order_no>}:gap:<trade_no> string  a refund of the trade was just sent (Alipay's 3 s rule)
 //	tollgate:pay:{o:<order_no>}:lock     string redsync lock
 //	tollgate:pay:{t:<trade_no>}          string trade_no → order_no (notifications)
 //	tollgate:pay:{r:<refund_no>}         string refund_no → order_no
@@ -35,6 +37,10 @@ func tradesKey(order string) string  { return keyPrefix + "{o:" + order + "}:tra
 func refundsKey(order string) string { return keyPrefix + "{o:" + order + "}:refunds" }
 func outboxKey(order string) string  { return keyPrefix + "{o:" + order + "}:outbox" }
 func lockKey(order string) string    { return keyPrefix + "{o:" + order + "}:lock" }
+func checksKey(order string) string  { return keyPrefix + "{o:" + order + "}:checks" }
+func refundGapKey(order, tradeNo string) string {
+	return keyPrefix + "{o:" + order + "}:gap:" + tradeNo
+}
 func tradeIndexKey(tn string) string { return keyPrefix + "{t:" + tn + "}" }
 func refundIndexKey(r string) string { return keyPrefix + "{r:" + r + "}" }
 func tombstoneKey(id string) string  { return keyPrefix + "{wh}:done:" + id }
@@ -71,13 +77,16 @@ const (
 // tradeRecord is one trade of an order: its current one, or (Retired) one
 // it had before and keeps so that a late payment of it is recorded.
 type tradeRecord struct {
-	OrderNo         string
-	TradeNo         string
-	Channel         string
-	AmountFen       int64
-	Subject         string
-	State           string
-	QRCode          string
+	OrderNo   string
+	TradeNo   string
+	Channel   string
+	AmountFen int64
+	Subject   string
+	State     string
+	QRCode    string
+	// QRIssuedAt: when the provider issued QRCode at the earliest (zero:
+	// the first code, issued after CreatedAt; see qr.go).
+	QRIssuedAt      time.Time
 	CreatedAt       time.Time
 	ExpiresAt       time.Time
 	RefundedFen     int64
@@ -153,9 +162,13 @@ func (s *tradeStore) load(ctx context.Context, order string) (*tradeRecord, erro
 		return nil, errNoRecord
 	}
 	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
+	var qrIssued time.Time
+	if ms := num("qr_issued_at"); ms > 0 {
+		qrIssued = time.UnixMilli(ms)
+	}
 	return &tradeRecord{
 		OrderNo: m["order_no"], TradeNo: m["trade_no"], Channel: m["channel"], AmountFen: num("amount_fen"),
-		Subject: m["subject"], State: m["state"], QRCode: m["qr_code"],
+		Subject: m["subject"], State: m["state"], QRCode: m["qr_code"], QRIssuedAt: qrIssued,
 		CreatedAt: time.UnixMilli(num("created_at")), ExpiresAt: time.UnixMilli(num("expires_at")),
 		RefundedFen: num("refunded_fen"), ProviderTradeID: m["provider_trade_id"],
 	}, nil
@@ -240,8 +253,11 @@ func (s *tradeStore) allocate(ctx context.Context, t *tradeRecord, expectTradeNo
 	return n == 1, nil
 }
 
-func (s *tradeStore) issued(ctx context.Context, order, tradeNo, qr string) (string, error) {
-	st, err := s.durability.Run(ctx, s.rdb, issuedScript, []string{tradeKey(order)}, tradeNo, qr).Text()
+// issued records the QR code the provider answered for the order's trade
+// tradeNo, issued at issuedAt at the earliest, and returns the trade's
+// state ("stale" if the order's trade is another one now).
+func (s *tradeStore) issued(ctx context.Context, order, tradeNo, qr string, issuedAt time.Time) (string, error) {
+	st, err := s.durability.Run(ctx, s.rdb, issuedScript, []string{tradeKey(order)}, tradeNo, qr, issuedAt.UnixMilli()).Text()
 	if err != nil {
 		return "", fmt.Errorf("recording QR code of trade %s: %w", tradeNo, err)
 	}
@@ -431,9 +447,10 @@ func (s *tradeStore) refunds(ctx context.Context, order string) ([]*refundRecord
 	return out, nil
 }
 
-// schedule (re)adds an order to the due set at when.
+// schedule makes the order due at when, unless it is due earlier already:
+// it never puts off work another caller (or the poller's lease) scheduled.
 func (s *tradeStore) schedule(ctx context.Context, order string, when time.Time) error {
-	if err := s.rdb.ZAdd(ctx, dueKey, redis.Z{Score: float64(when.UnixMilli()), Member: order}).Err(); err != nil {
+	if err := s.rdb.ZAddLT(ctx, dueKey, redis.Z{Score: float64(when.UnixMilli()), Member: order}).Err(); err != nil {
 		return fmt.Errorf("scheduling order %s: %w", order, err)
 	}
 	return nil

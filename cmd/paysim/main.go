@@ -57,13 +57,16 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 		"notification retries: /N runs each provider's own schedule (Alipay 8 tries over ~25 h, WeChat 16 over ~24 h) N times faster, "+
 			"real (or /1) in real time; or comma-separated delays, one schedule for both")
 	fs.DurationVar(&o.wechatRefundDelay, "wechat-refund-delay", time.Second, "how long a WeChat refund stays PROCESSING")
-	fs.DurationVar(&o.alipayRefundGap, "alipay-refund-gap", 0,
-		"refuse a refund of an Alipay trade sooner than this after its previous one, as Alipay does at 3s (0: off)")
+	fs.DurationVar(&o.alipayRefundGap, "alipay-refund-gap", paysim.DefaultAlipayRefundGap,
+		"refuse a refund of an Alipay trade sooner than this after its previous one, as Alipay does (0: off)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if o.alipayRefundGap < 0 {
 		return o, fmt.Errorf("-alipay-refund-gap must not be negative")
+	}
+	if o.alipayRefundGap == 0 {
+		o.alipayRefundGap = -1 // the engine's "off"
 	}
 	var err error
 	if o.notifyRetry, o.notifyDivisor, err = parseRetry(retry); err != nil {

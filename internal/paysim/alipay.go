@@ -59,9 +59,15 @@ func (s *Sim) serveAlipay(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write([]byte(`{"` + strings.ReplaceAll(method, ".", "_") + `_response":` + string(b) + `}`))
 		},
 		// The gateway's own limit, answered like its other gateway errors:
-		// unsigned (whether Alipay signs it is not documented).
-		rateLimited: func(w http.ResponseWriter) {
-			s.alipayUnsigned(w, method, alipayError{Code: "40005", Msg: "Call Limited", SubCode: "isv.app-call-limited", SubMsg: "应用调用次数超限，包含调用频率超限"})
+		// unsigned, or signed with shape signed (whether Alipay signs it is
+		// not documented).
+		rateLimited: func(w http.ResponseWriter, f Fault) {
+			e := alipayError{Code: "40005", Msg: "Call Limited", SubCode: "isv.app-call-limited", SubMsg: "应用调用次数超限，包含调用频率超限"}
+			if f.Shape == ShapeSigned {
+				s.alipaySigned(w, method, e)
+				return
+			}
+			s.alipayUnsigned(w, method, e)
 		},
 		resign: s.alipayResign,
 		variant: func(w http.ResponseWriter, f Fault) {

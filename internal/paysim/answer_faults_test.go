@@ -51,6 +51,22 @@ func TestRateLimitedAnswersEachProvidersLimitAndDoesNothing(t *testing.T) {
 	}
 }
 
+// TestAlipayRateLimitWithShapeSignedComesUnderAlipaysSignature: shape
+// signed makes Alipay's 40005 a signed answer, which the SDK returns as a
+// verified business failure (err nil, code 40005), not a Go error: what
+// payproxy must still not take for a refusal. Nothing is created.
+func TestAlipayRateLimitWithShapeSignedComesUnderAlipaysSignature(t *testing.T) {
+	m := newMerchant(t, testConfig)
+	m.sim.SetFault(Fault{Operation: "alipay.trade.precreate", Mode: FaultRateLimited, Shape: ShapeSigned})
+	rsp, err := m.precreate("RATE-SIGNED", "1.00", "", m.in(time.Hour))
+	if err != nil || rsp.Code != alipay.CodeCallLimited || rsp.SubCode != "isv.app-call-limited" {
+		t.Fatalf("signed 40005: %+v, %v", rsp, err)
+	}
+	if _, made := findTrade(m.sim, ProviderAlipay, "RATE-SIGNED"); made {
+		t.Fatal("a rate-limited precreate created a trade")
+	}
+}
+
 // TestAnswerWithABrokenSignatureIsRefusedByTheSDKsAfterTheWorkIsDone:
 // bad_signature (both), signtest and stale_timestamp (WeChat) do the work
 // and answer 200 under a signature the SDK refuses: the trade exists
@@ -199,6 +215,7 @@ func TestFaultListNamesEveryModeWithWhatItModels(t *testing.T) {
 		{`{"operation":"alipay.notify","mode":"error"}`, "not to alipay.notify"},
 		{`{"operation":"alipay.trade.query","mode":"system_error","shape":"xml"}`, "shape is isp or acq"},
 		{`{"operation":"alipay.trade.query","mode":"error","shape":"acq"}`, "for system_error only"},
+		{`{"operation":"alipay.trade.query","mode":"rate_limited","shape":"acq"}`, "signed for rate_limited"},
 		{`{"operation":"alipay.trade.pay","mode":"error"}`, `unknown operation "alipay.trade.pay"`},
 		{`{"operation":"wechat.notify","mode":"delay","delay_ms":-1}`, "must not be negative"},
 	} {

@@ -48,8 +48,8 @@ var faultModes = []FaultMode{
 		"the merchant's balance cannot cover the refund: Alipay 40004 ACQ.SELLER_BALANCE_NOT_ENOUGH, WeChat 403 NOT_ENOUGH; nothing done"},
 
 	// Answers (issue 15).
-	{FaultRateLimited, everyOp(), nil,
-		"rate limited: WeChat 429 FREQUENCY_LIMITED (signed), Alipay 40005 isv.app-call-limited (gateway answer, unsigned); nothing done"},
+	{FaultRateLimited, everyOp(), []string{"shape"},
+		"rate limited: WeChat 429 FREQUENCY_LIMITED (signed), Alipay 40005 isv.app-call-limited (gateway answer, unsigned; shape signed: signed); nothing done"},
 	{FaultBadSignature, everyOp(), nil, "the work is done and answered 200 under a signature that does not verify"},
 	{FaultSigntest, wechatOperations(), nil, "the work is done and answered under a WECHATPAY/SIGNTEST/ probe signature"},
 	{FaultStaleTimestamp, wechatOperations(), nil,

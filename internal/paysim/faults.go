@@ -28,7 +28,9 @@ type Fault struct {
 	Status int    `json:"status,omitempty"`
 	Code   string `json:"code,omitempty"`
 	// Shape picks system_error's answer: "isp" (20000 isp.unknow-error,
-	// the default) or "acq" (40004 ACQ.SYSTEM_ERROR).
+	// the default) or "acq" (40004 ACQ.SYSTEM_ERROR); and rate_limited's
+	// on Alipay: "signed" (40005 under Alipay's signature; default
+	// unsigned, as the gateway's other errors).
 	Shape string `json:"shape,omitempty"`
 }
 
@@ -63,6 +65,9 @@ const (
 const (
 	ShapeISP = "isp" // 20000 Service Currently Unavailable, isp.unknow-error
 	ShapeACQ = "acq" // 40004 Business Failed, ACQ.SYSTEM_ERROR
+	// ShapeSigned: Alipay's rate limit (40005) signed. Whether Alipay signs
+	// it is not documented; payproxy must not take it for a refusal either way.
+	ShapeSigned = "signed"
 )
 
 // NotifyOperations are the notification deliveries faults can target.
@@ -123,10 +128,20 @@ func CheckFault(f Fault) error {
 	if f.Mode == FaultUnsignedError && f.Status != 0 && (f.Status < 200 || f.Status > 599) {
 		return fmt.Errorf("status %d is outside 200-599", f.Status)
 	}
-	if f.Shape != "" && (f.Mode != FaultSystemError || (f.Shape != ShapeISP && f.Shape != ShapeACQ)) {
-		return fmt.Errorf("shape is %s or %s, for system_error only", ShapeISP, ShapeACQ)
+	if f.Shape != "" && !shapeFits(f) {
+		return fmt.Errorf("shape is %s or %s, for system_error only, or %s for rate_limited", ShapeISP, ShapeACQ, ShapeSigned)
 	}
 	return nil
+}
+
+func shapeFits(f Fault) bool {
+	switch f.Mode {
+	case FaultSystemError:
+		return f.Shape == ShapeISP || f.Shape == ShapeACQ
+	case FaultRateLimited:
+		return f.Shape == ShapeSigned
+	}
+	return false
 }
 
 func knownOperation(op string) bool {
@@ -183,7 +198,7 @@ type opAnswers struct {
 	sysError    func(http.ResponseWriter)
 	ignored     func(http.ResponseWriter)
 	unsigned    func(w http.ResponseWriter, status int, code string)
-	rateLimited func(http.ResponseWriter)
+	rateLimited func(w http.ResponseWriter, f Fault)
 	resign      func(rec *recorder, mode string)
 	variant     func(w http.ResponseWriter, f Fault)
 }
@@ -219,7 +234,7 @@ func (s *Sim) runOp(w http.ResponseWriter, r *http.Request, op string, a opAnswe
 	case FaultUnsignedError:
 		a.unsigned(w, f.Status, f.Code)
 	case FaultRateLimited:
-		a.rateLimited(w)
+		a.rateLimited(w, f)
 	case FaultHTML502:
 		writeHTML502(w)
 	case FaultBadSignature, FaultSigntest, FaultStaleTimestamp:

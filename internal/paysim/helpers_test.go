@@ -19,10 +19,13 @@ import (
 	"github.com/wechatpay-apiv3/wechatpay-go/utils"
 )
 
-// testConfig keeps background work short so tests finish quickly.
+// testConfig keeps background work short so tests finish quickly, and
+// leaves Alipay's 3-second rule between refunds off: its own test runs
+// with the default.
 var testConfig = Config{
 	NotifyRetry:       []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond},
 	WechatRefundDelay: 50 * time.Millisecond,
+	AlipayRefundGap:   -1,
 }
 
 func startSim(t *testing.T, cfg Config) (*Sim, *httptest.Server) {

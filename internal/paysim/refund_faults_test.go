@@ -239,13 +239,13 @@ func TestAlipayBalanceNotEnoughRefusesTheRefund(t *testing.T) {
 	m.mustAliRefund(no, "BAL-R-1", "1.00") // after topping up
 }
 
-// TestAlipayRefundsOfOneTradeLessThanThreeSecondsApartAreRefused: with
-// AlipayRefundGap 3 s, a second refund of a trade sooner than that is
+// TestAlipayRefundsOfOneTradeLessThanThreeSecondsApartAreRefused: by
+// default (Alipay's own 3 s), a second refund of a trade sooner than that is
 // refused with 40004 ACQ.SYSTEM_ERROR and moves nothing; a repeat of the
 // first is still answered; 3 s later the second goes through. Another
 // trade is not held back.
 func TestAlipayRefundsOfOneTradeLessThanThreeSecondsApartAreRefused(t *testing.T) {
-	m := newMerchant(t, Config{NotifyRetry: testConfig.NotifyRetry, AlipayRefundGap: 3 * time.Second})
+	m := newMerchant(t, Config{NotifyRetry: testConfig.NotifyRetry})
 	m.paidAlipay("GAP-1", "5.00")
 	m.paidAlipay("GAP-2", "5.00")
 	m.mustAliRefund("GAP-1", "GAP-R-1", "1.00")

@@ -34,9 +34,9 @@ type Config struct {
 	// WechatRefundDelay is how long a WeChat refund stays PROCESSING.
 	WechatRefundDelay time.Duration
 	// AlipayRefundGap is the shortest time between two refunds of one
-	// Alipay trade ("同一笔交易的退款至少间隔3s后发起": 3 s in real life);
-	// a refund sooner is refused with 40004 ACQ.SYSTEM_ERROR. 0 leaves
-	// the rule off.
+	// Alipay trade ("同一笔交易的退款至少间隔3s后发起"); a refund sooner is
+	// refused with 40004 ACQ.SYSTEM_ERROR. 0 means DefaultAlipayRefundGap
+	// (what Alipay does); a negative gap leaves the rule off.
 	AlipayRefundGap time.Duration
 	// PublicURL is the base URL written into paysim.env (optional).
 	PublicURL string
@@ -47,6 +47,10 @@ type Config struct {
 // minute and a half (Alipay: 0.24 s, 0.6 s, 0.6 s, 3.6 s …; WeChat: 15 ms,
 // 15 ms, 30 ms, 180 ms …).
 const DefaultNotifyDivisor = 1000
+
+// DefaultAlipayRefundGap is Alipay's own rule: 3 s between two refunds of
+// one trade.
+const DefaultAlipayRefundGap = 3 * time.Second
 
 // Provider names.
 const (
@@ -170,6 +174,9 @@ func New(cfg Config) (*Sim, error) {
 	}
 	if cfg.WechatRefundDelay <= 0 {
 		cfg.WechatRefundDelay = time.Second
+	}
+	if cfg.AlipayRefundGap == 0 {
+		cfg.AlipayRefundGap = DefaultAlipayRefundGap
 	}
 	s := &Sim{
 		cfg:    cfg,

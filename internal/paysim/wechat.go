@@ -80,7 +80,7 @@ func (s *Sim) serveWechat(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(status)
 			_, _ = w.Write(b)
 		},
-		rateLimited: func(w http.ResponseWriter) {
+		rateLimited: func(w http.ResponseWriter, _ Fault) {
 			s.wechatReply(w, http.StatusTooManyRequests, wechatError{"FREQUENCY_LIMITED", "频率超限"})
 		},
 		resign:  s.wechatResign,

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	sdk "github.com/smartwalle/alipay/v3"
@@ -83,7 +84,7 @@ func (a *Adapter) Create(ctx context.Context, req provider.CreateRequest) (strin
 	p.TimeExpire = req.ExpiresAt.In(chinaTZ).Format(timeExpireLayout)
 	rsp, err := a.client.TradePreCreate(ctx, p)
 	if err != nil {
-		return "", fmt.Errorf("alipay precreate: %w", err)
+		return "", callError("precreate", err)
 	}
 	if !rsp.IsSuccess() {
 		return "", businessError(rsp.Error)
@@ -99,7 +100,7 @@ const timeExpireLayout = "2006-01-02 15:04:05"
 func (a *Adapter) Query(ctx context.Context, tradeNo string) (provider.QueryResult, error) {
 	rsp, err := a.client.TradeQuery(ctx, sdk.TradeQuery{OutTradeNo: tradeNo})
 	if err != nil {
-		return provider.QueryResult{}, fmt.Errorf("alipay query: %w", err)
+		return provider.QueryResult{}, callError("query", err)
 	}
 	if !rsp.IsSuccess() {
 		if rsp.SubCode == "ACQ.TRADE_NOT_EXIST" {
@@ -129,7 +130,7 @@ func (a *Adapter) Query(ctx context.Context, tradeNo string) (provider.QueryResu
 func (a *Adapter) Close(ctx context.Context, tradeNo string) error {
 	q, err := a.client.TradeQuery(ctx, sdk.TradeQuery{OutTradeNo: tradeNo})
 	if err != nil {
-		return fmt.Errorf("alipay query before close: %w", err)
+		return callError("query before close", err)
 	}
 	switch {
 	case !q.IsSuccess() && q.SubCode == "ACQ.TRADE_NOT_EXIST":
@@ -143,7 +144,7 @@ func (a *Adapter) Close(ctx context.Context, tradeNo string) error {
 	}
 	rsp, err := a.client.TradeClose(ctx, sdk.TradeClose{OutTradeNo: tradeNo})
 	if err != nil {
-		return fmt.Errorf("alipay close: %w", err)
+		return callError("close", err)
 	}
 	if !rsp.IsSuccess() {
 		return a.explainCloseFailure(ctx, tradeNo, rsp.Error)
@@ -154,7 +155,7 @@ func (a *Adapter) Close(ctx context.Context, tradeNo string) error {
 func (a *Adapter) cancel(ctx context.Context, tradeNo string) error {
 	rsp, err := a.client.TradeCancel(ctx, sdk.TradeCancel{OutTradeNo: tradeNo})
 	if err != nil {
-		return fmt.Errorf("alipay cancel: %w", err)
+		return callError("cancel", err)
 	}
 	if !rsp.IsSuccess() {
 		return businessError(rsp.Error)
@@ -180,39 +181,55 @@ func (a *Adapter) explainCloseFailure(ctx context.Context, tradeNo string, e sdk
 }
 
 // Refund sends alipay.trade.refund. A 10000 answer is not yet a success for
-// payproxy: only the refund query's REFUND_SUCCESS is.
+// payproxy (fund_change=Y can come from an answer that moved nothing):
+// only the refund query's REFUND_SUCCESS is. Its refund_fee, the trade's
+// cumulative refunded amount, is passed on: it can confirm a refund the
+// query answers in the older shape.
 func (a *Adapter) Refund(ctx context.Context, req provider.RefundRequest) (provider.RefundResult, error) {
 	rsp, err := a.client.TradeRefund(ctx, sdk.TradeRefund{
 		OutTradeNo: req.TradeNo, RefundAmount: FormatYuan(req.AmountFen),
 		OutRequestNo: req.RefundNo, RefundReason: req.Reason,
 	})
 	if err != nil {
-		return provider.RefundResult{}, fmt.Errorf("alipay refund: %w", err)
+		return provider.RefundResult{}, callError("refund", err)
 	}
 	if !rsp.IsSuccess() {
 		return provider.RefundResult{}, refundError(rsp.Error)
 	}
-	return provider.RefundResult{Status: provider.RefundProcessing, AmountFen: req.AmountFen}, nil
+	res := provider.RefundResult{Status: provider.RefundProcessing, AmountFen: req.AmountFen}
+	if total, err := ParseYuan(rsp.RefundFee); err == nil {
+		res.RefundedTotalFen, res.HasRefundedTotal = total, true
+	}
+	return res, nil
 }
 
-// QueryRefund: REFUND_SUCCESS is the only success; no refund_status means
-// Alipay never received the refund (or it failed), which is NOT a success.
+// QueryRefund: REFUND_SUCCESS is the only success. No refund_status and
+// no refund data means Alipay never received the refund (or it failed),
+// which is NOT a success. The refund's data without refund_status (the
+// older documented shape, which the old documentation calls a success and
+// the current one does not) is unconfirmed: neither success nor failure.
 func (a *Adapter) QueryRefund(ctx context.Context, tradeNo, refundNo string) (provider.RefundResult, error) {
 	rsp, err := a.client.TradeFastPayRefundQuery(ctx, sdk.TradeFastPayRefundQuery{OutTradeNo: tradeNo, OutRequestNo: refundNo})
 	if err != nil {
-		return provider.RefundResult{}, fmt.Errorf("alipay refund query: %w", err)
+		return provider.RefundResult{}, callError("refund query", err)
 	}
 	if !rsp.IsSuccess() {
 		return provider.RefundResult{}, businessError(rsp.Error)
 	}
-	if rsp.RefundStatus != "REFUND_SUCCESS" {
+	status := provider.RefundSucceeded
+	switch {
+	case rsp.RefundStatus == "" && rsp.RefundAmount == "":
+		return provider.RefundResult{Status: provider.RefundNotFound}, nil
+	case rsp.RefundStatus == "":
+		status = provider.RefundUnconfirmed
+	case rsp.RefundStatus != "REFUND_SUCCESS":
 		return provider.RefundResult{Status: provider.RefundNotFound}, nil
 	}
 	fen, err := ParseYuan(rsp.RefundAmount)
 	if err != nil {
 		return provider.RefundResult{}, fmt.Errorf("alipay refund query refund_amount: %w", err)
 	}
-	return provider.RefundResult{Status: provider.RefundSucceeded, AmountFen: fen}, nil
+	return provider.RefundResult{Status: status, AmountFen: fen}, nil
 }
 
 // ParseNotification verifies the RSA2 signature over the POST form only
@@ -271,8 +288,12 @@ func (a *Adapter) Refuse(w http.ResponseWriter, status int, code, description st
 
 // businessError turns a signed non-10000 answer into a definite
 // provider.Error, except system errors (20000, ACQ.SYSTEM_ERROR), whose
-// outcome is unknown.
+// outcome is unknown, and rate limits (40005), which are never a refusal
+// whatever their signature: provider.Busy.
 func businessError(e sdk.Error) error {
+	if rateLimited(e) {
+		return &provider.Busy{Err: fmt.Errorf("alipay rate limit %s %s: %s", e.Code, e.SubCode, e.SubMsg)}
+	}
 	if e.Code == "20000" || e.SubCode == "ACQ.SYSTEM_ERROR" {
 		return fmt.Errorf("alipay system error %s %s: %s", e.Code, e.SubCode, e.SubMsg)
 	}
@@ -288,13 +309,38 @@ func businessError(e sdk.Error) error {
 	return &provider.Error{Code: code, ProviderCode: e.SubCode, Message: e.SubMsg}
 }
 
+// refundError is businessError for a refund: a refusal is
+// CodeRefundRejected, except ACQ.DISCORDANT_REPEAT_REQUEST ("退款请求号对应的
+// 退款已经执行成功，且本次请求的退款金额与之前请求的金额不一致"): Alipay holds the
+// number with another amount and carried it out, so it is a conflict to
+// look into, never a refusal.
 func refundError(e sdk.Error) error {
 	err := businessError(e)
 	var pe *provider.Error
 	if errors.As(err, &pe) && pe.Code == provider.CodeRejected {
 		pe.Code = provider.CodeRefundRejected
+		if e.SubCode == "ACQ.DISCORDANT_REPEAT_REQUEST" {
+			pe.Code = provider.CodeRefundConflict
+		}
 	}
 	return err
+}
+
+// rateLimited: Alipay's call limit, 40005 ("调用频次超限", the SDK's
+// CodeCallLimited) with isv.app-call-limited or isv.method-call-limited.
+func rateLimited(e sdk.Error) bool {
+	return e.Code == sdk.CodeCallLimited || strings.HasSuffix(e.SubCode, "call-limited")
+}
+
+// callError wraps an error of the SDK call op. An unsigned gateway answer
+// comes as *sdk.Error: its rate limit is provider.Busy, anything else an
+// unknown outcome.
+func callError(op string, err error) error {
+	var ge *sdk.Error
+	if errors.As(err, &ge) && rateLimited(*ge) {
+		return &provider.Busy{Err: fmt.Errorf("alipay %s: %w", op, err)}
+	}
+	return fmt.Errorf("alipay %s: %w", op, err)
 }
 
 var _ provider.Provider = (*Adapter)(nil)

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -103,15 +105,26 @@ const (
 	// closed, the account frozen); not final, it waits for a person.
 	RefundAbnormal RefundStatus = "ABNORMAL"
 	// RefundNotFound: the provider has no such refund (Alipay's answer
-	// without refund_status): it never arrived or failed; re-sending the
-	// same refund number is safe.
+	// without refund_status or refund data): it never arrived or failed;
+	// re-sending the same refund number is safe.
 	RefundNotFound RefundStatus = "NOT_FOUND"
+	// RefundUnconfirmed: the provider holds the refund's data but does not
+	// say it succeeded (Alipay's older query answer: refund_amount without
+	// refund_status, which its old documentation calls a success and its
+	// current one "not received or failed"). Neither a success nor a
+	// failure: another signed source must confirm it.
+	RefundUnconfirmed RefundStatus = "UNCONFIRMED"
 )
 
 // RefundResult is what Refund or QueryRefund learned.
 type RefundResult struct {
 	Status    RefundStatus
 	AmountFen int64
+	// RefundedTotalFen is the trade's cumulative successfully refunded
+	// amount, as this signed answer states it (Alipay's refund answer,
+	// refund_fee, on code 10000 only); valid when HasRefundedTotal.
+	RefundedTotalFen int64
+	HasRefundedTotal bool
 }
 
 // NotificationKind tells what a notification is about.
@@ -145,6 +158,11 @@ const (
 	CodeTradeClosed    = "TRADE_CLOSED"
 	CodeRefundRejected = "REFUND_REJECTED"
 	CodeRejected       = "REJECTED"
+	// CodeRefundConflict: the provider already holds this refund number
+	// with other parameters and says it carried it out (Alipay
+	// ACQ.DISCORDANT_REPEAT_REQUEST). Not a refusal of the refund: its
+	// query tells what became of the number.
+	CodeRefundConflict = "REFUND_CONFLICT"
 )
 
 // Error is a definite, signed answer from the provider saying no. Anything
@@ -163,6 +181,54 @@ func (e *Error) Error() string {
 // ErrRefusedNotification marks a notification refused for its shape before
 // any verification (e.g. naming a key payproxy does not use): a 400.
 var ErrRefusedNotification = errors.New("notification refused")
+
+// Busy is a provider asking to slow down: WeChat 429 FREQUENCY_LIMITED,
+// Alipay 40005 (isv.app-call-limited / isv.method-call-limited, signed or
+// not), or a 5xx carrying Retry-After. It is never a refusal, whatever its
+// signature: the outcome is unknown, and the call is retried later.
+type Busy struct {
+	// RetryAfter is the wait the answer asked for (its Retry-After
+	// header); 0 when it gave none.
+	RetryAfter time.Duration
+	Err        error
+}
+
+func (b *Busy) Error() string {
+	if b.RetryAfter > 0 {
+		return fmt.Sprintf("provider busy (retry after %s): %v", b.RetryAfter, b.Err)
+	}
+	return fmt.Sprintf("provider busy: %v", b.Err)
+}
+
+func (b *Busy) Unwrap() error { return b.Err }
+
+// IsBusy reports whether err is a provider's "slow down", and the wait it
+// asked for (0: none given).
+func IsBusy(err error) (time.Duration, bool) {
+	var b *Busy
+	if errors.As(err, &b) {
+		return b.RetryAfter, true
+	}
+	return 0, false
+}
+
+// ParseRetryAfter reads an HTTP Retry-After value (delay-seconds or an
+// HTTP date) relative to now; 0 when absent or unreadable.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
 
 // IsCode reports whether err is a definite provider answer with code.
 func IsCode(err error, code string) bool {

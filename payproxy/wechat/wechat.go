@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/wechatpay-apiv3/wechatpay-go/core"
 	"github.com/wechatpay-apiv3/wechatpay-go/core/auth/validators"
@@ -346,17 +347,23 @@ func (a *Adapter) Refuse(w http.ResponseWriter, status int, code, description st
 // definite provider.Error, but only when WeChat Pay signed that answer: the
 // SDK returns APIError before it checks any signature, so a 4xx from a proxy
 // or any other hop would otherwise read as the provider's refusal. Unsigned
-// answers, 5xx, 429 and transport errors leave the outcome unknown.
+// answers, 5xx, 429 and transport errors leave the outcome unknown; a 429
+// (FREQUENCY_LIMITED, signed or not) or a 5xx with Retry-After is
+// provider.Busy, carrying the wait it asked for.
 func (a *Adapter) answerError(ctx context.Context, op string, err error) error {
 	var ae *core.APIError
 	if !errors.As(err, &ae) {
 		return fmt.Errorf("wechat %s: %w", op, err)
 	}
+	if busy := busyAnswer(ae); busy != nil {
+		busy.Err = fmt.Errorf("wechat %s: %w", op, err)
+		return busy
+	}
 	signed := &http.Response{Header: ae.Header, Body: io.NopCloser(strings.NewReader(ae.Body))}
 	if verr := a.answers.Validate(ctx, signed); verr != nil {
 		return fmt.Errorf("wechat %s: unsigned answer %d %s, outcome unknown: %v", op, ae.StatusCode, ae.Code, verr)
 	}
-	if ae.StatusCode >= 500 || ae.StatusCode == http.StatusTooManyRequests {
+	if ae.StatusCode >= 500 {
 		return fmt.Errorf("wechat %s: %w", op, err)
 	}
 	code := provider.CodeRejected
@@ -369,6 +376,16 @@ func (a *Adapter) answerError(ctx context.Context, op string, err error) error {
 		code = provider.CodeTradeNotFound
 	}
 	return &provider.Error{Code: code, ProviderCode: ae.Code, Message: ae.Message}
+}
+
+// busyAnswer is a 429, or a 5xx that says when to come back, as
+// provider.Busy with its Retry-After; nil for anything else.
+func busyAnswer(ae *core.APIError) *provider.Busy {
+	wait := provider.ParseRetryAfter(ae.Header.Get("Retry-After"), time.Now())
+	if ae.StatusCode == http.StatusTooManyRequests || (ae.StatusCode >= 500 && wait > 0) {
+		return &provider.Busy{RetryAfter: wait}
+	}
+	return nil
 }
 
 func str[T ~string](p *T) string {
