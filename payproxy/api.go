@@ -121,6 +121,9 @@ var (
 )
 
 func writeError(w http.ResponseWriter, status int, code, desc string) {
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1") // every 503 here is worth retrying shortly, as jwt_refresh's
+	}
 	writeJSON(w, status, map[string]string{"error": code, "error_description": desc})
 }
 
