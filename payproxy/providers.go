@@ -46,14 +46,13 @@ func (c *AlipayConfig) build(client *http.Client) (Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	gateway, err := resolve.Value(c.Gateway)
-	if err != nil {
-		return nil, fmt.Errorf("alipay gateway: %w", err)
+	r := resolver{block: "alipay"}
+	cfg := alipay.Config{AppID: r.value("app_id", c.AppID), PrivateKeyPEM: priv, PublicKeyPEM: pub,
+		Gateway: r.value("gateway", c.Gateway), NotifyURL: r.value("notify_url", c.NotifyURL), HTTPClient: client}
+	if r.err != nil {
+		return nil, r.err
 	}
-	return alipay.New(alipay.Config{
-		AppID: c.AppID, PrivateKeyPEM: priv, PublicKeyPEM: pub,
-		Gateway: gateway, NotifyURL: c.NotifyURL, HTTPClient: client,
-	})
+	return alipay.New(cfg)
 }
 
 func (c *WechatConfig) build(client *http.Client) (Provider, error) {
@@ -65,24 +64,38 @@ func (c *WechatConfig) build(client *http.Client) (Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	apiv3, err := resolve.Value(c.APIV3Key)
-	if err != nil {
-		return nil, fmt.Errorf("wechat apiv3_key: %w", err)
+	r := resolver{block: "wechat"}
+	cfg := wechat.Config{MchID: r.value("mch_id", c.MchID), AppID: r.value("app_id", c.AppID),
+		SerialNo: r.value("serial_no", c.SerialNo), PrivateKeyPEM: priv, APIv3Key: r.value("apiv3_key", c.APIV3Key),
+		PlatformPublicKeyPEM: pub, PlatformPublicKeyID: r.value("platform_public_key_id", c.PlatformPublicKeyID),
+		BaseURL: r.value("base_url", c.BaseURL), NotifyURL: r.value("notify_url", c.NotifyURL), HTTPClient: client}
+	if r.err != nil {
+		return nil, r.err
 	}
-	if len(apiv3) != apiv3KeySize {
+	if n := len(cfg.APIv3Key); n != apiv3KeySize {
 		return nil, fmt.Errorf("wechat apiv3_key: %d bytes; it must be exactly %d (the APIv3 key set in the merchant platform)",
-			len(apiv3), apiv3KeySize)
+			n, apiv3KeySize)
 	}
-	baseURL, err := resolve.Value(c.BaseURL)
+	return wechat.New(cfg)
+}
+
+// resolver resolves the {env.*}/{file.*} placeholders of a block's values,
+// keeping the first error, which names the block and the value's
+// subdirective.
+type resolver struct {
+	block string
+	err   error
+}
+
+func (r *resolver) value(name, raw string) string {
+	if r.err != nil {
+		return ""
+	}
+	v, err := resolve.Value(raw)
 	if err != nil {
-		return nil, fmt.Errorf("wechat base_url: %w", err)
+		r.err = fmt.Errorf("%s %s: %w", r.block, name, err)
 	}
-	return wechat.New(wechat.Config{
-		MchID: c.MchID, AppID: c.AppID, SerialNo: c.SerialNo, PrivateKeyPEM: priv,
-		APIv3Key: apiv3, PlatformPublicKeyPEM: pub,
-		PlatformPublicKeyID: c.PlatformPublicKeyID, BaseURL: baseURL, NotifyURL: c.NotifyURL,
-		HTTPClient: client,
-	})
+	return v
 }
 
 // keyUse is what a provider key file must hold.
