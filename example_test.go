@@ -148,11 +148,7 @@ func TestCaddyfileExampleKeepsEverySecretOutOfTheJSONConfig(t *testing.T) {
 			t.Errorf("the JSON config does not read %s as {env.%s}", name, name)
 		}
 	}
-	var cfg any
-	if err := json.Unmarshal(adapted, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range handlersIn(cfg) {
+	for _, h := range moduleHandlers(t, adapted) {
 		for _, field := range []string{"redis", "revocation"} {
 			if url, ok := h[field].(string); ok && strings.Contains(url, "@") {
 				t.Errorf("%s %s: a Redis URL with credentials", h["handler"], field)
@@ -173,12 +169,8 @@ func TestCaddyfileExampleKeepsEverySecretOutOfTheJSONConfig(t *testing.T) {
 // signatures. The internal payments site reconciles the daily bills.
 func TestCaddyfileExampleAllowsExactPathsAndReconciles(t *testing.T) {
 	adapted, _ := adaptExample(t)
-	var cfg any
-	if err := json.Unmarshal(adapted, &cfg); err != nil {
-		t.Fatal(err)
-	}
 	var allows, reconciling int
-	for _, h := range handlersIn(cfg) {
+	for _, h := range moduleHandlers(t, adapted) {
 		switch h["handler"] {
 		case "authjwt":
 			list, _ := h["allow"].([]any)
@@ -203,21 +195,13 @@ func TestCaddyfileExampleAllowsExactPathsAndReconciles(t *testing.T) {
 	}
 }
 
-// handlersIn is every object of an adapted config with a "handler".
-func handlersIn(v any) []map[string]any {
+// moduleHandlers are the handlers of tollgate's modules in an adapted
+// config.
+func moduleHandlers(t *testing.T, adapted []byte) []map[string]any {
+	t.Helper()
 	var out []map[string]any
-	switch x := v.(type) {
-	case map[string]any:
-		if _, ok := x["handler"]; ok {
-			out = append(out, x)
-		}
-		for _, e := range x {
-			out = append(out, handlersIn(e)...)
-		}
-	case []any:
-		for _, e := range x {
-			out = append(out, handlersIn(e)...)
-		}
+	for _, name := range []string{"authjwt", "jwt_refresh", "payproxy"} {
+		out = append(out, testcaddy.Handlers(t, adapted, name)...)
 	}
 	return out
 }

@@ -33,36 +33,11 @@ func handlerOf(t *testing.T, cf string) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg any
-	if err := json.Unmarshal(out, &cfg); err != nil {
-		t.Fatal(err)
+	hs := testcaddy.Handlers(t, out, "payproxy")
+	if len(hs) == 0 {
+		t.Fatalf("no payproxy handler in %s", out)
 	}
-	if h := findHandler(cfg); h != nil {
-		return h
-	}
-	t.Fatalf("no payproxy handler in %s", out)
-	return nil
-}
-
-func findHandler(v any) map[string]any {
-	switch x := v.(type) {
-	case map[string]any:
-		if x["handler"] == "payproxy" {
-			return x
-		}
-		for _, c := range x {
-			if h := findHandler(c); h != nil {
-				return h
-			}
-		}
-	case []any:
-		for _, c := range x {
-			if h := findHandler(c); h != nil {
-				return h
-			}
-		}
-	}
-	return nil
+	return hs[0]
 }
 
 // TestCaddyfileAdaptsEverySubdirective and the JSON decodes back into the

@@ -28,7 +28,11 @@ func provisionedBlock(t *testing.T, block, placeholder string) *PayProxy {
 	if !strings.Contains(string(adapted), placeholder) {
 		t.Fatalf("adapt did not keep %s as written: %s", placeholder, adapted)
 	}
-	raw := handlerJSON(t, adapted)
+	hs := testcaddy.Handlers(t, adapted, "payproxy")
+	if len(hs) != 1 {
+		t.Fatalf("%d payproxy handlers in %s", len(hs), adapted)
+	}
+	raw, _ := json.Marshal(hs[0])
 	var p PayProxy
 	if err := json.Unmarshal(raw, &p); err != nil {
 		t.Fatal(err)
@@ -43,44 +47,6 @@ func provisionedBlock(t *testing.T, block, placeholder string) *PayProxy {
 		t.Fatalf("validate: %v", err)
 	}
 	return &p
-}
-
-// handlerJSON is the payproxy handler of an adapted config.
-func handlerJSON(t *testing.T, adapted []byte) []byte {
-	t.Helper()
-	var cfg struct {
-		Apps struct {
-			HTTP struct {
-				Servers map[string]struct {
-					Routes []struct {
-						Handle []struct {
-							Routes []struct {
-								Handle []json.RawMessage `json:"handle"`
-							} `json:"routes"`
-						} `json:"handle"`
-					} `json:"routes"`
-				} `json:"servers"`
-			} `json:"http"`
-		} `json:"apps"`
-	}
-	if err := json.Unmarshal(adapted, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	for _, srv := range cfg.Apps.HTTP.Servers {
-		for _, r := range srv.Routes {
-			for _, h := range r.Handle {
-				for _, sub := range h.Routes {
-					for _, raw := range sub.Handle {
-						if strings.Contains(string(raw), `"handler":"payproxy"`) {
-							return raw
-						}
-					}
-				}
-			}
-		}
-	}
-	t.Fatalf("no payproxy handler in %s", adapted)
-	return nil
 }
 
 // Every payproxy value that is a Redis URL or password, a key path, a

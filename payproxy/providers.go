@@ -38,17 +38,10 @@ func (p *PayProxy) buildProviders() error {
 }
 
 func (c *AlipayConfig) build(client *http.Client) (Provider, error) {
-	priv, err := readProviderKey("alipay private_key", c.PrivateKey, privateKey)
-	if err != nil {
-		return nil, err
-	}
-	pub, err := readProviderKey("alipay alipay_public_key", c.AlipayPublicKey, publicKey)
-	if err != nil {
-		return nil, err
-	}
 	r := resolver{block: "alipay"}
-	cfg := alipay.Config{AppID: r.value("app_id", c.AppID), PrivateKeyPEM: priv, PublicKeyPEM: pub,
-		Gateway: r.value("gateway", c.Gateway), NotifyURL: r.value("notify_url", c.NotifyURL), HTTPClient: client}
+	cfg := alipay.Config{AppID: r.value("app_id", c.AppID), PrivateKeyPEM: r.key("private_key", c.PrivateKey, privateKey),
+		PublicKeyPEM: r.key("alipay_public_key", c.AlipayPublicKey, publicKey), Gateway: r.value("gateway", c.Gateway),
+		NotifyURL: r.value("notify_url", c.NotifyURL), HTTPClient: client}
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -56,19 +49,12 @@ func (c *AlipayConfig) build(client *http.Client) (Provider, error) {
 }
 
 func (c *WechatConfig) build(client *http.Client) (Provider, error) {
-	priv, err := readProviderKey("wechat private_key", c.PrivateKey, privateKey)
-	if err != nil {
-		return nil, err
-	}
-	pub, err := readProviderKey("wechat platform_public_key", c.PlatformPublicKey, publicKey)
-	if err != nil {
-		return nil, err
-	}
 	r := resolver{block: "wechat"}
 	cfg := wechat.Config{MchID: r.value("mch_id", c.MchID), AppID: r.value("app_id", c.AppID),
-		SerialNo: r.value("serial_no", c.SerialNo), PrivateKeyPEM: priv, APIv3Key: r.value("apiv3_key", c.APIV3Key),
-		PlatformPublicKeyPEM: pub, PlatformPublicKeyID: r.value("platform_public_key_id", c.PlatformPublicKeyID),
-		BaseURL: r.value("base_url", c.BaseURL), NotifyURL: r.value("notify_url", c.NotifyURL), HTTPClient: client}
+		SerialNo: r.value("serial_no", c.SerialNo), PrivateKeyPEM: r.key("private_key", c.PrivateKey, privateKey),
+		APIv3Key: r.value("apiv3_key", c.APIV3Key), PlatformPublicKeyPEM: r.key("platform_public_key", c.PlatformPublicKey, publicKey),
+		PlatformPublicKeyID: r.value("platform_public_key_id", c.PlatformPublicKeyID),
+		BaseURL:             r.value("base_url", c.BaseURL), NotifyURL: r.value("notify_url", c.NotifyURL), HTTPClient: client}
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -79,12 +65,22 @@ func (c *WechatConfig) build(client *http.Client) (Provider, error) {
 	return wechat.New(cfg)
 }
 
-// resolver resolves the {env.*}/{file.*} placeholders of a block's values,
-// keeping the first error, which names the block and the value's
-// subdirective.
+// resolver resolves the {env.*}/{file.*} placeholders of a block's values
+// and reads its key files, keeping the first error, which names the block
+// and the value's subdirective.
 type resolver struct {
 	block string
 	err   error
+}
+
+// key is the PEM of a key file of the block (see readProviderKey).
+func (r *resolver) key(name, raw string, use keyUse) string {
+	if r.err != nil {
+		return ""
+	}
+	pem, err := readProviderKey(r.block+" "+name, raw, use)
+	r.err = err
+	return pem
 }
 
 func (r *resolver) value(name, raw string) string {
