@@ -50,6 +50,7 @@ func exampleEnv(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	env := []string{"WEBHOOK_SECRET=example-webhook-secret-0123456789", "REDIS_URL=redis://127.0.0.1:1/0",
+		"REDIS_PASSWORD=example-redis-password",
 		"TOLLGATE_ADMIN=127.0.0.1:" + strconv.Itoa(testcaddy.FreePort(t)),
 		"TOLLGATE_CUSTOMER_SITE=http://127.0.0.1:" + strconv.Itoa(testcaddy.FreePort(t)),
 		"TOLLGATE_COURIER_SITE=http://127.0.0.1:" + strconv.Itoa(testcaddy.FreePort(t))}
@@ -906,7 +907,7 @@ func exampleDeployment(t *testing.T, w *coldWorld) ([]string, deployment, []secr
 	}
 	backend := strings.TrimPrefix(w.backend.URL, "http://")
 	webhookSecret := "webhook-secret-" + randomHex(t)
-	env := []string{"REDIS_URL=redis://:" + w.password + "@" + w.pwRedis.Addr() + "/0", "BACKEND=" + backend,
+	env := []string{"REDIS_URL=redis://" + w.pwRedis.Addr() + "/0", "REDIS_PASSWORD=" + w.password, "BACKEND=" + backend,
 		"ORDER_SOURCE=" + w.backend.URL + "/orders/{order_no}", "WEBHOOK_URL=" + w.backend.URL + "/webhooks",
 		"WEBHOOK_SECRET=" + webhookSecret, "REUSE_GRACE=1s", "TOLLGATE_INTERNAL_BIND=127.0.0.1",
 		"TOLLGATE_ADMIN=127.0.0.1:" + strconv.Itoa(testcaddy.FreePort(t))}
@@ -1133,9 +1134,9 @@ func checkLogs(t *testing.T, accessPath, errorPath string, d deployment, secrets
 	}
 }
 
-// fileWorld is a Caddyfile that uses every subdirective of authjwt and
-// jwt_refresh that takes a file (directly, or through a {file.*}
-// placeholder), and the files it names, written or not.
+// fileWorld is a Caddyfile that uses every subdirective of authjwt,
+// jwt_refresh and payproxy that takes a file (directly, or through a
+// {file.*} placeholder), and the files it names, written or not.
 type fileWorld struct {
 	dir, caddyfile string
 	files          map[string][]byte // name in dir → content
@@ -1159,7 +1160,19 @@ func newFileWorld(t *testing.T) *fileWorld {
 		"hmac-secret":         []byte(strings.Repeat("h", 40) + "\n"),
 		"redis-password":      []byte("p/ss#w?rd%20 @x\n"),
 		"revocation-password": []byte("p/ss#w?rd%20 @x\n"),
+		"apiv3-key":           []byte(strings.Repeat("k", 32) + "\n"),
+		"webhook-secret":      []byte(strings.Repeat("w", 40) + "\n"),
 	}}
+	keys, err := paysim.LoadOrCreateKeys(filepath.Join(t.TempDir(), "paysim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, path := range map[string]string{"alipay-private.pem": keys.AlipayPrivateKeyFile, "alipay-public.pem": keys.AlipayPublicKeyFile,
+		"wechat-private.pem": keys.WechatPrivateKeyFile, "wechat-public.pem": keys.WechatPlatformPublicKeyFile} {
+		if w.files[name], err = os.ReadFile(path); err != nil {
+			t.Fatal(err)
+		}
+	}
 	redis := "redis://127.0.0.1:" + strconv.Itoa(testcaddy.FreePort(t)) + "/0" // nothing listens: down, not wrong
 	w.caddyfile = strings.ReplaceAll(fmt.Sprintf(`{
 	admin 127.0.0.1:%d
@@ -1189,7 +1202,30 @@ http://127.0.0.1:%d {
 	}
 	respond ok
 }
-`, testcaddy.FreePort(t), testcaddy.FreePort(t), redis, redis, testcaddy.FreePort(t)), "DIR", dir)
+http://127.0.0.1:%d {
+	payproxy {
+		redis %s
+		alipay {
+			app_id 2021000000000001
+			private_key DIR/alipay-private.pem
+			alipay_public_key DIR/alipay-public.pem
+		}
+		wechat {
+			mch_id 1900000001
+			app_id wx0000000000000001
+			serial_no 5157F09EFDC096DE15EBE81A47057A72
+			private_key DIR/wechat-private.pem
+			apiv3_key {file.DIR/apiv3-key}
+			platform_public_key DIR/wechat-public.pem
+			platform_public_key_id PUB_KEY_ID_0001
+		}
+		webhook http://127.0.0.1:1/hooks {
+			secret {file.DIR/webhook-secret}
+		}
+	}
+	respond ok
+}
+`, testcaddy.FreePort(t), testcaddy.FreePort(t), redis, redis, testcaddy.FreePort(t), testcaddy.FreePort(t), redis), "DIR", dir)
 	return w
 }
 
@@ -1213,9 +1249,9 @@ func (w *fileWorld) write(t *testing.T, skip string) string {
 }
 
 // `caddy adapt` and `caddy fmt` run in CI and on laptops that hold no
-// production key: like Caddy's own modules, authjwt's and jwt_refresh's
-// parsers only record, and with none of the files there the Caddyfile
-// adapts. `validate` (which provisions) still refuses it, naming the
+// production key: like Caddy's own modules, authjwt's, jwt_refresh's and
+// payproxy's parsers only record, and with none of the files there the
+// Caddyfile adapts. `validate` (which provisions) still refuses it, naming the
 // missing file and its subdirective, one file at a time.
 func TestAdaptNeedsNoKeyFileAndValidateNamesTheMissingOne(t *testing.T) {
 	w := newFileWorld(t)
@@ -1229,7 +1265,8 @@ func TestAdaptNeedsNoKeyFileAndValidateNamesTheMissingOne(t *testing.T) {
 	cmd := exec.Command(testcaddy.Binary(t), "adapt", "--config", cfg, "--adapter", "caddyfile")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if out, err := cmd.Output(); err != nil || !strings.Contains(string(out), `"handler":"jwt_refresh"`) {
+	if out, err := cmd.Output(); err != nil || !strings.Contains(string(out), `"handler":"jwt_refresh"`) ||
+		!strings.Contains(string(out), `"handler":"payproxy"`) {
 		t.Fatalf("adapt without the files: %v\n%s%s", err, out, &stderr)
 	}
 	for file, want := range map[string]string{
@@ -1242,6 +1279,14 @@ func TestAdaptNeedsNoKeyFileAndValidateNamesTheMissingOne(t *testing.T) {
 			filepath.Join(w.dir, "redis-password") + ": no such file or directory",
 		"revocation-password": "revocation password: {file." + filepath.Join(w.dir, "revocation-password") + "}: cannot read " +
 			filepath.Join(w.dir, "revocation-password") + ": no such file or directory",
+		"alipay-private.pem": "alipay private_key " + filepath.Join(w.dir, "alipay-private.pem") + ": cannot read the file: no such file or directory",
+		"alipay-public.pem":  "alipay alipay_public_key " + filepath.Join(w.dir, "alipay-public.pem") + ": cannot read the file: no such file or directory",
+		"wechat-private.pem": "wechat private_key " + filepath.Join(w.dir, "wechat-private.pem") + ": cannot read the file: no such file or directory",
+		"wechat-public.pem":  "wechat platform_public_key " + filepath.Join(w.dir, "wechat-public.pem") + ": cannot read the file: no such file or directory",
+		"apiv3-key": "wechat apiv3_key: {file." + filepath.Join(w.dir, "apiv3-key") + "}: cannot read " + filepath.Join(w.dir, "apiv3-key") +
+			": no such file or directory",
+		"webhook-secret": "webhook secret: {file." + filepath.Join(w.dir, "webhook-secret") + "}: cannot read " +
+			filepath.Join(w.dir, "webhook-secret") + ": no such file or directory",
 	} {
 		t.Run(file, func(t *testing.T) {
 			cfg := w.write(t, file)
@@ -1255,9 +1300,8 @@ func TestAdaptNeedsNoKeyFileAndValidateNamesTheMissingOne(t *testing.T) {
 
 // Every Caddyfile in every Markdown file and caddyfile.example adapts on a machine
 // that holds none of the files they name (here: their /etc/tollgate/
-// paths point into an empty folder). payproxy's parser still checks its
-// key files; its share of the rule comes with payproxy's rewrite (issue
-// 12), so a block with payproxy may fail there, and only there.
+// paths point into an empty folder) and none of the variables they read:
+// no module's parser reads a file, dials, or needs a secret.
 func TestREADMECaddyfilesAndTheExampleAdaptWithoutTheirFiles(t *testing.T) {
 	example, err := os.ReadFile("caddyfile.example")
 	if err != nil {
@@ -1278,19 +1322,9 @@ func TestREADMECaddyfilesAndTheExampleAdaptWithoutTheirFiles(t *testing.T) {
 			cmd := exec.Command(testcaddy.Binary(t), "adapt", "--config", path, "--adapter", "caddyfile")
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
-			_, err := cmd.Output()
-			switch {
-			case err == nil:
-			case strings.Contains(text, "payproxy") && strings.Contains(stderr.String(), "parsing caddyfile tokens for 'payproxy'"):
-				t.Logf("only payproxy's parser needs its files (issue 12 rewrite pending): %s", lastLine(stderr.String()))
-			default:
+			if _, err := cmd.Output(); err != nil {
 				t.Fatalf("adapt without the files: %v\n%s", err, &stderr)
 			}
 		})
 	}
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
 }

@@ -28,7 +28,7 @@ import (
 )
 
 // webhookSecret signs the events payproxy sends to the receiver.
-const webhookSecret = "whsec_chaos_0123456789abcdef"
+const webhookSecret = "whsec_chaos_0123456789abcdef01234567"
 
 // instance is one running tollgate process and the port of its site.
 type instance struct {

@@ -86,7 +86,12 @@ go build -o "$WORK/backend" ./demo/backend
 go build -o "$WORK/walkthrough" ./demo/walkthrough
 
 say "Starting redis-server :$REDIS_PORT, paysim :$PAYSIM_PORT, backend :$BACKEND_PORT in $WORK"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+# Redis with a password, as in production: caddyfile.example gives it with
+# the password block, from {env.REDIS_PASSWORD}.
+export REDIS_PASSWORD
+REDIS_PASSWORD=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+printf 'requirepass %s\n' "$REDIS_PASSWORD" >"$WORK/redis.conf"
+redis-server "$WORK/redis.conf" --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
 PIDS+=($!)
 "$WORK/paysim" -listen "127.0.0.1:$PAYSIM_PORT" -keys "$WORK/paysim-keys" >"$WORK/paysim.log" 2>&1 &
 PIDS+=($!)
@@ -100,12 +105,13 @@ set +a
 
 "$WORK/backend" -genkey "$WORK/jwt"
 export WEBHOOK_SECRET
-WEBHOOK_SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+WEBHOOK_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') # 64 hex digits: at least 32 bytes
 "$WORK/backend" -listen "127.0.0.1:$BACKEND_PORT" >"$WORK/backend.log" 2>&1 &
 PIDS+=($!)
 wait_port backend "$BACKEND_PORT"
 
-# The only settings caddyfile.example reads from the environment.
+# The settings caddyfile.example reads (the list at its top); paysim.env
+# above gave the providers' ones, REDIS_PASSWORD and WEBHOOK_SECRET are set.
 export TOLLGATE_ADMIN="127.0.0.1:$ADMIN_PORT"
 export TOLLGATE_CUSTOMER_SITE="http://127.0.0.1:$CUSTOMER_PORT"
 export TOLLGATE_COURIER_SITE="http://127.0.0.1:$COURIER_PORT"

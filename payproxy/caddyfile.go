@@ -1,9 +1,8 @@
 package payproxy
 
 import (
-	"os"
-	"strconv"
-	"strings"
+	"maps"
+	"slices"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -31,8 +30,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
 //	payproxy [<matcher>] {
-//	    redis <url>
-//	    lock_redis <url> <url> <url>...
+//	    redis <url> {
+//	        password <secret>
+//	    }
+//	    lock_redis <url> <url> <url>... {
+//	        password <secret>
+//	    }
 //	    prefix /pay
 //	    alipay {
 //	        app_id <id>
@@ -76,75 +79,104 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    }
 //	}
 //
-// Key files are checked here, so a missing file fails at config load with
-// its line; values with placeholders ({env.X}, {file.X}) are resolved at
-// provision time instead.
+// Every subdirective may appear once. The parser only records
+// (CONTRIBUTING.md): key files are read, {env.*}/{file.*} resolved and
+// URLs checked when the config is provisioned, so `caddy adapt` needs none
+// of the files and `caddy validate` names a missing one with its
+// subdirective; the rules on the values are Validate's, which JSON configs
+// reach too.
 func (p *PayProxy) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
+	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "redis":
-			err = cfgargs.One(d, &p.Redis)
-			if err == nil {
-				if verr := redisclient.Validate(p.Redis); verr != nil {
-					err = d.Errf("redis: %v", verr)
-				}
-			}
-		case "lock_redis":
-			if p.LockRedis != nil {
-				return d.Err("lock_redis given twice: list every lock server on one line")
-			}
-			err = cfgargs.AtLeastOne(d, &p.LockRedis)
-			if err == nil {
-				if cerr := checkLockRedis(p.LockRedis); cerr != nil {
-					err = d.Err(cerr.Error())
-				}
-			}
-		case "prefix":
-			err = cfgargs.One(d, &p.Prefix)
-		case "order_source":
-			err = cfgargs.One(d, &p.OrderSource)
-			if err == nil && !strings.Contains(p.OrderSource, "{order_no}") {
-				err = d.Errf("order_source %q must contain {order_no}", p.OrderSource)
-			}
-		case "operations":
-			err = cfgargs.AtLeastOne(d, &p.Operations)
-		case "order_claims":
-			err = cfgargs.AtLeastOne(d, &p.OrderClaims)
-		case "provider_timeout":
-			err = cfgargs.Duration(d, &p.ProviderTimeout, false)
-		case "lock_ttl":
-			err = cfgargs.Duration(d, &p.LockTTL, false)
-		case "poll_interval":
-			err = cfgargs.Duration(d, &p.PollInterval, false)
-		case "pay_timeout":
-			err = cfgargs.Duration(d, &p.PayTimeout, false)
-		case "qr_lifetime":
-			err = cfgargs.Duration(d, &p.QRLifetime, false)
-		case "refund_checks":
-			err = durations(d, &p.RefundChecks)
-		case "duplicate_refund":
-			err = cfgargs.One(d, &p.DuplicateRefund)
-		case "alipay":
-			p.Alipay = new(AlipayConfig)
-			err = p.Alipay.unmarshal(d)
-		case "wechat":
-			p.Wechat = new(WechatConfig)
-			err = p.Wechat.unmarshal(d)
-		case "webhook":
-			p.Webhook = new(WebhookConfig)
-			err = p.Webhook.unmarshal(d)
-		case "reconcile":
-			p.Reconcile = new(ReconcileConfig)
-			err = p.Reconcile.unmarshal(d)
-		default:
-			return d.Errf("unknown payproxy subdirective %q", d.Val())
+		sub := d.Val()
+		if seen[sub] {
+			return d.Errf("%s given more than once%s", sub, onceHint[sub])
 		}
-		if err != nil {
+		seen[sub] = true
+		if err := p.unmarshalSubdirective(d, sub); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// onceHint says how to write what people try to give twice.
+var onceHint = map[string]string{"lock_redis": ": list every lock server on one line"}
+
+func (p *PayProxy) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) error {
+	switch sub {
+	case "redis":
+		return redisclient.UnmarshalCaddyfile(d, &p.Redis, &p.RedisPassword, nil)
+	case "lock_redis":
+		return p.unmarshalLockRedis(d)
+	case "prefix":
+		return cfgargs.One(d, &p.Prefix)
+	case "order_source":
+		return cfgargs.One(d, &p.OrderSource)
+	case "operations":
+		return cfgargs.AtLeastOne(d, &p.Operations)
+	case "order_claims":
+		return cfgargs.AtLeastOne(d, &p.OrderClaims)
+	case "provider_timeout":
+		return cfgargs.DurationArg(d, &p.ProviderTimeout, false)
+	case "lock_ttl":
+		return cfgargs.DurationArg(d, &p.LockTTL, false)
+	case "poll_interval":
+		return cfgargs.DurationArg(d, &p.PollInterval, false)
+	case "pay_timeout":
+		return cfgargs.DurationArg(d, &p.PayTimeout, false)
+	case "qr_lifetime":
+		return cfgargs.DurationArg(d, &p.QRLifetime, false)
+	case "refund_checks":
+		return durations(d, &p.RefundChecks)
+	case "duplicate_refund":
+		return cfgargs.One(d, &p.DuplicateRefund)
+	case "alipay":
+		p.Alipay = new(AlipayConfig)
+		return p.Alipay.unmarshal(d)
+	case "wechat":
+		p.Wechat = new(WechatConfig)
+		return p.Wechat.unmarshal(d)
+	case "webhook":
+		p.Webhook = new(WebhookConfig)
+		return p.Webhook.unmarshal(d)
+	case "reconcile":
+		p.Reconcile = new(ReconcileConfig)
+		return p.Reconcile.unmarshal(d)
+	}
+	return cfgargs.Unknown(d, "payproxy subdirective", sub, subdirectives, subdirectiveHints)
+}
+
+// subdirectives are the names unmarshalSubdirective knows, for the
+// suggestion an unknown one gets.
+var subdirectives = []string{"redis", "lock_redis", "prefix", "order_source", "operations", "order_claims",
+	"provider_timeout", "lock_ttl", "poll_interval", "pay_timeout", "qr_lifetime", "refund_checks", "duplicate_refund", "alipay", "wechat",
+	"webhook", "reconcile"}
+
+// subdirectiveHints map what people write from memory, from the other
+// modules or from the providers' documents to the subdirective meant.
+var subdirectiveHints = map[string]string{
+	"wechatpay": "wechat", "weixin": "wechat", "wxpay": "wechat", "ali": "alipay", "timeout": "provider_timeout",
+	"lock_servers": "lock_redis", "redlock": "lock_redis", "notify": "webhook", "callback": "webhook",
+	"reconciliation": "reconcile", "ops": "operations", "claims": "order_claims", "order_url": "order_source",
+}
+
+// unmarshalLockRedis reads `lock_redis <url>... [{ password <secret> }]`:
+// one password for every lock server, given apart from the URLs so it
+// needs no percent-encoding.
+func (p *PayProxy) unmarshalLockRedis(d *caddyfile.Dispenser) error {
+	if err := cfgargs.AtLeastOne(d, &p.LockRedis); err != nil {
+		return err
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if opt := d.Val(); opt != "password" {
+			return cfgargs.Unknown(d, "lock_redis option", opt, []string{"password"}, nil)
+		}
+		if err := cfgargs.One(d, &p.LockRedisPassword); err != nil {
 			return err
 		}
 	}
@@ -155,115 +187,15 @@ func (c *AlipayConfig) unmarshal(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "app_id":
-			err = cfgargs.One(d, &c.AppID)
-		case "private_key":
-			err = fileArg(d, &c.PrivateKey)
-		case "alipay_public_key":
-			err = fileArg(d, &c.AlipayPublicKey)
-		case "gateway":
-			err = cfgargs.One(d, &c.Gateway)
-		case "notify_url":
-			err = cfgargs.One(d, &c.NotifyURL)
-		case "refund_gap":
-			err = cfgargs.Duration(d, &c.RefundGap, false)
-		default:
-			return d.Errf("unknown alipay subdirective %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if c.AppID == "" || c.PrivateKey == "" || c.AlipayPublicKey == "" {
-		return d.Err("alipay needs app_id, private_key and alipay_public_key")
-	}
-	return nil
+	opts := stringOptions(map[string]*string{
+		"app_id": &c.AppID, "private_key": &c.PrivateKey, "alipay_public_key": &c.AlipayPublicKey,
+		"gateway": &c.Gateway, "notify_url": &c.NotifyURL,
+	})
+	opts["refund_gap"] = func(d *caddyfile.Dispenser) error { return cfgargs.DurationArg(d, &c.RefundGap, false) }
+	return unmarshalOptions(d, "alipay", opts, nil)
 }
 
-func (c *WechatConfig) unmarshal(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "mch_id":
-			err = cfgargs.One(d, &c.MchID)
-		case "app_id":
-			err = cfgargs.One(d, &c.AppID)
-		case "serial_no":
-			err = cfgargs.One(d, &c.SerialNo)
-		case "private_key":
-			err = fileArg(d, &c.PrivateKey)
-		case "apiv3_key":
-			err = cfgargs.One(d, &c.APIv3Key)
-			if err == nil && !strings.Contains(c.APIv3Key, "{") && len(c.APIv3Key) != 32 {
-				err = d.Errf("apiv3_key must be exactly 32 bytes, got %d", len(c.APIv3Key))
-			}
-		case "platform_public_key":
-			err = fileArg(d, &c.PlatformPublicKey)
-		case "platform_public_key_id":
-			err = cfgargs.One(d, &c.PlatformPublicKeyID)
-		case "base_url":
-			err = cfgargs.One(d, &c.BaseURL)
-		case "notify_url":
-			err = cfgargs.One(d, &c.NotifyURL)
-		default:
-			return d.Errf("unknown wechat subdirective %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if c.MchID == "" || c.AppID == "" || c.SerialNo == "" || c.PrivateKey == "" || c.APIv3Key == "" ||
-		c.PlatformPublicKey == "" || c.PlatformPublicKeyID == "" {
-		return d.Err("wechat needs mch_id, app_id, serial_no, private_key, apiv3_key, platform_public_key and platform_public_key_id")
-	}
-	return nil
-}
-
-func (c *WebhookConfig) unmarshal(d *caddyfile.Dispenser) error {
-	if !d.NextArg() {
-		return d.ArgErr()
-	}
-	c.URL = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "secret":
-			err = cfgargs.One(d, &c.Secret)
-		case "max_attempts":
-			var s string
-			if err = cfgargs.One(d, &s); err == nil {
-				c.MaxAttempts, err = strconv.Atoi(s)
-				if err != nil || c.MaxAttempts < 1 {
-					err = d.Errf("max_attempts must be a positive integer, got %q", s)
-				}
-			}
-		case "backoff":
-			err = cfgargs.Duration(d, &c.Backoff, false)
-		case "max_backoff":
-			err = cfgargs.Duration(d, &c.MaxBackoff, false)
-		default:
-			return d.Errf("unknown webhook subdirective %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	if c.Secret == "" {
-		return d.Err("webhook needs a secret")
-	}
-	return nil
-}
-
-// durations reads one or more positive durations.
+// durations reads one or more durations (their range is Validate's).
 func durations(d *caddyfile.Dispenser, dst *[]caddy.Duration) error {
 	name := d.Val()
 	args := d.RemainingArgs()
@@ -272,25 +204,70 @@ func durations(d *caddyfile.Dispenser, dst *[]caddy.Duration) error {
 	}
 	for _, a := range args {
 		v, err := caddy.ParseDuration(a)
-		if err != nil || v <= 0 {
-			return d.Errf("%s %q: not a positive duration", name, a)
+		if err != nil {
+			return d.Errf("%s: %v", name, err)
 		}
 		*dst = append(*dst, caddy.Duration(v))
 	}
 	return nil
 }
 
-// fileArg reads a key file path and checks that the file is readable
-// (paths with placeholders are checked at provision time).
-func fileArg(d *caddyfile.Dispenser, dst *string) error {
-	if err := cfgargs.One(d, dst); err != nil {
+func (c *WechatConfig) unmarshal(d *caddyfile.Dispenser) error {
+	return unmarshalBlock(d, "wechat", map[string]*string{
+		"mch_id": &c.MchID, "app_id": &c.AppID, "serial_no": &c.SerialNo, "private_key": &c.PrivateKey,
+		"apiv3_key": &c.APIV3Key, "platform_public_key": &c.PlatformPublicKey,
+		"platform_public_key_id": &c.PlatformPublicKeyID, "base_url": &c.BaseURL, "notify_url": &c.NotifyURL,
+	}, map[string]string{"apiv3": "apiv3_key", "api_v3_key": "apiv3_key", "key": "private_key", "public_key": "platform_public_key"})
+}
+
+func (c *WebhookConfig) unmarshal(d *caddyfile.Dispenser) error {
+	if err := cfgargs.One(d, &c.URL); err != nil {
 		return err
 	}
-	if strings.Contains(*dst, "{") {
-		return nil
+	return unmarshalOptions(d, "webhook", map[string]func(*caddyfile.Dispenser) error{
+		"secret":       func(d *caddyfile.Dispenser) error { return cfgargs.One(d, &c.Secret) },
+		"max_attempts": func(d *caddyfile.Dispenser) error { return cfgargs.IntArg(d, &c.MaxAttempts) },
+		"backoff":      func(d *caddyfile.Dispenser) error { return cfgargs.DurationArg(d, &c.Backoff, false) },
+		"max_backoff":  func(d *caddyfile.Dispenser) error { return cfgargs.DurationArg(d, &c.MaxBackoff, false) },
+	}, map[string]string{"hmac_secret": "secret", "attempts": "max_attempts", "retries": "max_attempts"})
+}
+
+// unmarshalBlock reads a block without arguments whose options each take
+// one string.
+func unmarshalBlock(d *caddyfile.Dispenser, block string, fields map[string]*string, hints map[string]string) error {
+	if d.NextArg() {
+		return d.ArgErr()
 	}
-	if _, err := os.Stat(*dst); err != nil {
-		return d.Errf("%s: %v", d.Val(), err)
+	return unmarshalOptions(d, block, stringOptions(fields), hints)
+}
+
+// stringOptions reads each of fields as one string.
+func stringOptions(fields map[string]*string) map[string]func(*caddyfile.Dispenser) error {
+	opts := make(map[string]func(*caddyfile.Dispenser) error, len(fields))
+	for name, dst := range fields {
+		opts[name] = func(d *caddyfile.Dispenser) error { return cfgargs.One(d, dst) }
+	}
+	return opts
+}
+
+// unmarshalOptions reads the options of a block, each at most once; an
+// unknown one is an error that suggests the nearest known one.
+func unmarshalOptions(d *caddyfile.Dispenser, block string, opts map[string]func(*caddyfile.Dispenser) error, hints map[string]string) error {
+	known := slices.Sorted(maps.Keys(opts))
+	seen := map[string]bool{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		name := d.Val()
+		parse, ok := opts[name]
+		if !ok {
+			return cfgargs.Unknown(d, block+" subdirective", name, known, hints)
+		}
+		if seen[name] {
+			return d.Errf("%s %s given more than once", block, name)
+		}
+		seen[name] = true
+		if err := parse(d); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -33,36 +33,11 @@ func handlerOf(t *testing.T, cf string) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cfg any
-	if err := json.Unmarshal(out, &cfg); err != nil {
-		t.Fatal(err)
+	hs := testcaddy.Handlers(t, out, "payproxy")
+	if len(hs) == 0 {
+		t.Fatalf("no payproxy handler in %s", out)
 	}
-	if h := findHandler(cfg); h != nil {
-		return h
-	}
-	t.Fatalf("no payproxy handler in %s", out)
-	return nil
-}
-
-func findHandler(v any) map[string]any {
-	switch x := v.(type) {
-	case map[string]any:
-		if x["handler"] == "payproxy" {
-			return x
-		}
-		for _, c := range x {
-			if h := findHandler(c); h != nil {
-				return h
-			}
-		}
-	case []any:
-		for _, c := range x {
-			if h := findHandler(c); h != nil {
-				return h
-			}
-		}
-	}
-	return nil
+	return hs[0]
 }
 
 // TestCaddyfileAdaptsEverySubdirective and the JSON decodes back into the
@@ -124,7 +99,7 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 		Alipay: &payproxy.AlipayConfig{AppID: "2021000000000001", PrivateKey: priv, AlipayPublicKey: pub,
 			Gateway: "http://sim/gateway.do", NotifyURL: "https://edge/payments/notify/alipay", RefundGap: caddy.Duration(5 * time.Second)},
 		Wechat: &payproxy.WechatConfig{MchID: "1900000001", AppID: "wx0000000000000001", SerialNo: "5157F09EFDC096DE15EBE81A47057A72",
-			PrivateKey: priv, APIv3Key: "{env.APIV3}", PlatformPublicKey: pub, PlatformPublicKeyID: "PUB_KEY_ID_0001",
+			PrivateKey: priv, APIV3Key: "{env.APIV3}", PlatformPublicKey: pub, PlatformPublicKeyID: "PUB_KEY_ID_0001",
 			BaseURL: "http://sim", NotifyURL: "https://edge/payments/notify/wechat"},
 		OrderSource:     "http://orders.internal/orders/{order_no}",
 		ProviderTimeout: caddy.Duration(3 * time.Second), LockTTL: caddy.Duration(4 * time.Second),
@@ -147,32 +122,24 @@ func TestCaddyfileAdaptsEverySubdirective(t *testing.T) {
 	}
 }
 
+// Syntax errors are the parser's, with their line; every rule on the
+// values is Validate's (TestEveryRuleRefusesTheCaddyfileAndTheJSONConfigAlike).
 func TestCaddyfileErrorsNameTheLine(t *testing.T) {
-	priv, pub := keyFiles(t)
-	wechat := func(key string) string {
-		return "wechat {\n mch_id 1\n app_id a\n serial_no s\n private_key " + priv + "\n apiv3_key " + key +
-			"\n platform_public_key " + pub + "\n platform_public_key_id P\n}"
-	}
 	cases := map[string]struct{ body, want string }{
-		"UnknownSubdirective":  {"redis redis://x:1\n colour blue", `unknown payproxy subdirective "colour", at Caddyfile:4`},
-		"UnknownAlipayOption":  {"alipay {\n app_id 1\n pem x\n}", `unknown alipay subdirective "pem", at Caddyfile:5`},
-		"MissingKeyFile":       {"alipay {\n app_id 1\n private_key /nonexistent/key.pem\n}", "/nonexistent/key.pem: stat /nonexistent/key.pem: no such file or directory, at Caddyfile:5"},
-		"ShortAPIv3Key":        {wechat("0123456789abcdef"), "apiv3_key must be exactly 32 bytes, got 16"},
-		"MissingArgument":      {"lock_ttl", "wrong argument count or unexpected line ending after 'lock_ttl', at Caddyfile:3"},
-		"BadDuration":          {"poll_interval soon", `poll_interval "soon": not a positive duration`},
-		"BadQRLifetime":        {"qr_lifetime 0s", `qr_lifetime "0s": not a positive duration`},
-		"BadRefundCheck":       {"refund_checks 10s later", `refund_checks "later": not a positive duration, at Caddyfile:3`},
-		"NoRefundChecks":       {"refund_checks", "wrong argument count or unexpected line ending after 'refund_checks'"},
-		"BadRefundGap":         {"alipay {\n app_id 1\n refund_gap -3s\n}", `refund_gap "-3s": not a positive duration`},
-		"BadMaxAttempts":       {"webhook http://b {\n secret s\n max_attempts 0\n}", "max_attempts must be a positive integer"},
-		"WebhookWithoutSecret": {"webhook http://b", "webhook needs a secret"},
-		"OrderSourceNoOrderNo": {"order_source http://orders/x", "must contain {order_no}"},
-		"BadRedisURL":          {"redis mysql://x", "redis:"},
-		"TwoLockServers": {"lock_redis redis://a:1 redis://b:1",
-			"lock_redis needs 3 or more independent servers (3, 5, …), got 2: the lock needs a majority, and with 2 servers one failure leaves none, at Caddyfile:3"},
-		"SameLockServerTwice": {"lock_redis redis://a:1 redis://b:1 redis://a:1", `lock_redis lists "redis://a:1" twice: each server must be a separate one, at Caddyfile:3`},
-		"BadLockServerURL":    {"lock_redis redis://a:1 redis://b:1 mysql://c", "lock_redis: redis URL"},
-		"LockRedisTwice":      {"lock_redis redis://a:1 redis://b:1 redis://c:1\n lock_redis redis://d:1", "lock_redis given twice: list every lock server on one line, at Caddyfile:4"},
+		"UnknownSubdirective": {"redis redis://x:1\n colour blue", `unrecognized payproxy subdirective "colour", at Caddyfile:4`},
+		"UnknownAlipayOption": {"alipay {\n app_id 1\n pem x\n}", `unrecognized alipay subdirective "pem", at Caddyfile:5`},
+		"MissingArgument":     {"lock_ttl", "wrong argument count or unexpected line ending after 'lock_ttl', at Caddyfile:3"},
+		"BadDuration":         {"poll_interval soon", `poll_interval: time: invalid duration "soon", at Caddyfile:3`},
+		"ZeroDuration":        {"lock_ttl 0s", "lock_ttl 0s: zero cannot be told from unset in the JSON config; leave lock_ttl out for its default, at Caddyfile:3"},
+		"BadMaxAttempts":      {"webhook http://b {\n secret s\n max_attempts many\n}", `max_attempts: strconv.Atoi: parsing "many": invalid syntax, at Caddyfile:5`},
+		"WebhookWithoutURL":   {"webhook", "wrong argument count or unexpected line ending after 'webhook', at Caddyfile:3"},
+		"LockRedisTwice": {"lock_redis redis://a:1 redis://b:1 redis://c:1\n lock_redis redis://d:1",
+			"lock_redis given more than once: list every lock server on one line, at Caddyfile:4"},
+		"RedisTwice":        {"redis redis://a:1\n redis redis://b:1", "redis given more than once, at Caddyfile:4"},
+		"AlipayOptionTwice": {"alipay {\n app_id 1\n app_id 2\n}", "alipay app_id given more than once, at Caddyfile:5"},
+		"BadRefundCheck":    {"refund_checks 10s later", `refund_checks: time: invalid duration "later", at Caddyfile:3`},
+		"NoRefundChecks":    {"refund_checks", "wrong argument count or unexpected line ending after 'refund_checks'"},
+		"ZeroQRLifetime":    {"qr_lifetime 0s", "qr_lifetime 0s: zero cannot be told from unset"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -199,7 +166,7 @@ func TestProvisionFailsOnWrongLengthKeyFromPlaceholder(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = caddy.Validate(&c)
-	if err == nil || !strings.Contains(err.Error(), "apiv3_key must be exactly 32 bytes") {
+	if err == nil || !strings.Contains(err.Error(), "wechat apiv3_key: 9 bytes; it must be exactly 32") {
 		t.Fatalf("validate: %v", err)
 	}
 }
@@ -209,11 +176,13 @@ func TestProvisionFailsOnWrongLengthKeyFromPlaceholder(t *testing.T) {
 // loads (also when it comes as JSON, which skips the parser).
 func TestConfigLoadRefusesUnknownOperationsAndClaimNames(t *testing.T) {
 	e := newEnv(t)
+	delete(e.options, "operations") // each subdirective is given once
 	for _, c := range []struct{ extra, want string }{
-		{"operations create pay", `unknown operation "pay"`},
-		{"order_claims ro:les", `order_claims: "ro:les" is not a claim name`},
-		{"duplicate_refund sometimes", `duplicate_refund must be auto or off, got "sometimes"`},
+		{"operations create pay", `operations pay: unknown operation`},
+		{"order_claims ro:les", `order_claims ro:les: not a claim name`},
+		{"duplicate_refund sometimes", `duplicate_refund sometimes: must be auto or off`},
 		{"qr_lifetime 3h", `qr_lifetime 3h0m0s: must be positive and at most the providers' 2h0m0s scan window`},
+		{"refund_checks 10s -1m", `refund_checks: -1m0s is not a positive duration`},
 	} {
 		e.extra = "\t\t" + c.extra + "\n"
 		cfg, _, err := testcaddy.Adapt(testcaddy.Global(testcaddy.FreePort(t), "") + e.caddyfile(e.port))

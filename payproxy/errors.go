@@ -59,6 +59,16 @@ func (p *PayProxy) fail(w http.ResponseWriter, err error) {
 	if errors.As(err, &rl) && rl.after > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int((rl.after+time.Second-1)/time.Second)))
 	}
+	writeError(w, status, code, desc)
+}
+
+// writeError is httpjson's error answer with payproxy's one rule on top:
+// every 503 is worth retrying shortly (Retry-After: 1, as jwt_refresh's),
+// unless the provider said how long.
+func writeError(w http.ResponseWriter, status int, code, desc string) {
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "1")
+	}
 	httpjson.API.Error(w, status, code, desc)
 }
 

@@ -41,7 +41,7 @@ type env struct {
 	wechatBase string
 }
 
-const webhookSecret = "whsec_test_0123456789"
+const webhookSecret = "whsec_test_0123456789abcdef0123456789"
 
 func newEnv(t *testing.T, redisOpts ...testredis.Option) *env {
 	t.Helper()

@@ -40,7 +40,7 @@ type orderSourceError struct {
 func (e *orderSourceError) Error() string { return e.desc }
 
 func (p *PayProxy) fetchOrder(ctx context.Context, r *http.Request, order string) (int64, string, error) {
-	u := strings.ReplaceAll(p.OrderSource, "{order_no}", url.PathEscape(order))
+	u := strings.ReplaceAll(p.orderSource, "{order_no}", url.PathEscape(order))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return 0, "", fmt.Errorf("order_source request: %w", err)

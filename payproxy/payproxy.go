@@ -10,8 +10,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -27,15 +27,41 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/internal/redisclient"
-	"github.com/tollgate/tollgate/payproxy/alipay"
+	"github.com/tollgate/tollgate/internal/resolve"
 	"github.com/tollgate/tollgate/payproxy/provider"
 	"github.com/tollgate/tollgate/payproxy/reconcile"
-	"github.com/tollgate/tollgate/payproxy/wechat"
 )
 
 func init() {
 	caddy.RegisterModule(PayProxy{})
 }
+
+// The defaults of the optional settings, applied by applyDefaults and
+// named in the fields' comments (CONTRIBUTING.md).
+const (
+	defaultPrefix          = "/pay"
+	defaultProviderTimeout = 10 * time.Second
+	defaultLockTTL         = 10 * time.Second
+	defaultPollInterval    = 5 * time.Second
+	defaultPayTimeout      = 2 * time.Hour
+	defaultDuplicateRefund = duplicateRefundAuto
+	defaultMaxAttempts     = 10
+	defaultBackoff         = time.Second
+	defaultMaxBackoff      = 10 * time.Minute
+)
+
+// Lists of defaults: cloned when applied, never changed.
+var (
+	defaultOperations  = []string{opCreate, opStatus, opNotify}
+	defaultOrderClaims = []string{"roles"}
+)
+
+// minWebhookSecret is the shortest webhook secret accepted: the size of
+// HMAC-SHA256's output, as authjwt's hmac_secret.
+const minWebhookSecret = 32
+
+// apiv3KeySize is the size of WeChat Pay's APIv3 key (AES-256-GCM).
+const apiv3KeySize = 32
 
 // Provider is the interface each channel's adapter implements (defined in
 // payproxy/provider so that the adapters need not import this package).
@@ -49,16 +75,27 @@ type Provider = provider.Provider
 // {http.payproxy.trade_no}, {http.payproxy.lock} (held, none, timeout,
 // lost).
 type PayProxy struct {
-	// Redis URL (redis:// or rediss://) shared by every instance of the
-	// payment route. Required. Configure Redis with appendonly yes and
-	// maxmemory-policy noeviction.
+	// Redis URL (redis://, rediss://, redis+cluster://, redis+sentinel://)
+	// shared by every instance of the payment route; one client per
+	// address, shared across config reloads. `{env.*}` and `{file.*}` are
+	// resolved when the config loads; a password in the URL must be
+	// percent-encoded. Configure Redis with appendonly yes and
+	// maxmemory-policy noeviction. Required.
 	Redis string `json:"redis,omitempty"`
+	// The Redis password, given apart from the URL: taken as it is (no
+	// percent-encoding), `{env.*}` and `{file.*}` resolved when the config
+	// loads. Default: the URL's.
+	RedisPassword string `json:"redis_password,omitempty"`
 	// Redis URLs of independent servers that hold the per-order lock
 	// instead of Redis: the lock is granted by a majority of them
 	// (redsync's quorum), so it survives the loss of a minority. Use an odd
 	// number, at least 3; every instance must list the same servers.
-	// Trades and events stay on Redis. Default: the lock is on Redis.
+	// Trades and events stay on Redis. `{env.*}` and `{file.*}` are
+	// resolved when the config loads. Default: the lock is on Redis.
 	LockRedis []string `json:"lock_redis,omitempty"`
+	// The password of every lock_redis server, given apart from the URLs
+	// (as RedisPassword). Default: each URL's.
+	LockRedisPassword string `json:"lock_redis_password,omitempty"`
 	// Prefix of the endpoints. Default: /pay
 	Prefix string `json:"prefix,omitempty"`
 	// Alipay channel; omitted = not offered.
@@ -70,10 +107,14 @@ type PayProxy struct {
 	// subject come from the backend's JSON ({"amount_fen", "subject"}) and a
 	// client can never choose what it pays. Without it the request's amount
 	// is trusted: put the route behind a service role or an internal listener.
+	// `{env.*}` and `{file.*}` are resolved when the config loads (the URL
+	// may carry credentials); the result must contain {order_no}.
+	// Default: none.
 	OrderSource string `json:"order_source,omitempty"`
 	// Claims of the caller's token sent to order_source, each as
 	// X-User-<Claim> from authjwt's {http.auth.user.<claim>}, besides
-	// X-User-Id ({http.auth.user.id}). Default: roles
+	// X-User-Id ({http.auth.user.id}); letters, digits, _ and -.
+	// Default: roles
 	OrderClaims []string `json:"order_claims,omitempty"`
 	// The endpoints this route serves, from create (POST {prefix}/trades),
 	// status (GET {prefix}/trades/{order_no}), close (POST
@@ -110,7 +151,7 @@ type PayProxy struct {
 	// 20m 30m (Alipay: not sooner than 10 s after the refund; WeChat: 1, 5,
 	// 10, 20, 30 minutes)
 	RefundChecks []caddy.Duration `json:"refund_checks,omitempty"`
-	// Where trade and refund events are POSTed; omitted = no events.
+	// Where trade and refund events are POSTed. Default: none (no events).
 	Webhook *WebhookConfig `json:"webhook,omitempty"`
 	// What happens to a duplicate payment (a second trade of an already
 	// paid order paid too, e.g. a QR code whose close did not take
@@ -118,24 +159,29 @@ type PayProxy struct {
 	// "off" only records and reports it (trade.duplicate_paid), for a
 	// person to refund. Default: auto
 	DuplicateRefund string `json:"duplicate_refund,omitempty"`
-	// Daily reconciliation of the providers' bills; omitted = off (runs on
-	// demand through the admin API still work).
+	// Daily reconciliation of the providers' bills. Default: none (off;
+	// runs on demand through the admin API still work).
 	Reconcile *ReconcileConfig `json:"reconcile,omitempty"`
 
-	served        map[string]bool
+	prefix        string          // Prefix, one leading slash, none trailing
+	served        map[string]bool // Operations
+	redis         redisclient.Config
+	lockRedis     []redisclient.Config
+	orderSource   string // OrderSource, resolved
+	webhookURL    string // Webhook.URL, resolved
+	webhookSecret string // Webhook.Secret, resolved
 	logger        *zap.Logger
 	rdb           redis.UniversalClient
 	store         *tradeStore
 	locks         *redsync.Redsync
 	lockServers   int // how many servers the lock spans
 	lockClients   []redis.UniversalClient
-	lockHeld      []string // lock_redis URLs acquired from redisclient
+	lockHeld      []redisclient.Config // lock servers whose clients are held
 	providers     map[string]Provider
 	metrics       *payMetrics
 	mux           *http.ServeMux // the payment API under Prefix (routes)
 	orderClient   *http.Client
 	webhookClient *http.Client
-	webhookSecret string
 	wake          chan struct{}
 	cancel        context.CancelFunc
 	wg            *sync.WaitGroup
@@ -145,15 +191,20 @@ type PayProxy struct {
 
 // AlipayConfig configures the Alipay channel (public-key mode).
 type AlipayConfig struct {
-	// The app's id on the Alipay open platform.
+	// The app's id on the Alipay open platform. Required.
 	AppID string `json:"app_id,omitempty"`
-	// PEM file of the app's private key.
+	// PEM file of the app's RSA private key; a file without one is
+	// refused. `{env.*}` and `{file.*}` are resolved when the config loads.
+	// Required.
 	PrivateKey string `json:"private_key,omitempty"`
-	// PEM file of Alipay's public key.
+	// PEM file of Alipay's RSA public key; a file holding a private key is
+	// refused. `{env.*}` and `{file.*}` are resolved when the config loads.
+	// Required.
 	AlipayPublicKey string `json:"alipay_public_key,omitempty"`
-	// Gateway URL. Default: Alipay's production gateway.
+	// Gateway URL; `{env.*}` and `{file.*}` are resolved when the config
+	// loads. Default: Alipay's production gateway.
 	Gateway string `json:"gateway,omitempty"`
-	// Public URL of {prefix}/notify/alipay, given to Alipay.
+	// Public URL of {prefix}/notify/alipay, given to Alipay. Default: none.
 	NotifyURL string `json:"notify_url,omitempty"`
 	// Shortest time between two refunds of one trade reaching Alipay
 	// ("同一笔交易的退款至少间隔3s后发起"), counted from the previous one's
@@ -164,31 +215,40 @@ type AlipayConfig struct {
 
 // WechatConfig configures the WeChat Pay channel (API v3, public-key mode).
 type WechatConfig struct {
-	// Merchant id (mchid).
+	// Merchant id (mchid). Required.
 	MchID string `json:"mch_id,omitempty"`
-	// App id bound to the merchant.
+	// App id bound to the merchant. Required.
 	AppID string `json:"app_id,omitempty"`
-	// Serial number of the merchant API certificate.
+	// Serial number of the merchant API certificate. Required.
 	SerialNo string `json:"serial_no,omitempty"`
-	// PEM file of the merchant API private key.
+	// PEM file of the merchant API RSA private key (apiclient_key.pem).
+	// `{env.*}` and `{file.*}` are resolved when the config loads. Required.
 	PrivateKey string `json:"private_key,omitempty"`
-	// APIv3 key: exactly 32 bytes. Use {env.X} or {file.X}.
-	APIv3Key string `json:"apiv3_key,omitempty"`
-	// PEM file of WeChat Pay's platform public key.
+	// APIv3 key: exactly 32 bytes, checked when the config loads (after
+	// placeholders). A secret: give it as {env.X} or {file.X}. Required.
+	APIV3Key string `json:"apiv3_key,omitempty"`
+	// PEM file of WeChat Pay's platform RSA public key (pub_key.pem); a file
+	// holding a private key is refused. `{env.*}` and `{file.*}` are
+	// resolved when the config loads. Required.
 	PlatformPublicKey string `json:"platform_public_key,omitempty"`
-	// Id of that key (PUB_KEY_ID_…).
+	// Id of that key (PUB_KEY_ID_…). Required.
 	PlatformPublicKeyID string `json:"platform_public_key_id,omitempty"`
-	// API base URL. Default: https://api.mch.weixin.qq.com
+	// API base URL; `{env.*}` and `{file.*}` are resolved when the config
+	// loads. Default: https://api.mch.weixin.qq.com
 	BaseURL string `json:"base_url,omitempty"`
 	// Public URL of {prefix}/notify/wechat, given to WeChat Pay.
+	// Default: none.
 	NotifyURL string `json:"notify_url,omitempty"`
 }
 
 // WebhookConfig configures event delivery to the backend.
 type WebhookConfig struct {
-	// Where events are POSTed.
+	// Where events are POSTed; `{env.*}` and `{file.*}` are resolved when
+	// the config loads (the URL may carry credentials). Required.
 	URL string `json:"url,omitempty"`
-	// HMAC-SHA256 secret of X-Tollgate-Signature. Use {env.X} or {file.X}.
+	// HMAC-SHA256 key of X-Tollgate-Signature: at least 32 bytes, checked
+	// when the config loads (after placeholders). A secret: give it as
+	// {env.X} or {file.X}. Required.
 	Secret string `json:"secret,omitempty"`
 	// Attempts before an event goes to the dead-letter list. Default: 10
 	MaxAttempts int `json:"max_attempts,omitempty"`
@@ -206,50 +266,42 @@ func (PayProxy) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision applies defaults, reads keys, builds the provider clients and
-// starts the poller and the webhook sender. It never dials.
+// Provision applies the defaults, refuses a config Validate refuses
+// before it takes anything, resolves the placeholders of every secret, key
+// path and URL, reads the key files and builds the provider clients, then
+// takes the shared Redis clients (asking Redis once, briefly, whether it
+// takes the credentials) and starts the poller and the webhook sender.
 func (p *PayProxy) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
 	p.mux = p.routes()
 	p.applyDefaults()
-	repl := caddy.NewReplacer()
-	p.providers = map[string]Provider{}
-	providerHTTP := &http.Client{Timeout: time.Duration(p.ProviderTimeout)}
-	if p.Alipay != nil {
-		a, err := p.Alipay.build(repl, providerHTTP)
-		if err != nil {
-			return err
-		}
-		p.providers["alipay"] = a
+	if err := p.Validate(); err != nil {
+		return err
 	}
-	if p.Wechat != nil {
-		w, err := p.Wechat.build(repl, providerHTTP)
-		if err != nil {
-			return err
-		}
-		p.providers["wechat"] = w
+	p.prefix = "/" + strings.Trim(p.Prefix, "/")
+	p.served = map[string]bool{}
+	for _, op := range p.Operations {
+		p.served[op] = true
 	}
-	if p.Webhook != nil {
-		p.webhookSecret = repl.ReplaceKnown(p.Webhook.Secret, "")
-		p.webhookClient = &http.Client{Timeout: deliveryLimit}
+	if err := p.resolveSettings(); err != nil {
+		return err
 	}
-	p.orderClient = &http.Client{Timeout: time.Duration(p.ProviderTimeout)}
+	if err := p.buildProviders(); err != nil {
+		return err
+	}
 	m, err := newPayMetrics(ctx.GetMetricsRegistry())
 	if err != nil {
 		return err
 	}
 	p.metrics = m
-	rdb, err := redisclient.Acquire(p.Redis)
-	if err != nil {
-		return fmt.Errorf("payproxy redis: %w", err)
+	p.orderClient = &http.Client{Timeout: time.Duration(p.ProviderTimeout)}
+	if p.Webhook != nil {
+		p.webhookClient = &http.Client{Timeout: deliveryLimit}
 	}
-	p.rdb, p.redisHeld = rdb, true
-	durability, err := redisclient.DurabilityOf(p.Redis)
-	if err != nil {
-		return fmt.Errorf("payproxy redis: %w", err)
+	if err := p.provisionRedis(); err != nil {
+		return err
 	}
-	p.store = &tradeStore{rdb: rdb, durability: durability}
-	if err := p.provisionLocks(rdb); err != nil {
+	if err := p.provisionLocks(); err != nil {
 		return err
 	}
 	p.provisionReconcile()
@@ -258,71 +310,24 @@ func (p *PayProxy) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// provisionLocks builds the lock on the lock_redis servers, or on Redis
-// when there are none.
-func (p *PayProxy) provisionLocks(rdb redis.UniversalClient) error {
-	if len(p.LockRedis) == 0 {
-		p.locks, p.lockServers = redsync.New(goredsync.NewPool(rdb)), 1
-		p.lockClients = []redis.UniversalClient{rdb}
-		return nil
-	}
-	if err := checkLockRedis(p.LockRedis); err != nil {
-		return fmt.Errorf("payproxy: %w", err)
-	}
-	pools := make([]redsyncredis.Pool, 0, len(p.LockRedis))
-	for _, url := range p.LockRedis {
-		c, err := redisclient.Acquire(url)
-		if err != nil {
-			return fmt.Errorf("payproxy lock_redis: %w", err)
-		}
-		p.lockHeld = append(p.lockHeld, url)
-		p.lockClients = append(p.lockClients, c)
-		pools = append(pools, goredsync.NewPool(c))
-	}
-	p.locks, p.lockServers = redsync.New(pools...), len(pools)
-	return nil
-}
-
-// checkLockRedis refuses lock server lists whose quorum would not survive
-// the failure of one server, or would not be a quorum at all.
-func checkLockRedis(urls []string) error {
-	if n := len(urls); n < 3 {
-		return fmt.Errorf("lock_redis needs 3 or more independent servers (3, 5, …), got %d: "+
-			"the lock needs a majority, and with %d servers one failure leaves none", n, n)
-	}
-	seen := map[string]bool{}
-	for _, url := range urls {
-		if err := redisclient.Validate(url); err != nil {
-			return fmt.Errorf("lock_redis: %w", err)
-		}
-		key := strings.TrimSpace(url)
-		if seen[key] {
-			return fmt.Errorf("lock_redis lists %q twice: each server must be a separate one", redisclient.Redact(key))
-		}
-		seen[key] = true
-	}
-	return nil
-}
-
+// applyDefaults fills every unset optional setting with its default.
 func (p *PayProxy) applyDefaults() {
 	if p.Prefix == "" {
-		p.Prefix = "/pay"
+		p.Prefix = defaultPrefix
 	}
 	if len(p.Operations) == 0 {
-		p.Operations = defaultOperations
-	}
-	p.served = map[string]bool{}
-	for _, op := range p.Operations {
-		p.served[op] = true
+		p.Operations = slices.Clone(defaultOperations)
 	}
 	if p.OrderClaims == nil {
-		p.OrderClaims = []string{"roles"}
+		p.OrderClaims = slices.Clone(defaultOrderClaims)
 	}
-	p.Prefix = "/" + strings.Trim(p.Prefix, "/")
-	setDefault(&p.ProviderTimeout, 10*time.Second)
-	setDefault(&p.LockTTL, 10*time.Second)
-	setDefault(&p.PollInterval, 5*time.Second)
-	setDefault(&p.PayTimeout, 2*time.Hour)
+	if p.DuplicateRefund == "" {
+		p.DuplicateRefund = defaultDuplicateRefund
+	}
+	setDefault(&p.ProviderTimeout, defaultProviderTimeout)
+	setDefault(&p.LockTTL, defaultLockTTL)
+	setDefault(&p.PollInterval, defaultPollInterval)
+	setDefault(&p.PayTimeout, defaultPayTimeout)
 	setDefault(&p.QRLifetime, defaultQRLifetime)
 	if len(p.RefundChecks) == 0 {
 		for _, d := range defaultRefundChecks {
@@ -333,58 +338,128 @@ func (p *PayProxy) applyDefaults() {
 		setDefault(&p.Alipay.RefundGap, defaultAlipayRefundGap)
 	}
 	if w := p.Webhook; w != nil {
-		if w.MaxAttempts <= 0 {
-			w.MaxAttempts = 10
+		if w.MaxAttempts == 0 {
+			w.MaxAttempts = defaultMaxAttempts
 		}
-		setDefault(&w.Backoff, time.Second)
-		setDefault(&w.MaxBackoff, 10*time.Minute)
+		setDefault(&w.Backoff, defaultBackoff)
+		setDefault(&w.MaxBackoff, defaultMaxBackoff)
 	}
+	p.Reconcile.applyDefaults()
 }
 
+// setDefault sets an unset (zero) duration; a negative one stays for
+// Validate to refuse.
 func setDefault(d *caddy.Duration, v time.Duration) {
-	if *d <= 0 {
+	if *d == 0 {
 		*d = caddy.Duration(v)
 	}
 }
 
-func (c *AlipayConfig) build(repl *caddy.Replacer, client *http.Client) (Provider, error) {
-	priv, err := readKeyFile("alipay private_key", repl.ReplaceKnown(c.PrivateKey, ""))
-	if err != nil {
-		return nil, err
+// resolveSettings resolves {env.*} and {file.*} in the Redis settings,
+// order_source and the webhook, and checks each value where it is
+// resolved (the rule holds for what the placeholder gave, not for the
+// placeholder).
+func (p *PayProxy) resolveSettings() error {
+	var err error
+	if p.redis, err = redisclient.Resolve("redis", p.Redis, p.RedisPassword); err != nil {
+		return err
 	}
-	pub, err := readKeyFile("alipay alipay_public_key", repl.ReplaceKnown(c.AlipayPublicKey, ""))
-	if err != nil {
-		return nil, err
+	if err := p.resolveLockRedis(); err != nil {
+		return err
 	}
-	return alipay.New(alipay.Config{
-		AppID: c.AppID, PrivateKeyPEM: priv, PublicKeyPEM: pub,
-		Gateway: c.Gateway, NotifyURL: c.NotifyURL, HTTPClient: client,
-	})
+	if p.OrderSource != "" {
+		if p.orderSource, err = resolve.Value(p.OrderSource); err != nil {
+			return fmt.Errorf("order_source: %w", err)
+		}
+		if !strings.Contains(p.orderSource, "{order_no}") {
+			return fmt.Errorf("order_source %s%s: must contain {order_no}", redactURL(p.orderSource), resolve.Origin(p.OrderSource))
+		}
+	}
+	if w := p.Webhook; w != nil {
+		if p.webhookURL, err = resolve.Value(w.URL); err != nil {
+			return fmt.Errorf("webhook: %w", err)
+		}
+		if p.webhookSecret, err = resolve.Value(w.Secret); err != nil {
+			return fmt.Errorf("webhook secret: %w", err)
+		}
+		if n := len(p.webhookSecret); n < minWebhookSecret {
+			return fmt.Errorf("webhook secret: %d bytes; at least %d (e.g. openssl rand -hex 32)", n, minWebhookSecret)
+		}
+	}
+	return nil
 }
 
-func (c *WechatConfig) build(repl *caddy.Replacer, client *http.Client) (Provider, error) {
-	priv, err := readKeyFile("wechat private_key", repl.ReplaceKnown(c.PrivateKey, ""))
-	if err != nil {
-		return nil, err
+// resolveLockRedis resolves the lock servers and refuses a list whose
+// quorum would not survive the failure of one server, or would not be a
+// quorum at all.
+func (p *PayProxy) resolveLockRedis() error {
+	if len(p.LockRedis) == 0 {
+		return nil
 	}
-	pub, err := readKeyFile("wechat platform_public_key", repl.ReplaceKnown(c.PlatformPublicKey, ""))
-	if err != nil {
-		return nil, err
+	if n := len(p.LockRedis); n < 3 {
+		return fmt.Errorf("lock_redis needs 3 or more independent servers (3, 5, …), got %d: "+
+			"the lock needs a majority, and with %d servers one failure leaves none", n, n)
 	}
-	return wechat.New(wechat.Config{
-		MchID: c.MchID, AppID: c.AppID, SerialNo: c.SerialNo, PrivateKeyPEM: priv,
-		APIv3Key: repl.ReplaceKnown(c.APIv3Key, ""), PlatformPublicKeyPEM: pub,
-		PlatformPublicKeyID: c.PlatformPublicKeyID, BaseURL: c.BaseURL, NotifyURL: c.NotifyURL,
-		HTTPClient: client,
-	})
+	p.lockRedis = nil
+	seen := map[string]bool{}
+	for _, raw := range p.LockRedis {
+		cfg, err := redisclient.Resolve("lock_redis", raw, p.LockRedisPassword)
+		if err != nil {
+			return err
+		}
+		if seen[cfg.Key()] {
+			return fmt.Errorf("lock_redis lists %s twice: each server must be a separate one", cfg)
+		}
+		seen[cfg.Key()] = true
+		p.lockRedis = append(p.lockRedis, cfg)
+	}
+	return nil
 }
 
-func readKeyFile(what, path string) (string, error) {
-	b, err := os.ReadFile(path)
+// provisionRedis takes the shared client of the trade store and asks Redis
+// once, briefly, whether it takes the credentials: a wrong or empty
+// password fails the load instead of answering 503 to every payment; a
+// Redis that does not answer yet only gets a warning.
+func (p *PayProxy) provisionRedis() error {
+	rdb, err := p.redis.Acquire()
 	if err != nil {
-		return "", fmt.Errorf("reading %s %s: %w", what, path, err)
+		return fmt.Errorf("redis %s: %w", p.redis, err)
 	}
-	return string(b), nil
+	p.rdb, p.redisHeld = rdb, true
+	if err := p.redis.CheckAtLoad(rdb, p.logger); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	durability, err := p.redis.Durability()
+	if err != nil {
+		return fmt.Errorf("redis %s: %w", p.redis, err)
+	}
+	p.store = &tradeStore{rdb: rdb, durability: durability}
+	return nil
+}
+
+// provisionLocks builds the lock on the lock_redis servers, or on Redis
+// when there are none.
+func (p *PayProxy) provisionLocks() error {
+	if len(p.lockRedis) == 0 {
+		p.locks, p.lockServers = redsync.New(goredsync.NewPool(p.rdb)), 1
+		p.lockClients = []redis.UniversalClient{p.rdb}
+		return nil
+	}
+	pools := make([]redsyncredis.Pool, 0, len(p.lockRedis))
+	for _, cfg := range p.lockRedis {
+		c, err := cfg.Acquire()
+		if err != nil {
+			return fmt.Errorf("lock_redis %s: %w", cfg, err)
+		}
+		p.lockHeld = append(p.lockHeld, cfg)
+		if err := cfg.CheckAtLoad(c, p.logger); err != nil {
+			return fmt.Errorf("lock_redis: %w", err)
+		}
+		p.lockClients = append(p.lockClients, c)
+		pools = append(pools, goredsync.NewPool(c))
+	}
+	p.locks, p.lockServers = redsync.New(pools...), len(pools)
+	return nil
 }
 
 // start runs the background work of this instance until Cleanup.
@@ -405,52 +480,103 @@ func (p *PayProxy) start() {
 	}
 }
 
-// Validate checks the configuration; it only reads.
+// Validate checks the settings as written, for Caddyfile and JSON configs
+// alike; it only reads. The values that may hold placeholders (Redis URLs
+// and passwords, key paths, secrets, order_source, the webhook) are
+// checked where Provision resolves them.
 func (p *PayProxy) Validate() error {
-	if p.Redis == "" {
-		return errors.New("payproxy: redis is required")
+	switch {
+	case p.Redis == "":
+		return errors.New("redis <url> is required")
+	case p.Alipay == nil && p.Wechat == nil:
+		return errors.New("configure at least one channel (alipay or wechat)")
 	}
-	if err := redisclient.Validate(p.Redis); err != nil {
-		return fmt.Errorf("payproxy: %w", err)
+	if err := p.Alipay.validate(); err != nil {
+		return err
 	}
-	if len(p.LockRedis) > 0 {
-		if err := checkLockRedis(p.LockRedis); err != nil {
-			return fmt.Errorf("payproxy: %w", err)
-		}
+	if err := p.Wechat.validate(); err != nil {
+		return err
 	}
-	if p.Alipay == nil && p.Wechat == nil {
-		return errors.New("payproxy: configure at least one channel (alipay or wechat)")
+	if err := p.Webhook.validate(); err != nil {
+		return err
 	}
-	if p.Webhook != nil && (p.Webhook.URL == "" || p.webhookSecret == "") {
-		return errors.New("payproxy: webhook needs a URL and a secret")
+	if err := p.validateValues(); err != nil {
+		return err
 	}
-	if p.OrderSource != "" && !strings.Contains(p.OrderSource, "{order_no}") {
-		return errors.New("payproxy: order_source must contain {order_no}")
+	if err := validatePositive(map[string]caddy.Duration{"provider_timeout": p.ProviderTimeout, "lock_ttl": p.LockTTL,
+		"poll_interval": p.PollInterval, "pay_timeout": p.PayTimeout}); err != nil {
+		return err
 	}
+	return p.Reconcile.validate()
+}
+
+// validateValues checks the settings that take one of a set of words.
+func (p *PayProxy) validateValues() error {
 	for _, op := range p.Operations {
 		if !slices.Contains(allOperations, op) {
-			return fmt.Errorf("payproxy: unknown operation %q (operations are %s)", op, strings.Join(allOperations, " "))
+			return fmt.Errorf("operations %s: unknown operation (%s)", op, strings.Join(allOperations, " "))
 		}
 	}
 	for _, c := range p.OrderClaims {
 		if !claimNameRE.MatchString(c) {
-			return fmt.Errorf("payproxy: order_claims: %q is not a claim name (letters, digits, _ and -)", c)
+			return fmt.Errorf("order_claims %s: not a claim name (letters, digits, _ and -)", c)
 		}
 	}
 	if p.QRLifetime < 0 || time.Duration(p.QRLifetime) > qrScanWindow {
-		return fmt.Errorf("payproxy: qr_lifetime %s: must be positive and at most the providers' %s scan window", time.Duration(p.QRLifetime), qrScanWindow)
+		return fmt.Errorf("qr_lifetime %s: must be positive and at most the providers' %s scan window", time.Duration(p.QRLifetime), qrScanWindow)
 	}
 	for _, d := range p.RefundChecks {
 		if d <= 0 {
-			return fmt.Errorf("payproxy: refund_checks: %s is not a positive duration", time.Duration(d))
+			return fmt.Errorf("refund_checks: %s is not a positive duration", time.Duration(d))
 		}
+	}
+	if p.Alipay != nil && p.Alipay.RefundGap < 0 {
+		return fmt.Errorf("alipay refund_gap %s: must be positive", time.Duration(p.Alipay.RefundGap))
 	}
 	switch p.DuplicateRefund {
 	case "", duplicateRefundAuto, duplicateRefundOff:
-	default:
-		return fmt.Errorf("payproxy: duplicate_refund must be auto or off, got %q", p.DuplicateRefund)
+		return nil
 	}
-	return p.Reconcile.validate()
+	return fmt.Errorf("duplicate_refund %s: must be auto or off", p.DuplicateRefund)
+}
+
+// validatePositive refuses a negative duration (zero is unset: the
+// default). Names are checked in order, so the error is always the same.
+func validatePositive(durations map[string]caddy.Duration) error {
+	for _, name := range slices.Sorted(maps.Keys(durations)) {
+		if d := durations[name]; d < 0 {
+			return fmt.Errorf("%s %s: must be positive", name, time.Duration(d))
+		}
+	}
+	return nil
+}
+
+func (c *AlipayConfig) validate() error {
+	if c != nil && (c.AppID == "" || c.PrivateKey == "" || c.AlipayPublicKey == "") {
+		return errors.New("alipay: app_id, private_key and alipay_public_key are required")
+	}
+	return nil
+}
+
+func (c *WechatConfig) validate() error {
+	if c != nil && (c.MchID == "" || c.AppID == "" || c.SerialNo == "" || c.PrivateKey == "" || c.APIV3Key == "" ||
+		c.PlatformPublicKey == "" || c.PlatformPublicKeyID == "") {
+		return errors.New("wechat: mch_id, app_id, serial_no, private_key, apiv3_key, platform_public_key and " +
+			"platform_public_key_id are required")
+	}
+	return nil
+}
+
+func (c *WebhookConfig) validate() error {
+	switch {
+	case c == nil:
+		return nil
+	case c.URL == "" || c.Secret == "":
+		return errors.New("webhook: url and secret are required")
+	case c.MaxAttempts < 0:
+		return fmt.Errorf("webhook max_attempts %d: must be positive", c.MaxAttempts)
+	}
+	return validatePositive(map[string]caddy.Duration{"webhook backoff": c.Backoff, "webhook max_backoff": c.MaxBackoff})
 }
 
 // Operations a route can serve.
@@ -463,9 +589,8 @@ const (
 )
 
 var (
-	allOperations     = []string{opCreate, opStatus, opClose, opRefund, opNotify}
-	defaultOperations = []string{opCreate, opStatus, opNotify}
-	claimNameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
+	allOperations = []string{opCreate, opStatus, opClose, opRefund, opNotify}
+	claimNameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
 )
 
 // serves reports whether this route serves op.
@@ -486,13 +611,13 @@ func (p *PayProxy) Cleanup() error {
 		unregisterInstance(p)
 	}
 	var errs []error
-	for _, url := range p.lockHeld {
-		errs = append(errs, redisclient.Release(url))
+	for _, cfg := range p.lockHeld {
+		errs = append(errs, cfg.Release())
 	}
 	p.lockHeld = nil
 	if p.redisHeld {
 		p.redisHeld = false
-		errs = append(errs, redisclient.Release(p.Redis))
+		errs = append(errs, p.redis.Release())
 	}
 	return errors.Join(errs...)
 }
@@ -500,7 +625,7 @@ func (p *PayProxy) Cleanup() error {
 // ServeHTTP answers the payment endpoints under Prefix and passes every
 // other request to next.
 func (p *PayProxy) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	rest, ok := strings.CutPrefix(r.URL.Path, p.Prefix+"/")
+	rest, ok := strings.CutPrefix(r.URL.Path, p.prefix+"/")
 	if !ok {
 		return next.ServeHTTP(w, r)
 	}

@@ -74,7 +74,7 @@ func runReconcileAdmin(w http.ResponseWriter, r *http.Request) {
 	for _, p := range routes {
 		rep, retry, err := p.reconcileDate(ctx, req.Channel, req.Date)
 		if err != nil {
-			httpjson.API.Error(w, http.StatusServiceUnavailable, "redis_unavailable", "the reconciliation could not complete: "+err.Error())
+			writeError(w, http.StatusServiceUnavailable, "redis_unavailable", "the reconciliation could not complete: "+err.Error())
 			return
 		}
 		if retry {
@@ -110,7 +110,7 @@ func getReconcileAdmin(w http.ResponseWriter, r *http.Request, rest string) {
 			continue
 		}
 		if err != nil {
-			httpjson.API.Error(w, http.StatusServiceUnavailable, "redis_unavailable", err.Error())
+			writeError(w, http.StatusServiceUnavailable, "redis_unavailable", err.Error())
 			return
 		}
 		reports = append(reports, rep)

@@ -2,7 +2,6 @@ package payproxy
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 	_ "time/tzdata" // the bill day's time zone loads on hosts without zoneinfo
 
@@ -34,7 +33,6 @@ type ReconcileConfig struct {
 
 	loc          *time.Location
 	hour, minute int
-	atErr        error
 }
 
 const (
@@ -55,33 +53,18 @@ func (c *ReconcileConfig) unmarshal(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch d.Val() {
-		case "at":
-			err = cfgargs.One(d, &c.At)
-		case "timezone":
-			err = cfgargs.One(d, &c.Timezone)
-		case "days":
-			var s string
-			if err = cfgargs.One(d, &s); err == nil {
-				if c.Days, err = strconv.Atoi(s); err != nil {
-					err = d.Errf("days must be an integer, got %q", s)
-				}
-			}
-		default:
-			return d.Errf("unknown reconcile subdirective %q", d.Val())
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return unmarshalOptions(d, "reconcile", map[string]func(*caddyfile.Dispenser) error{
+		"at":       func(d *caddyfile.Dispenser) error { return cfgargs.One(d, &c.At) },
+		"timezone": func(d *caddyfile.Dispenser) error { return cfgargs.One(d, &c.Timezone) },
+		"days":     func(d *caddyfile.Dispenser) error { return cfgargs.IntArg(d, &c.Days) },
+	}, map[string]string{"time": "at", "tz": "timezone", "zone": "timezone"})
 }
 
-// provision applies the defaults and resolves the time zone and the time
-// of day; Validate reports what did not resolve.
-func (c *ReconcileConfig) provision() {
+// applyDefaults fills the block's unset settings (nil: reconciliation off).
+func (c *ReconcileConfig) applyDefaults() {
+	if c == nil {
+		return
+	}
 	if c.At == "" {
 		c.At = defaultReconcileAt
 	}
@@ -91,21 +74,30 @@ func (c *ReconcileConfig) provision() {
 	if c.Days == 0 {
 		c.Days = defaultReconcileDays
 	}
-	c.loc, _ = time.LoadLocation(c.Timezone)
-	c.hour, c.minute, c.atErr = reconcile.ParseAt(c.At)
 }
 
-// validate checks a provisioned block (nil: reconciliation off).
+// provision resolves the time zone and the time of day of a validated
+// block.
+func (c *ReconcileConfig) provision() {
+	c.applyDefaults()
+	c.loc, _ = time.LoadLocation(c.Timezone)
+	c.hour, c.minute, _ = reconcile.ParseAt(c.At)
+}
+
+// validate checks the block's settings (nil: reconciliation off); it only
+// reads.
 func (c *ReconcileConfig) validate() error {
-	switch {
-	case c == nil:
+	if c == nil {
 		return nil
-	case c.atErr != nil:
-		return fmt.Errorf("payproxy: reconcile: %w", c.atErr)
-	case c.loc == nil:
-		return fmt.Errorf("payproxy: reconcile: unknown timezone %q (an IANA name such as Asia/Shanghai)", c.Timezone)
-	case c.Days < 1 || c.Days > maxReconcileDays:
-		return fmt.Errorf("payproxy: reconcile: days must be 1 to %d, got %d", maxReconcileDays, c.Days)
+	}
+	if _, _, err := reconcile.ParseAt(c.At); err != nil {
+		return fmt.Errorf("reconcile %w", err)
+	}
+	if _, err := time.LoadLocation(c.Timezone); err != nil {
+		return fmt.Errorf("reconcile timezone %s: unknown time zone (an IANA name such as Asia/Shanghai)", c.Timezone)
+	}
+	if c.Days < 1 || c.Days > maxReconcileDays {
+		return fmt.Errorf("reconcile days %d: must be 1 to %d", c.Days, maxReconcileDays)
 	}
 	return nil
 }

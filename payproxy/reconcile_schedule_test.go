@@ -273,8 +273,8 @@ func TestReconcileBlockAdaptsAndItsValuesAreChecked(t *testing.T) {
 		t.Fatalf("a bare reconcile adapted to %v", h["reconcile"])
 	}
 	for body, want := range map[string]string{
-		"reconcile {\n colour blue\n }": `unknown reconcile subdirective "colour", at Caddyfile:5`,
-		"reconcile {\n days three\n }":  `days must be an integer, got "three", at Caddyfile:5`,
+		"reconcile {\n colour blue\n }": `unrecognized reconcile subdirective "colour", at Caddyfile:5`,
+		"reconcile {\n days three\n }":  `days: strconv.Atoi: parsing "three": invalid syntax, at Caddyfile:5`,
 		"reconcile now":                 "wrong argument count",
 	} {
 		if _, _, err := testcaddy.Adapt(":8080 {\n payproxy {\n redis redis://x:1\n " + body + "\n }\n}"); err == nil || !strings.Contains(err.Error(), want) {
@@ -283,11 +283,11 @@ func TestReconcileBlockAdaptsAndItsValuesAreChecked(t *testing.T) {
 	}
 	e := newEnv(t)
 	for block, want := range map[string]string{
-		"at 24:00":              `reconcile: at "24:00": want HH:MM, 00:00 to 23:59`,
-		"at 3:30":               `reconcile: at "3:30": want HH:MM`,
-		"timezone Mars/Olympus": `reconcile: unknown timezone "Mars/Olympus"`,
-		"days 91":               "reconcile: days must be 1 to 90, got 91",
-		"days -1":               "reconcile: days must be 1 to 90, got -1",
+		"at 24:00":              `reconcile at "24:00": want HH:MM, 00:00 to 23:59`,
+		"at 3:30":               `reconcile at "3:30": want HH:MM`,
+		"timezone Mars/Olympus": `reconcile timezone Mars/Olympus: unknown time zone`,
+		"days 91":               "reconcile days 91: must be 1 to 90",
+		"days -1":               "reconcile days -1: must be 1 to 90",
 	} {
 		e.extra = "\t\treconcile {\n\t\t\t" + block + "\n\t\t}\n"
 		if err := validateConfig(t, e.caddyfile(e.port)); err == nil || !strings.Contains(err.Error(), want) {

@@ -244,7 +244,7 @@ func (p *PayProxy) backoff(n int) time.Duration {
 func (p *PayProxy) post(ctx context.Context, id string, body []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, deliveryLimit)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.Webhook.URL, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.webhookURL, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}

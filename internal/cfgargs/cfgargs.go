@@ -83,23 +83,6 @@ func named(d *caddyfile.Dispenser) (name, value string, err error) {
 // tell from an absent setting.
 const zeroMeansDefault = "%s %s: zero cannot be told from unset in the JSON config; leave %s out for its default"
 
-// Duration reads one duration and also refuses a negative one (and zero
-// unless zeroOK). That range check belongs to Validate (DurationArg is the
-// reader that leaves it there); payproxy still relies on it here until its
-// Validate checks its durations (CONTRIBUTING.md, "Not yet followed").
-func Duration(d *caddyfile.Dispenser, dst *caddy.Duration, zeroOK bool) error {
-	name, s, err := named(d)
-	if err != nil {
-		return err
-	}
-	dur, err := caddy.ParseDuration(s)
-	if err != nil || dur < 0 || (dur == 0 && !zeroOK) {
-		return d.Errf("%s %q: not a positive duration", name, s)
-	}
-	*dst = caddy.Duration(dur)
-	return nil
-}
-
 // Unknown is the error for a subdirective or block option that is none of
 // known: it names it and, when one is near enough, suggests it
 // (`unrecognized authjwt subdirective "roles" — did you mean

@@ -122,7 +122,7 @@ func CheckOldConfigsLoad(t *testing.T, dir, moduleID string) {
 		t.Fatalf("adapt %s/Caddyfile: %v", dir, err)
 	}
 	name := moduleID[strings.LastIndex(moduleID, ".")+1:]
-	old, current := handlers(t, recorded, name), handlers(t, now, name)
+	old, current := Handlers(t, recorded, name), Handlers(t, now, name)
 	if len(old) == 0 {
 		t.Fatalf("no %s handler in %s/adapted.json", name, dir)
 	}
@@ -142,8 +142,9 @@ func CheckOldConfigsLoad(t *testing.T, dir, moduleID string) {
 	}
 }
 
-// handlers are the objects of adapted JSON whose "handler" is name.
-func handlers(t *testing.T, adapted []byte, name string) []map[string]any {
+// Handlers are the objects of adapted JSON whose "handler" is name, in an
+// order of their own (servers are a JSON object).
+func Handlers(t *testing.T, adapted []byte, name string) []map[string]any {
 	t.Helper()
 	var doc any
 	if err := json.Unmarshal(adapted, &doc); err != nil {
