@@ -124,6 +124,7 @@ func TestEveryRuleRefusesTheCaddyfileAndTheJSONConfigAlike(t *testing.T) {
 		"NegativeRefundGap": {"redis redis://127.0.0.1:1/0\nalipay {\n app_id 1\n private_key " + k.AlipayPrivateKeyFile + "\n alipay_public_key " + k.AlipayPublicKeyFile + "\n refund_gap -3s\n}",
 			`"redis":"redis://127.0.0.1:1/0","alipay":{"app_id":"1","private_key":"` + k.AlipayPrivateKeyFile + `","alipay_public_key":"` + k.AlipayPublicKeyFile + `","refund_gap":-3000000000}`,
 			"alipay refund_gap -3s: must be positive"},
+		"NegativeRefundCheck":         {base + "refund_checks 10s -1m", baseJSON + `,"refund_checks":[10000000000,-60000000000]`, "refund_checks: -1m0s is not a positive duration"},
 		"QRLifetimeOverTheScanWindow": {base + "qr_lifetime 3h", baseJSON + `,"qr_lifetime":10800000000000`, "qr_lifetime 3h0m0s: must be positive and at most the providers' 2h0m0s scan window"},
 		"NegativeBackoff":             {base + "webhook http://b/h {\n secret " + strings.Repeat("s", 32) + "\n backoff -2s\n}", baseJSON + `,"webhook":{"url":"http://b/h","secret":"` + strings.Repeat("s", 32) + `","backoff":-2000000000}`, "webhook backoff -2s: must be positive"},
 		"NegativeAttempts":            {base + "webhook http://b/h {\n secret " + strings.Repeat("s", 32) + "\n max_attempts -3\n}", baseJSON + `,"webhook":{"url":"http://b/h","secret":"` + strings.Repeat("s", 32) + `","max_attempts":-3}`, "webhook max_attempts -3: must be positive"},

@@ -63,10 +63,12 @@ func (p *PayProxy) fail(w http.ResponseWriter, err error) {
 }
 
 // writeError is httpjson's error answer with payproxy's one rule on top:
-// every 503 is worth retrying shortly (Retry-After: 1, as jwt_refresh's),
-// unless the provider said how long.
+// a 503 of ours (Redis, the lock) is worth retrying shortly (Retry-After:
+// 1, as jwt_refresh's); a provider's rate limit carries only the wait the
+// provider gave, if any (a second's hint would bring the clients back at
+// a provider that asked them to slow down).
 func writeError(w http.ResponseWriter, status int, code, desc string) {
-	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+	if status == http.StatusServiceUnavailable && code != errProviderBusy.code && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")
 	}
 	httpjson.API.Error(w, status, code, desc)
