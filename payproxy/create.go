@@ -145,6 +145,9 @@ func (p *PayProxy) decide(ctx context.Context, wt *wanted) (*tradeRecord, error)
 		if answer, done, err := p.reuse(ctx, t, wt, now); done {
 			return answer, err
 		}
+		if err := p.underTradeCap(ctx, wt.order); err != nil {
+			return nil, err
+		}
 		if t.open() {
 			if err := p.retire(ctx, t); err != nil {
 				return nil, err
@@ -163,6 +166,28 @@ func (p *PayProxy) decide(ctx context.Context, wt *wanted) (*tradeRecord, error)
 		return nil, errChanged
 	}
 	return p.issue(ctx, nt)
+}
+
+// maxTrades bounds the trades one order may have had: each change of
+// channel or amount, an expired trade or a QR code the provider would not
+// renew makes one, kept in the order's record for late notifications and
+// reconciliation. A real order needs a handful; a client switching
+// channels in a loop would otherwise grow the record (read whole by every
+// poll) and cost the providers three calls per request without end.
+const maxTrades = 20
+
+// underTradeCap refuses another trade for an order that has had maxTrades.
+// It runs under the order's lock, before the provider is called; the
+// allocation's compare-and-set keeps a lock lost meanwhile to one more.
+func (p *PayProxy) underTradeCap(ctx context.Context, order string) error {
+	n, err := p.store.retiredCount(ctx, order)
+	if err != nil {
+		return err
+	}
+	if n+1 >= maxTrades {
+		return errTooManyTrades
+	}
+	return nil
 }
 
 // reuse answers a create with the order's stored trade when it can

@@ -33,12 +33,14 @@ func badRequest(format string, a ...any) *apiError {
 }
 
 var (
-	errNotFound     = &apiError{http.StatusNotFound, "not_found", "no such order"}
-	errOrderPaid    = &apiError{http.StatusConflict, "order_paid", "the order is already paid"}
-	errRedisDown    = &apiError{http.StatusServiceUnavailable, "redis_unavailable", "the trade store is unavailable"}
-	errLockTimeout  = &apiError{http.StatusServiceUnavailable, "lock_timeout", "another request for this order is still running; retry"}
-	errLockLostResp = &apiError{http.StatusServiceUnavailable, "lock_lost", "the order lock was lost during the provider call; the trade state is UNKNOWN, retry"}
-	errChanged      = &apiError{http.StatusConflict, "conflict", "the order changed meanwhile; retry"}
+	errNotFound      = &apiError{http.StatusNotFound, "not_found", "no such order"}
+	errOrderPaid     = &apiError{http.StatusConflict, "order_paid", "the order is already paid"}
+	errRedisDown     = &apiError{http.StatusServiceUnavailable, "redis_unavailable", "the trade store is unavailable"}
+	errLockTimeout   = &apiError{http.StatusServiceUnavailable, "lock_timeout", "another request for this order is still running; retry"}
+	errLockLostResp  = &apiError{http.StatusServiceUnavailable, "lock_lost", "the order lock was lost during the provider call; the trade state is UNKNOWN, retry"}
+	errChanged       = &apiError{http.StatusConflict, "conflict", "the order changed meanwhile; retry"}
+	errTooManyTrades = &apiError{http.StatusConflict, "too_many_trades",
+		fmt.Sprintf("the order has had %d trades (each change of channel or amount makes one): pay one of them, or use a new order_no", maxTrades)}
 )
 
 var errAmountMismatch = &apiError{http.StatusBadRequest, "amount_mismatch", "the amount differs from the stored trade"}

@@ -198,6 +198,16 @@ func (s *tradeStore) tradeOf(ctx context.Context, order, tradeNo string) (*trade
 	return r.record(order), nil
 }
 
+// retiredCount is how many trades the order has retired (HLEN: no read of
+// the trades themselves).
+func (s *tradeStore) retiredCount(ctx context.Context, order string) (int64, error) {
+	n, err := s.rdb.HLen(ctx, tradesKey(order)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("counting the trades of order %s: %w", order, err)
+	}
+	return n, nil
+}
+
 // retired returns the order's retired trades.
 func (s *tradeStore) retired(ctx context.Context, order string) ([]*tradeRecord, error) {
 	m, err := s.rdb.HGetAll(ctx, tradesKey(order)).Result()

@@ -23,7 +23,9 @@ func TestOneClientCannotGrowAnOrdersRecordWithoutBound(t *testing.T) {
 		for i := 0; i < n; i++ {
 			ch := []string{"alipay", "wechat"}[i%2]
 			if r := e.create("GROW_SWITCH_1", ch, 100); r.Status != 200 {
-				return // refused: bounded
+				// Refused: bounded, with its own code and nothing changed.
+				wantStatus(t, r, 409, "too_many_trades")
+				return
 			}
 		}
 	}
@@ -36,7 +38,10 @@ func TestOneClientCannotGrowAnOrdersRecordWithoutBound(t *testing.T) {
 	for op, n := range e.sim.Calls() {
 		more += n - calls[op]
 	}
-	if after200 > after100 {
+	if after100 >= 20 {
+		t.Errorf("retired trades of one order: %d, want fewer than 20", after100)
+	}
+	if after200 > after100 || more > 0 {
 		t.Errorf("retired trades of one order: %d after 100 switches, %d after 200 (%d provider calls for the last 100 requests)",
 			after100, after200, more)
 	}
