@@ -171,6 +171,24 @@ func TestProvisionFailsOnWrongLengthKeyFromPlaceholder(t *testing.T) {
 	}
 }
 
+// TestEmptyPlaceholderIsNamedInTheLoadError: the issue's case — `validate`
+// in a shell that had WECHAT_APIV3_KEY said valid, the server lacked it,
+// and the reload said only "apiv3_key must be exactly 32 bytes, got 0".
+// The error names the placeholder and where it must be set.
+func TestEmptyPlaceholderIsNamedInTheLoadError(t *testing.T) {
+	e := newEnv(t)
+	t.Setenv("PAYPROXY_TEST_UNSET_APIV3", "")
+	cf := strings.Replace(e.caddyfile(e.port), e.sim.Keys().WechatAPIv3Key, "{env.PAYPROXY_TEST_UNSET_APIV3}", 1)
+	cfg, _, err := testcaddy.Adapt(testcaddy.Global(testcaddy.FreePort(t), "") + cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = testcaddy.Validate(t, cfg)
+	if want := "wechat apiv3_key: {env.PAYPROXY_TEST_UNSET_APIV3} is empty or unset"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("validate: %v, want %q", err, want)
+	}
+}
+
 // TestConfigLoadRefusesUnknownOperationsAndClaimNames: operations,
 // order_claims, duplicate_refund and qr_lifetime values are checked when the config
 // loads (also when it comes as JSON, which skips the parser).
