@@ -389,11 +389,11 @@ func provisionKeyFile(kf KeyFile) (verificationKey, error) {
 	}
 	kid, err := resolve.Value(kf.Kid)
 	if err != nil {
-		return verificationKey{}, fmt.Errorf("key %s kid: %w", path, err)
+		return verificationKey{}, fmt.Errorf("key %s kid: %w", resolve.Where(kf.File, path), err)
 	}
 	k, err := loadKeyFile(path, kid)
 	if err != nil {
-		return verificationKey{}, fmt.Errorf("key %s%s: %w", path, resolve.Origin(kf.File), err)
+		return verificationKey{}, fmt.Errorf("key %s: %w", resolve.Where(kf.File, path), err)
 	}
 	return k, nil
 }

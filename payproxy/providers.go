@@ -112,7 +112,7 @@ func readProviderKey(name, raw string, use keyUse) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", name, err)
 	}
-	where := path + resolve.Origin(raw)
+	where := resolve.Where(raw, path)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return "", fmt.Errorf("%s %s: cannot read the file: %w", name, where, unwrapPath(err))

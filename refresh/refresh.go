@@ -304,7 +304,7 @@ func (h *Handler) loadKeys() error {
 		}
 		k, err := loadSigningKey(path, kid, h.realm)
 		if err != nil {
-			return fmt.Errorf("signing_key %s%s: %w", path, resolve.Origin(kf.File), err)
+			return fmt.Errorf("signing_key %s: %w", resolve.Where(kf.File, path), err)
 		}
 		keys = append(keys, k)
 	}
@@ -317,7 +317,7 @@ func (h *Handler) loadKeys() error {
 		}
 		k, err := loadPublicKey(path)
 		if err != nil {
-			return fmt.Errorf("legacy_key %s%s: %w", path, resolve.Origin(raw), err)
+			return fmt.Errorf("legacy_key %s: %w", resolve.Where(raw, path), err)
 		}
 		h.legacy = append(h.legacy, k)
 	}

@@ -67,3 +67,22 @@ func TestOriginNamesThePlaceholderOnly(t *testing.T) {
 		t.Errorf("Origin = %q", o)
 	}
 }
+
+// A key put where its file's path belongs ({env.X} holding the PEM, as a
+// Kubernetes secret does) must never be quoted by an error about that
+// "path": authjwt's key, jwt_refresh's signing_key and legacy_key and
+// payproxy's provider keys all name a path through Where.
+func TestWhereNeverQuotesAKeyGivenInPlaceOfItsPath(t *testing.T) {
+	pem := "-----BEGIN PRIVATE KEY-----\nMIIEvgIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
+	for _, tc := range []struct{ raw, resolved, want string }{
+		{"/etc/k.pem", "/etc/k.pem", "/etc/k.pem"},
+		{"{env.KEY_PATH}", "/etc/k.pem", "/etc/k.pem (from {env.KEY_PATH})"},
+		{"{env.KEY}", pem, "{env.KEY} (which gave 87 bytes that are no file path, e.g. a key itself: give the key file's path)"},
+		{"{file./run/secrets/k}", "MIIEvgIBADANBgkqhkiG9w0BAQEFAASC-----BEGIN", "{file./run/secrets/k} (which gave"},
+	} {
+		got := Where(tc.raw, tc.resolved)
+		if !strings.HasPrefix(got, tc.want) || strings.Contains(got, "MIIE") {
+			t.Errorf("Where(%q, …) = %q, want %q and no key material", tc.raw, got, tc.want)
+		}
+	}
+}
