@@ -623,7 +623,10 @@ func (p *PayProxy) Cleanup() error {
 }
 
 // ServeHTTP answers the payment endpoints under Prefix and passes every
-// other request to next.
+// other request to next — but never one under {prefix}/notify/: the
+// providers' notifications carry no token, so sites let that path through
+// authentication, and whatever the next handler serves there would be open
+// to anyone.
 func (p *PayProxy) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	rest, ok := strings.CutPrefix(r.URL.Path, p.prefix+"/")
 	if !ok {
@@ -631,6 +634,10 @@ func (p *PayProxy) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyh
 	}
 	api := routedRequest(r, rest)
 	if _, pattern := p.mux.Handler(api); pattern == "" {
+		if rest == "notify" || strings.HasPrefix(rest, "notify/") {
+			writeError(w, http.StatusNotFound, "not_found", "no such notification endpoint")
+			return nil
+		}
 		return next.ServeHTTP(w, r) // under the prefix, but no endpoint's path
 	}
 	p.mux.ServeHTTP(w, api)
