@@ -46,7 +46,7 @@ func (p *PayProxy) resolveAmount(r *http.Request, wt *wanted) error {
 // reusable reports whether the stored trade answers this request as is:
 // live, the same channel and amount, and its QR code within qr_lifetime.
 func (p *PayProxy) reusable(t *tradeRecord, wt *wanted, now time.Time) bool {
-	return t.State == StatePaying && sameTrade(t, wt, now) && p.qrFresh(t, now)
+	return t.State == StatePaying && sameTrade(t, wt, now) && p.qrFresh(t, now) && !p.closing(t, now)
 }
 
 // sameTrade reports whether the stored trade, still live, is the one the
@@ -199,6 +199,10 @@ func (p *PayProxy) reuse(ctx context.Context, t *tradeRecord, wt *wanted, now ti
 	case t.State == StatePaid || p.reusable(t, wt, now):
 		answer, err := answerFromRecord(ctx, p.store, t)
 		return answer, true, err
+	case p.closing(t, now):
+		// A close of it started (and did not end in a recorded CLOSED):
+		// never hand it out again; it is retired and replaced.
+		return nil, false, nil
 	case t.State == StateUnknown && sameTrade(t, wt, now) && p.qrFresh(t, now):
 		answer, err := p.issue(ctx, t)
 		return answer, true, err

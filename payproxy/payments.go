@@ -187,7 +187,24 @@ func (p *PayProxy) closeAtProvider(ctx context.Context, t *tradeRecord) error {
 	if prov == nil {
 		return &apiError{http.StatusConflict, "channel_unavailable", "the order's trade uses a channel that is no longer configured"}
 	}
+	if !t.Retired {
+		// Before the provider is asked: from here on, a create reading the
+		// record without the lock waits for it instead of answering with
+		// this trade's code.
+		if err := p.store.markClosing(ctx, t.OrderNo, t.TradeNo, time.Now()); err != nil {
+			return &storeFailure{err}
+		}
+	}
 	return p.call(ctx, t.Channel, "close", func(ctx context.Context) error { return prov.Close(ctx, t.TradeNo) })
+}
+
+// closing reports whether a close of t may be under way: one started less
+// than a close's whole time ago (the provider's close and query, and the
+// lock's life). A close that failed stops counting after that, and the
+// trade is answered again.
+func (p *PayProxy) closing(t *tradeRecord, now time.Time) bool {
+	window := 2*time.Duration(p.ProviderTimeout) + time.Duration(p.LockTTL)
+	return !t.ClosingAt.IsZero() && now.Sub(t.ClosingAt) < window
 }
 
 // pollRetired checks the order's retired trades that may still be paid: a

@@ -60,7 +60,19 @@ end
 redis.call('HSET', KEYS[1], 'order_no', ARGV[1], 'trade_no', ARGV[2], 'channel', ARGV[3],
   'amount_fen', ARGV[4], 'subject', ARGV[5], 'state', 'UNKNOWN', 'qr_code', '',
   'created_at', ARGV[6], 'expires_at', ARGV[7], 'refunded_fen', '0', 'provider_trade_id', '')
-redis.call('HDEL', KEYS[1], 'paid_at', 'closed_at', 'qr_issued_at', 'qr_renewing_at')
+redis.call('HDEL', KEYS[1], 'paid_at', 'closed_at', 'qr_issued_at', 'qr_renewing_at', 'closing_at')
+return 1
+`)
+
+// closingScript marks the order's current trade as being closed (when the
+// close started, ms), if it is still trade_no: a create reading the record
+// without the lock must not hand out a code that the close under way will
+// kill.
+//
+// KEYS: trade. ARGV: trade_no, now_ms.
+var closingScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'trade_no') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'closing_at', ARGV[2])
 return 1
 `)
 

@@ -95,6 +95,9 @@ type tradeRecord struct {
 	Retired bool
 	// Duplicate: paid after another trade of the order was.
 	Duplicate bool
+	// ClosingAt: when a close of this trade started (zero: none). See
+	// closingScript and PayProxy.closing.
+	ClosingAt time.Time
 }
 
 // open reports whether the trade may still be paid (not PAID, and no
@@ -162,16 +165,28 @@ func (s *tradeStore) load(ctx context.Context, order string) (*tradeRecord, erro
 		return nil, errNoRecord
 	}
 	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
-	var qrIssued time.Time
+	var qrIssued, closing time.Time
 	if ms := num("qr_issued_at"); ms > 0 {
 		qrIssued = time.UnixMilli(ms)
+	}
+	if ms := num("closing_at"); ms > 0 {
+		closing = time.UnixMilli(ms)
 	}
 	return &tradeRecord{
 		OrderNo: m["order_no"], TradeNo: m["trade_no"], Channel: m["channel"], AmountFen: num("amount_fen"),
 		Subject: m["subject"], State: m["state"], QRCode: m["qr_code"], QRIssuedAt: qrIssued,
 		CreatedAt: time.UnixMilli(num("created_at")), ExpiresAt: time.UnixMilli(num("expires_at")),
-		RefundedFen: num("refunded_fen"), ProviderTradeID: m["provider_trade_id"],
+		RefundedFen: num("refunded_fen"), ProviderTradeID: m["provider_trade_id"], ClosingAt: closing,
 	}, nil
+}
+
+// markClosing records that a close of the order's current trade tradeNo
+// starts now (nothing if the record names another trade).
+func (s *tradeStore) markClosing(ctx context.Context, order, tradeNo string, now time.Time) error {
+	if err := closingScript.Run(ctx, s.rdb, []string{tradeKey(order)}, tradeNo, now.UnixMilli()).Err(); err != nil {
+		return fmt.Errorf("marking trade %s of order %s closing: %w", tradeNo, order, err)
+	}
+	return nil
 }
 
 // tradeOf returns the order's trade tradeNo: its current one or a retired
