@@ -20,12 +20,7 @@ N=${N:-2000}; CONC=${CONC:-16}; STORMS=${STORMS:-5}
 if [ "${CI:-}" = "true" ]; then N=300; STORMS=2; fi
 command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install -y redis-server" >&2; exit 1; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-waitport() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
+. bench/lib.sh # work, pids, cleanup at exit, freeport, waitport
 
 go build -o "$work/tollgate" ./cmd/tollgate
 go build -o "$work/payproxyload" ./bench/payproxyload

@@ -10,13 +10,7 @@ CONC=${1:-16}
 DUR=10s; BENCHTIME=3s
 if [ "${CI:-}" = "true" ]; then DUR=3s; BENCHTIME=1s; fi
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-waitport() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; return 1; }
+. bench/lib.sh # work, pids, cleanup at exit, freeport, waitport
 
 go build -o "$work/tollgate" ./cmd/tollgate
 go build -o "$work/refreshload" ./bench/refreshload

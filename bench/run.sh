@@ -17,7 +17,7 @@ if [ "${1:-}" = --summary ]; then names=(); elif [ $# -gt 0 ]; then names=("$@")
 	names=()
 	for s in bench/*.sh; do
 		n=$(basename "$s" .sh)
-		[ "$n" = run ] || names+=("$n")
+		case $n in run | lib) ;; *) names+=("$n") ;; esac
 	done
 fi
 
