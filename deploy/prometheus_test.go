@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/internal/paysim"
+	"github.com/tollgate/tollgate/internal/paysim/paysimtest"
 	"github.com/tollgate/tollgate/internal/testcaddy"
 	"github.com/tollgate/tollgate/internal/testredis"
 
@@ -185,12 +186,7 @@ func (rc *receiver) got(id string) bool {
 
 func startPayWorld(t *testing.T) *payWorld {
 	t.Helper()
-	sim, err := paysim.New(paysim.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	simSrv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() { simSrv.Close(); sim.Close() })
+	sim, simURL := paysimtest.Start(t, paysim.Config{})
 	w := &payWorld{t: t, redis: testredis.Start(t), sim: sim, receiver: &receiver{}}
 	hooks := httptest.NewServer(w.receiver)
 	t.Cleanup(hooks.Close)
@@ -221,7 +217,7 @@ func startPayWorld(t *testing.T) *payWorld {
 	respond "upstream" 200
 }
 `, w.base, w.redis.URL(), k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key,
-		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, simSrv.URL, w.base, hooks.URL+"/webhooks"))
+		k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, simURL, w.base, hooks.URL+"/webhooks"))
 	if err := testcaddy.WaitListening(fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second); err != nil {
 		t.Fatal(err)
 	}

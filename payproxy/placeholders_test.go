@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate/internal/paysim"
+	"github.com/tollgate/tollgate/internal/paysim/paysimtest"
 	"github.com/tollgate/tollgate/internal/testcaddy"
 	"github.com/tollgate/tollgate/internal/testredis"
 )
@@ -56,12 +56,7 @@ func provisionedBlock(t *testing.T, block, placeholder string) *PayProxy {
 // password, that key file is read, that secret signs, that gateway is
 // called).
 func TestEverySecretPathAndURLTakesEnvAndFilePlaceholders(t *testing.T) {
-	sim, err := paysim.New(paysim.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() { srv.Close(); sim.Close() })
+	sim, simURL := paysimtest.Start(t, paysim.Config{})
 	k := sim.Keys()
 	const password = "redis-password-7f3e"
 	rds := testredis.StartWithPassword(t, password)
@@ -76,8 +71,8 @@ func TestEverySecretPathAndURLTakesEnvAndFilePlaceholders(t *testing.T) {
 	secret := strings.Repeat("w", 40)
 	block := map[string]string{
 		"redis":     "redis " + withPw(rds),
-		"alipay":    fmt.Sprintf("alipay {\napp_id %s\nprivate_key %s\nalipay_public_key %s\ngateway %s\n}", k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, srv.URL+"/gateway.do"),
-		"wechat":    fmt.Sprintf("wechat {\nmch_id %s\napp_id %s\nserial_no %s\nprivate_key %s\napiv3_key %s\nplatform_public_key %s\nplatform_public_key_id %s\nbase_url %s\n}", k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key, k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, srv.URL),
+		"alipay":    fmt.Sprintf("alipay {\napp_id %s\nprivate_key %s\nalipay_public_key %s\ngateway %s\n}", k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, simURL+"/gateway.do"),
+		"wechat":    fmt.Sprintf("wechat {\nmch_id %s\napp_id %s\nserial_no %s\nprivate_key %s\napiv3_key %s\nplatform_public_key %s\nplatform_public_key_id %s\nbase_url %s\n}", k.WechatMchID, k.WechatAppID, k.WechatSerialNo, k.WechatPrivateKeyFile, k.WechatAPIv3Key, k.WechatPlatformPublicKeyFile, k.WechatPlatformPublicKeyID, simURL),
 		"webhook":   "webhook http://hooks.internal/tollgate {\nsecret " + secret + "\n}",
 		"order_src": "order_source http://orders.internal/orders/{order_no}",
 	}
@@ -132,11 +127,11 @@ func TestEverySecretPathAndURLTakesEnvAndFilePlaceholders(t *testing.T) {
 			locks[0].Addr(), locks[1].Addr(), locks[2].Addr())), locksAnswer},
 		{"alipay private_key path", k.AlipayPrivateKeyFile, with("alipay", k.AlipayPrivateKeyFile, "%s"), called("alipay")},
 		{"alipay alipay_public_key path", k.AlipayPublicKeyFile, with("alipay", k.AlipayPublicKeyFile, "%s"), called("alipay")},
-		{"alipay gateway", srv.URL + "/gateway.do", with("alipay", srv.URL+"/gateway.do", "%s"), called("alipay")},
+		{"alipay gateway", simURL + "/gateway.do", with("alipay", simURL+"/gateway.do", "%s"), called("alipay")},
 		{"wechat private_key path", k.WechatPrivateKeyFile, with("wechat", k.WechatPrivateKeyFile, "%s"), called("wechat")},
 		{"wechat platform_public_key path", k.WechatPlatformPublicKeyFile, with("wechat", k.WechatPlatformPublicKeyFile, "%s"), called("wechat")},
 		{"wechat apiv3_key", k.WechatAPIv3Key, with("wechat", k.WechatAPIv3Key, "%s"), called("wechat")},
-		{"wechat base_url", srv.URL, with("wechat", "base_url "+srv.URL, "base_url %s"), called("wechat")},
+		{"wechat base_url", simURL, with("wechat", "base_url "+simURL, "base_url %s"), called("wechat")},
 		{"webhook secret", secret, with("webhook", secret, "%s"), func(t *testing.T, p *PayProxy) {
 			if p.webhookSecret != secret {
 				t.Errorf("the webhook secret is not the placeholder's value")

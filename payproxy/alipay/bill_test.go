@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/text/encoding/simplifiedchinese"
 
 	"github.com/tollgate/tollgate/internal/paysim"
+	"github.com/tollgate/tollgate/internal/paysim/paysimtest"
 	"github.com/tollgate/tollgate/payproxy/bill"
 	"github.com/tollgate/tollgate/payproxy/bill/billtest"
 )
@@ -31,19 +31,14 @@ func newBillFixture(t testing.TB) *billFixture {
 	t.Helper()
 	// Alipay's 3 s rule between refunds of a trade is off: the bills'
 	// days refund one trade twice in a row.
-	sim, err := paysim.New(paysim.Config{AlipayRefundGap: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() { srv.Close(); sim.Close() })
+	sim, simURL := paysimtest.Start(t, paysim.Config{AlipayRefundGap: -1})
 	k := sim.Keys()
 	priv, pub := readFile(t, k.AlipayPrivateKeyFile), readFile(t, k.AlipayPublicKeyFile)
-	a, err := New(Config{AppID: k.AlipayAppID, PrivateKeyPEM: priv, PublicKeyPEM: pub, Gateway: srv.URL + "/gateway.do"})
+	a, err := New(Config{AppID: k.AlipayAppID, PrivateKeyPEM: priv, PublicKeyPEM: pub, Gateway: simURL + "/gateway.do"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := sdk.New(k.AlipayAppID, priv, false, sdk.WithSandboxGateway(srv.URL+"/gateway.do"))
+	c, err := sdk.New(k.AlipayAppID, priv, false, sdk.WithSandboxGateway(simURL+"/gateway.do"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/wechatpay-apiv3/wechatpay-go/utils"
 
 	"github.com/tollgate/tollgate/internal/paysim"
+	"github.com/tollgate/tollgate/internal/paysim/paysimtest"
 	"github.com/tollgate/tollgate/payproxy/bill"
 	"github.com/tollgate/tollgate/payproxy/bill/billtest"
 )
@@ -38,12 +38,7 @@ type billFixture struct {
 
 func newBillFixture(t testing.TB) *billFixture {
 	t.Helper()
-	sim, err := paysim.New(paysim.Config{WechatRefundDelay: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() { srv.Close(); sim.Close() })
+	sim, simURL := paysimtest.Start(t, paysim.Config{WechatRefundDelay: 20 * time.Millisecond})
 	k := sim.Keys()
 	read := func(p string) string {
 		b, err := os.ReadFile(p)
@@ -55,14 +50,14 @@ func newBillFixture(t testing.TB) *billFixture {
 	cfg := Config{MchID: k.WechatMchID, AppID: k.WechatAppID, SerialNo: k.WechatSerialNo,
 		PrivateKeyPEM: read(k.WechatPrivateKeyFile), APIv3Key: k.WechatAPIv3Key,
 		PlatformPublicKeyPEM: read(k.WechatPlatformPublicKeyFile), PlatformPublicKeyID: k.WechatPlatformPublicKeyID,
-		BaseURL: srv.URL, NotifyURL: "http://127.0.0.1:1/notify"}
+		BaseURL: simURL, NotifyURL: "http://127.0.0.1:1/notify"}
 	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	priv, _ := utils.LoadPrivateKey(cfg.PrivateKeyPEM)
 	pub, _ := utils.LoadPublicKey(cfg.PlatformPublicKeyPEM)
-	hc, _ := rewritingClient(nil, srv.URL)
+	hc, _ := rewritingClient(nil, simURL)
 	c, err := core.NewClient(context.Background(), option.WithWechatPayPublicKeyAuthCipher(cfg.MchID, cfg.SerialNo, priv, cfg.PlatformPublicKeyID, pub), option.WithHTTPClient(hc))
 	if err != nil {
 		t.Fatal(err)

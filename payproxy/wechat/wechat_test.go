@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tollgate/tollgate/internal/paysim"
+	"github.com/tollgate/tollgate/internal/paysim/paysimtest"
 	"github.com/tollgate/tollgate/payproxy/provider"
 )
 
@@ -36,12 +37,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	sim, err := paysim.New(paysim.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() { srv.Close(); sim.Close() })
+	sim, simURL := paysimtest.Start(t, paysim.Config{})
 	k := sim.Keys()
 	read := func(p string) string {
 		b, err := os.ReadFile(p)
@@ -53,7 +49,7 @@ func newFixture(t *testing.T) *fixture {
 	a, err := New(Config{MchID: k.WechatMchID, AppID: k.WechatAppID, SerialNo: k.WechatSerialNo,
 		PrivateKeyPEM: read(k.WechatPrivateKeyFile), APIv3Key: k.WechatAPIv3Key,
 		PlatformPublicKeyPEM: read(k.WechatPlatformPublicKeyFile), PlatformPublicKeyID: k.WechatPlatformPublicKeyID,
-		BaseURL: srv.URL, NotifyURL: "http://127.0.0.1:1/notify"})
+		BaseURL: simURL, NotifyURL: "http://127.0.0.1:1/notify"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,13 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tollgate/tollgate/internal/paysim"
+	"github.com/tollgate/tollgate/internal/paysim/paysimtest"
 	"github.com/tollgate/tollgate/internal/testcaddy"
 	"github.com/tollgate/tollgate/internal/testredis"
 )
@@ -23,12 +23,7 @@ type payWorld struct {
 
 func startPayWorld(t *testing.T) *payWorld {
 	t.Helper()
-	sim, err := paysim.New(paysim.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(func() { srv.Close(); sim.Close() })
+	sim, simURL := paysimtest.Start(t, paysim.Config{})
 	k := sim.Keys()
 	port := testcaddy.FreePort(t)
 	w := &payWorld{base: fmt.Sprintf("http://127.0.0.1:%d", port), sim: sim}
@@ -46,7 +41,7 @@ func startPayWorld(t *testing.T) *payWorld {
 		}
 	}
 }
-`, w.base, testredis.Start(t).URL(), k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, srv.URL, w.base))
+`, w.base, testredis.Start(t).URL(), k.AlipayAppID, k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile, simURL, w.base))
 	w.admin = "127.0.0.1:" + strconv.Itoa(inst.AdminPort)
 	return w
 }
