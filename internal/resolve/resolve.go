@@ -116,25 +116,17 @@ func Origin(raw string) string {
 	return " (from " + raw + ")"
 }
 
-// Where names a resolved file path in an error: the path, and where it
-// came from when raw holds placeholders. A placeholder that gave no path —
-// several lines, a PEM block, something long: the key itself put where its
-// file's path belongs — is named alone, with the size of what it gave,
-// never its content (a private key would be logged and answered by the
-// admin API's /load).
+// Where names a resolved file path in an error: the path itself when it
+// was written out, or — when raw holds placeholders — only the placeholders
+// and the size of what they gave, never what they gave: ops put keys
+// themselves where a path belongs (a PEM block, or the one base64 line
+// Alipay's console hands out), and the error is logged and answered by the
+// admin API's /load.
 func Where(raw, resolved string) string {
 	if !Has(raw) {
 		return resolved
 	}
-	if looksLikePath(resolved) {
-		return resolved + " (from " + raw + ")"
-	}
-	return fmt.Sprintf("%s (which gave %d bytes that are no file path, e.g. a key itself: give the key file's path)", raw, len(resolved))
-}
-
-// looksLikePath: one short line that is not a PEM block.
-func looksLikePath(s string) bool {
-	return s != "" && len(s) <= 4096 && !strings.ContainsAny(s, "\r\n") && !strings.Contains(s, "-----BEGIN")
+	return fmt.Sprintf("%s (%d bytes once resolved)", raw, len(resolved))
 }
 
 // Has reports whether raw holds an {env.*} or {file.*} placeholder, i.e.

@@ -76,9 +76,10 @@ func TestWhereNeverQuotesAKeyGivenInPlaceOfItsPath(t *testing.T) {
 	pem := "-----BEGIN PRIVATE KEY-----\nMIIEvgIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
 	for _, tc := range []struct{ raw, resolved, want string }{
 		{"/etc/k.pem", "/etc/k.pem", "/etc/k.pem"},
-		{"{env.KEY_PATH}", "/etc/k.pem", "/etc/k.pem (from {env.KEY_PATH})"},
-		{"{env.KEY}", pem, "{env.KEY} (which gave 87 bytes that are no file path, e.g. a key itself: give the key file's path)"},
-		{"{file./run/secrets/k}", "MIIEvgIBADANBgkqhkiG9w0BAQEFAASC-----BEGIN", "{file./run/secrets/k} (which gave"},
+		{"{env.KEY_PATH}", "/etc/k.pem", "{env.KEY_PATH} (10 bytes once resolved)"},
+		{"{env.KEY}", pem, "{env.KEY} (87 bytes once resolved)"},
+		{"{file./run/secrets/k}", "MIIEvgIBADANBgkqhkiG9w0BAQEFAASC-----BEGIN", "{file./run/secrets/k} (42 bytes once resolved)"},
+		{"{env.ALIPAY_PRIVATE_KEY}", "MIIEvwIBADANBgkqhkiG9w0BAQEFAASCBKkwggSl", "{env.ALIPAY_PRIVATE_KEY} (40 bytes once resolved)"},
 	} {
 		got := Where(tc.raw, tc.resolved)
 		if !strings.HasPrefix(got, tc.want) || strings.Contains(got, "MIIE") {
