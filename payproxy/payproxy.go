@@ -180,6 +180,7 @@ type PayProxy struct {
 	providers     map[string]Provider
 	metrics       *payMetrics
 	mux           *http.ServeMux // the payment API under Prefix (routes)
+	notifyPaths   caddyhttp.MatchPath
 	orderClient   *http.Client
 	webhookClient *http.Client
 	wake          chan struct{}
@@ -279,6 +280,12 @@ func (p *PayProxy) Provision(ctx caddy.Context) error {
 		return err
 	}
 	p.prefix = "/" + strings.Trim(p.Prefix, "/")
+	// The paths authjwt's allow would let through as the notifications':
+	// Caddy's path matcher, which ignores case and merges slashes.
+	p.notifyPaths = caddyhttp.MatchPath{p.prefix + "/notify", p.prefix + "/notify/*"}
+	if err := p.notifyPaths.Provision(ctx); err != nil {
+		return err
+	}
 	p.served = map[string]bool{}
 	for _, op := range p.Operations {
 		p.served[op] = true
@@ -628,20 +635,20 @@ func (p *PayProxy) Cleanup() error {
 // authentication, and whatever the next handler serves there would be open
 // to anyone.
 func (p *PayProxy) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	rest, ok := strings.CutPrefix(r.URL.Path, p.prefix+"/")
-	if !ok {
-		return next.ServeHTTP(w, r)
-	}
-	api := routedRequest(r, rest)
-	if _, pattern := p.mux.Handler(api); pattern == "" {
-		if rest == "notify" || strings.HasPrefix(rest, "notify/") {
-			writeError(w, http.StatusNotFound, "not_found", "no such notification endpoint")
+	if rest, ok := strings.CutPrefix(r.URL.Path, p.prefix+"/"); ok {
+		api := routedRequest(r, rest)
+		if _, pattern := p.mux.Handler(api); pattern != "" {
+			p.mux.ServeHTTP(w, api)
 			return nil
 		}
-		return next.ServeHTTP(w, r) // under the prefix, but no endpoint's path
 	}
-	p.mux.ServeHTTP(w, api)
-	return nil
+	// No endpoint's path. Under {prefix}/notify as Caddy's path matcher
+	// sees it (any case, doubled slashes), it is answered here.
+	if p.notifyPaths.Match(r) {
+		writeError(w, http.StatusNotFound, "not_found", "no such notification endpoint")
+		return nil
+	}
+	return next.ServeHTTP(w, r)
 }
 
 // Interface guards.
