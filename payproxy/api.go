@@ -418,10 +418,14 @@ type tradeView struct {
 }
 
 func viewOf(t *tradeRecord) tradeView {
-	return tradeView{
+	v := tradeView{
 		OrderNo: t.OrderNo, TradeNo: t.TradeNo, Channel: t.Channel, AmountFen: t.AmountFen,
-		State: t.State, QRCode: t.QRCode, ExpiresAt: t.ExpiresAt.UTC().Format(time.RFC3339),
+		State: t.State, QRCode: t.QRCode,
 	}
+	if !t.ExpiresAt.IsZero() { // a settled order's compact record has none
+		v.ExpiresAt = t.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	return v
 }
 
 // writeTrade answers a trade as JSON, or as a PNG of its QR code when the

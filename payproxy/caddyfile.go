@@ -65,6 +65,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    pay_timeout <duration>
 //	    qr_lifetime <duration>
 //	    refund_checks <duration>...
+//	    retention <duration>
 //	    duplicate_refund auto|off
 //	    webhook <url> {
 //	        secret <secret>
@@ -131,6 +132,8 @@ func (p *PayProxy) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) err
 		return cfgargs.DurationArg(d, &p.PayTimeout, false)
 	case "qr_lifetime":
 		return cfgargs.DurationArg(d, &p.QRLifetime, false)
+	case "retention":
+		return cfgargs.DurationArg(d, &p.Retention, false)
 	case "refund_checks":
 		return durations(d, &p.RefundChecks)
 	case "duplicate_refund":
@@ -154,7 +157,7 @@ func (p *PayProxy) unmarshalSubdirective(d *caddyfile.Dispenser, sub string) err
 // subdirectives are the names unmarshalSubdirective knows, for the
 // suggestion an unknown one gets.
 var subdirectives = []string{"redis", "lock_redis", "prefix", "order_source", "operations", "order_claims",
-	"provider_timeout", "lock_ttl", "poll_interval", "pay_timeout", "qr_lifetime", "refund_checks", "duplicate_refund", "alipay", "wechat",
+	"provider_timeout", "lock_ttl", "poll_interval", "pay_timeout", "qr_lifetime", "refund_checks", "retention", "duplicate_refund", "alipay", "wechat",
 	"webhook", "reconcile"}
 
 // subdirectiveHints map what people write from memory, from the other
@@ -162,7 +165,7 @@ var subdirectives = []string{"redis", "lock_redis", "prefix", "order_source", "o
 var subdirectiveHints = map[string]string{
 	"wechatpay": "wechat", "weixin": "wechat", "wxpay": "wechat", "ali": "alipay", "timeout": "provider_timeout",
 	"lock_servers": "lock_redis", "redlock": "lock_redis", "notify": "webhook", "callback": "webhook",
-	"reconciliation": "reconcile", "ops": "operations", "claims": "order_claims", "order_url": "order_source",
+	"reconciliation": "reconcile", "ttl": "retention", "archive_after": "retention", "ops": "operations", "claims": "order_claims", "order_url": "order_source",
 }
 
 // unmarshalLockRedis reads `lock_redis <url>... [{ password <secret> }]`:

@@ -128,6 +128,8 @@ func TestEveryRuleRefusesTheCaddyfileAndTheJSONConfigAlike(t *testing.T) {
 		"QRLifetimeOverTheScanWindow": {base + "qr_lifetime 3h", baseJSON + `,"qr_lifetime":10800000000000`, "qr_lifetime 3h0m0s: must be positive and at most the providers' 2h0m0s scan window"},
 		"NegativeBackoff":             {base + "webhook http://b/h {\n secret " + strings.Repeat("s", 32) + "\n backoff -2s\n}", baseJSON + `,"webhook":{"url":"http://b/h","secret":"` + strings.Repeat("s", 32) + `","backoff":-2000000000}`, "webhook backoff -2s: must be positive"},
 		"NegativeAttempts":            {base + "webhook http://b/h {\n secret " + strings.Repeat("s", 32) + "\n max_attempts -3\n}", baseJSON + `,"webhook":{"url":"http://b/h","secret":"` + strings.Repeat("s", 32) + `","max_attempts":-3}`, "webhook max_attempts -3: must be positive"},
+		"RetentionUnderReconcileDays": {base + "retention 48h\nreconcile {\n days 3\n}", baseJSON + `,"retention":172800000000000,"reconcile":{"days":3}`, "retention 48h0m0s: must be at least 120h0m0s with reconcile days 3"},
+		"NegativeRetention":           {base + "retention -1h", baseJSON + `,"retention":-3600000000000`, "retention -1h0m0s: must be positive"},
 		"ReconcileDays":               {base + "reconcile {\n days 91\n}", baseJSON + `,"reconcile":{"days":91}`, "reconcile days 91: must be 1 to 90"},
 		"ReconcileZone":               {base + "reconcile {\n timezone Mars/Olympus\n}", baseJSON + `,"reconcile":{"timezone":"Mars/Olympus"}`, `reconcile timezone Mars/Olympus: unknown time zone (an IANA name such as Asia/Shanghai)`},
 	} {

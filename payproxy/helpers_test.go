@@ -265,6 +265,15 @@ type hookEvent struct {
 		State     string `json:"state"`
 		RefundNo  string `json:"refund_no"`
 		Seq       int64  `json:"seq"`
+		// trade.archived
+		PaidFen     int64 `json:"paid_fen"`
+		RefundedFen int64 `json:"refunded_fen"`
+		Refunds     []struct {
+			RefundNo  string `json:"refund_no"`
+			TradeNo   string `json:"trade_no"`
+			AmountFen int64  `json:"amount_fen"`
+			State     string `json:"state"`
+		} `json:"refunds"`
 	} `json:"data"`
 }
 

@@ -44,6 +44,8 @@ const (
 	defaultLockTTL         = 10 * time.Second
 	defaultPollInterval    = 5 * time.Second
 	defaultPayTimeout      = 2 * time.Hour
+	// defaultRetention: see retention.go and README's "Retention".
+	defaultRetention       = 30 * 24 * time.Hour
 	defaultDuplicateRefund = duplicateRefundAuto
 	defaultMaxAttempts     = 10
 	defaultBackoff         = time.Second
@@ -151,6 +153,14 @@ type PayProxy struct {
 	// 20m 30m (Alipay: not sooner than 10 s after the refund; WeChat: 1, 5,
 	// 10, 20, 30 minutes)
 	RefundChecks []caddy.Duration `json:"refund_checks,omitempty"`
+	// How long an order whose state is final (paid with no refund in
+	// progress, closed, fully refunded) stays in Redis after its last
+	// change. Past it the poller sends trade.archived (everything the
+	// backend keeps: order, trade, channel, paid and refunded amounts,
+	// refunds) and removes the order's records; a refund of it then
+	// answers 409 order_archived. Until then a settled order keeps only
+	// a compact record. Default: 720h (30 days)
+	Retention caddy.Duration `json:"retention,omitempty"`
 	// Where trade and refund events are POSTed. Default: none (no events).
 	Webhook *WebhookConfig `json:"webhook,omitempty"`
 	// What happens to a duplicate payment (a second trade of an already
@@ -335,6 +345,7 @@ func (p *PayProxy) applyDefaults() {
 	setDefault(&p.LockTTL, defaultLockTTL)
 	setDefault(&p.PollInterval, defaultPollInterval)
 	setDefault(&p.PayTimeout, defaultPayTimeout)
+	setDefault(&p.Retention, defaultRetention)
 	setDefault(&p.QRLifetime, defaultQRLifetime)
 	if len(p.RefundChecks) == 0 {
 		for _, d := range defaultRefundChecks {
@@ -511,10 +522,27 @@ func (p *PayProxy) Validate() error {
 		return err
 	}
 	if err := validatePositive(map[string]caddy.Duration{"provider_timeout": p.ProviderTimeout, "lock_ttl": p.LockTTL,
-		"poll_interval": p.PollInterval, "pay_timeout": p.PayTimeout}); err != nil {
+		"poll_interval": p.PollInterval, "pay_timeout": p.PayTimeout, "retention": p.Retention}); err != nil {
 		return err
 	}
-	return p.Reconcile.validate()
+	if err := p.Reconcile.validate(); err != nil {
+		return err
+	}
+	return p.validateRetention()
+}
+
+// validateRetention refuses a retention that would archive orders whose
+// day reconciliation still re-checks: their bill lines would find no
+// record and be reported as differences.
+func (p *PayProxy) validateRetention() error {
+	if p.Reconcile == nil || p.Retention <= 0 {
+		return nil
+	}
+	if least := time.Duration(p.Reconcile.Days+2) * 24 * time.Hour; time.Duration(p.Retention) < least {
+		return fmt.Errorf("retention %s: must be at least %s with reconcile days %d (the re-checked days, the bill's day and the day it is run)",
+			time.Duration(p.Retention), least, p.Reconcile.Days)
+	}
+	return nil
 }
 
 // validateValues checks the settings that take one of a set of words.

@@ -20,6 +20,12 @@ import (
 
 const pollBatch = 50
 
+// pollBatches bounds the batches one wake-up leases: a full batch means
+// more is due (every settled order comes back once more, to be archived
+// after its retention), so the poller goes on, up to 20 batches (1 000
+// orders) per poll_interval and instance.
+const pollBatches = 20
+
 func (p *PayProxy) runPoller(ctx context.Context) {
 	t := time.NewTicker(time.Duration(p.PollInterval))
 	defer t.Stop()
@@ -33,8 +39,18 @@ func (p *PayProxy) runPoller(ctx context.Context) {
 	}
 }
 
-// pollOnce handles one leased batch.
+// pollOnce handles leased batches while they come full, at most
+// pollBatches.
 func (p *PayProxy) pollOnce(ctx context.Context) {
+	for range pollBatches {
+		if p.pollBatch(ctx) < pollBatch || ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// pollBatch handles one leased batch and returns its size.
+func (p *PayProxy) pollBatch(ctx context.Context) int {
 	lease := 2*time.Duration(p.ProviderTimeout) + time.Duration(p.PollInterval)
 	now := time.Now()
 	orders, err := claimScript.Run(ctx, p.rdb, []string{dueKey}, now.UnixMilli(), pollBatch, lease.Milliseconds()).StringSlice()
@@ -42,16 +58,17 @@ func (p *PayProxy) pollOnce(ctx context.Context) {
 		if ctx.Err() == nil {
 			p.logger.Debug("leasing due orders failed", zap.Error(err))
 		}
-		return
+		return 0
 	}
 	leaseScore := now.UnixMilli() + lease.Milliseconds()
 	for _, order := range orders {
 		if ctx.Err() != nil {
-			return
+			return 0
 		}
 		next := p.pollOrder(ctx, order)
 		p.reschedule(ctx, order, next, leaseScore)
 	}
+	return len(orders)
 }
 
 // reschedule leaves the order due at next, or off the due set when
@@ -102,6 +119,10 @@ func (p *PayProxy) pollOrder(ctx context.Context, order string) time.Time {
 		if n, err := p.rdb.HLen(ctx, outboxKey(order)).Result(); err != nil || n > 0 {
 			next.at(p.soon())
 		}
+	}
+	if next.t.IsZero() {
+		// Nothing left to do: the order stays due for its retention.
+		return p.retain(ctx, order)
 	}
 	return next.t
 }

@@ -442,3 +442,79 @@ for _, raw in ipairs(items) do
 end
 return n
 `)
+
+// retainScript keeps a settled order's Redis footprint bounded (see
+// retention.go). An order whose state is final — its trade PAID or
+// CLOSED, every retired trade PAID or CLOSED, no refund PROCESSING or
+// ABNORMAL, its outbox empty — is compacted: its trade keeps only what
+// refunds, notifications and reconciliation read (the QR code, subject
+// and creation-time fields go; touched_at keeps its last change). Once
+// it is untouched for ARGV[2] ms, trade.archived (built here from the
+// records, so it says what they held at this very step) is written into
+// the outbox and the order's records are deleted. Its work is bounded by
+// the order's own records: at most maxTrades trades and its refunds.
+//
+// KEYS: trade, trades, refunds, checks, outbox. ARGV: now_ms,
+// retention_ms, created_at (RFC 3339). Returns {gone}, {open},
+// {wait, due_ms} or {archived, event_id, event_json, trade_no...,
+// "", refund_no...}.
+var retainScript = redis.NewScript(emitLua + `
+local flat = redis.call('HGETALL', KEYS[1])
+if #flat == 0 then return {'gone'} end
+local t = {}
+for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+if not t.trade_no or (t.state ~= 'PAID' and t.state ~= 'CLOSED') then return {'open'} end
+if redis.call('EXISTS', KEYS[5]) == 1 then return {'open'} end
+local last = 0
+local function seen(v) v = tonumber(v) if v and v > last then last = v end end
+for _, f in ipairs({'touched_at', 'created_at', 'paid_at', 'closed_at', 'qr_issued_at'}) do seen(t[f]) end
+local paid = 0
+if t.state == 'PAID' then paid = tonumber(t.amount_fen) or 0 end
+local trades, retired = {t.trade_no}, {}
+for i, raw in ipairs(redis.call('HGETALL', KEYS[2])) do
+  if i % 2 == 0 then
+    local a = cjson.decode(raw)
+    if a.state ~= 'PAID' and a.state ~= 'CLOSED' then return {'open'} end
+    seen(a.created_at) seen(a.paid_at) seen(a.closed_at) seen(a.touched_at)
+    if a.state == 'PAID' then paid = paid + (tonumber(a.amount_fen) or 0) end
+    table.insert(trades, a.trade_no)
+    table.insert(retired, a)
+  end
+end
+local refunds, refundNos, refunded = {}, {}, 0
+for i, raw in ipairs(redis.call('HVALS', KEYS[3])) do
+  local r = cjson.decode(raw)
+  if r.state == 'PROCESSING' or r.state == 'ABNORMAL' then return {'open'} end
+  seen(r.created_at) seen(r.settled_at)
+  if r.state == 'SUCCESS' then refunded = refunded + (tonumber(r.amount_fen) or 0) end
+  local tn = r.trade_no
+  if not tn or tn == '' then tn = t.trade_no end
+  table.insert(refunds, cjson.encode({refund_no = r.refund_no, trade_no = tn, amount_fen = r.amount_fen, state = r.state}))
+  table.insert(refundNos, r.refund_no)
+end
+if tonumber(ARGV[1]) < last + tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'touched_at', last)
+  redis.call('HDEL', KEYS[1], 'qr_code', 'qr_issued_at', 'qr_renewing_at', 'subject', 'created_at', 'expires_at',
+    'provider_trade_id', 'confirmed_at')
+  for _, a in ipairs(retired) do
+    if a.subject or a.created_at or a.expires_at or a.provider_trade_id then
+      a.touched_at = math.max(tonumber(a.paid_at) or 0, tonumber(a.closed_at) or 0, tonumber(a.created_at) or 0)
+      a.subject, a.created_at, a.expires_at, a.provider_trade_id = nil, nil, nil, nil
+      redis.call('HSET', KEYS[2], a.trade_no, cjson.encode(a))
+    end
+  end
+  return {'wait', tostring(last + tonumber(ARGV[2]))}
+end
+local id = 'evt_' .. t.trade_no .. '_trade.archived'
+local body = cjson.encode({id = id, type = 'trade.archived', created_at = ARGV[3], data = {
+  order_no = t.order_no, trade_no = t.trade_no, channel = t.channel, amount_fen = tonumber(t.amount_fen),
+  state = t.state, paid_fen = paid, refunded_fen = refunded, refunds = '@refunds@', seq = -1}})
+body = string.gsub(body, '"@refunds@"', function() return '[' .. table.concat(refunds, ',') .. ']' end)
+body = emit(KEYS[1], KEYS[5], id, body)
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+local out = {'archived', id, body}
+for _, no in ipairs(trades) do table.insert(out, no) end
+table.insert(out, '')
+for _, no in ipairs(refundNos) do table.insert(out, no) end
+return out
+`)

@@ -165,17 +165,20 @@ func (s *tradeStore) load(ctx context.Context, order string) (*tradeRecord, erro
 		return nil, errNoRecord
 	}
 	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
-	var qrIssued, closing time.Time
+	var qrIssued, closing, expires time.Time
 	if ms := num("qr_issued_at"); ms > 0 {
 		qrIssued = time.UnixMilli(ms)
 	}
 	if ms := num("closing_at"); ms > 0 {
 		closing = time.UnixMilli(ms)
 	}
+	if ms := num("expires_at"); ms > 0 {
+		expires = time.UnixMilli(ms) // none in a compacted record (retention.go)
+	}
 	return &tradeRecord{
 		OrderNo: m["order_no"], TradeNo: m["trade_no"], Channel: m["channel"], AmountFen: num("amount_fen"),
 		Subject: m["subject"], State: m["state"], QRCode: m["qr_code"], QRIssuedAt: qrIssued,
-		CreatedAt: time.UnixMilli(num("created_at")), ExpiresAt: time.UnixMilli(num("expires_at")),
+		CreatedAt: time.UnixMilli(num("created_at")), ExpiresAt: expires,
 		RefundedFen: num("refunded_fen"), ProviderTradeID: m["provider_trade_id"], ClosingAt: closing,
 	}, nil
 }

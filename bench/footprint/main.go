@@ -1,10 +1,15 @@
 // Command footprint measures what payproxy keeps in Redis per order, in
-// each life stage (issue 17: measure before retention): created and
-// unpaid; paid with its events delivered; paid then fully refunded;
-// closed unpaid. Each stage runs on its own orders against one tollgate
-// process and one Redis; the cost of a stage is the growth of Redis's
-// used_memory (and of each kind of key, by MEMORY USAGE) over its orders,
-// after its notifications, refunds and webhook deliveries have settled.
+// each life stage (issue 17): created and unpaid; paid with its events
+// delivered; paid then fully refunded; closed unpaid — each once the
+// poller has compacted it (settled, inside its retention). Each stage runs
+// on its own orders against one tollgate process and one Redis; the cost
+// of a stage is the growth of Redis's used_memory (and of each kind of
+// key, by MEMORY USAGE) over its orders, after its notifications, refunds
+// and webhook deliveries have settled. Then tollgate is restarted with a
+// retention of 1 s: "after retention" is what is left once the settled
+// stages' orders are archived. With -steady, it instead creates and
+// settles orders continuously for that long under -retention and prints
+// used_memory every 10 s (flat once the first retention has passed).
 package main
 
 import (
@@ -36,8 +41,16 @@ func main() {
 	redisURL := flag.String("redis", "", "redis URL (a Redis of its own: every key counts)")
 	n := flag.Int("n", 1000, "orders per stage (half Alipay, half WeChat)")
 	conc := flag.Int("c", 16, "concurrent clients")
+	steady := flag.Duration("steady", 0, "run orders continuously this long instead of the stages")
+	retention := flag.Duration("retention", time.Minute, "payproxy's retention in the -steady run")
 	flag.Parse()
-	if err := run(*bin, *redisURL, *n, *conc); err != nil {
+	var err error
+	if *steady > 0 {
+		err = runSteady(*bin, *redisURL, *conc, *steady, *retention)
+	} else {
+		err = run(*bin, *redisURL, *n, *conc)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "footprint:", err)
 		os.Exit(1)
 	}
@@ -45,45 +58,73 @@ func main() {
 
 // env is one run: paysim, the webhook receiver, tollgate, Redis.
 type env struct {
-	sim    *paysim.Sim
-	rdb    *redis.Client
-	client *http.Client
-	base   string
-	conc   int
+	sim     *paysim.Sim
+	rdb     *redis.Client
+	client  *http.Client
+	base    string
+	conc    int
+	bin     string
+	redis   string
+	simURL  string
+	hookURL string
+	port    int
+	proc    *tollgateproc.Proc
 }
 
-func run(bin, redisURL string, n, conc int) error {
+func newEnv(bin, redisURL string, conc int) (*env, func(), error) {
 	sim, err := paysim.New(paysim.Config{WechatRefundDelay: 200 * time.Millisecond})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer sim.Close()
 	simSrv := httptest.NewServer(sim.Handler())
-	defer simSrv.Close()
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))
-	defer backend.Close()
+	opt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	e := &env{sim: sim, rdb: redis.NewClient(opt), conc: conc, bin: bin, redis: redisURL, simURL: simSrv.URL, hookURL: backend.URL,
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2}, Timeout: 30 * time.Second}}
+	stop := func() {
+		if e.proc != nil {
+			e.proc.Stop()
+		}
+		e.rdb.Close()
+		backend.Close()
+		simSrv.Close()
+		sim.Close()
+	}
+	return e, stop, nil
+}
+
+// start (re)starts tollgate with the given retention.
+func (e *env) start(retention time.Duration) error {
+	if e.proc != nil {
+		e.proc.Stop()
+	}
 	port, err := freePort()
 	if err != nil {
 		return err
 	}
-	extra := "poll_interval 1s\noperations create status close refund notify\nwebhook " + backend.URL +
+	extra := "poll_interval 1s\nretention " + retention.String() + "\noperations create status close refund notify\nwebhook " + e.hookURL +
 		" {\n\tsecret " + strings.Repeat("w", 32) + "\n}"
-	proc, err := tollgateproc.Start(bin, tollgateproc.CaddyfileWith(sim.Keys(), simSrv.URL, redisURL, port, "", extra), port)
+	e.proc, err = tollgateproc.Start(e.bin, tollgateproc.CaddyfileWith(e.sim.Keys(), e.simURL, e.redis, port, "", extra), port)
+	e.port, e.base = port, fmt.Sprintf("http://127.0.0.1:%d", port)
+	return err
+}
+
+func run(bin, redisURL string, n, conc int) error {
+	e, stop, err := newEnv(bin, redisURL, conc)
 	if err != nil {
 		return err
 	}
-	defer proc.Stop()
-	opt, err := redis.ParseURL(redisURL)
-	if err != nil {
+	defer stop()
+	if err := e.start(time.Hour); err != nil {
 		return err
 	}
-	e := &env{sim: sim, rdb: redis.NewClient(opt), base: fmt.Sprintf("http://127.0.0.1:%d", port), conc: conc,
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2}, Timeout: 30 * time.Second}}
-	defer e.rdb.Close()
 	if err := e.stages(n); err != nil {
-		return fmt.Errorf("%w\ntollgate log:\n%s", err, proc.Log(20))
+		return fmt.Errorf("%w\ntollgate log:\n%s", err, e.proc.Log(20))
 	}
 	return nil
 }
@@ -111,6 +152,8 @@ func (e *env) stages(n int) error {
 	if err != nil {
 		return err
 	}
+	start := before
+	var settledOrders []string
 	for i, st := range stages {
 		orders := make([]string, n)
 		for j := range orders {
@@ -125,6 +168,7 @@ func (e *env) stages(n int) error {
 		if st.open {
 			orders = nil
 		}
+		settledOrders = append(settledOrders, orders...)
 		if err := e.settled(orders); err != nil {
 			return fmt.Errorf("%s: %w", st.name, err)
 		}
@@ -135,7 +179,47 @@ func (e *env) stages(n int) error {
 		after.report(st.name, before, n)
 		before = after
 	}
+	// Retention: the settled stages' orders are archived by a tollgate
+	// whose retention is 1 s.
+	if err := e.start(time.Second); err != nil {
+		return err
+	}
+	if err := e.archived(settledOrders); err != nil {
+		return fmt.Errorf("after retention: %w", err)
+	}
+	after, err := e.snapshot()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nretention 1s: the %d settled orders archived (growth per settled order, negative = freed)\n", len(settledOrders))
+	after.report("after retention", before, len(settledOrders))
+	fmt.Printf("\nall stages, then retention: used_memory_dataset %+d bytes for %d unpaid orders left open\n", after.used-start.used, n)
 	return nil
+}
+
+// archived waits until none of orders has a trade left in Redis and every
+// event has been delivered.
+func (e *env) archived(orders []string) error {
+	ctx := context.Background()
+	for deadline := time.Now().Add(5 * time.Minute); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		left := 0
+		pipe := e.rdb.Pipeline()
+		cmds := make([]*redis.IntCmd, len(orders))
+		for i, o := range orders {
+			cmds[i] = pipe.Exists(ctx, "tollgate:pay:{o:"+o+"}:trade")
+		}
+		q := pipe.ZCard(ctx, "tollgate:pay:{wh}:queue")
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		for _, c := range cmds {
+			left += int(c.Val())
+		}
+		if left == 0 && q.Val() == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("orders not archived after 5 minutes")
 }
 
 // parallel runs fn for 0..n-1 over e.conc goroutines; the first error wins.
@@ -252,7 +336,8 @@ func (e *env) call(method, path string, body, out any) error {
 
 // settled waits until every event has been delivered to the backend
 // (the webhook queue and its event bodies are empty) and none of orders
-// has work left (none is in the due set).
+// has work left: each is due only when its retention ends (the poller
+// found it settled and compacted it).
 func (e *env) settled(orders []string) error {
 	ctx := context.Background()
 	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
@@ -266,18 +351,19 @@ func (e *env) settled(orders []string) error {
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return err
 		}
-		if q.Val() == 0 && ev.Val() == 0 && allZero(due.Val()) {
+		if q.Val() == 0 && ev.Val() == 0 && allRetained(due.Val()) {
 			return nil
 		}
 	}
 	return fmt.Errorf("events or due orders left after 3 minutes")
 }
 
-// allZero: ZMSCORE answers 0 for a member that is not in the set (go-redis
-// maps nil to 0; no score payproxy writes is 0, they are times in ms).
-func allZero(scores []float64) bool {
+// allRetained: every score is more than 10 minutes away (the stages run
+// under a retention of 1 h; work left is due within seconds).
+func allRetained(scores []float64) bool {
+	limit := float64(time.Now().Add(10 * time.Minute).UnixMilli())
 	for _, s := range scores {
-		if s != 0 {
+		if s < limit {
 			return false
 		}
 	}
@@ -387,4 +473,100 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// runSteady creates and settles orders without pause for d under a
+// retention of retention (7 in 10 paid, 1 paid then refunded, 2 closed
+// unpaid) and prints Redis's used_memory_dataset and key count every 10 s;
+// past the first retention (plus the poller's interval) the orders
+// archived balance those settled, so the memory stays flat.
+func runSteady(bin, redisURL string, conc int, d, retention time.Duration) error {
+	e, stop, err := newEnv(bin, redisURL, conc)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	if err := e.start(retention); err != nil {
+		return err
+	}
+	var done atomic.Bool
+	var count atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, conc)
+	run := time.Now().UnixNano() % 1_000_000
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !done.Load() {
+				i := count.Add(1)
+				order := fmt.Sprintf("ST%d_%d", run, i)
+				ch := []string{"alipay", "wechat"}[i%2]
+				var err error
+				switch i % 10 {
+				case 7:
+					err = e.refund(order, ch)
+				case 8, 9:
+					err = e.closeUnpaid(order, ch)
+				default:
+					err = e.pay(order, ch)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	fmt.Printf("steady run: %s, retention %s, %d clients\n%8s %10s %16s %8s\n", d, retention, conc, "elapsed", "orders", "used_memory_data", "keys")
+	begin := time.Now()
+	var samples []int64
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for time.Since(begin) < d {
+		select {
+		case err := <-errs:
+			done.Store(true)
+			wg.Wait()
+			return fmt.Errorf("%w\ntollgate log:\n%s", err, e.proc.Log(20))
+		case <-tick.C:
+		}
+		s, keys, err := e.usedMemory()
+		if err != nil {
+			return err
+		}
+		elapsed := time.Since(begin).Round(time.Second)
+		fmt.Printf("%8s %10d %16d %8d\n", elapsed, count.Load(), s, keys)
+		if elapsed > retention+20*time.Second {
+			samples = append(samples, s)
+		}
+	}
+	done.Store(true)
+	wg.Wait()
+	if len(samples) > 1 {
+		lo, hi := samples[0], samples[0]
+		for _, s := range samples {
+			lo, hi = min(lo, s), max(hi, s)
+		}
+		fmt.Printf("past the first retention: used_memory_dataset between %d and %d (spread %.1f %% of the low)\n",
+			lo, hi, 100*float64(hi-lo)/float64(lo))
+	}
+	return nil
+}
+
+// usedMemory is Redis's used_memory_dataset and its number of keys.
+func (e *env) usedMemory() (int64, int64, error) {
+	ctx := context.Background()
+	info, err := e.rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0, 0, err
+	}
+	var used int64
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory_dataset:"); ok {
+			used, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	keys, err := e.rdb.DBSize(ctx).Result()
+	return used, keys, err
 }

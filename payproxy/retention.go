@@ -1,0 +1,107 @@
+package payproxy
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+)
+
+// Retention keeps payproxy's Redis a working set, not an archive. Every
+// order stays in the due set while it has records: once the poller finds
+// nothing left to do for it, retainScript compacts it and the order is
+// due again when its retention has passed since its last change; the
+// poller (one instance at a time per order, through its lease, in its
+// batches) then sends trade.archived and removes the order's records,
+// then the indexes of its trades and refunds, which live on other
+// Cluster slots. An instance that dies in between leaves the order due:
+// the next round finds it gone, flushes the outbox that holds
+// trade.archived and releases it; only the indexes of that one order
+// stay (they name an order that holds no record: a notification of it is
+// answered as an unknown trade).
+
+// What retainScript found.
+const (
+	retainGone     = "gone"     // no record: nothing to keep
+	retainOpen     = "open"     // work left (or a person's): look again later
+	retainWait     = "wait"     // settled and compacted; archived at the due time
+	retainArchived = "archived" // trade.archived written, records removed
+)
+
+// retain compacts a settled order, or archives it once its retention has
+// passed, and returns when the poller should look at it again (zero:
+// archived or gone).
+func (p *PayProxy) retain(ctx context.Context, order string) time.Time {
+	retention := time.Duration(p.Retention)
+	now := time.Now()
+	vals, err := p.store.durability.Run(ctx, p.rdb, retainScript,
+		[]string{tradeKey(order), tradesKey(order), refundsKey(order), checksKey(order), outboxKey(order)},
+		now.UnixMilli(), retention.Milliseconds(), now.UTC().Format(time.RFC3339)).StringSlice()
+	if err != nil || len(vals) == 0 {
+		if ctx.Err() == nil {
+			p.logger.Warn("retaining order failed", zap.String("order_no", order), zap.Error(err))
+		}
+		return p.soon()
+	}
+	switch vals[0] {
+	case retainGone:
+		return time.Time{}
+	case retainWait:
+		ms, err := strconv.ParseInt(vals[1], 10, 64)
+		if err != nil {
+			return now.Add(retention)
+		}
+		return time.UnixMilli(ms)
+	case retainArchived:
+		return p.archived(ctx, order, vals[1:])
+	}
+	// An ABNORMAL refund waits for a person, an event for its queue: the
+	// order is looked at again after another retention (a change
+	// schedules it sooner).
+	return now.Add(retention)
+}
+
+// archived finishes an archival: the outbox's trade.archived goes to the
+// queue, then the indexes of the order's trades and refunds go. vals is
+// {event_id, event_json, trade_no..., "", refund_no...}.
+func (p *PayProxy) archived(ctx context.Context, order string, vals []string) time.Time {
+	p.publish(ctx, order, &event{ID: vals[0], Body: vals[1]})
+	var indexes []string
+	kind := tradeIndexKey
+	for _, no := range vals[2:] {
+		if no == "" {
+			kind = refundIndexKey
+			continue
+		}
+		indexes = append(indexes, kind(no))
+	}
+	if err := p.unlinkEach(ctx, indexes); err != nil && ctx.Err() == nil {
+		p.logger.Warn("removing an archived order's indexes failed", zap.String("order_no", order), zap.Error(err))
+	}
+	p.logger.Debug("order archived", zap.String("order_no", order))
+	if n, err := p.rdb.Exists(ctx, outboxKey(order)).Result(); err != nil || n > 0 {
+		return p.soon() // trade.archived is still to be queued
+	}
+	return time.Time{}
+}
+
+// unlinkEach removes keys that may live on different Cluster slots, one
+// UNLINK each in a pipeline (a multi-key UNLINK would be CROSSSLOT).
+func (p *PayProxy) unlinkEach(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	cmds, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for _, k := range keys {
+			pipe.Unlink(ctx, k)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("unlinking %d keys: %w", len(cmds), err)
+	}
+	return nil
+}

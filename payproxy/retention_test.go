@@ -1,0 +1,211 @@
+package payproxy_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tollgate/tollgate/internal/paysim"
+	"github.com/tollgate/tollgate/internal/testredis"
+)
+
+// orderKeys are an order's keys in Redis (store.go's layout) and its
+// trade's index.
+func orderKeys(order, tradeNo string) []string {
+	return []string{
+		"tollgate:pay:{o:" + order + "}:trade", "tollgate:pay:{o:" + order + "}:trades",
+		"tollgate:pay:{o:" + order + "}:refunds", "tollgate:pay:{o:" + order + "}:outbox",
+		"tollgate:pay:{o:" + order + "}:checks", "tollgate:pay:{t:" + tradeNo + "}",
+	}
+}
+
+// existing returns which of keys exist (one EXISTS each: on a Cluster
+// they live on several slots).
+func existing(t *testing.T, rdb redis.UniversalClient, keys ...string) []string {
+	t.Helper()
+	var out []string
+	for _, k := range keys {
+		n, err := rdb.Exists(context.Background(), k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// TestSettledOrdersLeaveRedisAfterRetentionAndOpenOnesStay: with a
+// retention of 2 s, a paid order, a fully refunded one, a partly refunded
+// one and a closed one each send one trade.archived (order, trade,
+// channel, paid and refunded amounts, refunds) and then hold no key in
+// Redis, their trade and refund indexes included; an unpaid order and one
+// with a refund in progress stay whole however long they wait.
+func TestSettledOrdersLeaveRedisAfterRetentionAndOpenOnesStay(t *testing.T) {
+	e := newEnv(t)
+	e.extra = "\t\tretention 2s\n"
+	// The unpaid trade must stay open past retention.
+	e.options["pay_timeout"] = "1h"
+	e.start()
+	rdb := e.redis.Client()
+	ctx := context.Background()
+
+	paid := e.paidOrder("RET_PAID", "alipay", 1000)
+	full := e.paidOrder("RET_FULL", "wechat", 800)
+	wantStatus(t, e.refund("RET_FULL", "RET_FULL_R1", 800), 200, "")
+	part := e.paidOrder("RET_PART", "wechat", 900)
+	wantStatus(t, e.refund("RET_PART", "RET_PART_R1", 300), 200, "")
+	closed := e.create("RET_CLOSED", "alipay", 700).str("trade_no")
+	wantStatus(t, do(t, "POST", e.base+"/pay/trades/RET_CLOSED/close", nil), 200, "")
+	open := e.create("RET_OPEN", "wechat", 600).str("trade_no")
+	// A refund the provider never settles stays PROCESSING; an ABNORMAL
+	// one waits for a person.
+	stuck := e.paidOrder("RET_STUCK", "wechat", 500)
+	e.sim.SetFault(paysim.Fault{Operation: "wechat.refund", Mode: paysim.FaultStuck})
+	wantStatus(t, e.refund("RET_STUCK", "RET_STUCK_R1", 100), 200, "")
+	abnormal := e.paidOrder("RET_ABNORMAL", "wechat", 500)
+	e.sim.SetFault(paysim.Fault{Operation: "wechat.refund", Mode: paysim.FaultAbnormal})
+	wantStatus(t, e.refund("RET_ABNORMAL", "RET_ABNORMAL_R1", 100), 200, "")
+	e.eventuallyRefund(t, "RET_ABNORMAL_R1", "ABNORMAL", 15*time.Second)
+
+	for _, o := range []struct {
+		order, trade, ch string
+		paid, refunded   int64
+		refunds          int
+		refundIndexes    []string
+	}{
+		{"RET_PAID", paid, "alipay", 1000, 0, 0, nil},
+		{"RET_FULL", full, "wechat", 800, 800, 1, []string{"RET_FULL_R1"}},
+		{"RET_PART", part, "wechat", 900, 300, 1, []string{"RET_PART_R1"}},
+		{"RET_CLOSED", closed, "alipay", 0, 0, 0, nil},
+	} {
+		eventually(t, 30*time.Second, o.order+" archived", func() bool { return len(e.hooks.ofType("trade.archived", o.order)) > 0 })
+		eventually(t, 10*time.Second, o.order+"'s keys gone", func() bool {
+			keys := orderKeys(o.order, o.trade)
+			for _, r := range o.refundIndexes {
+				keys = append(keys, "tollgate:pay:{r:"+r+"}")
+			}
+			return len(existing(t, rdb, keys...)) == 0
+		})
+		ev := e.hooks.ofType("trade.archived", o.order)[0]
+		d := ev.Data
+		if ev.ID != "evt_"+o.trade+"_trade.archived" || d.TradeNo != o.trade || d.Channel != o.ch || d.PaidFen != o.paid ||
+			d.RefundedFen != o.refunded || len(d.Refunds) != o.refunds || d.Seq < 2 {
+			t.Fatalf("%s: trade.archived %+v", o.order, ev)
+		}
+		if o.refunds > 0 && (d.Refunds[0].RefundNo != o.refundIndexes[0] || d.Refunds[0].State != "SUCCESS" || d.Refunds[0].TradeNo != o.trade) {
+			t.Fatalf("%s: refunds in trade.archived %+v", o.order, d.Refunds)
+		}
+		if r := e.get(o.order); r.Status != 404 {
+			t.Fatalf("%s after archival: %d %s", o.order, r.Status, r.Raw)
+		}
+	}
+	if got := existing(t, rdb, orderKeys("RET_OPEN", open)[0], orderKeys("RET_STUCK", stuck)[0], orderKeys("RET_STUCK", stuck)[2],
+		orderKeys("RET_ABNORMAL", abnormal)[0], orderKeys("RET_ABNORMAL", abnormal)[2]); len(got) != 5 {
+		t.Fatalf("an open order or a refund in progress lost its keys: only %v left", got)
+	}
+	for _, o := range []string{"RET_OPEN", "RET_STUCK", "RET_ABNORMAL"} {
+		if n := len(e.hooks.ofType("trade.archived", o)); n != 0 {
+			t.Fatalf("%s: %d trade.archived for an order with work left", o, n)
+		}
+	}
+	// Only the three orders with work left are still in the due set.
+	due, err := rdb.ZRange(ctx, "tollgate:pay:{due}", 0, -1).Result()
+	if err != nil || len(due) != 3 {
+		t.Fatalf("due set %v %v", due, err)
+	}
+	e.quiesce()
+	for _, o := range []string{"RET_PAID", "RET_FULL", "RET_PART", "RET_CLOSED"} {
+		if n := len(e.hooks.ofType("trade.archived", o)); n != 1 {
+			t.Fatalf("%s: %d trade.archived events", o, n)
+		}
+	}
+}
+
+// TestASettledOrderKeepsOnlyWhatRefundsNotificationsAndReconciliationNeed:
+// once paid and settled (long before its retention), the order's trade
+// hash loses its QR code, subject and creation-time fields; the status
+// and a refund still work from what is left.
+func TestASettledOrderKeepsOnlyWhatRefundsNotificationsAndReconciliationNeed(t *testing.T) {
+	e := newEnv(t)
+	e.extra = "\t\tretention 1h\n"
+	e.start()
+	rdb := e.redis.Client()
+	ctx := context.Background()
+	for _, ch := range []string{"alipay", "wechat"} {
+		order := "COMPACT_" + ch
+		e.paidOrder(order, ch, 1000)
+		key := "tollgate:pay:{o:" + order + "}:trade"
+		var fields map[string]string
+		eventually(t, 10*time.Second, order+" compacted", func() bool {
+			fields = rdb.HGetAll(ctx, key).Val()
+			_, qr := fields["qr_code"]
+			return !qr
+		})
+		for _, gone := range []string{"qr_code", "qr_issued_at", "subject", "created_at", "expires_at", "provider_trade_id"} {
+			if _, ok := fields[gone]; ok {
+				t.Fatalf("%s: compacted trade keeps %s: %v", order, gone, fields)
+			}
+		}
+		for _, kept := range []string{"trade_no", "channel", "amount_fen", "state", "refunded_fen", "seq", "touched_at"} {
+			if _, ok := fields[kept]; !ok {
+				t.Fatalf("%s: compacted trade lost %s: %v", order, kept, fields)
+			}
+		}
+		if r := e.get(order); r.Status != 200 || r.str("state") != "PAID" || r.num("amount_fen") != 1000 || r.str("expires_at") != "" {
+			t.Fatalf("%s: status of a compacted order: %d %s", order, r.Status, r.Raw)
+		}
+		wantStatus(t, e.refund(order, "CR_"+ch, 400), 200, "")
+		e.eventuallyRefund(t, "CR_"+ch, "SUCCESS", 15*time.Second)
+		wantStatus(t, e.create(order, ch, 1000), 409, "order_paid")
+	}
+}
+
+// TestTwoInstancesArchiveEachOrderOnce: two instances share one Redis and
+// a retention of 1 s; 20 paid orders are each archived once (one
+// trade.archived each), whichever instance's poller leases them.
+func TestTwoInstancesArchiveEachOrderOnce(t *testing.T) {
+	e := newEnv(t)
+	e.extra = "\t\tretention 1s\n"
+	twoInstances(t, e)
+	archiveMany(t, e, e.redis.Client(), "TWO_INSTANCES", 20)
+}
+
+// TestRetentionOnRedisCluster: the same on a real three-master Cluster
+// (the archival script's keys share the order's slot; the indexes on
+// other slots are removed one by one).
+func TestRetentionOnRedisCluster(t *testing.T) {
+	e := newEnv(t)
+	c := testredis.StartCluster(t, 3)
+	e.redisURL = c.URL()
+	e.extra = "\t\tretention 1s\n"
+	e.start()
+	archiveMany(t, e, c.Client(), "CLUSTER", 10)
+}
+
+// archiveMany pays n orders (both channels) and waits for each to be
+// archived once, with every key gone.
+func archiveMany(t *testing.T, e *env, rdb redis.UniversalClient, prefix string, n int) {
+	t.Helper()
+	trades := make([]string, n)
+	for i := range trades {
+		trades[i] = e.paidOrder(fmt.Sprintf("%s_%d", prefix, i), []string{"alipay", "wechat"}[i%2], 100+int64(i))
+	}
+	for i, tn := range trades {
+		order := fmt.Sprintf("%s_%d", prefix, i)
+		eventually(t, 30*time.Second, order+" archived", func() bool {
+			return len(e.hooks.ofType("trade.archived", order)) > 0 && len(existing(t, rdb, orderKeys(order, tn)...)) == 0
+		})
+	}
+	e.quiesce()
+	for i := range trades {
+		order := fmt.Sprintf("%s_%d", prefix, i)
+		if got := e.hooks.ofType("trade.archived", order); len(got) != 1 || got[0].Data.PaidFen != 100+int64(i) {
+			t.Fatalf("%s: trade.archived %+v", order, got)
+		}
+	}
+}
