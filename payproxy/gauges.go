@@ -18,7 +18,7 @@ const scrapeTimeout = time.Second
 // and reloads. A scrape that cannot read Redis reports redis_up 0 and
 // leaves the two lengths out rather than report stale ones.
 type webhookGauges struct {
-	queued, dead, up *prometheus.Desc
+	queued, dead, up, orders *prometheus.Desc
 }
 
 func newWebhookGauges() *webhookGauges {
@@ -28,6 +28,8 @@ func newWebhookGauges() *webhookGauges {
 			"Webhook events waiting for delivery (or being delivered), read from Redis at scrape time.", nil, nil),
 		dead: prometheus.NewDesc(prometheus.BuildFQName(ns, sub, "webhook_dead_letters"),
 			"Webhook events in the dead-letter list, read from Redis at scrape time.", nil, nil),
+		orders: prometheus.NewDesc(prometheus.BuildFQName(ns, sub, "orders_in_redis"),
+			"Orders payproxy holds in Redis (the due set's size, ZCARD: every order with records is in it until it is archived), read at scrape time.", nil, nil),
 		up: prometheus.NewDesc(prometheus.BuildFQName(ns, sub, "redis_up"),
 			"1 when this scrape could read payproxy's Redis (the trade store), 0 when it could not.", nil, nil),
 	}
@@ -38,6 +40,7 @@ func (g *webhookGauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- g.queued
 	ch <- g.dead
 	ch <- g.up
+	ch <- g.orders
 }
 
 // Collect implements prometheus.Collector. It reports nothing while no
@@ -51,31 +54,33 @@ func (g *webhookGauges) Collect(ch chan<- prometheus.Metric) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), scrapeTimeout)
 	defer cancel()
-	var queued, dead int64
+	var queued, dead, orders int64
 	for _, rdb := range clients {
-		q, d, err := webhookLengths(ctx, rdb)
+		q, d, o, err := redisLengths(ctx, rdb)
 		if err != nil {
 			ch <- prometheus.MustNewConstMetric(g.up, prometheus.GaugeValue, 0)
 			return
 		}
-		queued, dead = queued+q, dead+d
+		queued, dead, orders = queued+q, dead+d, orders+o
 	}
 	ch <- prometheus.MustNewConstMetric(g.up, prometheus.GaugeValue, 1)
 	ch <- prometheus.MustNewConstMetric(g.queued, prometheus.GaugeValue, float64(queued))
 	ch <- prometheus.MustNewConstMetric(g.dead, prometheus.GaugeValue, float64(dead))
+	ch <- prometheus.MustNewConstMetric(g.orders, prometheus.GaugeValue, float64(orders))
 }
 
-// webhookLengths reads both lengths in one round trip (both keys carry the
-// {wh} hash tag, so they share a Cluster slot).
-func webhookLengths(ctx context.Context, rdb redis.UniversalClient) (queued, dead int64, err error) {
-	var q, d *redis.IntCmd
+// redisLengths reads the three lengths in one pipeline (O(1) each: ZCARD,
+// LLEN, ZCARD; on a Cluster the client sends it to each slot's master).
+func redisLengths(ctx context.Context, rdb redis.UniversalClient) (queued, dead, orders int64, err error) {
+	var q, d, o *redis.IntCmd
 	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		q = p.ZCard(ctx, queueKey)
 		d = p.LLen(ctx, deadKey)
+		o = p.ZCard(ctx, dueKey)
 		return nil
 	})
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
-	return q.Val(), d.Val(), nil
+	return q.Val(), d.Val(), o.Val(), nil
 }

@@ -3,6 +3,7 @@ package payproxy_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,7 +51,7 @@ func TestSettledOrdersLeaveRedisAfterRetentionAndOpenOnesStay(t *testing.T) {
 	e.extra = "\t\tretention 2s\n"
 	// The unpaid trade must stay open past retention.
 	e.options["pay_timeout"] = "1h"
-	e.start()
+	inst := e.start()
 	rdb := e.redis.Client()
 	ctx := context.Background()
 
@@ -119,6 +120,10 @@ func TestSettledOrdersLeaveRedisAfterRetentionAndOpenOnesStay(t *testing.T) {
 		t.Fatalf("due set %v %v", due, err)
 	}
 	e.quiesce()
+	// The gauge is the due set's size: the orders still in Redis.
+	if m := do(t, "GET", inst.AdminURL()+"/metrics", nil); !strings.Contains(string(m.Raw), "\ntollgate_payproxy_orders_in_redis 3\n") {
+		t.Fatalf("metrics lack tollgate_payproxy_orders_in_redis 3")
+	}
 	for _, o := range []string{"RET_PAID", "RET_FULL", "RET_PART", "RET_CLOSED"} {
 		if n := len(e.hooks.ofType("trade.archived", o)); n != 1 {
 			t.Fatalf("%s: %d trade.archived events", o, n)
