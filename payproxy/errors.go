@@ -35,6 +35,8 @@ func badRequest(format string, a ...any) *apiError {
 var (
 	errNotFound      = &apiError{http.StatusNotFound, "not_found", "no such order"}
 	errOrderPaid     = &apiError{http.StatusConflict, "order_paid", "the order is already paid"}
+	errOrderArchived = &apiError{http.StatusConflict, "order_archived",
+		"the order was archived after its retention (trade.archived): refund it on the provider's merchant platform"}
 	errRedisDown     = &apiError{http.StatusServiceUnavailable, "redis_unavailable", "the trade store is unavailable"}
 	errLockTimeout   = &apiError{http.StatusServiceUnavailable, "lock_timeout", "another request for this order is still running; retry"}
 	errLockLostResp  = &apiError{http.StatusServiceUnavailable, "lock_lost", "the order lock was lost during the provider call; the trade state is UNKNOWN, retry"}

@@ -1,6 +1,7 @@
 package payproxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -26,6 +27,10 @@ func (p *PayProxy) stored(ctx context.Context, order string) error {
 	return nil
 }
 
+// errArchivedTrade: the notification is about an archived order and
+// changes nothing (archivedNotification); it is acknowledged.
+var errArchivedTrade = errors.New("archived order")
+
 func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *provider.Notification) (string, error) {
 	order, err := p.store.orderOfTrade(ctx, n.TradeNo)
 	if errors.Is(err, errNoRecord) {
@@ -36,6 +41,9 @@ func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *pr
 		return "error", err
 	}
 	t, err := p.tradeOfNotification(ctx, order, channel, n)
+	if errors.Is(err, errArchivedTrade) {
+		return "archived", nil
+	}
 	if err != nil {
 		return "unknown_trade", err
 	}
@@ -69,6 +77,11 @@ func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *pr
 // the notification, so that the payment is still recorded.
 func (p *PayProxy) tradeOfNotification(ctx context.Context, order, channel string, n *provider.Notification) (*tradeRecord, error) {
 	t, err := p.store.tradeOf(ctx, order, n.TradeNo)
+	if errors.Is(err, errNoRecord) {
+		if known, err := p.archivedNotification(ctx, order, n); err != nil || known {
+			return nil, cmp.Or(err, errArchivedTrade)
+		}
+	}
 	if !errors.Is(err, errNoRecord) || n.Kind != provider.NotifyTrade || n.Status != provider.TradePaid {
 		if errors.Is(err, errNoRecord) {
 			return nil, &apiError{http.StatusNotFound, "not_found", "no such trade"}

@@ -31,7 +31,7 @@ var (
 func (p *PayProxy) createRefund(ctx context.Context, order, refundNo string, amount int64, reason string) (*refundRecord, error) {
 	t, err := p.store.load(ctx, order)
 	if errors.Is(err, errNoRecord) {
-		return nil, errNotFound
+		return nil, p.noOrder(ctx, order)
 	}
 	if err != nil {
 		return nil, err

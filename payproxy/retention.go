@@ -2,12 +2,16 @@ package payproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/payproxy/provider"
 )
 
 // Retention keeps payproxy's Redis a working set, not an archive. Every
@@ -38,7 +42,7 @@ func (p *PayProxy) retain(ctx context.Context, order string) time.Time {
 	retention := time.Duration(p.Retention)
 	now := time.Now()
 	vals, err := p.store.durability.Run(ctx, p.rdb, retainScript,
-		[]string{tradeKey(order), tradesKey(order), refundsKey(order), checksKey(order), outboxKey(order)},
+		[]string{tradeKey(order), tradesKey(order), refundsKey(order), checksKey(order), outboxKey(order), archivedKey(order)},
 		now.UnixMilli(), retention.Milliseconds(), now.UTC().Format(time.RFC3339)).StringSlice()
 	if err != nil || len(vals) == 0 {
 		if ctx.Err() == nil {
@@ -65,20 +69,23 @@ func (p *PayProxy) retain(ctx context.Context, order string) time.Time {
 }
 
 // archived finishes an archival: the outbox's trade.archived goes to the
-// queue, then the indexes of the order's trades and refunds go. vals is
-// {event_id, event_json, trade_no..., "", refund_no...}.
+// queue; the indexes of the order's trades expire with its :archived
+// marker (a late notification finds the order), those of its refunds go.
+// vals is {event_id, event_json, trade_no..., "", refund_no...}.
 func (p *PayProxy) archived(ctx context.Context, order string, vals []string) time.Time {
 	p.publish(ctx, order, &event{ID: vals[0], Body: vals[1]})
-	var indexes []string
-	kind := tradeIndexKey
-	for _, no := range vals[2:] {
+	var trades, refunds []string
+	for i, no := range vals[2:] {
 		if no == "" {
-			kind = refundIndexKey
-			continue
+			refunds = vals[2+i+1:]
+			break
 		}
-		indexes = append(indexes, kind(no))
+		trades = append(trades, tradeIndexKey(no))
 	}
-	if err := p.unlinkEach(ctx, indexes); err != nil && ctx.Err() == nil {
+	for i, no := range refunds {
+		refunds[i] = refundIndexKey(no)
+	}
+	if err := p.indexesArchived(ctx, trades, refunds); err != nil && ctx.Err() == nil {
 		p.logger.Warn("removing an archived order's indexes failed", zap.String("order_no", order), zap.Error(err))
 	}
 	p.logger.Debug("order archived", zap.String("order_no", order))
@@ -88,20 +95,56 @@ func (p *PayProxy) archived(ctx context.Context, order string, vals []string) ti
 	return time.Time{}
 }
 
-// unlinkEach removes keys that may live on different Cluster slots, one
-// UNLINK each in a pipeline (a multi-key UNLINK would be CROSSSLOT).
-func (p *PayProxy) unlinkEach(ctx context.Context, keys []string) error {
-	if len(keys) == 0 {
-		return nil
-	}
+// indexesArchived gives the trade indexes the marker's lifetime and
+// removes the refund indexes, one command per key in a pipeline (they
+// live on different Cluster slots: a multi-key command would be
+// CROSSSLOT).
+func (p *PayProxy) indexesArchived(ctx context.Context, trades, refunds []string) error {
 	cmds, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for _, k := range keys {
+		for _, k := range trades {
+			pipe.PExpire(ctx, k, time.Duration(p.Retention))
+		}
+		for _, k := range refunds {
 			pipe.Unlink(ctx, k)
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("unlinking %d keys: %w", len(cmds), err)
+		return fmt.Errorf("archiving %d indexes: %w", len(cmds), err)
 	}
 	return nil
+}
+
+// noOrder is the answer for an order with no record: 409 order_archived
+// while its archival marker lives, else 404.
+func (p *PayProxy) noOrder(ctx context.Context, order string) error {
+	_, err := p.store.archived(ctx, order)
+	switch {
+	case err == nil:
+		return errOrderArchived
+	case errors.Is(err, errNoRecord):
+		return errNotFound
+	}
+	return err
+}
+
+// archivedNotification tells whether a verified notification is about an
+// order archived since, and changes nothing: a payment of a trade it
+// held paid, or a refund (its refunds were final). A payment of another
+// of its trades is news, recorded as a trade with no record is
+// (tradeOfNotification).
+func (p *PayProxy) archivedNotification(ctx context.Context, order string, n *provider.Notification) (bool, error) {
+	a, err := p.store.archived(ctx, order)
+	if errors.Is(err, errNoRecord) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if n.Kind == provider.NotifyRefund || slices.Contains(a.Paid, n.TradeNo) {
+		p.logger.Info("notification for an archived order; nothing to change",
+			zap.String("order_no", order), zap.String("trade_no", n.TradeNo))
+		return true, nil
+	}
+	return false, nil
 }

@@ -214,3 +214,64 @@ func archiveMany(t *testing.T, e *env, rdb redis.UniversalClient, prefix string,
 		}
 	}
 }
+
+// TestAfterArchivalALateNotificationIsAcknowledgedAndCreatesAndRefundsAreRefused:
+// an Alipay order paid and archived (retention 10 s) then gets Alipay's
+// TRADE_FINISHED three months later: it is verified and answered success
+// (the provider stops retrying), and changes nothing; a create of the
+// order answers 409 order_paid without a trade at the provider; a refund
+// answers 409 order_archived; neither leaves a key behind.
+func TestAfterArchivalALateNotificationIsAcknowledgedAndCreatesAndRefundsAreRefused(t *testing.T) {
+	e := newEnv(t)
+	// The marker and the trade index live another 10 s after archival:
+	// the checks below run inside them.
+	e.extra = "\t\tretention 10s\n"
+	e.start()
+	rdb := e.redis.Client()
+	const order = "ARCHIVED_LATE"
+	tn := e.paidOrder(order, "alipay", 1000)
+	eventually(t, 40*time.Second, "archived", func() bool {
+		return len(e.hooks.ofType("trade.archived", order)) == 1 && len(existing(t, rdb, orderKeys(order, tn)[:5]...)) == 0
+	})
+	marker := "tollgate:pay:{o:" + order + "}:archived"
+	for _, k := range []string{marker, "tollgate:pay:{t:" + tn + "}"} {
+		if ttl := rdb.PTTL(context.Background(), k).Val(); ttl <= 0 || ttl > 10*time.Second {
+			t.Fatalf("%s: PTTL %s, want the retention", k, ttl)
+		}
+	}
+	if got := rdb.Get(context.Background(), marker).Val(); got != `{"state":"PAID","trade_no":"`+tn+`","paid":["`+tn+`"]}` {
+		t.Fatalf("marker %s", got)
+	}
+	e.quiesce()
+	before := e.redis.Dump()
+	wantStatus(t, e.create(order, "alipay", 1000), 409, "order_paid")
+	wantStatus(t, e.create(order, "wechat", 500), 409, "order_paid")
+	wantStatus(t, e.refund(order, "ARCH_R1", 100), 409, "order_archived")
+	e.wantProviderTrades(t, order, 1)
+	if err := e.sim.Finish(tn); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "TRADE_FINISHED acknowledged", func() bool {
+		for _, d := range e.sim.Notifications() {
+			if d.OutTradeNo == tn && d.Kind == "finish" && d.Delivered {
+				return true
+			}
+		}
+		return false
+	})
+	e.quiesce()
+	after := e.redis.Dump()
+	for k, v := range before {
+		if after[k] != v && !strings.Contains(k, "{due}") {
+			t.Fatalf("%s changed after archival: %q → %q", k, v, after[k])
+		}
+	}
+	for k := range after {
+		if _, ok := before[k]; !ok && !strings.Contains(k, "{due}") {
+			t.Fatalf("%s appeared after archival", k)
+		}
+	}
+	if n := len(e.hooks.all()); n != len(e.hooks.ofType("trade.paid", order))+len(e.hooks.ofType("trade.archived", order)) {
+		t.Fatalf("events after archival: %+v", e.hooks.all())
+	}
+}

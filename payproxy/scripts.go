@@ -46,11 +46,18 @@ end
 // trade is kept in the order's :trades hash, so that a payment it still
 // receives is recorded.
 //
-// KEYS: trade, trades. ARGV: order_no, trade_no, channel, amount_fen,
-// subject, created_ms, expires_ms, expected_trade_no.
+// An order archived paid (its :archived marker, retention.go) is refused
+// with 2: it must not be charged again.
+//
+// KEYS: trade, trades, archived. ARGV: order_no, trade_no, channel,
+// amount_fen, subject, created_ms, expires_ms, expected_trade_no.
 var allocScript = redis.NewScript(retireLua + `
 local cur = redis.call('HGET', KEYS[1], 'trade_no') or ''
 if cur ~= ARGV[8] then return 0 end
+if cur == '' then
+  local arch = redis.call('GET', KEYS[3])
+  if arch and cjson.decode(arch).state == 'PAID' then return 2 end
+end
 if cur ~= '' then
   local st = redis.call('HGET', KEYS[1], 'state')
   local refunded = tonumber(redis.call('HGET', KEYS[1], 'refunded_fen') or '0') or 0
@@ -454,7 +461,12 @@ return n
 // the outbox and the order's records are deleted. Its work is bounded by
 // the order's own records: at most maxTrades trades and its refunds.
 //
-// KEYS: trade, trades, refunds, checks, outbox. ARGV: now_ms,
+// Archival leaves the :archived marker ({state, trade_no, paid: the
+// trade numbers paid}) for another retention: a create of the order then
+// answers order_paid, a refund order_archived, and a late notification
+// of one of its trades is acknowledged.
+//
+// KEYS: trade, trades, refunds, checks, outbox, archived. ARGV: now_ms,
 // retention_ms, created_at (RFC 3339). Returns {gone}, {open},
 // {wait, due_ms} or {archived, event_id, event_json, trade_no...,
 // "", refund_no...}.
@@ -468,15 +480,15 @@ if redis.call('EXISTS', KEYS[5]) == 1 then return {'open'} end
 local last = 0
 local function seen(v) v = tonumber(v) if v and v > last then last = v end end
 for _, f in ipairs({'touched_at', 'created_at', 'paid_at', 'closed_at', 'qr_issued_at'}) do seen(t[f]) end
-local paid = 0
-if t.state == 'PAID' then paid = tonumber(t.amount_fen) or 0 end
+local paid, paidNos = 0, {}
+if t.state == 'PAID' then paid = tonumber(t.amount_fen) or 0 table.insert(paidNos, t.trade_no) end
 local trades, retired = {t.trade_no}, {}
 for i, raw in ipairs(redis.call('HGETALL', KEYS[2])) do
   if i % 2 == 0 then
     local a = cjson.decode(raw)
     if a.state ~= 'PAID' and a.state ~= 'CLOSED' then return {'open'} end
     seen(a.created_at) seen(a.paid_at) seen(a.closed_at) seen(a.touched_at)
-    if a.state == 'PAID' then paid = paid + (tonumber(a.amount_fen) or 0) end
+    if a.state == 'PAID' then paid = paid + (tonumber(a.amount_fen) or 0) table.insert(paidNos, a.trade_no) end
     table.insert(trades, a.trade_no)
     table.insert(retired, a)
   end
@@ -512,6 +524,12 @@ local body = cjson.encode({id = id, type = 'trade.archived', created_at = ARGV[3
 body = string.gsub(body, '"@refunds@"', function() return '[' .. table.concat(refunds, ',') .. ']' end)
 body = emit(KEYS[1], KEYS[5], id, body)
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+local marker = '{"state":' .. cjson.encode(t.state) .. ',"trade_no":' .. cjson.encode(t.trade_no) .. ',"paid":['
+for i, no in ipairs(paidNos) do
+  if i > 1 then marker = marker .. ',' end
+  marker = marker .. cjson.encode(no)
+end
+redis.call('SET', KEYS[6], marker .. ']}', 'PX', ARGV[2])
 local out = {'archived', id, body}
 for _, no in ipairs(trades) do table.insert(out, no) end
 table.insert(out, '')

@@ -22,6 +22,7 @@ import (
 //	tollgate:pay:{o:<order_no>}:checks   hash   when the poller looks again (recheck.go)
 //	tollgate:pay:{o:<order_no>}:gap:<trade_no> string  a refund of the trade was just sent (Alipay's 3 s rule)
 //	tollgate:pay:{o:<order_no>}:lock     string redsync lock
+//	tollgate:pay:{o:<order_no>}:archived string an archived order: state and paid trades (retention)
 //	tollgate:pay:{t:<trade_no>}          string trade_no → order_no (notifications)
 //	tollgate:pay:{r:<refund_no>}         string refund_no → order_no
 //	tollgate:pay:{due}                   zset   order_no → next poll (ms); orders with work left
@@ -32,12 +33,13 @@ import (
 //	tollgate:pay:{wh}:done:<event id>    string tombstone of a delivered/dead event (7 days)
 const keyPrefix = "tollgate:pay:"
 
-func tradeKey(order string) string   { return keyPrefix + "{o:" + order + "}:trade" }
-func tradesKey(order string) string  { return keyPrefix + "{o:" + order + "}:trades" }
-func refundsKey(order string) string { return keyPrefix + "{o:" + order + "}:refunds" }
-func outboxKey(order string) string  { return keyPrefix + "{o:" + order + "}:outbox" }
-func lockKey(order string) string    { return keyPrefix + "{o:" + order + "}:lock" }
-func checksKey(order string) string  { return keyPrefix + "{o:" + order + "}:checks" }
+func tradeKey(order string) string    { return keyPrefix + "{o:" + order + "}:trade" }
+func tradesKey(order string) string   { return keyPrefix + "{o:" + order + "}:trades" }
+func refundsKey(order string) string  { return keyPrefix + "{o:" + order + "}:refunds" }
+func outboxKey(order string) string   { return keyPrefix + "{o:" + order + "}:outbox" }
+func lockKey(order string) string     { return keyPrefix + "{o:" + order + "}:lock" }
+func checksKey(order string) string   { return keyPrefix + "{o:" + order + "}:checks" }
+func archivedKey(order string) string { return keyPrefix + "{o:" + order + "}:archived" }
 func refundGapKey(order, tradeNo string) string {
 	return keyPrefix + "{o:" + order + "}:gap:" + tradeNo
 }
@@ -266,7 +268,7 @@ func (s *tradeStore) allocate(ctx context.Context, t *tradeRecord, expectTradeNo
 	}
 	var alloc *redis.Cmd
 	err := s.durability.Pipelined(ctx, s.rdb, func(pipe redis.Pipeliner) {
-		alloc = allocScript.Eval(ctx, pipe, []string{tradeKey(t.OrderNo), tradesKey(t.OrderNo)},
+		alloc = allocScript.Eval(ctx, pipe, []string{tradeKey(t.OrderNo), tradesKey(t.OrderNo), archivedKey(t.OrderNo)},
 			t.OrderNo, t.TradeNo, t.Channel, t.AmountFen, t.Subject,
 			t.CreatedAt.UnixMilli(), t.ExpiresAt.UnixMilli(), expectTradeNo)
 		pipe.ZAdd(ctx, dueKey, redis.Z{Score: float64(pollAt.UnixMilli()), Member: t.OrderNo})
@@ -277,6 +279,12 @@ func (s *tradeStore) allocate(ctx context.Context, t *tradeRecord, expectTradeNo
 	n, err := alloc.Int()
 	if err != nil {
 		return false, fmt.Errorf("allocating trade for order %s: %w", t.OrderNo, err)
+	}
+	if n == 2 { // archived paid: the index written above names no trade
+		if err := s.rdb.Del(ctx, tradeIndexKey(t.TradeNo)).Err(); err != nil {
+			return false, fmt.Errorf("unindexing trade %s: %w", t.TradeNo, err)
+		}
+		return false, errOrderPaid
 	}
 	return n == 1, nil
 }
@@ -482,4 +490,28 @@ func (s *tradeStore) schedule(ctx context.Context, order string, when time.Time)
 		return fmt.Errorf("scheduling order %s: %w", order, err)
 	}
 	return nil
+}
+
+// archivedOrder is what an archived order leaves for another retention
+// (retainScript's :archived marker).
+type archivedOrder struct {
+	State   string   `json:"state"`
+	TradeNo string   `json:"trade_no"`
+	Paid    []string `json:"paid"`
+}
+
+// archived returns the order's archival marker (errNoRecord: none).
+func (s *tradeStore) archived(ctx context.Context, order string) (*archivedOrder, error) {
+	raw, err := s.rdb.Get(ctx, archivedKey(order)).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, errNoRecord
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading the archival of order %s: %w", order, err)
+	}
+	a := &archivedOrder{}
+	if err := json.Unmarshal([]byte(raw), a); err != nil {
+		return nil, fmt.Errorf("decoding the archival of order %s: %w", order, err)
+	}
+	return a, nil
 }
