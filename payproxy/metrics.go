@@ -26,6 +26,8 @@ var (
 		"Webhook delivery attempts by result (delivered, failed, dead_lettered).", "result")
 	webhookDeliveryDuration = metrics.NewHistogramVec("payproxy", "webhook_delivery_duration_seconds",
 		"Latency of webhook deliveries.", prometheus.DefBuckets)
+	webhookDeadDroppedTotal = metrics.NewCounterVec("payproxy", "webhook_dead_letters_dropped_total",
+		"Dead letters dropped by the list's bounds (age: older than 30 days; cap: beyond 10 000), never delivered.", "reason")
 	duplicatePaymentsTotal = metrics.NewCounterVec("payproxy", "duplicate_payments_total",
 		"Payments of an order that was already paid (trade.duplicate_paid), by channel.", "channel")
 	reconcileRunsTotal = metrics.NewCounterVec("payproxy", "reconcile_runs_total",
@@ -54,7 +56,7 @@ type payMetrics struct {
 // registry.
 func newPayMetrics(reg *prometheus.Registry) (*payMetrics, error) {
 	if err := metrics.Register(reg, providerCallsTotal, providerCallDuration, lockWaitSeconds, notificationsTotal,
-		webhookDeliveriesTotal, webhookDeliveryDuration, duplicatePaymentsTotal, reconcileRunsTotal,
+		webhookDeliveriesTotal, webhookDeliveryDuration, webhookDeadDroppedTotal, duplicatePaymentsTotal, reconcileRunsTotal,
 		reconcileDifferences, webhookState); err != nil {
 		return nil, err
 	}

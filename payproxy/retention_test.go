@@ -275,3 +275,51 @@ func TestAfterArchivalALateNotificationIsAcknowledgedAndCreatesAndRefundsAreRefu
 		t.Fatalf("events after archival: %+v", e.hooks.all())
 	}
 }
+
+// TestDeadLettersAreDroppedPast30DaysAndBeyond10000AndCounted: the
+// dead-letter list holds one letter 31 days old and 10 000 fresh ones; a
+// new dead letter drops the old one (age) and the oldest fresh one (the
+// cap), keeps itself, and both drops are counted by reason.
+func TestDeadLettersAreDroppedPast30DaysAndBeyond10000AndCounted(t *testing.T) {
+	e := newEnv(t)
+	e.options["max_attempts"] = "1"
+	inst := e.start()
+	rdb := e.redis.Client()
+	ctx := context.Background()
+	const dead = "tollgate:pay:{wh}:dead"
+	old := time.Now().Add(-31 * 24 * time.Hour).UnixMilli()
+	pipe := rdb.Pipeline()
+	pipe.RPush(ctx, dead, fmt.Sprintf(`{"id":"evt_old","event":"{}","attempts":1,"last_error":"x","failed_at":%d}`, old))
+	for i := range 10000 {
+		pipe.RPush(ctx, dead, fmt.Sprintf(`{"id":"evt_%d","event":"{}","attempts":1,"last_error":"x","failed_at":%d}`, i, time.Now().UnixMilli()))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	metric := func(reason string) string {
+		m := do(t, "GET", inst.AdminURL()+"/metrics", nil)
+		for _, line := range strings.Split(string(m.Raw), "\n") {
+			if v, ok := strings.CutPrefix(line, `tollgate_payproxy_webhook_dead_letters_dropped_total{reason="`+reason+`"} `); ok {
+				return v
+			}
+		}
+		return "0"
+	}
+	if metric("age") != "0" || metric("cap") != "0" {
+		t.Fatalf("dropped before any drop: age %s cap %s", metric("age"), metric("cap"))
+	}
+	e.hooks.setDown(true)
+	tn := e.paidOrder("DEAD_CAPPED", "alipay", 100)
+	eventually(t, 15*time.Second, "the trade.paid dead letter", func() bool {
+		return strings.Contains(rdb.LIndex(ctx, dead, -1).Val(), `"evt_`+tn+`_trade.paid"`)
+	})
+	if n := rdb.LLen(ctx, dead).Val(); n != 10000 {
+		t.Fatalf("%d dead letters, want the cap 10000", n)
+	}
+	if first := rdb.LIndex(ctx, dead, 0).Val(); !strings.Contains(first, `"evt_1"`) {
+		t.Fatalf("oldest kept %s, want evt_1 (evt_old aged out, evt_0 over the cap)", first)
+	}
+	if metric("age") != "1" || metric("cap") != "1" {
+		t.Fatalf("dropped: age %s cap %s, want 1 and 1", metric("age"), metric("cap"))
+	}
+}

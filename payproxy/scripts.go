@@ -409,10 +409,13 @@ return 1
 `)
 
 // failEventScript counts a failed attempt and either schedules the next
-// one or moves the event to the dead-letter list.
+// one or moves the event to the dead-letter list. The list is bounded: a
+// new dead letter drops, from its oldest end, those older than ARGV[7] ms
+// (at most 100 per call) and those beyond ARGV[8] entries.
 //
 // KEYS: queue, events, attempts, dead, tombstone. ARGV: id, max_attempts,
-// next_ms, now_ms, last_error, tombstone_ttl_s.
+// next_ms, now_ms, last_error, tombstone_ttl_s, max_age_ms, cap.
+// Returns retry, gone or dead:<dropped for age>:<dropped for the cap>.
 var failEventScript = redis.NewScript(`
 local body = redis.call('HGET', KEYS[2], ARGV[1])
 if not body then return 'gone' end
@@ -424,7 +427,19 @@ if n >= tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
-  return 'dead'
+  local aged, oldest = 0, tonumber(ARGV[4]) - tonumber(ARGV[7])
+  while aged < 100 do
+    local head = redis.call('LINDEX', KEYS[4], 0)
+    if not head then break end
+    local ok, d = pcall(cjson.decode, head)
+    if ok and (tonumber(d.failed_at) or 0) >= oldest then break end
+    redis.call('LPOP', KEYS[4])
+    aged = aged + 1
+  end
+  local over = redis.call('LLEN', KEYS[4]) - tonumber(ARGV[8])
+  if over < 0 then over = 0 end
+  if over > 0 then redis.call('LTRIM', KEYS[4], over, -1) end
+  return 'dead:' .. aged .. ':' .. over
 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 'retry'

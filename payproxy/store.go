@@ -50,6 +50,15 @@ func tombstoneKey(id string) string  { return keyPrefix + "{wh}:done:" + id }
 // tombstoneTTL is how long a delivered event id is remembered (in seconds).
 const tombstoneTTL = 7 * 24 * 3600
 
+// The dead-letter list's bounds: a dead letter is kept 30 days (ops have
+// had the critical alert TollgateWebhookDeadLetters all along), and at
+// most 10 000 are (a backend down for days must not fill Redis). What is
+// dropped is counted (webhook_dead_letters_dropped_total) and logged.
+const (
+	deadLetterMaxAge = 30 * 24 * time.Hour
+	deadLetterCap    = 10000
+)
+
 const (
 	dueKey      = keyPrefix + "{due}"
 	queueKey    = keyPrefix + "{wh}:queue"

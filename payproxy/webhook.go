@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -208,14 +209,16 @@ func (p *PayProxy) deliver(ctx context.Context, id string, body []byte) bool {
 	attempts, _ := p.rdb.HGet(ctx, attemptsKey, id).Int()
 	next := time.Now().Add(p.backoff(attempts + 1))
 	res, ferr := failEventScript.Run(ctx, p.rdb, []string{queueKey, eventsKey, attemptsKey, deadKey, tombstoneKey(id)},
-		id, p.Webhook.MaxAttempts, next.UnixMilli(), time.Now().UnixMilli(), err.Error(), tombstoneTTL).Text()
+		id, p.Webhook.MaxAttempts, next.UnixMilli(), time.Now().UnixMilli(), err.Error(), tombstoneTTL,
+		deadLetterMaxAge.Milliseconds(), deadLetterCap).Text()
 	if ferr != nil {
 		p.logger.Warn("recording webhook failure failed", zap.String("event_id", id), zap.Error(ferr))
 		return true
 	}
-	if res == "dead" {
+	if dropped, ok := strings.CutPrefix(res, "dead:"); ok {
 		p.metrics.webhook("dead_lettered", 0)
 		p.logger.Error("webhook event dead-lettered", zap.String("event_id", id), zap.Error(err))
+		p.deadLettersDropped(dropped)
 		return true
 	}
 	p.logger.Debug("webhook delivery failed", zap.String("event_id", id), zap.Error(err))
@@ -267,4 +270,17 @@ func (p *PayProxy) post(ctx context.Context, id string, body []byte) error {
 		return fmt.Errorf("webhook answered %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// deadLettersDropped counts and logs the dead letters failEventScript
+// dropped ("<for age>:<for the cap>").
+func (p *PayProxy) deadLettersDropped(dropped string) {
+	aged, capped, _ := strings.Cut(dropped, ":")
+	for reason, n := range map[string]string{"age": aged, "cap": capped} {
+		if k, _ := strconv.Atoi(n); k > 0 {
+			webhookDeadDroppedTotal.WithLabelValues(reason).Add(float64(k))
+			p.logger.Error("dead letters dropped: the backend never received these events",
+				zap.String("reason", reason), zap.Int("count", k))
+		}
+	}
 }
