@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -33,6 +34,14 @@ var errArchivedTrade = errors.New("archived order")
 
 func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *provider.Notification) (string, error) {
 	order, err := p.store.orderOfTrade(ctx, n.TradeNo)
+	if errors.Is(err, errNoRecord) && p.archivedLongAgo(n.TradeNo, time.Now()) {
+		// Its order was archived and its marker has expired since: a
+		// late notification (Alipay's TRADE_FINISHED months on) of a
+		// trade the provider no longer lets anyone pay.
+		p.logger.Info("notification of a trade archived long ago; nothing to change",
+			zap.String("channel", channel), zap.String("trade_no", n.TradeNo), zap.Int64("amount_fen", n.AmountFen))
+		return "archived", nil
+	}
 	if errors.Is(err, errNoRecord) {
 		p.logger.Error("notification for an unknown trade", zap.String("channel", channel), zap.String("trade_no", n.TradeNo))
 		return "unknown_trade", &apiError{http.StatusNotFound, "not_found", "no such trade"}
@@ -68,6 +77,20 @@ func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *pr
 		return "error", err
 	}
 	return "applied", nil
+}
+
+// archivedLongAgo tells whether tn is a trade number payproxy made
+// (newTradeNo) longer than retention ago: with no index left, its order
+// has been archived and its marker has expired. No such trade can still
+// be paid: both providers' trades expire within hours (qr_lifetime), and
+// their retries of a notification end within a day or two, well inside
+// retention (at least reconcile days + 2 days when reconcile runs).
+func (p *PayProxy) archivedLongAgo(tn string, now time.Time) bool {
+	if len(tn) != len(newTradeNo(now)) || !strings.HasPrefix(tn, "TG") {
+		return false
+	}
+	created, err := time.Parse("20060102150405", tn[2:16])
+	return err == nil && created.Add(time.Duration(p.Retention)).Before(now)
 }
 
 // tradeOfNotification finds the trade a verified notification is about:

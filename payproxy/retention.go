@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/tollgate/tollgate/payproxy/provider"
+	"github.com/tollgate/tollgate/payproxy/reconcile"
 )
 
 // Retention keeps payproxy's Redis a working set, not an archive. Every
@@ -70,22 +72,16 @@ func (p *PayProxy) retain(ctx context.Context, order string) time.Time {
 
 // archived finishes an archival: the outbox's trade.archived goes to the
 // queue; the indexes of the order's trades expire with its :archived
-// marker (a late notification finds the order), those of its refunds go.
-// vals is {event_id, event_json, trade_no..., "", refund_no...}.
+// marker (a late notification finds the order), those of its refunds and
+// its entries in reconciliation's per-day index go. vals is {event_id,
+// event_json, trade_no..., "", refund_no..., "", indexed...}.
 func (p *PayProxy) archived(ctx context.Context, order string, vals []string) time.Time {
 	p.publish(ctx, order, &event{ID: vals[0], Body: vals[1]})
-	var trades, refunds []string
-	for i, no := range vals[2:] {
-		if no == "" {
-			refunds = vals[2+i+1:]
-			break
-		}
-		trades = append(trades, tradeIndexKey(no))
+	parts := splitEmpty(vals[2:])
+	for len(parts) < 3 {
+		parts = append(parts, nil)
 	}
-	for i, no := range refunds {
-		refunds[i] = refundIndexKey(no)
-	}
-	if err := p.indexesArchived(ctx, trades, refunds); err != nil && ctx.Err() == nil {
+	if err := p.indexesArchived(ctx, parts[0], parts[1], parts[2]); err != nil && ctx.Err() == nil {
 		p.logger.Warn("removing an archived order's indexes failed", zap.String("order_no", order), zap.Error(err))
 	}
 	p.logger.Debug("order archived", zap.String("order_no", order))
@@ -95,17 +91,38 @@ func (p *PayProxy) archived(ctx context.Context, order string, vals []string) ti
 	return time.Time{}
 }
 
-// indexesArchived gives the trade indexes the marker's lifetime and
-// removes the refund indexes, one command per key in a pipeline (they
-// live on different Cluster slots: a multi-key command would be
-// CROSSSLOT).
-func (p *PayProxy) indexesArchived(ctx context.Context, trades, refunds []string) error {
-	cmds, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for _, k := range trades {
-			pipe.PExpire(ctx, k, time.Duration(p.Retention))
+// splitEmpty splits vals at each empty string.
+func splitEmpty(vals []string) [][]string {
+	parts := [][]string{nil}
+	for _, v := range vals {
+		if v == "" {
+			parts = append(parts, nil)
+			continue
 		}
-		for _, k := range refunds {
-			pipe.Unlink(ctx, k)
+		parts[len(parts)-1] = append(parts[len(parts)-1], v)
+	}
+	return parts
+}
+
+// indexesArchived gives the trade indexes the marker's lifetime, removes
+// the refund indexes and the reconciliation index's entries ("<channel>
+// <ms> <member>"), one command per key in a pipeline (they live on
+// different Cluster slots: a multi-key command would be CROSSSLOT).
+func (p *PayProxy) indexesArchived(ctx context.Context, trades, refunds, indexed []string) error {
+	cmds, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for _, no := range trades {
+			pipe.PExpire(ctx, tradeIndexKey(no), time.Duration(p.Retention))
+		}
+		for _, no := range refunds {
+			pipe.Unlink(ctx, refundIndexKey(no))
+		}
+		for _, e := range indexed {
+			f := strings.SplitN(e, " ", 3)
+			ms, err := strconv.ParseInt(f[min(1, len(f)-1)], 10, 64)
+			if len(f) != 3 || err != nil {
+				continue // written by retainScript: never malformed
+			}
+			reconcile.Unindex(ctx, pipe, f[0], f[2], time.UnixMilli(ms))
 		}
 		return nil
 	})

@@ -40,6 +40,27 @@ func existing(t *testing.T, rdb redis.UniversalClient, keys ...string) []string 
 	return out
 }
 
+// reconcileIndexed returns which of members are in a per-day index of
+// reconciliation (KEYS: the test's own Redis holds a few keys).
+func reconcileIndexed(t *testing.T, rdb redis.UniversalClient, members ...string) []string {
+	t.Helper()
+	ctx := context.Background()
+	keys, err := rdb.Keys(ctx, "tollgate:pay:{rc:*}:day:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range members {
+		for _, k := range keys {
+			if err := rdb.ZScore(ctx, k, m).Err(); err == nil {
+				out = append(out, m)
+				break
+			}
+		}
+	}
+	return out
+}
+
 // TestSettledOrdersLeaveRedisAfterRetentionAndOpenOnesStay: with a
 // retention of 2 s, a paid order, a fully refunded one, a partly refunded
 // one and a closed one each send one trade.archived (order, trade,
@@ -73,6 +94,12 @@ func TestSettledOrdersLeaveRedisAfterRetentionAndOpenOnesStay(t *testing.T) {
 	wantStatus(t, e.refund("RET_ABNORMAL", "RET_ABNORMAL_R1", 100), 200, "")
 	e.eventuallyRefund(t, "RET_ABNORMAL_R1", "ABNORMAL", 15*time.Second)
 
+	// Reconciliation's per-day index names the payments and refunds
+	// until their order is archived.
+	indexed := []string{"p" + paid, "p" + full, "r" + "RET_FULL_R1", "p" + part, "r" + "RET_PART_R1"}
+	if got := reconcileIndexed(t, rdb, indexed...); len(got) != len(indexed) {
+		t.Fatalf("before archival the reconciliation index holds only %v of %v", got, indexed)
+	}
 	for _, o := range []struct {
 		order, trade, ch string
 		paid, refunded   int64
@@ -104,6 +131,14 @@ func TestSettledOrdersLeaveRedisAfterRetentionAndOpenOnesStay(t *testing.T) {
 		if r := e.get(o.order); r.Status != 404 {
 			t.Fatalf("%s after archival: %d %s", o.order, r.Status, r.Raw)
 		}
+	}
+	if got := reconcileIndexed(t, rdb, indexed...); len(got) != 0 {
+		t.Fatalf("archived orders left entries in the reconciliation index: %v", got)
+	}
+	// A delivered event's tombstone lives a minute under this retention
+	// (a day at most), not a week.
+	if ttl := rdb.TTL(ctx, "tollgate:pay:{wh}:done:evt_"+paid+"_trade.archived").Val(); ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("tombstone of trade.archived expires in %v", ttl)
 	}
 	if got := existing(t, rdb, orderKeys("RET_OPEN", open)[0], orderKeys("RET_STUCK", stuck)[0], orderKeys("RET_STUCK", stuck)[2],
 		orderKeys("RET_ABNORMAL", abnormal)[0], orderKeys("RET_ABNORMAL", abnormal)[2]); len(got) != 5 {
@@ -321,5 +356,43 @@ func TestDeadLettersAreDroppedPast30DaysAndBeyond10000AndCounted(t *testing.T) {
 	}
 	if metric("age") != "1" || metric("cap") != "1" {
 		t.Fatalf("dropped: age %s cap %s, want 1 and 1", metric("age"), metric("cap"))
+	}
+}
+
+// TestALateNotificationPastTheArchivalMarkerIsStillAcknowledged: once an
+// archived order's marker and trade index have expired too, Alipay's
+// TRADE_FINISHED of its trade is verified and answered success (the
+// trade number says it was created longer than retention ago), and
+// changes nothing.
+func TestALateNotificationPastTheArchivalMarkerIsStillAcknowledged(t *testing.T) {
+	e := newEnv(t)
+	e.extra = "\t\tretention 2s\n"
+	e.start()
+	rdb := e.redis.Client()
+	const order = "ARCHIVED_LONG_AGO"
+	tn := e.paidOrder(order, "alipay", 1000)
+	eventually(t, 30*time.Second, "archived and its marker expired", func() bool {
+		return len(e.hooks.ofType("trade.archived", order)) == 1 &&
+			len(existing(t, rdb, append(orderKeys(order, tn), "tollgate:pay:{o:"+order+"}:archived")...)) == 0
+	})
+	e.quiesce()
+	before := e.redis.Dump()
+	if err := e.sim.Finish(tn); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "TRADE_FINISHED acknowledged", func() bool {
+		for _, d := range e.sim.Notifications() {
+			if d.OutTradeNo == tn && d.Kind == "finish" && d.Delivered {
+				return true
+			}
+		}
+		return false
+	})
+	e.quiesce()
+	after := e.redis.Dump()
+	for k, v := range after {
+		if before[k] != v && !strings.Contains(k, "{due}") {
+			t.Fatalf("%s changed by a notification past the marker: %q → %q", k, before[k], v)
+		}
 	}
 }

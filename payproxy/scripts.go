@@ -484,7 +484,9 @@ return n
 // KEYS: trade, trades, refunds, checks, outbox, archived. ARGV: now_ms,
 // retention_ms, created_at (RFC 3339). Returns {gone}, {open},
 // {wait, due_ms} or {archived, event_id, event_json, trade_no...,
-// "", refund_no...}.
+// "", refund_no..., "", indexed...}: indexed names the order's entries
+// in reconciliation's per-day index, "<channel> <ms> <member>", each a
+// payment PAID at ms or a refund SUCCESS at ms.
 var retainScript = redis.NewScript(emitLua + `
 local flat = redis.call('HGETALL', KEYS[1])
 if #flat == 0 then return {'gone'} end
@@ -495,15 +497,27 @@ if redis.call('EXISTS', KEYS[5]) == 1 then return {'open'} end
 local last = 0
 local function seen(v) v = tonumber(v) if v and v > last then last = v end end
 for _, f in ipairs({'touched_at', 'created_at', 'paid_at', 'closed_at', 'qr_issued_at'}) do seen(t[f]) end
-local paid, paidNos = 0, {}
-if t.state == 'PAID' then paid = tonumber(t.amount_fen) or 0 table.insert(paidNos, t.trade_no) end
+local paid, paidNos, indexed, chan = 0, {}, {}, {[t.trade_no] = t.channel}
+local function index(channel, at, member)
+  if at then table.insert(indexed, (channel or '') .. ' ' .. at .. ' ' .. member) end
+end
+if t.state == 'PAID' then
+  paid = tonumber(t.amount_fen) or 0
+  table.insert(paidNos, t.trade_no)
+  index(t.channel, t.paid_at, 'p' .. t.trade_no)
+end
 local trades, retired = {t.trade_no}, {}
 for i, raw in ipairs(redis.call('HGETALL', KEYS[2])) do
   if i % 2 == 0 then
     local a = cjson.decode(raw)
     if a.state ~= 'PAID' and a.state ~= 'CLOSED' then return {'open'} end
     seen(a.created_at) seen(a.paid_at) seen(a.closed_at) seen(a.touched_at)
-    if a.state == 'PAID' then paid = paid + (tonumber(a.amount_fen) or 0) table.insert(paidNos, a.trade_no) end
+    if a.state == 'PAID' then
+      paid = paid + (tonumber(a.amount_fen) or 0)
+      table.insert(paidNos, a.trade_no)
+      index(a.channel, a.paid_at, 'p' .. a.trade_no)
+    end
+    chan[a.trade_no] = a.channel
     table.insert(trades, a.trade_no)
     table.insert(retired, a)
   end
@@ -513,16 +527,19 @@ for i, raw in ipairs(redis.call('HVALS', KEYS[3])) do
   local r = cjson.decode(raw)
   if r.state == 'PROCESSING' or r.state == 'ABNORMAL' then return {'open'} end
   seen(r.created_at) seen(r.settled_at)
-  if r.state == 'SUCCESS' then refunded = refunded + (tonumber(r.amount_fen) or 0) end
   local tn = r.trade_no
   if not tn or tn == '' then tn = t.trade_no end
+  if r.state == 'SUCCESS' then
+    refunded = refunded + (tonumber(r.amount_fen) or 0)
+    index(chan[tn], r.settled_at, 'r' .. r.refund_no)
+  end
   table.insert(refunds, cjson.encode({refund_no = r.refund_no, trade_no = tn, amount_fen = r.amount_fen, state = r.state}))
   table.insert(refundNos, r.refund_no)
 end
 if tonumber(ARGV[1]) < last + tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'touched_at', last)
   redis.call('HDEL', KEYS[1], 'qr_code', 'qr_issued_at', 'qr_renewing_at', 'subject', 'created_at', 'expires_at',
-    'provider_trade_id', 'confirmed_at')
+    'provider_trade_id', 'confirmed_at', 'closing_at')
   for _, a in ipairs(retired) do
     if a.subject or a.created_at or a.expires_at or a.provider_trade_id then
       a.touched_at = math.max(tonumber(a.paid_at) or 0, tonumber(a.closed_at) or 0, tonumber(a.created_at) or 0)
@@ -549,5 +566,7 @@ local out = {'archived', id, body}
 for _, no in ipairs(trades) do table.insert(out, no) end
 table.insert(out, '')
 for _, no in ipairs(refundNos) do table.insert(out, no) end
+table.insert(out, '')
+for _, e in ipairs(indexed) do table.insert(out, e) end
 return out
 `)

@@ -30,7 +30,7 @@ import (
 //	tollgate:pay:{wh}:events             hash   event id → event JSON
 //	tollgate:pay:{wh}:attempts           hash   event id → failed attempts
 //	tollgate:pay:{wh}:dead               list   dead letters (JSON)
-//	tollgate:pay:{wh}:done:<event id>    string tombstone of a delivered/dead event (7 days)
+//	tollgate:pay:{wh}:done:<event id>    string tombstone of a delivered/dead event (a day, or retention)
 const keyPrefix = "tollgate:pay:"
 
 func tradeKey(order string) string    { return keyPrefix + "{o:" + order + "}:trade" }
@@ -47,8 +47,16 @@ func tradeIndexKey(tn string) string { return keyPrefix + "{t:" + tn + "}" }
 func refundIndexKey(r string) string { return keyPrefix + "{r:" + r + "}" }
 func tombstoneKey(id string) string  { return keyPrefix + "{wh}:done:" + id }
 
-// tombstoneTTL is how long a delivered event id is remembered (in seconds).
-const tombstoneTTL = 7 * 24 * 3600
+// tombstoneTTL is how long a delivered event id is remembered (in
+// seconds). A tombstone only stops a flush of the order's outbox that read
+// the event before it was cleared from queueing it again: such a flush
+// ends within a poll or two, so a day is ample; a retention shorter than
+// that bounds it too (a tombstone must not outlive its order by much: it
+// is a key per event), never under a minute.
+func (p *PayProxy) tombstoneTTL() int64 {
+	ttl := min(24*time.Hour, max(time.Minute, time.Duration(p.Retention)))
+	return int64(ttl / time.Second)
+}
 
 // The dead-letter list's bounds: a dead letter is kept 30 days (ops have
 // had the critical alert TollgateWebhookDeadLetters all along), and at

@@ -209,7 +209,7 @@ func (p *PayProxy) deliver(ctx context.Context, id string, body []byte) bool {
 	attempts, _ := p.rdb.HGet(ctx, attemptsKey, id).Int()
 	next := time.Now().Add(p.backoff(attempts + 1))
 	res, ferr := failEventScript.Run(ctx, p.rdb, []string{queueKey, eventsKey, attemptsKey, deadKey, tombstoneKey(id)},
-		id, p.Webhook.MaxAttempts, next.UnixMilli(), time.Now().UnixMilli(), err.Error(), tombstoneTTL,
+		id, p.Webhook.MaxAttempts, next.UnixMilli(), time.Now().UnixMilli(), err.Error(), p.tombstoneTTL(),
 		deadLetterMaxAge.Milliseconds(), deadLetterCap).Text()
 	if ferr != nil {
 		p.logger.Warn("recording webhook failure failed", zap.String("event_id", id), zap.Error(ferr))
@@ -230,7 +230,7 @@ func (p *PayProxy) deliver(ctx context.Context, id string, body []byte) bool {
 func (p *PayProxy) ack(ctx context.Context, id string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	if err := ackEventScript.Run(ctx, p.rdb, []string{queueKey, eventsKey, attemptsKey, tombstoneKey(id)}, id, tombstoneTTL).Err(); err != nil {
+	if err := ackEventScript.Run(ctx, p.rdb, []string{queueKey, eventsKey, attemptsKey, tombstoneKey(id)}, id, p.tombstoneTTL()).Err(); err != nil {
 		p.logger.Warn("acknowledging webhook event failed; it will be sent again", zap.String("event_id", id), zap.Error(err))
 	}
 }

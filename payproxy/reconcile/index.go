@@ -83,6 +83,23 @@ func Index(ctx context.Context, pipe redis.Pipeliner, channel string, r Ref, t t
 	pipe.ExpireAt(ctx, key, day.Add(24*time.Hour+indexHorizon))
 }
 
+// indexLag bounds how long after its record an entry is indexed: the
+// entry's time is taken after the script that recorded it.
+const indexLag = time.Minute
+
+// Unindex adds to pipe the removal of the entry member ("p<trade_no>" or
+// "r<refund_no>", as member spells it) of a record made at t: from the
+// day of t, and from the next day's key too when t is within indexLag of
+// its end. payproxy calls it when it archives the order (retention): the
+// index never outlives the records it points to.
+func Unindex(ctx context.Context, pipe redis.Pipeliner, channel, member string, t time.Time) {
+	first := DayKey(channel, t)
+	pipe.ZRem(ctx, first, member)
+	if next := DayKey(channel, t.Add(indexLag)); next != first {
+		pipe.ZRem(ctx, next, member)
+	}
+}
+
 // dayKeys are the index keys covering [start, end).
 func dayKeys(channel string, start, end time.Time) []string {
 	var keys []string
