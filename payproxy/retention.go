@@ -41,8 +41,13 @@ const (
 // passed, and returns when the poller should look at it again (zero:
 // archived or gone).
 func (p *PayProxy) retain(ctx context.Context, order string) time.Time {
+	return p.retainAt(ctx, order, time.Now())
+}
+
+// retainAt is retain at the time now (the footprint benchmark archives a
+// million orders without waiting for their retention).
+func (p *PayProxy) retainAt(ctx context.Context, order string, now time.Time) time.Time {
 	retention := time.Duration(p.Retention)
-	now := time.Now()
 	vals, err := p.store.durability.Run(ctx, p.rdb, retainScript,
 		[]string{tradeKey(order), tradesKey(order), refundsKey(order), checksKey(order), outboxKey(order), archivedKey(order)},
 		now.UnixMilli(), retention.Milliseconds(), now.UTC().Format(time.RFC3339)).StringSlice()
