@@ -101,7 +101,7 @@ func (p *PayProxy) archivedLongAgo(tn string, now time.Time) bool {
 func (p *PayProxy) tradeOfNotification(ctx context.Context, order, channel string, n *provider.Notification) (*tradeRecord, error) {
 	t, err := p.store.tradeOf(ctx, order, n.TradeNo)
 	if errors.Is(err, errNoRecord) {
-		if known, err := p.archivedNotification(ctx, order, n); err != nil || known {
+		if known, err := p.archivedNotification(ctx, order, channel, n); err != nil || known {
 			return nil, cmp.Or(err, errArchivedTrade)
 		}
 	}

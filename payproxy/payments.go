@@ -54,8 +54,10 @@ func (p *PayProxy) recordPayment(ctx context.Context, t *tradeRecord, providerTr
 			// closes it (and a payment of it is a duplicate).
 			p.logger.Info("a retired trade was paid; the order's open trade is retired",
 				zap.String("order_no", t.OrderNo), zap.String("trade_no", t.TradeNo), zap.String("retired", res.displaced))
-			p.scheduleNow(ctx, t.OrderNo)
 		}
+		// The poller compacts the paid order (and one back from its
+		// archival, which was off the due set, is archived again).
+		p.scheduleNow(ctx, t.OrderNo)
 	case paymentDuplicate:
 		t.State, t.Duplicate = StatePaid, true
 		p.metrics.duplicatePayment(t.Channel)

@@ -31,10 +31,12 @@ import (
 
 // What retainScript found.
 const (
-	retainGone     = "gone"     // no record: nothing to keep
-	retainOpen     = "open"     // work left (or a person's): look again later
-	retainWait     = "wait"     // settled and compacted; archived at the due time
-	retainArchived = "archived" // trade.archived written, records removed
+	retainGone      = "gone"      // no record: nothing to keep
+	retainOpen      = "open"      // work left (or a person's): look again later
+	retainWait      = "wait"      // settled and compacted; archived at the due time
+	retainEmitted   = "emitted"   // trade.archived written into the outbox
+	retainArchiving = "archiving" // trade.archived not delivered yet
+	retainArchived  = "archived"  // delivered; records removed
 )
 
 // retain compacts a settled order, or archives it once its retention has
@@ -48,9 +50,13 @@ func (p *PayProxy) retain(ctx context.Context, order string) time.Time {
 // million orders without waiting for their retention).
 func (p *PayProxy) retainAt(ctx context.Context, order string, now time.Time) time.Time {
 	retention := time.Duration(p.Retention)
-	vals, err := p.store.durability.Run(ctx, p.rdb, retainScript,
-		[]string{tradeKey(order), tradesKey(order), refundsKey(order), checksKey(order), outboxKey(order), archivedKey(order)},
-		now.UnixMilli(), retention.Milliseconds(), now.UTC().Format(time.RFC3339)).StringSlice()
+	delivery, err := p.archivalDelivery(ctx, order)
+	var vals []string
+	if err == nil {
+		vals, err = p.store.durability.Run(ctx, p.rdb, retainScript,
+			[]string{tradeKey(order), tradesKey(order), refundsKey(order), checksKey(order), outboxKey(order), archivedKey(order)},
+			now.UnixMilli(), retention.Milliseconds(), now.UTC().Format(time.RFC3339), delivery).StringSlice()
+	}
 	if err != nil || len(vals) == 0 {
 		if ctx.Err() == nil {
 			p.logger.Warn("retaining order failed", zap.String("order_no", order), zap.Error(err))
@@ -66,6 +72,13 @@ func (p *PayProxy) retainAt(ctx context.Context, order string, now time.Time) ti
 			return now.Add(retention)
 		}
 		return time.UnixMilli(ms)
+	case retainEmitted:
+		p.publish(ctx, order, &event{ID: vals[1], Body: vals[2]})
+		return p.soon()
+	case retainArchiving:
+		// The backend is slow or down: look again in a while (the event
+		// retries on its own schedule).
+		return now.Add(min(time.Minute, max(retention, time.Duration(p.PollInterval))))
 	case retainArchived:
 		return p.archived(ctx, order, vals[1:])
 	}
@@ -75,14 +88,51 @@ func (p *PayProxy) retainAt(ctx context.Context, order string, now time.Time) ti
 	return now.Add(retention)
 }
 
-// archived finishes an archival: the outbox's trade.archived goes to the
-// queue; the indexes of the order's trades expire with its :archived
-// marker (a late notification finds the order), those of its refunds and
-// its entries in reconciliation's per-day index go. vals is {event_id,
-// event_json, trade_no..., "", refund_no..., "", indexed...}.
+// archivalDelivery tells retainScript what became of the order's
+// trade.archived, if it is archiving: "delivered:<id>" (acknowledged by
+// the backend, or no webhook to deliver it to), "lost:<id>" (neither
+// queued nor delivered: dead-lettered and its tombstone expired, or
+// never queued; it is written anew), else "" (on its way, or dead: the
+// dead letter can still be replayed).
+func (p *PayProxy) archivalDelivery(ctx context.Context, order string) (string, error) {
+	id, err := p.rdb.HGet(ctx, tradeKey(order), "archiving").Result()
+	if errors.Is(err, redis.Nil) || id == "" {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if p.Webhook == nil {
+		return "delivered:" + id, nil
+	}
+	var tomb *redis.StringCmd
+	var queued *redis.BoolCmd
+	_, err = p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		tomb = pipe.Get(ctx, tombstoneKey(id))
+		queued = pipe.HExists(ctx, eventsKey, id)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", err
+	}
+	switch {
+	case tomb.Val() == "delivered":
+		return "delivered:" + id, nil
+	case tomb.Val() == "" && !queued.Val():
+		if n, err := p.rdb.HLen(ctx, outboxKey(order)).Result(); err != nil || n > 0 {
+			return "", err // still in the outbox: the poller flushes it first
+		}
+		return "lost:" + id, nil
+	}
+	return "", nil
+}
+
+// archived finishes an archival: the indexes of the order's trades expire
+// with its :archived marker (a late notification finds the order), those
+// of its refunds and its entries in reconciliation's per-day index go.
+// vals is {trade_no..., "", refund_no..., "", indexed...}.
 func (p *PayProxy) archived(ctx context.Context, order string, vals []string) time.Time {
-	p.publish(ctx, order, &event{ID: vals[0], Body: vals[1]})
-	parts := splitEmpty(vals[2:])
+	parts := splitEmpty(vals)
 	for len(parts) < 3 {
 		parts = append(parts, nil)
 	}
@@ -90,9 +140,6 @@ func (p *PayProxy) archived(ctx context.Context, order string, vals []string) ti
 		p.logger.Warn("removing an archived order's indexes failed", zap.String("order_no", order), zap.Error(err))
 	}
 	p.logger.Debug("order archived", zap.String("order_no", order))
-	if n, err := p.rdb.Exists(ctx, outboxKey(order)).Result(); err != nil || n > 0 {
-		return p.soon() // trade.archived is still to be queued
-	}
 	return time.Time{}
 }
 
@@ -151,11 +198,13 @@ func (p *PayProxy) noOrder(ctx context.Context, order string) error {
 }
 
 // archivedNotification tells whether a verified notification is about an
-// order archived since, and changes nothing: a payment of a trade it
-// held paid, or a refund (its refunds were final). A payment of another
-// of its trades is news, recorded as a trade with no record is
-// (tradeOfNotification).
-func (p *PayProxy) archivedNotification(ctx context.Context, order string, n *provider.Notification) (bool, error) {
+// order archived since, and handles it: a payment of a trade it held
+// paid, or a refund's, changes nothing — but the success of a refund it
+// held FAILED (the provider's signed word: WeChat's notification, or for
+// Alipay its refund query) is news, sent to the backend as
+// refund.succeeded. A payment of another of its trades is news too,
+// recorded as a trade with no record is (tradeOfNotification).
+func (p *PayProxy) archivedNotification(ctx context.Context, order, channel string, n *provider.Notification) (bool, error) {
 	a, err := p.store.archived(ctx, order)
 	if errors.Is(err, errNoRecord) {
 		return false, nil
@@ -163,10 +212,57 @@ func (p *PayProxy) archivedNotification(ctx context.Context, order string, n *pr
 	if err != nil {
 		return false, err
 	}
+	if n.Kind == provider.NotifyRefund {
+		if f, ok := a.Failed[n.RefundNo]; ok {
+			return true, p.archivedRefund(ctx, order, channel, f, n)
+		}
+	}
 	if n.Kind == provider.NotifyRefund || slices.Contains(a.Paid, n.TradeNo) {
 		p.logger.Info("notification for an archived order; nothing to change",
 			zap.String("order_no", order), zap.String("trade_no", n.TradeNo))
 		return true, nil
 	}
 	return false, nil
+}
+
+// archivedRefund handles a notification of a refund an archived order
+// held FAILED (failed: its [trade_no, amount_fen]).
+func (p *PayProxy) archivedRefund(ctx context.Context, order, channel string, failed [2]any, n *provider.Notification) error {
+	tradeNo, _ := failed[0].(string)
+	amount, _ := failed[1].(float64)
+	t := &tradeRecord{OrderNo: order, TradeNo: tradeNo, Channel: channel}
+	r := &refundRecord{RefundNo: n.RefundNo, AmountFen: int64(amount), TradeNo: tradeNo}
+	res := provider.RefundResult{Status: n.RefundState, AmountFen: n.RefundFen}
+	if n.RefundState != provider.RefundSucceeded {
+		// Alipay's refund notification says no state: its query does.
+		var err error
+		if res, err = p.queryRefund(ctx, t, r); err != nil {
+			return err
+		}
+	}
+	if res.Status != provider.RefundSucceeded {
+		return nil
+	}
+	if res.AmountFen != r.AmountFen {
+		p.logger.Error("archived order's failed refund succeeded for another amount; not recorded",
+			zap.String("order_no", order), zap.String("refund_no", r.RefundNo),
+			zap.Int64("stored_fen", r.AmountFen), zap.Int64("provider_fen", res.AmountFen))
+		return nil
+	}
+	now := time.Now()
+	ev := newEvent("refund.succeeded", tradeNo+"_"+r.RefundNo, now, eventData{
+		OrderNo: order, TradeNo: tradeNo, Channel: channel, AmountFen: r.AmountFen, State: RefundSuccess, RefundNo: r.RefundNo,
+	})
+	body, err := p.store.durability.Run(ctx, p.rdb, archivedRefundScript, []string{archivedKey(order), outboxKey(order)},
+		r.RefundNo, r.AmountFen, ev.ID, ev.Body).Text()
+	if err != nil {
+		return fmt.Errorf("recording the late success of refund %s: %w", r.RefundNo, err)
+	}
+	if body != "" {
+		p.logger.Warn("a refund of an archived order recorded FAILED succeeded at the provider; refund.succeeded sent",
+			zap.String("order_no", order), zap.String("refund_no", r.RefundNo), zap.Int64("amount_fen", r.AmountFen))
+		p.indexForReconcile(ctx, channel, reconcile.Ref{Refund: true, TradeNo: tradeNo, RefundNo: r.RefundNo})
+		p.publish(ctx, order, &event{ID: ev.ID, Body: body})
+	}
+	return nil
 }

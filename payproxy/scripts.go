@@ -47,16 +47,22 @@ end
 // receives is recorded.
 //
 // An order archived paid (its :archived marker, retention.go) is refused
-// with 2: it must not be charged again.
+// with 2: it must not be charged again. One archived closed gets the new
+// trade, whose events number on from the archived ones' seq.
 //
 // KEYS: trade, trades, archived. ARGV: order_no, trade_no, channel,
 // amount_fen, subject, created_ms, expires_ms, expected_trade_no.
 var allocScript = redis.NewScript(retireLua + `
 local cur = redis.call('HGET', KEYS[1], 'trade_no') or ''
 if cur ~= ARGV[8] then return 0 end
+local seq = nil
 if cur == '' then
   local arch = redis.call('GET', KEYS[3])
-  if arch and cjson.decode(arch).state == 'PAID' then return 2 end
+  if arch then
+    local m = cjson.decode(arch)
+    if m.state == 'PAID' then return 2 end
+    seq = m.seq
+  end
 end
 if cur ~= '' then
   local st = redis.call('HGET', KEYS[1], 'state')
@@ -68,6 +74,7 @@ redis.call('HSET', KEYS[1], 'order_no', ARGV[1], 'trade_no', ARGV[2], 'channel',
   'amount_fen', ARGV[4], 'subject', ARGV[5], 'state', 'UNKNOWN', 'qr_code', '',
   'created_at', ARGV[6], 'expires_at', ARGV[7], 'refunded_fen', '0', 'provider_trade_id', '')
 redis.call('HDEL', KEYS[1], 'paid_at', 'closed_at', 'qr_issued_at', 'qr_renewing_at', 'closing_at')
+if seq then redis.call('HSET', KEYS[1], 'seq', seq) end
 return 1
 `)
 
@@ -191,8 +198,25 @@ return {'paid', displaced, emit(KEYS[1], KEYS[3], ARGV[4], ARGV[5])}
 // retired trades were kept): a verified payment for it is then recorded
 // like any other. It changes nothing for a trade already known.
 //
-// KEYS: trade, trades. ARGV: trade_no, channel, amount_fen, now_ms.
+// An archived order (no record, its :archived marker) first gets back
+// its trade as the marker holds it (state, amounts, seq): a payment of
+// another of its trades is then recorded as it would have been before
+// the archival — a duplicate of an order archived paid (refunded), the
+// order's payment of one archived closed — and numbered after its events.
+//
+// KEYS: trade, trades, archived. ARGV: trade_no, channel, amount_fen,
+// now_ms, order_no.
 var adoptScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local arch = redis.call('GET', KEYS[3])
+  if arch then
+    local m = cjson.decode(arch)
+    redis.call('HSET', KEYS[1], 'order_no', ARGV[5], 'trade_no', m.trade_no, 'channel', m.channel or '',
+      'amount_fen', m.amount_fen or 0, 'state', m.state, 'refunded_fen', m.refunded_fen or 0,
+      'seq', m.seq or 0, 'touched_at', ARGV[4], 'provider_trade_id', '')
+    if m.paid_at then redis.call('HSET', KEYS[1], 'paid_at', m.paid_at) end
+  end
+end
 if redis.call('HGET', KEYS[1], 'trade_no') == ARGV[1] then return 0 end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({trade_no = ARGV[1], channel = ARGV[2],
@@ -397,11 +421,13 @@ return n
 `)
 
 // ackEventScript forgets a delivered event, leaving a tombstone for
-// ARGV[2] seconds so that a late outbox flush cannot queue it again.
+// ARGV[2] seconds so that a late outbox flush cannot queue it again. The
+// tombstone says "delivered" (a dead letter's says "dead"): archival
+// deletes an order's records once its trade.archived was delivered.
 //
 // KEYS: queue, events, attempts, tombstone. ARGV: id, tombstone_ttl_s.
 var ackEventScript = redis.NewScript(`
-redis.call('SET', KEYS[4], '1', 'EX', ARGV[2])
+redis.call('SET', KEYS[4], 'delivered', 'EX', ARGV[2])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
@@ -423,7 +449,7 @@ local n = redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
 if n >= tonumber(ARGV[2]) then
   redis.call('RPUSH', KEYS[4], cjson.encode({id = ARGV[1], event = body, attempts = n,
     last_error = ARGV[5], failed_at = tonumber(ARGV[4])}))
-  redis.call('SET', KEYS[5], '1', 'EX', ARGV[6])
+  redis.call('SET', KEYS[5], 'dead', 'EX', ARGV[6])
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
@@ -470,23 +496,40 @@ return n
 // CLOSED, every retired trade PAID or CLOSED, no refund PROCESSING or
 // ABNORMAL, its outbox empty — is compacted: its trade keeps only what
 // refunds, notifications and reconciliation read (the QR code, subject
-// and creation-time fields go; touched_at keeps its last change). Once
-// it is untouched for ARGV[2] ms, trade.archived (built here from the
-// records, so it says what they held at this very step) is written into
-// the outbox and the order's records are deleted. Its work is bounded by
-// the order's own records: at most maxTrades trades and its refunds.
+// and creation-time fields go; touched_at keeps its last change). Its
+// work is bounded by the order's own records: at most maxTrades trades
+// and its refunds.
 //
-// Archival leaves the :archived marker ({state, trade_no, paid: the
-// trade numbers paid}) for another retention: a create of the order then
-// answers order_paid, a refund order_archived, and a late notification
-// of one of its trades is acknowledged.
+// Once the order is untouched for ARGV[2] ms, archival takes two steps,
+// so that its records are never deleted before the backend holds their
+// summary: (1) trade.archived (built here from the records, so it says
+// what they held at this very step) is written into the outbox and the
+// trade is marked archiving (the event id, and the last change it
+// summed up); (2) when ARGV[4] says that event was delivered, the
+// order's records are deleted. A change in between makes the event
+// stale: archival starts over, a retention after the change, with a new
+// event (its id carries its seq). ARGV[4] "lost:<id>" (the event neither
+// queued nor delivered: dead-lettered and forgotten, or never queued)
+// starts it over at once.
+//
+// Archival leaves the :archived marker (state, trade_no, channel,
+// amount_fen, refunded_fen, paid_at and seq of the order's trade; paid:
+// every trade number it held paid; failed: refund_no → [trade_no,
+// amount_fen] of each refund it held FAILED; those of an earlier
+// archival of the order included) for another retention: a create of the order then
+// answers order_paid (or, archived closed, numbers its events on), a
+// refund order_archived, a late notification of a trade it held paid is
+// acknowledged, and a payment of another of its trades restores the
+// order's trade from it (adoptScript).
 //
 // KEYS: trade, trades, refunds, checks, outbox, archived. ARGV: now_ms,
-// retention_ms, created_at (RFC 3339). Returns {gone}, {open},
-// {wait, due_ms} or {archived, event_id, event_json, trade_no...,
-// "", refund_no..., "", indexed...}: indexed names the order's entries
-// in reconciliation's per-day index, "<channel> <ms> <member>", each a
-// payment PAID at ms or a refund SUCCESS at ms.
+// retention_ms, created_at (RFC 3339), delivery ("delivered:<id>",
+// "lost:<id>" or ""). Returns {gone}, {open}, {wait, due_ms},
+// {archiving} (the event is on its way), {emitted, event_id, event_json}
+// or {archived, trade_no..., "", refund_no..., "", indexed...}: indexed
+// names the order's entries in reconciliation's per-day index,
+// "<channel> <ms> <member>", each a payment PAID at ms or a refund
+// SUCCESS at ms.
 var retainScript = redis.NewScript(emitLua + `
 local flat = redis.call('HGETALL', KEYS[1])
 if #flat == 0 then return {'gone'} end
@@ -522,7 +565,7 @@ for i, raw in ipairs(redis.call('HGETALL', KEYS[2])) do
     table.insert(retired, a)
   end
 end
-local refunds, refundNos, refunded = {}, {}, 0
+local refunds, refundNos, refunded, failed = {}, {}, 0, nil
 for i, raw in ipairs(redis.call('HVALS', KEYS[3])) do
   local r = cjson.decode(raw)
   if r.state == 'PROCESSING' or r.state == 'ABNORMAL' then return {'open'} end
@@ -532,14 +575,19 @@ for i, raw in ipairs(redis.call('HVALS', KEYS[3])) do
   if r.state == 'SUCCESS' then
     refunded = refunded + (tonumber(r.amount_fen) or 0)
     index(chan[tn], r.settled_at, 'r' .. r.refund_no)
+  elseif r.state == 'FAILED' then
+    failed = failed or {}
+    failed[r.refund_no] = {tn, tonumber(r.amount_fen) or 0}
   end
   table.insert(refunds, cjson.encode({refund_no = r.refund_no, trade_no = tn, amount_fen = r.amount_fen, state = r.state}))
   table.insert(refundNos, r.refund_no)
 end
+local current = t.archiving and tonumber(t.archiving_last) == last
 if tonumber(ARGV[1]) < last + tonumber(ARGV[2]) then
   redis.call('HSET', KEYS[1], 'touched_at', last)
   redis.call('HDEL', KEYS[1], 'qr_code', 'qr_issued_at', 'qr_renewing_at', 'subject', 'created_at', 'expires_at',
     'provider_trade_id', 'confirmed_at', 'closing_at')
+  if t.archiving and not current then redis.call('HDEL', KEYS[1], 'archiving', 'archiving_last') end
   for _, a in ipairs(retired) do
     if a.subject or a.created_at or a.expires_at or a.provider_trade_id then
       a.touched_at = math.max(tonumber(a.paid_at) or 0, tonumber(a.closed_at) or 0, tonumber(a.created_at) or 0)
@@ -549,24 +597,82 @@ if tonumber(ARGV[1]) < last + tonumber(ARGV[2]) then
   end
   return {'wait', tostring(last + tonumber(ARGV[2]))}
 end
-local id = 'evt_' .. t.trade_no .. '_trade.archived'
-local body = cjson.encode({id = id, type = 'trade.archived', created_at = ARGV[3], data = {
-  order_no = t.order_no, trade_no = t.trade_no, channel = t.channel, amount_fen = tonumber(t.amount_fen),
-  state = t.state, paid_fen = paid, refunded_fen = refunded, refunds = '@refunds@', seq = -1}})
-body = string.gsub(body, '"@refunds@"', function() return '[' .. table.concat(refunds, ',') .. ']' end)
-body = emit(KEYS[1], KEYS[5], id, body)
+if current and ARGV[4] ~= 'delivered:' .. t.archiving and ARGV[4] ~= 'lost:' .. t.archiving then
+  return {'archiving'}
+end
+if not current or ARGV[4] ~= 'delivered:' .. t.archiving then
+  local seq = (tonumber(t.seq) or 0) + 1
+  local id = 'evt_' .. t.trade_no .. '_' .. seq .. '_trade.archived'
+  local body = cjson.encode({id = id, type = 'trade.archived', created_at = ARGV[3], data = {
+    order_no = t.order_no, trade_no = t.trade_no, channel = t.channel, amount_fen = tonumber(t.amount_fen),
+    state = t.state, paid_fen = paid, refunded_fen = refunded, refunds = '@refunds@', seq = -1}})
+  body = string.gsub(body, '"@refunds@"', function() return '[' .. table.concat(refunds, ',') .. ']' end)
+  body = emit(KEYS[1], KEYS[5], id, body)
+  redis.call('HSET', KEYS[1], 'archiving', id, 'archiving_last', last)
+  return {'emitted', id, body}
+end
+local old = redis.call('GET', KEYS[6])
+if old then
+  local known = {}
+  for _, no in ipairs(paidNos) do known[no] = true end
+  for _, no in ipairs(cjson.decode(old).paid or {}) do
+    if not known[no] then table.insert(paidNos, no) known[no] = true end
+  end
+end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-local marker = '{"state":' .. cjson.encode(t.state) .. ',"trade_no":' .. cjson.encode(t.trade_no) .. ',"paid":['
+if old then
+  for no, f in pairs(cjson.decode(old).failed or {}) do
+    failed = failed or {}
+    if not failed[no] then failed[no] = f end
+  end
+end
+local marker = string.sub(cjson.encode({state = t.state, trade_no = t.trade_no, channel = t.channel,
+  amount_fen = tonumber(t.amount_fen) or 0, refunded_fen = tonumber(t.refunded_fen) or 0,
+  paid_at = tonumber(t.paid_at), seq = tonumber(t.seq) or 0, failed = failed}), 1, -2) .. ',"paid":['
 for i, no in ipairs(paidNos) do
   if i > 1 then marker = marker .. ',' end
   marker = marker .. cjson.encode(no)
 end
 redis.call('SET', KEYS[6], marker .. ']}', 'PX', ARGV[2])
-local out = {'archived', id, body}
+local out = {'archived'}
 for _, no in ipairs(trades) do table.insert(out, no) end
 table.insert(out, '')
 for _, no in ipairs(refundNos) do table.insert(out, no) end
 table.insert(out, '')
 for _, e in ipairs(indexed) do table.insert(out, e) end
 return out
+`)
+
+// archivedRefundScript records, in an archived order's marker, the
+// success of a refund the order held FAILED when it was archived (the
+// provider's signed word, checked by the caller), and writes its
+// refund.succeeded into the order's outbox, numbered after the order's
+// events: once, however often the provider tells it.
+//
+// KEYS: archived, outbox. ARGV: refund_no, amount_fen, event_id,
+// event_json. Returns the event as written, or "" (not a refund the
+// marker holds FAILED for that amount, or no marker).
+var archivedRefundScript = redis.NewScript(`
+local raw = redis.call('GET', KEYS[1])
+if not raw then return '' end
+local m = cjson.decode(raw)
+local f = m.failed and m.failed[ARGV[1]]
+if not f or tonumber(f[2]) ~= tonumber(ARGV[2]) then return '' end
+m.failed[ARGV[1]] = nil
+if next(m.failed) == nil then m.failed = nil end
+if f[1] == m.trade_no then m.refunded_fen = (tonumber(m.refunded_fen) or 0) + tonumber(ARGV[2]) end
+m.seq = (tonumber(m.seq) or 0) + 1
+local paid = m.paid or {}
+m.paid = nil
+local out = string.sub(cjson.encode(m), 1, -2) .. ',"paid":['
+for i, no in ipairs(paid) do
+  if i > 1 then out = out .. ',' end
+  out = out .. cjson.encode(no)
+end
+redis.call('SET', KEYS[1], out .. ']}', 'KEEPTTL')
+local body = ARGV[4]
+local i, j = string.find(body, '"seq":-1', 1, true)
+if i then body = string.sub(body, 1, i - 1) .. '"seq":' .. m.seq .. string.sub(body, j + 1) end
+redis.call('HSETNX', KEYS[2], ARGV[3], body)
+return body
 `)

@@ -430,8 +430,8 @@ func (s *tradeStore) recordPayment(ctx context.Context, t *tradeRecord, provider
 // adopt keeps a trade the order's index names but no record holds, so
 // that its verified payment can be recorded.
 func (s *tradeStore) adopt(ctx context.Context, order, tradeNo, channel string, amount int64, now time.Time) error {
-	err := s.durability.Run(ctx, s.rdb, adoptScript, []string{tradeKey(order), tradesKey(order)},
-		tradeNo, channel, amount, now.UnixMilli()).Err()
+	err := s.durability.Run(ctx, s.rdb, adoptScript, []string{tradeKey(order), tradesKey(order), archivedKey(order)},
+		tradeNo, channel, amount, now.UnixMilli(), order).Err()
 	if err != nil {
 		return fmt.Errorf("keeping trade %s of order %s: %w", tradeNo, order, err)
 	}
@@ -514,7 +514,11 @@ func (s *tradeStore) schedule(ctx context.Context, order string, when time.Time)
 type archivedOrder struct {
 	State   string   `json:"state"`
 	TradeNo string   `json:"trade_no"`
+	Channel string   `json:"channel"`
 	Paid    []string `json:"paid"`
+	// Failed: refund_no → [trade_no, amount_fen] of the refunds it held
+	// FAILED (a signed success of one is still news).
+	Failed map[string][2]any `json:"failed"`
 }
 
 // archived returns the order's archival marker (errNoRecord: none).
