@@ -24,7 +24,7 @@ import (
 // It drives the store's own scripts in-process — allocate, issue the QR
 // code, record the payment, reserve and settle refunds, close, deliver
 // the events (their tombstones stay), index for reconciliation, compact,
-// archive — so every key is the one payproxy writes; only HTTP and the
+// archive (trade.archived, delivered, then the records go) — so every key is the one payproxy writes; only HTTP and the
 // providers (which write nothing to Redis but the order's lock, checks
 // and gap keys, all transient) are left out: bench/footprint measures
 // those paths end to end with paysim, in fewer orders. Run by
@@ -77,8 +77,9 @@ func BenchmarkMillionOrders(b *testing.B) {
 		// marker and trade indexes keep the real retention to live.
 		later := time.Now().Add(time.Duration(p.Retention) + time.Minute)
 		start = time.Now()
-		each(n, func(i int) { p.retainAt(ctx, benchOrder(i), later) })
-		deliverQueued(ctx, b, p) // the trade.archived events
+		each(n, func(i int) { p.retainAt(ctx, benchOrder(i), later) }) // writes trade.archived
+		deliverQueued(ctx, b, p)
+		each(n, func(i int) { p.retainAt(ctx, benchOrder(i), later) }) // delivered: the records go
 		report(ctx, b, rdb, base, n, "after retention: archived (markers, trade indexes, tombstones left)", time.Since(start))
 		expire(ctx, b, rdb, isTombstone)
 		report(ctx, b, rdb, base, n, "a day on: trade.archived's tombstones expired", 0)

@@ -104,6 +104,11 @@ func (p *PayProxy) tradeOfNotification(ctx context.Context, order, channel strin
 		if known, err := p.archivedNotification(ctx, order, channel, n); err != nil || known {
 			return nil, cmp.Or(err, errArchivedTrade)
 		}
+		if p.archivedLongAgo(n.TradeNo, time.Now()) {
+			// An index an archival left behind (its instance died before
+			// expiring it), past the marker: as with no index at all.
+			return nil, errArchivedTrade
+		}
 	}
 	if !errors.Is(err, errNoRecord) || n.Kind != provider.NotifyTrade || n.Status != provider.TradePaid {
 		if errors.Is(err, errNoRecord) {

@@ -21,13 +21,15 @@ import (
 // nothing left to do for it, retainScript compacts it and the order is
 // due again when its retention has passed since its last change; the
 // poller (one instance at a time per order, through its lease, in its
-// batches) then sends trade.archived and removes the order's records,
-// then the indexes of its trades and refunds, which live on other
-// Cluster slots. An instance that dies in between leaves the order due:
-// the next round finds it gone, flushes the outbox that holds
-// trade.archived and releases it; only the indexes of that one order
-// stay (they name an order that holds no record: a notification of it is
-// answered as an unknown trade).
+// batches) then writes trade.archived, and at a later visit, once the
+// backend has acknowledged it, removes the order's records, then the
+// indexes of its refunds and its entries in reconciliation's index, which
+// live on other Cluster slots (its trades' indexes expire with the
+// :archived marker). An instance that dies in between leaves the order
+// due: the next round takes the step again. Only the indexes of that one
+// order may stay, if it dies after the records went (they name an order
+// that holds no record: a notification of it finds the order archived,
+// or, past the marker, a trade made longer than retention ago).
 
 // What retainScript found.
 const (
