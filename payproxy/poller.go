@@ -27,6 +27,7 @@ const pollBatch = 50
 const pollBatches = 20
 
 func (p *PayProxy) runPoller(ctx context.Context) {
+	p.startDueMigration(ctx) // orders the previous release took off the due set
 	t := time.NewTicker(time.Duration(p.PollInterval))
 	defer t.Stop()
 	for {
