@@ -44,6 +44,12 @@ func (p *PayProxy) recordPayment(ctx context.Context, t *tradeRecord, providerTr
 	}
 	if res.result == paymentNew || res.result == paymentDuplicate {
 		p.indexForReconcile(ctx, t.Channel, reconcile.Ref{TradeNo: t.TradeNo})
+		// An order back from its archival (a payment of a trade its
+		// marker did not hold) is off the due set: it must be archived
+		// again. Any other order is due already, and keeps its time.
+		if err := p.store.scheduleIfAbsent(ctx, t.OrderNo, p.soon()); err != nil {
+			p.logger.Warn("scheduling order failed", zap.String("order_no", t.OrderNo), zap.Error(err))
+		}
 	}
 	switch res.result {
 	case paymentNew:
@@ -54,10 +60,8 @@ func (p *PayProxy) recordPayment(ctx context.Context, t *tradeRecord, providerTr
 			// closes it (and a payment of it is a duplicate).
 			p.logger.Info("a retired trade was paid; the order's open trade is retired",
 				zap.String("order_no", t.OrderNo), zap.String("trade_no", t.TradeNo), zap.String("retired", res.displaced))
+			p.scheduleNow(ctx, t.OrderNo)
 		}
-		// The poller compacts the paid order (and one back from its
-		// archival, which was off the due set, is archived again).
-		p.scheduleNow(ctx, t.OrderNo)
 	case paymentDuplicate:
 		t.State, t.Duplicate = StatePaid, true
 		p.metrics.duplicatePayment(t.Channel)

@@ -509,6 +509,15 @@ func (s *tradeStore) schedule(ctx context.Context, order string, when time.Time)
 	return nil
 }
 
+// scheduleIfAbsent makes the order due at when unless it is in the due
+// set already.
+func (s *tradeStore) scheduleIfAbsent(ctx context.Context, order string, when time.Time) error {
+	if err := s.rdb.ZAddNX(ctx, dueKey, redis.Z{Score: float64(when.UnixMilli()), Member: order}).Err(); err != nil {
+		return fmt.Errorf("scheduling order %s: %w", order, err)
+	}
+	return nil
+}
+
 // archivedOrder is what an archived order leaves for another retention
 // (retainScript's :archived marker).
 type archivedOrder struct {
