@@ -63,6 +63,24 @@ func reconcileIndexed(t *testing.T, rdb redis.UniversalClient, members ...string
 	return out
 }
 
+// finishAcknowledged has paysim end trade tn (Alipay's TRADE_FINISHED,
+// months after the payment) and waits until payproxy acknowledged its
+// notification.
+func finishAcknowledged(t *testing.T, e *env, tn string) {
+	t.Helper()
+	if err := e.sim.Finish(tn); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "TRADE_FINISHED acknowledged", func() bool {
+		for _, d := range e.sim.Notifications() {
+			if d.OutTradeNo == tn && d.Kind == "finish" && d.Delivered {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // TestSettledOrdersLeaveRedisAfterRetentionAndOpenOnesStay: with a
 // retention of 2 s, a paid order, a fully refunded one, a partly refunded
 // one and a closed one each send one trade.archived (order, trade,
@@ -295,17 +313,7 @@ func TestAfterArchivalALateNotificationIsAcknowledgedAndCreatesAndRefundsAreRefu
 	wantStatus(t, e.create(order, "wechat", 500), 409, "order_paid")
 	wantStatus(t, e.refund(order, "ARCH_R1", 100), 409, "order_archived")
 	e.wantProviderTrades(t, order, 1)
-	if err := e.sim.Finish(tn); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "TRADE_FINISHED acknowledged", func() bool {
-		for _, d := range e.sim.Notifications() {
-			if d.OutTradeNo == tn && d.Kind == "finish" && d.Delivered {
-				return true
-			}
-		}
-		return false
-	})
+	finishAcknowledged(t, e, tn)
 	e.quiesce()
 	after := e.redis.Dump()
 	for k, v := range before {
@@ -393,17 +401,7 @@ func TestALateNotificationPastTheArchivalMarkerIsStillAcknowledged(t *testing.T)
 	})
 	e.quiesce()
 	before := e.redis.Dump()
-	if err := e.sim.Finish(tn); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "TRADE_FINISHED acknowledged", func() bool {
-		for _, d := range e.sim.Notifications() {
-			if d.OutTradeNo == tn && d.Kind == "finish" && d.Delivered {
-				return true
-			}
-		}
-		return false
-	})
+	finishAcknowledged(t, e, tn)
 	e.quiesce()
 	after := e.redis.Dump()
 	for k, v := range after {
