@@ -3,6 +3,7 @@ package payproxy_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -99,4 +100,112 @@ func TestAPaymentOfARetiredTradeOfAnOrderWhoseRecordsWereDeletedIsRefundedAsADup
 		t.Fatalf("the buyer paid retired trade %s of order %s (archived PAID by %s, marker live when it was answered); the notification was answered success, no trade.duplicate_paid reached the backend and the provider holds a refund of it: %v — the second payment is kept and nobody knows",
 			a, order, b, refunded)
 	}
+}
+
+// payRetiredAfterDeletion archives an order paid on its second Alipay
+// trade (the cancel of its first did not take effect), waits for step 2
+// (records deleted, marker written), and pays the first trade: the order
+// comes back from its marker as a duplicate payment. before runs after
+// the order is paid, before it is archived. It returns the two trade
+// numbers.
+func (e *env) payRetiredAfterDeletion(t *testing.T, order, secondChannel string, before func()) (string, string) {
+	t.Helper()
+	rdb := e.redis.Client()
+	first := e.create(order, "alipay", 1000)
+	wantStatus(t, first, http.StatusOK, "")
+	e.sim.SetFault(paysim.Fault{Operation: "alipay.trade.cancel", Mode: paysim.FaultIgnore})
+	second := e.create(order, secondChannel, 1200)
+	wantStatus(t, second, http.StatusOK, "")
+	a, b := first.str("trade_no"), second.str("trade_no")
+	if err := e.sim.Pay(b); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "PAID", func() bool { return e.get(order).str("state") == "PAID" })
+	before()
+	e.archivedOf(t, order, 20*time.Second)
+	marker := "tollgate:pay:{o:" + order + "}:archived"
+	eventually(t, 10*time.Second, "step 2: the records deleted, the marker written", func() bool {
+		return len(existing(t, rdb, orderKeys(order, b)[:5]...)) == 0 && len(existing(t, rdb, marker)) == 1
+	})
+	if err := e.sim.Pay(a); err != nil {
+		t.Fatalf("paying the retired QR code: %v", err)
+	}
+	eventually(t, 10*time.Second, "trade.duplicate_paid (TestAPaymentOfARetiredTradeOfAnOrderWhoseRecordsWereDeletedIsRefundedAsADuplicate)", func() bool {
+		return len(e.hooks.ofType("trade.duplicate_paid", order)) == 1
+	})
+	return a, b
+}
+
+// TestAnOrderArchivedAgainAfterComingBackFromItsMarkerStillReportsItsEarlierRefunds:
+// an order paid 1200 and refunded 300 (R1) is archived (trade.archived:
+// refunded 300, refunds [R1]); a retired QR code is then paid, the order
+// comes back from its marker, the duplicate 1000 is refunded, and the
+// order is archived again. That last trade.archived (highest seq) is the
+// backend's final summary: README says its refunded_fen sums the order's
+// SUCCESS refunds and refunds lists every refund. It must still count
+// R1: 1300 refunded of 2200 paid. adoptScript restores the trade's
+// refunded_fen but not its refunds, and retainScript sums the :refunds
+// hash.
+func TestAnOrderArchivedAgainAfterComingBackFromItsMarkerStillReportsItsEarlierRefunds(t *testing.T) {
+	e := newEnv(t)
+	e.extra = "\t\tretention 4s\n"
+	e.start()
+	rdb := e.redis.Client()
+	const order = "REV2_REFUNDS_KEPT"
+	_, b := e.payRetiredAfterDeletion(t, order, "alipay", func() {
+		wantStatus(t, e.refund(order, "REV2_RK_R1", 300), http.StatusOK, "")
+		e.eventuallyRefund(t, "REV2_RK_R1", "SUCCESS", 10*time.Second)
+	})
+	eventually(t, 30*time.Second, "archived a second time", func() bool {
+		return len(e.hooks.ofType("trade.archived", order)) == 2 && len(existing(t, rdb, orderKeys(order, b)[:5]...)) == 0
+	})
+	last := e.hooks.ofType("trade.archived", order)[1]
+	var refunds []string
+	for _, r := range last.Data.Refunds {
+		refunds = append(refunds, fmt.Sprintf("%s %d %s", r.RefundNo, r.AmountFen, r.State))
+	}
+	if last.Data.PaidFen != 2200 || last.Data.RefundedFen != 1300 {
+		t.Fatalf("order %s's last trade.archived (seq %d) says paid_fen %d refunded_fen %d refunds %v; the order was paid 2200 and refunded 1300 (R1 300 before its first archival, the duplicate 1000 after)",
+			order, last.Data.Seq, last.Data.PaidFen, last.Data.RefundedFen, refunds)
+	}
+}
+
+// TestARefundHeldFailedThatSucceedsAfterTheOrderCameBackFromItsMarkerReachesTheBackend:
+// an order's WeChat refund R1 (300) is held FAILED when the order is
+// archived; the marker keeps it (failed), so that its later success is
+// news. A retired Alipay QR code is then paid: the order comes back from
+// its marker (adoptScript), without its refunds. WeChat then carries R1
+// out and notifies REFUND.SUCCESS: 300 fen went back to the buyer, and
+// the backend must hear refund.succeeded — as it does while the order is
+// archived (archivedRefund) or was never archived (recheckRefund).
+// refundNotification finds no R1 in the restored order and drops it.
+func TestARefundHeldFailedThatSucceedsAfterTheOrderCameBackFromItsMarkerReachesTheBackend(t *testing.T) {
+	// WeChat carries the refund out only when the test says so.
+	e := newEnvWithSim(t, paysim.Config{WechatRefundDelay: time.Hour})
+	e.extra = "\t\tretention 4s\n"
+	e.start()
+	const order = "REV2_FAILED_BACK"
+	_, b := e.payRetiredAfterDeletion(t, order, "wechat", func() {
+		wantStatus(t, e.refund(order, "REV2_FB_R1", 300), http.StatusOK, "")
+		e.markFailed(t, order, "REV2_FB_R1", 300)
+	})
+	if err := e.sim.RefundSucceed("REV2_FB_R1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "REFUND.SUCCESS acknowledged", func() bool {
+		for _, d := range e.deliveries(b, "refund") {
+			if d.Delivered {
+				return true
+			}
+		}
+		return false
+	})
+	e.quiesce()
+	for _, ev := range e.hooks.ofType("refund.succeeded", order) {
+		if ev.Data.RefundNo == "REV2_FB_R1" {
+			return
+		}
+	}
+	t.Fatalf("WeChat refunded 300 fen of order %s (refund REV2_FB_R1, held FAILED at its archival, kept in the marker) after the order came back from its marker; REFUND.SUCCESS was acknowledged and no refund.succeeded reached the backend",
+		order)
 }
