@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/tollgate/tollgate/internal/paysim"
 )
 
@@ -208,4 +210,74 @@ func TestARefundHeldFailedThatSucceedsAfterTheOrderCameBackFromItsMarkerReachesT
 	}
 	t.Fatalf("WeChat refunded 300 fen of order %s (refund REV2_FB_R1, held FAILED at its archival, kept in the marker) after the order came back from its marker; REFUND.SUCCESS was acknowledged and no refund.succeeded reached the backend",
 		order)
+}
+
+// TestTheLateSuccessOfAnArchivedOrdersFailedRefundIsNotStrandedWhenQueueingFails:
+// an archived order's refund held FAILED succeeds at WeChat; the
+// notification finds the marker, and archivedRefundScript removes the
+// refund from the marker's failed list and writes refund.succeeded into
+// the order's outbox in one step. Queueing it then fails (here: Redis
+// refuses the webhook queue's and the due set's slots for a moment; the
+// same as the instance dying right after the script), and the
+// notification is acknowledged all the same. publish's fallback, the
+// poller, never visits the order: it has no record and is off the due
+// set. WeChat does not notify again (acknowledged), and a retry would
+// find the refund gone from the marker's failed list: the event is
+// stranded in the outbox and the backend never learns that 300 fen went
+// back to the buyer.
+func TestTheLateSuccessOfAnArchivedOrdersFailedRefundIsNotStrandedWhenQueueingFails(t *testing.T) {
+	e := newEnvWithSim(t, paysim.Config{WechatRefundDelay: time.Hour})
+	e.extra = "\t\tretention 3s\n"
+	e.start()
+	ctx := context.Background()
+	rdb := e.redis.Client()
+	// The test's own client, untouched by the restriction below.
+	must(t, rdb.Do(ctx, "ACL", "SETUSER", "reviewer", "on", ">reviewpw", "~*", "&*", "+@all").Err())
+	admin := redis.NewClient(&redis.Options{Addr: e.redis.Addr(), Username: "reviewer", Password: "reviewpw"})
+	t.Cleanup(func() { _ = admin.Close() })
+	const order = "REV2_STRANDED"
+	tn := e.paidOrder(order, "wechat", 1000)
+	wantStatus(t, e.refund(order, "REV2_ST_R1", 300), http.StatusOK, "")
+	e.markFailed(t, order, "REV2_ST_R1", 300)
+	e.archivedOf(t, order, 20*time.Second)
+	marker := "tollgate:pay:{o:" + order + "}:archived"
+	eventually(t, 10*time.Second, "step 2: the records deleted, the marker written", func() bool {
+		return len(existing(t, rdb, orderKeys(order, tn)[:5]...)) == 0 && len(existing(t, rdb, marker)) == 1
+	})
+	// Redis refuses the webhook queue and the due set (other slots than
+	// the order's: on a Cluster, another master failing over).
+	must(t, admin.Do(ctx, "ACL", "SETUSER", "default", "resetkeys", "~tollgate:pay:{o:*", "~tollgate:pay:{t:*").Err())
+	if err := e.sim.RefundSucceed("REV2_ST_R1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "REFUND.SUCCESS acknowledged", func() bool {
+		for _, d := range e.deliveries(tn, "refund") {
+			if d.Delivered {
+				return true
+			}
+		}
+		return false
+	})
+	must(t, admin.Do(ctx, "ACL", "SETUSER", "default", "allkeys").Err())
+	deadline := time.Now().Add(8 * time.Second) // 40 poll intervals
+	for time.Now().Before(deadline) {
+		for _, ev := range e.hooks.ofType("refund.succeeded", order) {
+			if ev.Data.RefundNo == "REV2_ST_R1" {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	outbox := admin.HGetAll(ctx, "tollgate:pay:{o:"+order+"}:outbox").Val()
+	_, dueErr := admin.ZScore(ctx, "tollgate:pay:{due}", order).Result()
+	t.Fatalf("WeChat refunded 300 fen of archived order %s (REV2_ST_R1, held FAILED); REFUND.SUCCESS was acknowledged, the marker no longer holds the refund FAILED, and refund.succeeded never reached the backend: %d event(s) stranded in the outbox %v, order in the due set: %v",
+		order, len(outbox), keysOf(outbox), dueErr == nil)
+}
+
+func keysOf(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
