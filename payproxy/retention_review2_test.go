@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -308,5 +309,35 @@ func TestEventsOfAnOrderCreatedAgainPastItsMarkerNumberAboveItsArchivedEvent(t *
 	if paid.Data.TradeNo != again || paid.Data.Seq <= arch.Data.Seq {
 		t.Fatalf("trade.paid of %s (order %s created again past its marker) has seq %d, not above trade.archived's seq %d: a receiver applying only higher seqs drops the payment",
 			again, order, paid.Data.Seq, arch.Data.Seq)
+	}
+}
+
+// TestARefundRetriedWithItsNumberAfterTheOrderCameBackFromItsMarkerIsNotCountedTwice:
+// R1 refunded 300 of an order paid 1200 before its archival; the order
+// comes back from its marker (a retired QR code paid: a duplicate). The
+// operator's tool retries R1 (refund_no is the idempotency key: the same
+// request again must change nothing) and then refunds the remaining
+// 900. The restored order holds R1's 300 in refunded_fen but no R1
+// record, so the retry reserves R1 a second time (the provider answers
+// the refund it already made): refunded_fen counts 600 for 300 moved,
+// and the buyer's last 300 can no longer be refunded.
+func TestARefundRetriedWithItsNumberAfterTheOrderCameBackFromItsMarkerIsNotCountedTwice(t *testing.T) {
+	e := newEnv(t)
+	e.extra = "\t\tretention 4s\n"
+	e.start()
+	const order = "REV2_R1_AGAIN"
+	e.payRetiredAfterDeletion(t, order, "alipay", func() {
+		wantStatus(t, e.refund(order, "REV2_RA_R1", 300), http.StatusOK, "")
+		e.eventuallyRefund(t, "REV2_RA_R1", "SUCCESS", 10*time.Second)
+	})
+	retry := e.refund(order, "REV2_RA_R1", 300)
+	rest := e.refund(order, "REV2_RA_R2", 900)
+	var moved int64
+	for _, rf := range e.providerRefunds(order) {
+		moved += rf.AmountFen
+	}
+	if rest.Status != http.StatusOK {
+		t.Fatalf("after retrying R1 (answered %d %q), refunding the remaining 900 of 1200 paid (300 refunded, R1) answered %d %q; the provider holds refunds of %d fen of the order so far",
+			retry.Status, strings.TrimSpace(string(retry.Raw)), rest.Status, strings.TrimSpace(string(rest.Raw)), moved)
 	}
 }
