@@ -341,3 +341,45 @@ func TestARefundRetriedWithItsNumberAfterTheOrderCameBackFromItsMarkerIsNotCount
 			retry.Status, strings.TrimSpace(string(retry.Raw)), rest.Status, strings.TrimSpace(string(rest.Raw)), moved)
 	}
 }
+
+// TestAPaymentPastTheMarkerIsNotAcknowledgedUnrecordedWhenRetentionIsShorterThanATradesLife:
+// archivedLongAgo rests on "both providers' trades expire within hours":
+// a trade made longer than retention ago can no longer be paid. Nothing
+// holds retention to that (without reconcile any positive duration is
+// accepted; here 2 s for a QR code that stays payable far longer). An
+// order whose Alipay cancel did not take effect is archived CLOSED, its
+// marker and index expire, and the buyer then pays the QR code: the
+// verified payment is answered success and recorded nowhere — money
+// taken, no trade.paid, no refund, and the provider stops notifying.
+func TestAPaymentPastTheMarkerIsNotAcknowledgedUnrecordedWhenRetentionIsShorterThanATradesLife(t *testing.T) {
+	e := newEnv(t)
+	e.extra = "\t\tretention 2s\n"
+	e.start()
+	rdb := e.redis.Client()
+	const order = "REV2_SHORT_RETENTION"
+	tn := e.create(order, "alipay", 1000).str("trade_no")
+	e.sim.SetFault(paysim.Fault{Operation: "alipay.trade.cancel", Mode: paysim.FaultIgnore})
+	wantStatus(t, do(t, "POST", e.base+"/pay/trades/"+order+"/close", nil), http.StatusOK, "")
+	e.archivedOf(t, order, 20*time.Second)
+	eventually(t, 20*time.Second, "the records, the marker and the index gone", func() bool {
+		return len(existing(t, rdb, append(orderKeys(order, tn), "tollgate:pay:{o:"+order+"}:archived")...)) == 0
+	})
+	if err := e.sim.Pay(tn); err != nil {
+		t.Fatalf("paying the QR code whose cancel did not take effect: %v", err)
+	}
+	eventually(t, 10*time.Second, "the payment's notification answered once", func() bool {
+		for _, d := range e.deliveries(tn, "payment") {
+			if len(d.Attempts) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	e.quiesce()
+	for _, d := range e.deliveries(tn, "payment") {
+		if d.Delivered && len(e.hooks.ofType("trade.paid", order)) == 0 {
+			t.Fatalf("retention 2s accepted; trade %s of order %s paid 1000 fen after its marker expired: the notification was answered success and nothing recorded it (no trade.paid, no refund, no record) — the provider will not notify again",
+				tn, order)
+		}
+	}
+}
