@@ -61,33 +61,10 @@ func TestAPaymentOfARetiredTradeOfAnOrderWhoseRecordsWereDeletedIsRefundedAsADup
 	e.start()
 	rdb := e.redis.Client()
 	const order = "REV2_DUP_AFTER_DELETE"
-	first := e.create(order, "alipay", 1000)
-	wantStatus(t, first, http.StatusOK, "")
-	e.sim.SetFault(paysim.Fault{Operation: "alipay.trade.cancel", Mode: paysim.FaultIgnore})
-	second := e.create(order, "alipay", 1200)
-	wantStatus(t, second, http.StatusOK, "")
-	a, b := first.str("trade_no"), second.str("trade_no")
-	if err := e.sim.Pay(b); err != nil {
-		t.Fatal(err)
-	}
-	e.archivedOf(t, order, 20*time.Second)
+	a, b := e.archiveThenPayRetired(t, order, "alipay", func() {})
 	marker := "tollgate:pay:{o:" + order + "}:archived"
-	eventually(t, 10*time.Second, "step 2: the records deleted, the marker written", func() bool {
-		return len(existing(t, rdb, orderKeys(order, b)[:5]...)) == 0 && len(existing(t, rdb, marker)) == 1
-	})
-	if err := e.sim.Pay(a); err != nil {
-		t.Fatalf("paying the retired QR code: %v", err)
-	}
 	live := false
-	eventually(t, 10*time.Second, "the payment's notification answered", func() bool {
-		live = len(existing(t, rdb, marker)) == 1
-		for _, d := range e.deliveries(a, "payment") {
-			if d.Delivered {
-				return true
-			}
-		}
-		return false
-	})
+	e.answered(t, a, "payment", func() { live = len(existing(t, rdb, marker)) == 1 })
 	if !live {
 		t.Skip("the marker expired before the notification was answered (machine too slow for retention 4s)")
 	}
@@ -105,13 +82,12 @@ func TestAPaymentOfARetiredTradeOfAnOrderWhoseRecordsWereDeletedIsRefundedAsADup
 	}
 }
 
-// payRetiredAfterDeletion archives an order paid on its second Alipay
-// trade (the cancel of its first did not take effect), waits for step 2
-// (records deleted, marker written), and pays the first trade: the order
-// comes back from its marker as a duplicate payment. before runs after
-// the order is paid, before it is archived. It returns the two trade
-// numbers.
-func (e *env) payRetiredAfterDeletion(t *testing.T, order, secondChannel string, before func()) (string, string) {
+// archiveThenPayRetired archives an order paid on its second trade
+// (secondChannel; the Alipay cancel of its first did not take effect),
+// waits for step 2 (records deleted, marker written), and pays the
+// first trade. before runs once the order is paid, before its archival.
+// It returns the two trade numbers.
+func (e *env) archiveThenPayRetired(t *testing.T, order, secondChannel string, before func()) (string, string) {
 	t.Helper()
 	rdb := e.redis.Client()
 	first := e.create(order, "alipay", 1000)
@@ -133,10 +109,33 @@ func (e *env) payRetiredAfterDeletion(t *testing.T, order, secondChannel string,
 	if err := e.sim.Pay(a); err != nil {
 		t.Fatalf("paying the retired QR code: %v", err)
 	}
+	return a, b
+}
+
+// payRetiredAfterDeletion is archiveThenPayRetired, then waits for the
+// order to come back from its marker as a duplicate payment.
+func (e *env) payRetiredAfterDeletion(t *testing.T, order, secondChannel string, before func()) (string, string) {
+	t.Helper()
+	a, b := e.archiveThenPayRetired(t, order, secondChannel, before)
 	eventually(t, 10*time.Second, "trade.duplicate_paid (TestAPaymentOfARetiredTradeOfAnOrderWhoseRecordsWereDeletedIsRefundedAsADuplicate)", func() bool {
 		return len(e.hooks.ofType("trade.duplicate_paid", order)) == 1
 	})
 	return a, b
+}
+
+// answered waits until a notification of kind about tradeNo was
+// answered success; each poll runs also first.
+func (e *env) answered(t *testing.T, tradeNo, kind string, also func()) {
+	t.Helper()
+	eventually(t, 10*time.Second, kind+" notification of "+tradeNo+" acknowledged", func() bool {
+		also()
+		for _, d := range e.deliveries(tradeNo, kind) {
+			if d.Delivered {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // TestAnOrderArchivedAgainAfterComingBackFromItsMarkerStillReportsItsEarlierRefunds:
@@ -195,14 +194,7 @@ func TestARefundHeldFailedThatSucceedsAfterTheOrderCameBackFromItsMarkerReachesT
 	if err := e.sim.RefundSucceed("REV2_FB_R1"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "REFUND.SUCCESS acknowledged", func() bool {
-		for _, d := range e.deliveries(b, "refund") {
-			if d.Delivered {
-				return true
-			}
-		}
-		return false
-	})
+	e.answered(t, b, "refund", func() {})
 	e.quiesce()
 	for _, ev := range e.hooks.ofType("refund.succeeded", order) {
 		if ev.Data.RefundNo == "REV2_FB_R1" {
@@ -251,14 +243,7 @@ func TestTheLateSuccessOfAnArchivedOrdersFailedRefundIsNotStrandedWhenQueueingFa
 	if err := e.sim.RefundSucceed("REV2_ST_R1"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "REFUND.SUCCESS acknowledged", func() bool {
-		for _, d := range e.deliveries(tn, "refund") {
-			if d.Delivered {
-				return true
-			}
-		}
-		return false
-	})
+	e.answered(t, tn, "refund", func() {})
 	must(t, admin.Do(ctx, "ACL", "SETUSER", "default", "allkeys").Err())
 	deadline := time.Now().Add(8 * time.Second) // 40 poll intervals
 	for time.Now().Before(deadline) {
