@@ -12,6 +12,14 @@ import (
 // tests of the daily run (the Caddy instances of a test run in-process).
 func MoveReconcileClock(d time.Duration) { reconcileOffset.Add(int64(d)) }
 
+// SetNotifyRetryWindow sets how long after a trade stops being payable a
+// first notification of it may still come (archivedLongAgo), and returns
+// the previous value: tests of notifications past an archival's marker
+// cannot wait two days.
+func SetNotifyRetryWindow(d time.Duration) time.Duration {
+	return time.Duration(notifyRetryWindow.Swap(int64(d)))
+}
+
 // ResetReconcileClock puts the scheduler's clock back to the real time.
 func ResetReconcileClock() { reconcileOffset.Store(0) }
 

@@ -46,6 +46,9 @@ func restartPoller(t *testing.T, e *env, inst *testcaddy.Instance, interval stri
 	e.options["poll_interval"] = interval
 	inst.Reload(e.caddyfile(e.port))
 	testcaddy.Settle(t, e.base)
+	// A kept-alive connection to the replaced server is closed by it: a
+	// POST on it would fail with EOF (and is not retried).
+	client.CloseIdleConnections()
 }
 
 // TestOrdersSettledBeforeTheUpgradeOnEveryClusterMasterAreArchived: on a

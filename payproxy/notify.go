@@ -1,11 +1,11 @@
 package payproxy
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -79,18 +79,27 @@ func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *pr
 	return "applied", nil
 }
 
+// notifyRetryWindow bounds how long after a trade stops being payable
+// a provider still notifies about it for the first time: both retry a
+// notification for about a day (Alipay 25 h, WeChat 24 h); two days is a
+// margin. Tests shorten it (export_test.go).
+var notifyRetryWindow atomic.Int64
+
+func init() { notifyRetryWindow.Store(int64(48 * time.Hour)) }
+
 // archivedLongAgo tells whether tn is a trade number payproxy made
-// (newTradeNo) longer than retention ago: with no index left, its order
-// has been archived and its marker has expired. No such trade can still
-// be paid: both providers' trades expire within hours (qr_lifetime), and
-// their retries of a notification end within a day or two, well inside
-// retention (at least reconcile days + 2 days when reconcile runs).
+// (newTradeNo) so long ago that, with no index and no marker left, its
+// order must have been archived and nothing about it can be news: longer
+// than retention, and than the trade's payable life (pay_timeout) plus
+// the providers' notification retries — so a retention shorter than
+// those never makes a payment acknowledged unrecorded.
 func (p *PayProxy) archivedLongAgo(tn string, now time.Time) bool {
 	if len(tn) != len(newTradeNo(now)) || !strings.HasPrefix(tn, "TG") {
 		return false
 	}
 	created, err := time.Parse("20060102150405", tn[2:16])
-	return err == nil && created.Add(time.Duration(p.Retention)).Before(now)
+	age := max(time.Duration(p.Retention), time.Duration(p.PayTimeout)+time.Duration(notifyRetryWindow.Load()))
+	return err == nil && created.Add(age).Before(now)
 }
 
 // tradeOfNotification finds the trade a verified notification is about:
@@ -101,14 +110,18 @@ func (p *PayProxy) archivedLongAgo(tn string, now time.Time) bool {
 func (p *PayProxy) tradeOfNotification(ctx context.Context, order, channel string, n *provider.Notification) (*tradeRecord, error) {
 	t, err := p.store.tradeOf(ctx, order, n.TradeNo)
 	if errors.Is(err, errNoRecord) {
-		if known, err := p.archivedNotification(ctx, order, channel, n); err != nil || known {
-			return nil, cmp.Or(err, errArchivedTrade)
-		}
-		if p.archivedLongAgo(n.TradeNo, time.Now()) {
+		known, aerr := p.archivedNotification(ctx, order, n)
+		switch {
+		case errors.Is(aerr, errNoRecord) && p.archivedLongAgo(n.TradeNo, time.Now()):
 			// An index an archival left behind (its instance died before
 			// expiring it), past the marker: as with no index at all.
 			return nil, errArchivedTrade
+		case aerr != nil && !errors.Is(aerr, errNoRecord):
+			return nil, aerr
+		case known:
+			return nil, errArchivedTrade
 		}
+		t, err = p.store.tradeOf(ctx, order, n.TradeNo) // restored, if news
 	}
 	if !errors.Is(err, errNoRecord) || n.Kind != provider.NotifyTrade || n.Status != provider.TradePaid {
 		if errors.Is(err, errNoRecord) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -201,70 +200,33 @@ func (p *PayProxy) noOrder(ctx context.Context, order string) error {
 
 // archivedNotification tells whether a verified notification is about an
 // order archived since, and handles it: a payment of a trade it held
-// paid, or a refund's, changes nothing — but the success of a refund it
-// held FAILED (the provider's signed word: WeChat's notification, or for
-// Alipay its refund query) is news, sent to the backend as
-// refund.succeeded. A payment of another of its trades is news too,
-// recorded as a trade with no record is (tradeOfNotification).
-func (p *PayProxy) archivedNotification(ctx context.Context, order, channel string, n *provider.Notification) (bool, error) {
+// paid, or a refund's it held settled, changes nothing. Two are news: a
+// payment of another of its trades (recorded as a trade with no record
+// is, tradeOfNotification, once adoptScript has restored the order), and
+// a refund it held FAILED (the provider may say it succeeded: the order
+// is restored from its marker and the notification handled as before the
+// archival). An order with no marker answers errNoRecord.
+func (p *PayProxy) archivedNotification(ctx context.Context, order string, n *provider.Notification) (bool, error) {
 	a, err := p.store.archived(ctx, order)
-	if errors.Is(err, errNoRecord) {
-		return false, nil
-	}
 	if err != nil {
 		return false, err
 	}
-	if n.Kind == provider.NotifyRefund {
-		if f, ok := a.Failed[n.RefundNo]; ok {
-			return true, p.archivedRefund(ctx, order, channel, f, n)
+	if n.Kind == provider.NotifyRefund && a.Refunds[n.RefundNo] == RefundFailed {
+		// Restored, the order is off the due set: scheduled first, so
+		// that it is archived again (and its events queued) whatever
+		// happens next.
+		if err := p.store.schedule(ctx, order, p.soon()); err != nil {
+			return false, err
 		}
+		if _, err := p.store.restore(ctx, order, time.Now()); err != nil {
+			return false, err
+		}
+		return false, nil
 	}
-	if n.Kind == provider.NotifyRefund || slices.Contains(a.Paid, n.TradeNo) {
+	if n.Kind == provider.NotifyRefund || a.heldPaid(n.TradeNo) {
 		p.logger.Info("notification for an archived order; nothing to change",
 			zap.String("order_no", order), zap.String("trade_no", n.TradeNo))
 		return true, nil
 	}
 	return false, nil
-}
-
-// archivedRefund handles a notification of a refund an archived order
-// held FAILED (failed: its [trade_no, amount_fen]).
-func (p *PayProxy) archivedRefund(ctx context.Context, order, channel string, failed [2]any, n *provider.Notification) error {
-	tradeNo, _ := failed[0].(string)
-	amount, _ := failed[1].(float64)
-	t := &tradeRecord{OrderNo: order, TradeNo: tradeNo, Channel: channel}
-	r := &refundRecord{RefundNo: n.RefundNo, AmountFen: int64(amount), TradeNo: tradeNo}
-	res := provider.RefundResult{Status: n.RefundState, AmountFen: n.RefundFen}
-	if n.RefundState != provider.RefundSucceeded {
-		// Alipay's refund notification says no state: its query does.
-		var err error
-		if res, err = p.queryRefund(ctx, t, r); err != nil {
-			return err
-		}
-	}
-	if res.Status != provider.RefundSucceeded {
-		return nil
-	}
-	if res.AmountFen != r.AmountFen {
-		p.logger.Error("archived order's failed refund succeeded for another amount; not recorded",
-			zap.String("order_no", order), zap.String("refund_no", r.RefundNo),
-			zap.Int64("stored_fen", r.AmountFen), zap.Int64("provider_fen", res.AmountFen))
-		return nil
-	}
-	now := time.Now()
-	ev := newEvent("refund.succeeded", tradeNo+"_"+r.RefundNo, now, eventData{
-		OrderNo: order, TradeNo: tradeNo, Channel: channel, AmountFen: r.AmountFen, State: RefundSuccess, RefundNo: r.RefundNo,
-	})
-	body, err := p.store.durability.Run(ctx, p.rdb, archivedRefundScript, []string{archivedKey(order), outboxKey(order)},
-		r.RefundNo, r.AmountFen, ev.ID, ev.Body).Text()
-	if err != nil {
-		return fmt.Errorf("recording the late success of refund %s: %w", r.RefundNo, err)
-	}
-	if body != "" {
-		p.logger.Warn("a refund of an archived order recorded FAILED succeeded at the provider; refund.succeeded sent",
-			zap.String("order_no", order), zap.String("refund_no", r.RefundNo), zap.Int64("amount_fen", r.AmountFen))
-		p.indexForReconcile(ctx, channel, reconcile.Ref{Refund: true, TradeNo: tradeNo, RefundNo: r.RefundNo})
-		p.publish(ctx, order, &event{ID: ev.ID, Body: body})
-	}
-	return nil
 }

@@ -212,7 +212,7 @@ func TestARefundHeldFailedThatSucceedsAfterTheOrderCameBackFromItsMarkerReachesT
 // the order's outbox in one step. Queueing it then fails (here: Redis
 // refuses the webhook queue's and the due set's slots for a moment; the
 // same as the instance dying right after the script), and the
-// notification is acknowledged all the same. publish's fallback, the
+// notification is acknowledged all the same (before the fix). publish's fallback, the
 // poller, never visits the order: it has no record and is off the due
 // set. WeChat does not notify again (acknowledged), and a retry would
 // find the refund gone from the marker's failed list: the event is
@@ -243,7 +243,16 @@ func TestTheLateSuccessOfAnArchivedOrdersFailedRefundIsNotStrandedWhenQueueingFa
 	if err := e.sim.RefundSucceed("REV2_ST_R1"); err != nil {
 		t.Fatal(err)
 	}
-	e.answered(t, tn, "refund", func() {})
+	// Its first delivery is answered (acknowledged, or refused: WeChat
+	// then notifies again on its schedule).
+	eventually(t, 10*time.Second, "the refund notification answered", func() bool {
+		for _, d := range e.deliveries(tn, "refund") {
+			if len(d.Attempts) > 0 {
+				return true
+			}
+		}
+		return false
+	})
 	must(t, admin.Do(ctx, "ACL", "SETUSER", "default", "allkeys").Err())
 	deadline := time.Now().Add(8 * time.Second) // 40 poll intervals
 	for time.Now().Before(deadline) {
@@ -252,7 +261,8 @@ func TestTheLateSuccessOfAnArchivedOrdersFailedRefundIsNotStrandedWhenQueueingFa
 				return
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
+		e.sim.Advance(time.Minute) // WeChat's next attempt, if it was refused
+		time.Sleep(200 * time.Millisecond)
 	}
 	outbox := admin.HGetAll(ctx, "tollgate:pay:{o:"+order+"}:outbox").Val()
 	_, dueErr := admin.ZScore(ctx, "tollgate:pay:{due}", order).Result()

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate/internal/paysim"
+	"github.com/tollgate/tollgate/payproxy"
 	"github.com/tollgate/tollgate/internal/testredis"
 )
 
@@ -294,17 +295,11 @@ func TestAfterArchivalALateNotificationIsAcknowledgedAndCreatesAndRefundsAreRefu
 			t.Fatalf("%s: PTTL %s, want the retention", k, ttl)
 		}
 	}
-	var m struct {
-		State     string   `json:"state"`
-		TradeNo   string   `json:"trade_no"`
-		Channel   string   `json:"channel"`
-		AmountFen int64    `json:"amount_fen"`
-		Seq       int64    `json:"seq"`
-		Paid      []string `json:"paid"`
-	}
+	// [state, trade_no, channel, amount_fen, refunded_fen, paid_at, seq, others, refunds]
 	got := rdb.Get(context.Background(), marker).Val()
-	if err := json.Unmarshal([]byte(got), &m); err != nil || m.State != "PAID" || m.TradeNo != tn || m.Channel != "alipay" ||
-		m.AmountFen != 1000 || m.Seq != 2 || len(m.Paid) != 1 || m.Paid[0] != tn {
+	var m []any
+	if err := json.Unmarshal([]byte(got), &m); err != nil || len(m) != 9 || m[0] != "PAID" || m[1] != tn ||
+		m[2] != "alipay" || m[3] != 1000.0 || m[6] != 2.0 || m[7] != 0.0 || m[8] != 0.0 {
 		t.Fatalf("marker %s", got)
 	}
 	e.quiesce()
@@ -389,8 +384,13 @@ func TestDeadLettersAreDroppedPast30DaysAndBeyond10000AndCounted(t *testing.T) {
 // trade number says it was created longer than retention ago), and
 // changes nothing.
 func TestALateNotificationPastTheArchivalMarkerIsStillAcknowledged(t *testing.T) {
+	// Two days of notification retries after the trade's payable life
+	// (pay_timeout) are made none, and that life a second.
+	prev := payproxy.SetNotifyRetryWindow(0)
+	t.Cleanup(func() { payproxy.SetNotifyRetryWindow(prev) })
 	e := newEnv(t)
 	e.extra = "\t\tretention 2s\n"
+	e.options["pay_timeout"] = "1s"
 	e.start()
 	rdb := e.redis.Client()
 	const order = "ARCHIVED_LONG_AGO"

@@ -39,6 +39,49 @@ local function retireCurrent(trade, trades)
 end
 `
 
+// markerLua reads and writes an archived order's :archived marker, a JSON
+// array (compact: one per archived order, kept a retention):
+// [state, trade_no, channel, amount_fen, refunded_fen, paid_at, seq,
+// others, refunds] — the order's trade at archival; others: its retired
+// trades, trade_no → [channel, amount_fen, state, paid_at,
+// refunded_fen, duplicate (0/1)]; refunds: refund_no → [trade_no,
+// amount_fen, state]. Enough to restore the order's records
+// (restoreMarker) when a payment or refund after the archival is news.
+const markerLua = `
+local function readMarker(key)
+  local raw = redis.call('GET', key)
+  if not raw then return nil end
+  local a = cjson.decode(raw)
+  return {state = a[1], trade_no = a[2], channel = a[3], amount_fen = a[4], refunded_fen = a[5],
+    paid_at = a[6], seq = a[7], others = type(a[8]) == 'table' and a[8] or {},
+    refunds = type(a[9]) == 'table' and a[9] or {}}
+end
+local function writeMarker(key, m, px)
+  local others, refunds = m.others, m.refunds
+  if next(others) == nil then others = 0 end
+  if next(refunds) == nil then refunds = 0 end
+  local raw = cjson.encode({m.state, m.trade_no, m.channel or '', tonumber(m.amount_fen) or 0,
+    tonumber(m.refunded_fen) or 0, tonumber(m.paid_at) or 0, tonumber(m.seq) or 0, others, refunds})
+  if px then redis.call('SET', key, raw, 'PX', px) else redis.call('SET', key, raw, 'KEEPTTL') end
+end
+local function restoreMarker(trade, trades, refunds, m, order, now)
+  redis.call('HSET', trade, 'order_no', order, 'trade_no', m.trade_no, 'channel', m.channel,
+    'amount_fen', m.amount_fen, 'state', m.state, 'refunded_fen', m.refunded_fen,
+    'seq', m.seq, 'touched_at', now, 'provider_trade_id', '')
+  if tonumber(m.paid_at) and tonumber(m.paid_at) > 0 then redis.call('HSET', trade, 'paid_at', m.paid_at) end
+  for no, o in pairs(m.others) do
+    local a = {trade_no = no, channel = o[1], amount_fen = o[2], state = o[3], refunded_fen = o[5],
+      subject = '', created_at = 0, expires_at = 0, provider_trade_id = '', duplicate = o[6] == 1, touched_at = tonumber(now)}
+    if tonumber(o[4]) and tonumber(o[4]) > 0 then a.paid_at = o[4] end
+    redis.call('HSET', trades, no, cjson.encode(a))
+  end
+  for no, r in pairs(m.refunds) do
+    redis.call('HSET', refunds, no, cjson.encode({refund_no = no, trade_no = r[1], amount_fen = r[2], state = r[3],
+      reason = 'restored from the archival', created_at = tonumber(now)}))
+  end
+end
+`
+
 // allocScript starts a new trade for the order, state UNKNOWN, unless the
 // record changed since the caller read it (ARGV[8] is the trade_no it saw,
 // "" for none). The trade it replaces must be CLOSED, a close the provider
@@ -52,14 +95,13 @@ end
 //
 // KEYS: trade, trades, archived. ARGV: order_no, trade_no, channel,
 // amount_fen, subject, created_ms, expires_ms, expected_trade_no.
-var allocScript = redis.NewScript(retireLua + `
+var allocScript = redis.NewScript(retireLua + markerLua + `
 local cur = redis.call('HGET', KEYS[1], 'trade_no') or ''
 if cur ~= ARGV[8] then return 0 end
 local seq = nil
 if cur == '' then
-  local arch = redis.call('GET', KEYS[3])
-  if arch then
-    local m = cjson.decode(arch)
+  local m = readMarker(KEYS[3])
+  if m then
     if m.state == 'PAID' then return 2 end
     seq = m.seq
   end
@@ -199,23 +241,19 @@ return {'paid', displaced, emit(KEYS[1], KEYS[3], ARGV[4], ARGV[5])}
 // like any other. It changes nothing for a trade already known.
 //
 // An archived order (no record, its :archived marker) first gets back
-// its trade as the marker holds it (state, amounts, seq): a payment of
-// another of its trades is then recorded as it would have been before
-// the archival — a duplicate of an order archived paid (refunded), the
-// order's payment of one archived closed — and numbered after its events.
+// its records as the marker holds them (its trade, retired trades and
+// refunds, seq): a payment of another of its trades is then recorded as
+// it would have been before the archival — a duplicate of an order
+// archived paid (refunded), the order's payment of one archived closed —
+// numbered after its events; a refund retried with its number is the
+// refund it was.
 //
-// KEYS: trade, trades, archived. ARGV: trade_no, channel, amount_fen,
-// now_ms, order_no.
-var adoptScript = redis.NewScript(`
+// KEYS: trade, trades, archived, refunds. ARGV: trade_no, channel,
+// amount_fen, now_ms, order_no.
+var adoptScript = redis.NewScript(markerLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 then
-  local arch = redis.call('GET', KEYS[3])
-  if arch then
-    local m = cjson.decode(arch)
-    redis.call('HSET', KEYS[1], 'order_no', ARGV[5], 'trade_no', m.trade_no, 'channel', m.channel or '',
-      'amount_fen', m.amount_fen or 0, 'state', m.state, 'refunded_fen', m.refunded_fen or 0,
-      'seq', m.seq or 0, 'touched_at', ARGV[4], 'provider_trade_id', '')
-    if m.paid_at then redis.call('HSET', KEYS[1], 'paid_at', m.paid_at) end
-  end
+  local m = readMarker(KEYS[3])
+  if m then restoreMarker(KEYS[1], KEYS[2], KEYS[4], m, ARGV[5], ARGV[4]) end
 end
 if redis.call('HGET', KEYS[1], 'trade_no') == ARGV[1] then return 0 end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
@@ -512,15 +550,13 @@ return n
 // queued nor delivered: dead-lettered and forgotten, or never queued)
 // starts it over at once.
 //
-// Archival leaves the :archived marker (state, trade_no, channel,
-// amount_fen, refunded_fen, paid_at and seq of the order's trade; paid:
-// every trade number it held paid; failed: refund_no → [trade_no,
-// amount_fen] of each refund it held FAILED; those of an earlier
-// archival of the order included) for another retention: a create of the order then
-// answers order_paid (or, archived closed, numbers its events on), a
-// refund order_archived, a late notification of a trade it held paid is
-// acknowledged, and a payment of another of its trades restores the
-// order's trade from it (adoptScript).
+// Archival leaves the :archived marker (markerLua: the order's trade, its
+// retired trades and its refunds, in brief) for another retention: a
+// create of the order then answers order_paid (or, archived closed,
+// numbers its events on), a refund order_archived, a late notification
+// of a trade it held paid is acknowledged, and a payment of another of
+// its trades restores the order's records from it (adoptScript), as does
+// the late success of a refund it held FAILED (restoreScript).
 //
 // KEYS: trade, trades, refunds, checks, outbox, archived. ARGV: now_ms,
 // retention_ms, created_at (RFC 3339), delivery ("delivered:<id>",
@@ -530,7 +566,7 @@ return n
 // names the order's entries in reconciliation's per-day index,
 // "<channel> <ms> <member>", each a payment PAID at ms or a refund
 // SUCCESS at ms.
-var retainScript = redis.NewScript(emitLua + `
+var retainScript = redis.NewScript(emitLua + markerLua + `
 local flat = redis.call('HGETALL', KEYS[1])
 if #flat == 0 then return {'gone'} end
 local t = {}
@@ -565,7 +601,7 @@ for i, raw in ipairs(redis.call('HGETALL', KEYS[2])) do
     table.insert(retired, a)
   end
 end
-local refunds, refundNos, refunded, failed = {}, {}, 0, nil
+local refunds, refundNos, refunded = {}, {}, 0
 for i, raw in ipairs(redis.call('HVALS', KEYS[3])) do
   local r = cjson.decode(raw)
   if r.state == 'PROCESSING' or r.state == 'ABNORMAL' then return {'open'} end
@@ -575,9 +611,6 @@ for i, raw in ipairs(redis.call('HVALS', KEYS[3])) do
   if r.state == 'SUCCESS' then
     refunded = refunded + (tonumber(r.amount_fen) or 0)
     index(chan[tn], r.settled_at, 'r' .. r.refund_no)
-  elseif r.state == 'FAILED' then
-    failed = failed or {}
-    failed[r.refund_no] = {tn, tonumber(r.amount_fen) or 0}
   end
   table.insert(refunds, cjson.encode({refund_no = r.refund_no, trade_no = tn, amount_fen = r.amount_fen, state = r.state}))
   table.insert(refundNos, r.refund_no)
@@ -611,29 +644,18 @@ if not current or ARGV[4] ~= 'delivered:' .. t.archiving then
   redis.call('HSET', KEYS[1], 'archiving', id, 'archiving_last', last)
   return {'emitted', id, body}
 end
-local old = redis.call('GET', KEYS[6])
-if old then
-  local known = {}
-  for _, no in ipairs(paidNos) do known[no] = true end
-  for _, no in ipairs(cjson.decode(old).paid or {}) do
-    if not known[no] then table.insert(paidNos, no) known[no] = true end
-  end
-end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-if old then
-  for no, f in pairs(cjson.decode(old).failed or {}) do
-    failed = failed or {}
-    if not failed[no] then failed[no] = f end
-  end
+local others, kept = {}, {}
+for _, a in ipairs(retired) do
+  others[a.trade_no] = {a.channel or '', tonumber(a.amount_fen) or 0, a.state, tonumber(a.paid_at) or 0,
+    tonumber(a.refunded_fen) or 0, a.duplicate and 1 or 0}
 end
-local marker = string.sub(cjson.encode({state = t.state, trade_no = t.trade_no, channel = t.channel,
-  amount_fen = tonumber(t.amount_fen) or 0, refunded_fen = tonumber(t.refunded_fen) or 0,
-  paid_at = tonumber(t.paid_at), seq = tonumber(t.seq) or 0, failed = failed}), 1, -2) .. ',"paid":['
-for i, no in ipairs(paidNos) do
-  if i > 1 then marker = marker .. ',' end
-  marker = marker .. cjson.encode(no)
+for _, raw in ipairs(refunds) do
+  local r = cjson.decode(raw)
+  kept[r.refund_no] = {r.trade_no, tonumber(r.amount_fen) or 0, r.state}
 end
-redis.call('SET', KEYS[6], marker .. ']}', 'PX', ARGV[2])
+writeMarker(KEYS[6], {state = t.state, trade_no = t.trade_no, channel = t.channel, amount_fen = t.amount_fen,
+  refunded_fen = t.refunded_fen, paid_at = t.paid_at, seq = t.seq, others = others, refunds = kept}, ARGV[2])
 local out = {'archived'}
 for _, no in ipairs(trades) do table.insert(out, no) end
 table.insert(out, '')
@@ -643,36 +665,27 @@ for _, e in ipairs(indexed) do table.insert(out, e) end
 return out
 `)
 
-// archivedRefundScript records, in an archived order's marker, the
-// success of a refund the order held FAILED when it was archived (the
-// provider's signed word, checked by the caller), and writes its
-// refund.succeeded into the order's outbox, numbered after the order's
-// events: once, however often the provider tells it.
+// restoreScript gives an archived order its records back from its
+// marker (markerLua), unless it has some: a notification that is news
+// for it (the late success of a refund it held FAILED) is then handled
+// as before the archival. The order is archived again later.
 //
-// KEYS: archived, outbox. ARGV: refund_no, amount_fen, event_id,
-// event_json. Returns the event as written, or "" (not a refund the
-// marker holds FAILED for that amount, or no marker).
-var archivedRefundScript = redis.NewScript(`
-local raw = redis.call('GET', KEYS[1])
-if not raw then return '' end
-local m = cjson.decode(raw)
-local f = m.failed and m.failed[ARGV[1]]
-if not f or tonumber(f[2]) ~= tonumber(ARGV[2]) then return '' end
-m.failed[ARGV[1]] = nil
-if next(m.failed) == nil then m.failed = nil end
-if f[1] == m.trade_no then m.refunded_fen = (tonumber(m.refunded_fen) or 0) + tonumber(ARGV[2]) end
-m.seq = (tonumber(m.seq) or 0) + 1
-local paid = m.paid or {}
-m.paid = nil
-local out = string.sub(cjson.encode(m), 1, -2) .. ',"paid":['
-for i, no in ipairs(paid) do
-  if i > 1 then out = out .. ',' end
-  out = out .. cjson.encode(no)
-end
-redis.call('SET', KEYS[1], out .. ']}', 'KEEPTTL')
-local body = ARGV[4]
-local i, j = string.find(body, '"seq":-1', 1, true)
-if i then body = string.sub(body, 1, i - 1) .. '"seq":' .. m.seq .. string.sub(body, j + 1) end
-redis.call('HSETNX', KEYS[2], ARGV[3], body)
-return body
+// KEYS: trade, trades, archived, refunds. ARGV: order_no, now_ms.
+// Returns 1 if it restored the order.
+var restoreScript = redis.NewScript(markerLua + `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local m = readMarker(KEYS[3])
+if not m then return 0 end
+restoreMarker(KEYS[1], KEYS[2], KEYS[4], m, ARGV[1], ARGV[2])
+return 1
+`)
+
+// confirmScript writes the field confirm WAITs on, only into a record
+// that exists (an order archived meanwhile must not get a stray record).
+//
+// KEYS: trade. ARGV: now_ms.
+var confirmScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'confirmed_at', ARGV[1])
+return 1
 `)

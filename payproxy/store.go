@@ -328,7 +328,7 @@ func (s *tradeStore) confirm(ctx context.Context, order string) error {
 		return nil
 	}
 	err := s.durability.Pipelined(ctx, s.rdb, func(p redis.Pipeliner) {
-		p.HSet(ctx, tradeKey(order), "confirmed_at", time.Now().UnixMilli())
+		confirmScript.Eval(ctx, p, []string{tradeKey(order)}, time.Now().UnixMilli())
 	})
 	if err != nil {
 		return fmt.Errorf("confirming the trade of order %s: %w", order, err)
@@ -430,7 +430,7 @@ func (s *tradeStore) recordPayment(ctx context.Context, t *tradeRecord, provider
 // adopt keeps a trade the order's index names but no record holds, so
 // that its verified payment can be recorded.
 func (s *tradeStore) adopt(ctx context.Context, order, tradeNo, channel string, amount int64, now time.Time) error {
-	err := s.durability.Run(ctx, s.rdb, adoptScript, []string{tradeKey(order), tradesKey(order), archivedKey(order)},
+	err := s.durability.Run(ctx, s.rdb, adoptScript, []string{tradeKey(order), tradesKey(order), archivedKey(order), refundsKey(order)},
 		tradeNo, channel, amount, now.UnixMilli(), order).Err()
 	if err != nil {
 		return fmt.Errorf("keeping trade %s of order %s: %w", tradeNo, order, err)
@@ -519,15 +519,60 @@ func (s *tradeStore) scheduleIfAbsent(ctx context.Context, order string, when ti
 }
 
 // archivedOrder is what an archived order leaves for another retention
-// (retainScript's :archived marker).
+// (retainScript's :archived marker; markerLua spells it).
 type archivedOrder struct {
-	State   string   `json:"state"`
-	TradeNo string   `json:"trade_no"`
-	Channel string   `json:"channel"`
-	Paid    []string `json:"paid"`
-	// Failed: refund_no → [trade_no, amount_fen] of the refunds it held
-	// FAILED (a signed success of one is still news).
-	Failed map[string][2]any `json:"failed"`
+	State   string
+	TradeNo string
+	// Others: its retired trades' states; Refunds: its refunds' states.
+	Others  map[string]string
+	Refunds map[string]string
+}
+
+// UnmarshalJSON reads the marker's array.
+func (a *archivedOrder) UnmarshalJSON(raw []byte) error {
+	var f []json.RawMessage
+	if err := json.Unmarshal(raw, &f); err != nil || len(f) < 9 {
+		return fmt.Errorf("bad archival marker %.80q: %v", raw, err)
+	}
+	_ = json.Unmarshal(f[0], &a.State)
+	_ = json.Unmarshal(f[1], &a.TradeNo)
+	a.Others, a.Refunds = map[string]string{}, map[string]string{}
+	var others, refunds map[string][]json.RawMessage
+	if json.Unmarshal(f[7], &others) == nil {
+		for no, o := range others {
+			if len(o) > 2 {
+				var st string
+				_ = json.Unmarshal(o[2], &st)
+				a.Others[no] = st
+			}
+		}
+	}
+	if json.Unmarshal(f[8], &refunds) == nil {
+		for no, r := range refunds {
+			if len(r) > 2 {
+				var st string
+				_ = json.Unmarshal(r[2], &st)
+				a.Refunds[no] = st
+			}
+		}
+	}
+	return nil
+}
+
+// heldPaid tells whether the order held trade tn paid when archived.
+func (a *archivedOrder) heldPaid(tn string) bool {
+	return (tn == a.TradeNo && a.State == StatePaid) || a.Others[tn] == StatePaid
+}
+
+// restore gives an archived order its records back from its marker
+// (restoreScript) and reports whether it did.
+func (s *tradeStore) restore(ctx context.Context, order string, now time.Time) (bool, error) {
+	n, err := s.durability.Run(ctx, s.rdb, restoreScript,
+		[]string{tradeKey(order), tradesKey(order), archivedKey(order), refundsKey(order)}, order, now.UnixMilli()).Int()
+	if err != nil {
+		return false, fmt.Errorf("restoring archived order %s: %w", order, err)
+	}
+	return n == 1, nil
 }
 
 // archived returns the order's archival marker (errNoRecord: none).
