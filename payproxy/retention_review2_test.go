@@ -278,35 +278,6 @@ func keysOf(m map[string]string) []string {
 	return out
 }
 
-// TestEventsOfAnOrderCreatedAgainPastItsMarkerNumberAboveItsArchivedEvent:
-// README: past the marker "a create with the order's number then starts
-// a new trade", and a receiver "applies an event only if its seq is above
-// the last one it applied for the order". An order whose QR code was
-// closed is archived (trade.archived, seq n); its marker expires; the
-// customer comes back, the order gets a new trade and pays: its
-// trade.paid must carry a seq above n, or the backend, following the
-// contract, drops the payment of an order it holds closed.
-func TestEventsOfAnOrderCreatedAgainPastItsMarkerNumberAboveItsArchivedEvent(t *testing.T) {
-	e := newEnv(t)
-	e.extra = "\t\tretention 1s\n"
-	e.start()
-	rdb := e.redis.Client()
-	const order = "REV2_SEQ_PAST_MARKER"
-	tn := e.create(order, "wechat", 1000).str("trade_no")
-	wantStatus(t, do(t, "POST", e.base+"/pay/trades/"+order+"/close", nil), http.StatusOK, "")
-	arch := e.archivedOf(t, order, 20*time.Second)
-	eventually(t, 20*time.Second, "the records and the marker gone", func() bool {
-		return len(existing(t, rdb, append(orderKeys(order, tn)[:5], "tollgate:pay:{o:"+order+"}:archived")...)) == 0
-	})
-	again := e.paidOrder(order, "wechat", 1000)
-	eventually(t, 10*time.Second, "trade.paid", func() bool { return len(e.hooks.ofType("trade.paid", order)) == 1 })
-	paid := e.hooks.ofType("trade.paid", order)[0]
-	if paid.Data.TradeNo != again || paid.Data.Seq <= arch.Data.Seq {
-		t.Fatalf("trade.paid of %s (order %s created again past its marker) has seq %d, not above trade.archived's seq %d: a receiver applying only higher seqs drops the payment",
-			again, order, paid.Data.Seq, arch.Data.Seq)
-	}
-}
-
 // TestARefundRetriedWithItsNumberAfterTheOrderCameBackFromItsMarkerIsNotCountedTwice:
 // R1 refunded 300 of an order paid 1200 before its archival; the order
 // comes back from its marker (a retired QR code paid: a duplicate). The
