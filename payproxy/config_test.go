@@ -77,9 +77,10 @@ func TestAConfigValidateRefusesNeverConnectsToRedis(t *testing.T) {
 	srv := testredis.Start(t)
 	ok := alipayBlock(k.AlipayPrivateKeyFile, k.AlipayPublicKeyFile)
 	for name, c := range map[string]struct{ body, want string }{
-		"unknown operation": {"operations create pay", `operations pay: unknown operation`},
-		"short secret":      {"webhook http://127.0.0.1:1/h {\n secret short-secret\n }", "webhook secret: 12 bytes; at least 32"},
-		"negative duration": {"pay_timeout -1s", "pay_timeout -1s: must be positive"},
+		"unknown operation":        {"operations create pay", `operations pay: unknown operation`},
+		"short secret":             {"webhook http://127.0.0.1:1/h {\n secret short-secret\n }", "webhook secret: 12 bytes; at least 32"},
+		"negative duration":        {"pay_timeout -1s", "pay_timeout -1s: must be positive"},
+		"pay_timeout over 15 days": {"pay_timeout 361h", "pay_timeout 361h0m0s: must be at most 360h0m0s (Alipay's longest timeout_express)"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			before := srv.ConnectionsReceived(t)

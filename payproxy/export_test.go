@@ -20,6 +20,12 @@ func SetNotifyRetryWindow(d time.Duration) time.Duration {
 	return time.Duration(notifyRetryWindow.Swap(int64(d)))
 }
 
+// SetPayableLife sets the longest a trade may stay payable
+// (archivedLongAgo; 15 days), and returns the previous value.
+func SetPayableLife(d time.Duration) time.Duration {
+	return time.Duration(payableLife.Swap(int64(d)))
+}
+
 // ResetReconcileClock puts the scheduler's clock back to the real time.
 func ResetReconcileClock() { reconcileOffset.Store(0) }
 

@@ -79,26 +79,35 @@ func (p *PayProxy) handleNotification(ctx context.Context, channel string, n *pr
 	return "applied", nil
 }
 
+// maxPayTimeout is the longest a trade can stay payable: Alipay's
+// timeout_express goes up to 15 days; pay_timeout is held to it.
+const maxPayTimeout = 15 * 24 * time.Hour
+
 // notifyRetryWindow bounds how long after a trade stops being payable
 // a provider still notifies about it for the first time: both retry a
 // notification for about a day (Alipay 25 h, WeChat 24 h); two days is a
-// margin. Tests shorten it (export_test.go).
-var notifyRetryWindow atomic.Int64
+// margin. payableLife is how long a trade may have been payable: not
+// today's pay_timeout (a reload may have shortened it since the trade
+// was made), the longest any can be. Tests shorten both (export_test.go).
+var notifyRetryWindow, payableLife atomic.Int64
 
-func init() { notifyRetryWindow.Store(int64(48 * time.Hour)) }
+func init() {
+	notifyRetryWindow.Store(int64(48 * time.Hour))
+	payableLife.Store(int64(maxPayTimeout))
+}
 
 // archivedLongAgo tells whether tn is a trade number payproxy made
 // (newTradeNo) so long ago that, with no index and no marker left, its
 // order must have been archived and nothing about it can be news: longer
-// than retention, and than the trade's payable life (pay_timeout) plus
-// the providers' notification retries — so a retention shorter than
-// those never makes a payment acknowledged unrecorded.
+// than retention, and than the longest payable life plus the providers'
+// notification retries — so a short retention never makes a payment
+// acknowledged unrecorded.
 func (p *PayProxy) archivedLongAgo(tn string, now time.Time) bool {
 	if len(tn) != len(newTradeNo(now)) || !strings.HasPrefix(tn, "TG") {
 		return false
 	}
 	created, err := time.Parse("20060102150405", tn[2:16])
-	age := max(time.Duration(p.Retention), time.Duration(p.PayTimeout)+time.Duration(notifyRetryWindow.Load()))
+	age := max(time.Duration(p.Retention), time.Duration(payableLife.Load()+notifyRetryWindow.Load()))
 	return err == nil && created.Add(age).Before(now)
 }
 

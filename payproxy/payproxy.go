@@ -557,6 +557,9 @@ func (p *PayProxy) validateValues() error {
 			return fmt.Errorf("order_claims %s: not a claim name (letters, digits, _ and -)", c)
 		}
 	}
+	if time.Duration(p.PayTimeout) > maxPayTimeout {
+		return fmt.Errorf("pay_timeout %s: must be at most %s (Alipay's longest timeout_express)", time.Duration(p.PayTimeout), maxPayTimeout)
+	}
 	if p.QRLifetime < 0 || time.Duration(p.QRLifetime) > qrScanWindow {
 		return fmt.Errorf("qr_lifetime %s: must be positive and at most the providers' %s scan window", time.Duration(p.QRLifetime), qrScanWindow)
 	}

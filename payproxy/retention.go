@@ -218,10 +218,12 @@ func (p *PayProxy) archivedNotification(ctx context.Context, order string, n *pr
 		if err := p.store.schedule(ctx, order, p.soon()); err != nil {
 			return false, err
 		}
-		if _, err := p.store.restore(ctx, order, time.Now()); err != nil {
+		if err := p.store.restore(ctx, order, time.Now()); err != nil {
 			return false, err
 		}
-		return false, nil
+		// Again: a poller round between the two found no record and
+		// took the order off the due set.
+		return false, p.store.schedule(ctx, order, p.soon())
 	}
 	if n.Kind == provider.NotifyRefund || a.heldPaid(n.TradeNo) {
 		p.logger.Info("notification for an archived order; nothing to change",

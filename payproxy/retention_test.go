@@ -12,8 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tollgate/tollgate/internal/paysim"
-	"github.com/tollgate/tollgate/payproxy"
 	"github.com/tollgate/tollgate/internal/testredis"
+	"github.com/tollgate/tollgate/payproxy"
 )
 
 // orderKeys are an order's keys in Redis (store.go's layout) and its
@@ -384,10 +384,10 @@ func TestDeadLettersAreDroppedPast30DaysAndBeyond10000AndCounted(t *testing.T) {
 // trade number says it was created longer than retention ago), and
 // changes nothing.
 func TestALateNotificationPastTheArchivalMarkerIsStillAcknowledged(t *testing.T) {
-	// Two days of notification retries after the trade's payable life
-	// (pay_timeout) are made none, and that life a second.
-	prev := payproxy.SetNotifyRetryWindow(0)
-	t.Cleanup(func() { payproxy.SetNotifyRetryWindow(prev) })
+	// Two days of notification retries after the longest payable life
+	// (15 days) are made none, and that life a second.
+	prevWindow, prevLife := payproxy.SetNotifyRetryWindow(0), payproxy.SetPayableLife(time.Second)
+	t.Cleanup(func() { payproxy.SetNotifyRetryWindow(prevWindow); payproxy.SetPayableLife(prevLife) })
 	e := newEnv(t)
 	e.extra = "\t\tretention 2s\n"
 	e.options["pay_timeout"] = "1s"

@@ -46,7 +46,9 @@ end
 // trades, trade_no → [channel, amount_fen, state, paid_at,
 // refunded_fen, duplicate (0/1)]; refunds: refund_no → [trade_no,
 // amount_fen, state]. Enough to restore the order's records
-// (restoreMarker) when a payment or refund after the archival is news.
+// (restoreMarker) when a payment or refund after the archival is news;
+// restoreMarker appends to out the trade numbers, "", then the refund
+// numbers it restored (their indexes, on other slots, are the caller's).
 const markerLua = `
 local function readMarker(key)
   local raw = redis.call('GET', key)
@@ -64,18 +66,22 @@ local function writeMarker(key, m, px)
     tonumber(m.refunded_fen) or 0, tonumber(m.paid_at) or 0, tonumber(m.seq) or 0, others, refunds})
   if px then redis.call('SET', key, raw, 'PX', px) else redis.call('SET', key, raw, 'KEEPTTL') end
 end
-local function restoreMarker(trade, trades, refunds, m, order, now)
+local function restoreMarker(trade, trades, refunds, m, order, now, out)
   redis.call('HSET', trade, 'order_no', order, 'trade_no', m.trade_no, 'channel', m.channel,
     'amount_fen', m.amount_fen, 'state', m.state, 'refunded_fen', m.refunded_fen,
     'seq', m.seq, 'touched_at', now, 'provider_trade_id', '')
   if tonumber(m.paid_at) and tonumber(m.paid_at) > 0 then redis.call('HSET', trade, 'paid_at', m.paid_at) end
+  table.insert(out, m.trade_no)
   for no, o in pairs(m.others) do
+    table.insert(out, no)
     local a = {trade_no = no, channel = o[1], amount_fen = o[2], state = o[3], refunded_fen = o[5],
       subject = '', created_at = 0, expires_at = 0, provider_trade_id = '', duplicate = o[6] == 1, touched_at = tonumber(now)}
     if tonumber(o[4]) and tonumber(o[4]) > 0 then a.paid_at = o[4] end
     redis.call('HSET', trades, no, cjson.encode(a))
   end
+  table.insert(out, '')
   for no, r in pairs(m.refunds) do
+    table.insert(out, no)
     redis.call('HSET', refunds, no, cjson.encode({refund_no = no, trade_no = r[1], amount_fen = r[2], state = r[3],
       reason = 'restored from the archival', created_at = tonumber(now)}))
   end
@@ -249,18 +255,20 @@ return {'paid', displaced, emit(KEYS[1], KEYS[3], ARGV[4], ARGV[5])}
 // refund it was.
 //
 // KEYS: trade, trades, archived, refunds. ARGV: trade_no, channel,
-// amount_fen, now_ms, order_no.
+// amount_fen, now_ms, order_no. Returns what restoreMarker restored
+// (empty if nothing).
 var adoptScript = redis.NewScript(markerLua + `
+local out = {}
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local m = readMarker(KEYS[3])
-  if m then restoreMarker(KEYS[1], KEYS[2], KEYS[4], m, ARGV[5], ARGV[4]) end
+  if m then restoreMarker(KEYS[1], KEYS[2], KEYS[4], m, ARGV[5], ARGV[4], out) end
 end
-if redis.call('HGET', KEYS[1], 'trade_no') == ARGV[1] then return 0 end
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+if redis.call('HGET', KEYS[1], 'trade_no') == ARGV[1] then return out end
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return out end
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({trade_no = ARGV[1], channel = ARGV[2],
   amount_fen = tonumber(ARGV[3]), state = 'UNKNOWN', subject = '', created_at = tonumber(ARGV[4]),
   expires_at = tonumber(ARGV[4]), refunded_fen = 0, provider_trade_id = ''}))
-return 1
+return out
 `)
 
 // refundReserveScript reserves a refund's amount against the paid amount
@@ -671,13 +679,13 @@ return out
 // as before the archival. The order is archived again later.
 //
 // KEYS: trade, trades, archived, refunds. ARGV: order_no, now_ms.
-// Returns 1 if it restored the order.
+// Returns what restoreMarker restored (empty if nothing).
 var restoreScript = redis.NewScript(markerLua + `
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local out = {}
+if redis.call('EXISTS', KEYS[1]) == 1 then return out end
 local m = readMarker(KEYS[3])
-if not m then return 0 end
-restoreMarker(KEYS[1], KEYS[2], KEYS[4], m, ARGV[1], ARGV[2])
-return 1
+if m then restoreMarker(KEYS[1], KEYS[2], KEYS[4], m, ARGV[1], ARGV[2], out) end
+return out
 `)
 
 // confirmScript writes the field confirm WAITs on, only into a record

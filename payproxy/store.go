@@ -428,12 +428,39 @@ func (s *tradeStore) recordPayment(ctx context.Context, t *tradeRecord, provider
 }
 
 // adopt keeps a trade the order's index names but no record holds, so
-// that its verified payment can be recorded.
+// that its verified payment can be recorded (an archived order first
+// gets its records back, adoptScript).
 func (s *tradeStore) adopt(ctx context.Context, order, tradeNo, channel string, amount int64, now time.Time) error {
-	err := s.durability.Run(ctx, s.rdb, adoptScript, []string{tradeKey(order), tradesKey(order), archivedKey(order), refundsKey(order)},
-		tradeNo, channel, amount, now.UnixMilli(), order).Err()
+	restored, err := s.durability.Run(ctx, s.rdb, adoptScript,
+		[]string{tradeKey(order), tradesKey(order), archivedKey(order), refundsKey(order)},
+		tradeNo, channel, amount, now.UnixMilli(), order).StringSlice()
 	if err != nil {
 		return fmt.Errorf("keeping trade %s of order %s: %w", tradeNo, order, err)
+	}
+	return s.reindex(ctx, order, restored)
+}
+
+// reindex gives the trades and refunds of an order restored from its
+// marker (restored: trade numbers, "", refund numbers) their indexes
+// back, without expiry: archival had made its trades' expire and removed
+// its refunds'. One command per key (other Cluster slots).
+func (s *tradeStore) reindex(ctx context.Context, order string, restored []string) error {
+	if len(restored) == 0 {
+		return nil
+	}
+	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		key := tradeIndexKey
+		for _, no := range restored {
+			if no == "" {
+				key = refundIndexKey
+				continue
+			}
+			pipe.Set(ctx, key(no), order, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("indexing restored order %s: %w", order, err)
 	}
 	return nil
 }
@@ -565,14 +592,14 @@ func (a *archivedOrder) heldPaid(tn string) bool {
 }
 
 // restore gives an archived order its records back from its marker
-// (restoreScript) and reports whether it did.
-func (s *tradeStore) restore(ctx context.Context, order string, now time.Time) (bool, error) {
-	n, err := s.durability.Run(ctx, s.rdb, restoreScript,
-		[]string{tradeKey(order), tradesKey(order), archivedKey(order), refundsKey(order)}, order, now.UnixMilli()).Int()
+// (restoreScript), and their indexes.
+func (s *tradeStore) restore(ctx context.Context, order string, now time.Time) error {
+	restored, err := s.durability.Run(ctx, s.rdb, restoreScript,
+		[]string{tradeKey(order), tradesKey(order), archivedKey(order), refundsKey(order)}, order, now.UnixMilli()).StringSlice()
 	if err != nil {
-		return false, fmt.Errorf("restoring archived order %s: %w", order, err)
+		return fmt.Errorf("restoring archived order %s: %w", order, err)
 	}
-	return n == 1, nil
+	return s.reindex(ctx, order, restored)
 }
 
 // archived returns the order's archival marker (errNoRecord: none).
