@@ -117,7 +117,7 @@ func (p *PayProxy) archivalDelivery(ctx context.Context, order string) (string, 
 		return "", err
 	}
 	switch {
-	case tomb.Val() == "delivered":
+	case tomb.Val() == "1": // ackEventScript's: delivered
 		return "delivered:" + id, nil
 	case tomb.Val() == "" && !queued.Val():
 		if n, err := p.rdb.HLen(ctx, outboxKey(order)).Result(); err != nil || n > 0 {

@@ -468,12 +468,13 @@ return n
 
 // ackEventScript forgets a delivered event, leaving a tombstone for
 // ARGV[2] seconds so that a late outbox flush cannot queue it again. The
-// tombstone says "delivered" (a dead letter's says "dead"): archival
+// tombstone is "1" for a delivered event (a dead letter's says "dead";
+// "1" is Redis's shared integer, no allocation per tombstone): archival
 // deletes an order's records once its trade.archived was delivered.
 //
 // KEYS: queue, events, attempts, tombstone. ARGV: id, tombstone_ttl_s.
 var ackEventScript = redis.NewScript(`
-redis.call('SET', KEYS[4], 'delivered', 'EX', ARGV[2])
+redis.call('SET', KEYS[4], '1', 'EX', ARGV[2])
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])

@@ -444,6 +444,9 @@ func kindOf(key string) string {
 	switch {
 	case strings.HasPrefix(rest, "{o:"):
 		_, suffix, _ := strings.Cut(rest, "}")
+		if strings.HasPrefix(suffix, ":gap:") {
+			return "order:gap (a refund's gap, seconds)"
+		}
 		return "order" + suffix
 	case strings.HasPrefix(rest, "{t:"):
 		return "trade index {t:}"
