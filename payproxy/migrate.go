@@ -155,6 +155,13 @@ func (m *dueMigration) scan(ctx context.Context, node keyScanner) error {
 		if err != nil {
 			return err
 		}
+		if m.held {
+			// Renewed on every batch, also one that found no order: a
+			// long run of other keys must not let the lease run out.
+			if err := m.lease(ctx); err != nil {
+				return err
+			}
+		}
 		if err := m.schedule(ctx, ordersOf(keys)); err != nil {
 			return err
 		}
