@@ -3,8 +3,6 @@ package payproxy
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"strings"
 	"sync"
@@ -12,6 +10,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/tollgate/tollgate/payproxy/reconcile"
 )
 
 // The previous release took an order off the due set once nothing was
@@ -30,39 +30,19 @@ import (
 // that finds no order at all (a new Redis) takes no lease and sets no
 // marker: there is nothing to move, and the next start-up looks again.
 //
-// The marker and the lease share the due set's slot: on a Cluster the
-// finishing script touches one slot, and a replica that has the marker
-// has every ZADD written before it.
+// The lease is reconcile's (TryLease: SET NX, 60 s, renewed in the
+// background while the pass runs); the marker is set only while it is
+// held, and a pass that lost it is made again (ZADD NX and the marker are
+// harmless twice).
 const (
 	migratedKey  = dueKey + ":migrated:v1"
 	migratingKey = dueKey + ":migrating:v1"
 	migrateMatch = keyPrefix + "{o:*}:trade"
 	migrateCount = 1000
-	migrateLease = 30 * time.Second
 )
 
 // errMigrationBusy: another instance holds the lease (or took it over).
 var errMigrationBusy = errors.New("another instance is migrating the due set")
-
-// migrateRenewScript extends the lease if the caller still holds it.
-//
-// KEYS: lease. ARGV: token, lease_ms.
-var migrateRenewScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-`)
-
-// migrateDoneScript sets the marker and drops the lease, if the caller
-// still holds it.
-//
-// KEYS: lease, marker. ARGV: token, marker value.
-var migrateDoneScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2])
-redis.call('DEL', KEYS[1])
-return 1
-`)
 
 // startDueMigration runs the due migration beside the poller until ctx
 // ends (a config reload or shutdown; the next start-up resumes it).
@@ -91,15 +71,15 @@ func (p *PayProxy) migrateDue(ctx context.Context) {
 	}
 }
 
-// dueMigration is one pass: its lease token, once taken, and its counts.
+// dueMigration is one pass: its lease, once taken (reconcile's: renewed
+// in the background, its context ended if lost), and its counts.
 type dueMigration struct {
-	p       *PayProxy
-	token   string
-	held    bool
-	renewed time.Time
-	start   time.Time
-	found   int // orders seen (spreads their due times)
-	added   int // orders put into the due set
+	p     *PayProxy
+	lease *reconcile.Lease
+	held  context.Context // ends when the lease is lost
+	start time.Time
+	found int // orders seen (spreads their due times)
+	added int // orders put into the due set
 }
 
 // migratePass makes one pass unless the marker says it was made.
@@ -114,7 +94,8 @@ func (p *PayProxy) migratePass(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m := &dueMigration{p: p, token: leaseToken(), start: time.Now()}
+	m := &dueMigration{p: p, start: time.Now()}
+	defer m.release(ctx)
 	for _, node := range nodes {
 		if err := m.scan(ctx, node); err != nil {
 			return err
@@ -155,12 +136,8 @@ func (m *dueMigration) scan(ctx context.Context, node keyScanner) error {
 		if err != nil {
 			return err
 		}
-		if m.held {
-			// Renewed on every batch, also one that found no order: a
-			// long run of other keys must not let the lease run out.
-			if err := m.lease(ctx); err != nil {
-				return err
-			}
+		if m.held != nil && m.held.Err() != nil {
+			return errMigrationBusy // the lease was lost: the pass is made again
 		}
 		if err := m.schedule(ctx, ordersOf(keys)); err != nil {
 			return err
@@ -192,7 +169,7 @@ func (m *dueMigration) schedule(ctx context.Context, orders []string) error {
 	if len(orders) == 0 {
 		return nil
 	}
-	if err := m.lease(ctx); err != nil {
+	if err := m.take(ctx); err != nil {
 		return err
 	}
 	step := time.Duration(m.p.PollInterval) / (pollBatch * pollBatches)
@@ -214,57 +191,43 @@ func (m *dueMigration) schedule(ctx context.Context, orders []string) error {
 	return nil
 }
 
-// lease takes the lease at the pass's first order, and renews it once a
-// third of it has passed.
-func (m *dueMigration) lease(ctx context.Context) error {
-	switch {
-	case !m.held:
-		ok, err := m.p.rdb.SetNX(ctx, migratingKey, m.token, migrateLease).Result()
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return errMigrationBusy
-		}
-		m.held = true
-	case time.Since(m.renewed) > migrateLease/3:
-		ok, err := migrateRenewScript.Run(ctx, m.p.rdb, []string{migratingKey}, m.token, migrateLease.Milliseconds()).Int()
-		if err != nil {
-			return err
-		}
-		if ok == 0 {
-			return errMigrationBusy
-		}
-	default:
+// take takes the lease at the pass's first order.
+func (m *dueMigration) take(ctx context.Context) error {
+	if m.held != nil {
 		return nil
 	}
-	m.renewed = time.Now()
+	l, held, ok, err := reconcile.TryLease(ctx, m.p.rdb, migratingKey)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errMigrationBusy
+	}
+	m.lease, m.held = l, held
 	return nil
+}
+
+// release gives the lease up, if the pass took it.
+func (m *dueMigration) release(ctx context.Context) {
+	if m.lease != nil {
+		m.lease.Release(ctx)
+	}
 }
 
 // finish sets the marker once the pass has seen every key, and logs what
 // it did. A pass that found no order leaves no marker.
 func (m *dueMigration) finish(ctx context.Context) error {
-	if !m.held {
+	if m.held == nil {
 		m.p.logger.Debug("due set migration: no order in Redis")
 		return nil
 	}
-	value := time.Now().UTC().Format(time.RFC3339)
-	ok, err := migrateDoneScript.Run(ctx, m.p.rdb, []string{migratingKey, migratedKey}, m.token, value).Int()
-	if err != nil {
-		return err
+	if m.held.Err() != nil {
+		return errMigrationBusy // the lease was lost: the pass is made again
 	}
-	if ok == 0 {
-		return errMigrationBusy // the lease ran out: the pass is made again
+	if err := m.p.rdb.Set(ctx, migratedKey, time.Now().UTC().Format(time.RFC3339), 0).Err(); err != nil {
+		return err
 	}
 	m.p.logger.Info("due set migration done: orders off the due set scheduled for retention",
 		zap.Int("scheduled", m.added), zap.Int("orders_seen", m.found))
 	return nil
-}
-
-// leaseToken tells this pass's lease from another instance's.
-func leaseToken() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

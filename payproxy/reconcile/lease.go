@@ -14,7 +14,8 @@ import (
 // request and the daily run, or two instances, never compare the same day
 // at once: SET NX with an expiry, extended while the run goes on, released
 // by its token. If an extension fails, the run's context is cancelled: a
-// run that may no longer be alone stops.
+// run that may no longer be alone stops. payproxy's one-time due-set
+// migration holds one the same way (TryLease).
 
 const (
 	leaseTTL   = 60 * time.Second
@@ -25,7 +26,7 @@ const (
 // be extended.
 var errLeaseLost = errors.New("the run's lease was lost")
 
-type lease struct {
+type Lease struct {
 	rdb    redis.UniversalClient
 	key    string
 	token  string
@@ -56,21 +57,21 @@ func newToken() string {
 	return hex.EncodeToString(b)
 }
 
-// tryLease takes the lease on key, or reports false when another run holds
-// it. The context returned ends when the lease is lost.
-func tryLease(ctx context.Context, rdb redis.UniversalClient, key string) (*lease, context.Context, bool, error) {
+// TryLease takes the lease on key, or reports false when another holder
+// has it. The context returned ends when the lease is lost.
+func TryLease(ctx context.Context, rdb redis.UniversalClient, key string) (*Lease, context.Context, bool, error) {
 	token := newToken()
 	ok, err := rdb.SetNX(ctx, key, token, leaseTTL).Result()
 	if err != nil || !ok {
 		return nil, nil, false, err
 	}
 	runCtx, cancel := context.WithCancelCause(ctx)
-	l := &lease{rdb: rdb, key: key, token: token, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &Lease{rdb: rdb, key: key, token: token, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{})}
 	go l.keep(runCtx)
 	return l, runCtx, true, nil
 }
 
-func (l *lease) keep(ctx context.Context) {
+func (l *Lease) keep(ctx context.Context) {
 	defer close(l.done)
 	t := time.NewTicker(leaseRenew)
 	defer t.Stop()
@@ -92,9 +93,9 @@ func (l *lease) keep(ctx context.Context) {
 	}
 }
 
-// release stops the renewals and gives the lease up. It runs after the
+// Release stops the renewals and gives the lease up. It runs after the
 // run's context may have ended, so on a context of its own.
-func (l *lease) release(ctx context.Context) {
+func (l *Lease) Release(ctx context.Context) {
 	close(l.stop)
 	<-l.done
 	l.cancel(nil)

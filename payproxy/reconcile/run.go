@@ -41,7 +41,7 @@ func (rc *Reconciler) now() time.Time {
 // signed queries failed. An error means no report could be made or
 // stored (Redis failed, or ctx ended).
 func (rc *Reconciler) Run(ctx context.Context, job Job) (rep *Report, retry bool, err error) {
-	l, runCtx, ok, err := tryLease(ctx, rc.Redis, runKey(job.Channel, job.Date))
+	l, runCtx, ok, err := TryLease(ctx, rc.Redis, runKey(job.Channel, job.Date))
 	if err != nil {
 		return nil, true, fmt.Errorf("taking the run's lease: %w", err)
 	}
@@ -49,7 +49,7 @@ func (rc *Reconciler) Run(ctx context.Context, job Job) (rep *Report, retry bool
 		rep, err := rc.await(ctx, job)
 		return rep, false, err
 	}
-	defer l.release(ctx)
+	defer l.Release(ctx)
 	r := &run{rc: rc, job: job, rep: newReport(job), token: newToken()}
 	counts, retry := r.execute(runCtx)
 	if runCtx.Err() != nil {
