@@ -90,15 +90,7 @@ func TestAPaymentOfARetiredTradeOfAnOrderWhoseRecordsWereDeletedIsRefundedAsADup
 func (e *env) archiveThenPayRetired(t *testing.T, order, secondChannel string, before func()) (string, string) {
 	t.Helper()
 	rdb := e.redis.Client()
-	first := e.create(order, "alipay", 1000)
-	wantStatus(t, first, http.StatusOK, "")
-	e.sim.SetFault(paysim.Fault{Operation: "alipay.trade.cancel", Mode: paysim.FaultIgnore})
-	second := e.create(order, secondChannel, 1200)
-	wantStatus(t, second, http.StatusOK, "")
-	a, b := first.str("trade_no"), second.str("trade_no")
-	if err := e.sim.Pay(b); err != nil {
-		t.Fatal(err)
-	}
+	a, b := e.paidOnSecondTrade(t, order, secondChannel)
 	eventually(t, 5*time.Second, "PAID", func() bool { return e.get(order).str("state") == "PAID" })
 	before()
 	e.archivedOf(t, order, 20*time.Second)
@@ -108,6 +100,53 @@ func (e *env) archiveThenPayRetired(t *testing.T, order, secondChannel string, b
 	})
 	if err := e.sim.Pay(a); err != nil {
 		t.Fatalf("paying the retired QR code: %v", err)
+	}
+	return a, b
+}
+
+// payPastTheMarker waits until order (closed; tn's cancel ignored) is
+// archived and its records, marker and index are gone, then has the buyer
+// pay tn and waits until its notification was answered once.
+func (e *env) payPastTheMarker(t *testing.T, order, tn string) {
+	t.Helper()
+	rdb := e.redis.Client()
+	e.archivedOf(t, order, 20*time.Second)
+	eventually(t, 20*time.Second, "the records, the marker and the index gone", func() bool {
+		return len(existing(t, rdb, append(orderKeys(order, tn), "tollgate:pay:{o:"+order+"}:archived")...)) == 0
+	})
+	if err := e.sim.Pay(tn); err != nil {
+		t.Fatalf("paying the QR code whose cancel did not take effect: %v", err)
+	}
+	e.attempted(t, tn, "payment")
+}
+
+// attempted waits until a notification of kind about tradeNo was sent
+// once (answered success or not).
+func (e *env) attempted(t *testing.T, tradeNo, kind string) {
+	t.Helper()
+	eventually(t, 10*time.Second, "the "+kind+" notification of "+tradeNo+" answered once", func() bool {
+		for _, d := range e.deliveries(tradeNo, kind) {
+			if len(d.Attempts) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// paidOnSecondTrade creates an Alipay trade of 1000 for order, whose
+// cancel paysim then ignores, replaces it by a trade of 1200 on
+// secondChannel and pays that one: a, the first, may still be paid.
+func (e *env) paidOnSecondTrade(t *testing.T, order, secondChannel string) (a, b string) {
+	t.Helper()
+	first := e.create(order, "alipay", 1000)
+	wantStatus(t, first, http.StatusOK, "")
+	e.sim.SetFault(paysim.Fault{Operation: "alipay.trade.cancel", Mode: paysim.FaultIgnore})
+	second := e.create(order, secondChannel, 1200)
+	wantStatus(t, second, http.StatusOK, "")
+	a, b = first.str("trade_no"), second.str("trade_no")
+	if err := e.sim.Pay(b); err != nil {
+		t.Fatal(err)
 	}
 	return a, b
 }
@@ -245,14 +284,7 @@ func TestTheLateSuccessOfAnArchivedOrdersFailedRefundIsNotStrandedWhenQueueingFa
 	}
 	// Its first delivery is answered (acknowledged, or refused: WeChat
 	// then notifies again on its schedule).
-	eventually(t, 10*time.Second, "the refund notification answered", func() bool {
-		for _, d := range e.deliveries(tn, "refund") {
-			if len(d.Attempts) > 0 {
-				return true
-			}
-		}
-		return false
-	})
+	e.attempted(t, tn, "refund")
 	must(t, admin.Do(ctx, "ACL", "SETUSER", "default", "allkeys").Err())
 	deadline := time.Now().Add(8 * time.Second) // 40 poll intervals
 	for time.Now().Before(deadline) {
@@ -321,26 +353,11 @@ func TestAPaymentPastTheMarkerIsNotAcknowledgedUnrecordedWhenRetentionIsShorterT
 	e := newEnv(t)
 	e.extra = "\t\tretention 2s\n"
 	e.start()
-	rdb := e.redis.Client()
 	const order = "REV2_SHORT_RETENTION"
 	tn := e.create(order, "alipay", 1000).str("trade_no")
 	e.sim.SetFault(paysim.Fault{Operation: "alipay.trade.cancel", Mode: paysim.FaultIgnore})
 	wantStatus(t, do(t, "POST", e.base+"/pay/trades/"+order+"/close", nil), http.StatusOK, "")
-	e.archivedOf(t, order, 20*time.Second)
-	eventually(t, 20*time.Second, "the records, the marker and the index gone", func() bool {
-		return len(existing(t, rdb, append(orderKeys(order, tn), "tollgate:pay:{o:"+order+"}:archived")...)) == 0
-	})
-	if err := e.sim.Pay(tn); err != nil {
-		t.Fatalf("paying the QR code whose cancel did not take effect: %v", err)
-	}
-	eventually(t, 10*time.Second, "the payment's notification answered once", func() bool {
-		for _, d := range e.deliveries(tn, "payment") {
-			if len(d.Attempts) > 0 {
-				return true
-			}
-		}
-		return false
-	})
+	e.payPastTheMarker(t, order, tn)
 	e.quiesce()
 	for _, d := range e.deliveries(tn, "payment") {
 		if d.Delivered && len(e.hooks.ofType("trade.paid", order)) == 0 {

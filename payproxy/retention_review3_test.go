@@ -130,28 +130,13 @@ func TestAPaymentPastTheMarkerIsNotAcknowledgedUnrecordedAfterAReloadShortenedPa
 	e.extra = "\t\tretention 2s\n"
 	e.options["pay_timeout"] = "1h"
 	inst := e.start()
-	rdb := e.redis.Client()
 	const order = "REV3_PAY_TIMEOUT_RELOAD"
 	tn := e.create(order, "alipay", 1000).str("trade_no")
 	e.sim.SetFault(paysim.Fault{Operation: "alipay.trade.cancel", Mode: paysim.FaultIgnore})
 	wantStatus(t, do(t, "POST", e.base+"/pay/trades/"+order+"/close", nil), http.StatusOK, "")
 	e.options["pay_timeout"] = "1s"
 	inst.Reload(e.caddyfile(e.port))
-	e.archivedOf(t, order, 20*time.Second)
-	eventually(t, 20*time.Second, "the records, the marker and the index gone", func() bool {
-		return len(existing(t, rdb, append(orderKeys(order, tn), "tollgate:pay:{o:"+order+"}:archived")...)) == 0
-	})
-	if err := e.sim.Pay(tn); err != nil {
-		t.Fatalf("paying the QR code made with pay_timeout 1h whose cancel did not take effect: %v", err)
-	}
-	eventually(t, 10*time.Second, "the payment's notification answered once", func() bool {
-		for _, d := range e.deliveries(tn, "payment") {
-			if len(d.Attempts) > 0 {
-				return true
-			}
-		}
-		return false
-	})
+	e.payPastTheMarker(t, order, tn)
 	e.quiesce()
 	for _, d := range e.deliveries(tn, "payment") {
 		if d.Delivered && len(e.hooks.ofType("trade.paid", order)) == 0 {

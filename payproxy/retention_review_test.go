@@ -36,15 +36,7 @@ func TestAPaymentOfAClosedTradeAfterItsOrderWasArchivedPaidIsRefundedAsADuplicat
 	e.extra = "\t\tretention 4s\n"
 	e.start()
 	const order = "REV_ARCH_DUP"
-	first := e.create(order, "alipay", 1000)
-	wantStatus(t, first, http.StatusOK, "")
-	e.sim.SetFault(paysim.Fault{Operation: "alipay.trade.cancel", Mode: paysim.FaultIgnore})
-	second := e.create(order, "alipay", 1200)
-	wantStatus(t, second, http.StatusOK, "")
-	a, b := first.str("trade_no"), second.str("trade_no")
-	if err := e.sim.Pay(b); err != nil {
-		t.Fatal(err)
-	}
+	a, _ := e.paidOnSecondTrade(t, order, "alipay")
 	e.archivedOf(t, order, 20*time.Second)
 	if err := e.sim.Pay(a); err != nil {
 		t.Fatalf("paying the retired QR code: %v", err)
