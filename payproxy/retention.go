@@ -128,14 +128,19 @@ func (p *PayProxy) archivalDelivery(ctx context.Context, order string) (string, 
 	return "", nil
 }
 
-// archived finishes an archival: the indexes of the order's trades expire
-// with its :archived marker (a late notification finds the order), those
-// of its refunds and its entries in reconciliation's per-day index go.
+// archived finishes an archival: the indexes of the order's trades and
+// refunds expire with its :archived marker, its entries in
+// reconciliation's per-day index go.
 // vals is {trade_no..., "", refund_no..., "", indexed...}.
 func (p *PayProxy) archived(ctx context.Context, order string, vals []string) time.Time {
 	parts := splitEmpty(vals)
 	for len(parts) < 3 {
 		parts = append(parts, nil)
+	}
+	// A notification that brought the order back meanwhile gave its
+	// indexes back too (reindex): they are not the archival's any more.
+	if n, err := p.rdb.Exists(ctx, tradeKey(order)).Result(); err == nil && n == 1 {
+		return time.Time{}
 	}
 	if err := p.indexesArchived(ctx, parts[0], parts[1], parts[2]); err != nil && ctx.Err() == nil {
 		p.logger.Warn("removing an archived order's indexes failed", zap.String("order_no", order), zap.Error(err))
@@ -157,17 +162,19 @@ func splitEmpty(vals []string) [][]string {
 	return parts
 }
 
-// indexesArchived gives the trade indexes the marker's lifetime, removes
-// the refund indexes and the reconciliation index's entries ("<channel>
-// <ms> <member>"), one command per key in a pipeline (they live on
-// different Cluster slots: a multi-key command would be CROSSSLOT).
+// indexesArchived gives the trade and refund indexes the marker's
+// lifetime (a late notification finds the order; another order cannot
+// claim one of its refund numbers while it may come back), removes the
+// reconciliation index's entries ("<channel> <ms> <member>"), one command
+// per key in a pipeline (they live on different Cluster slots: a
+// multi-key command would be CROSSSLOT).
 func (p *PayProxy) indexesArchived(ctx context.Context, trades, refunds, indexed []string) error {
 	cmds, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for _, no := range trades {
 			pipe.PExpire(ctx, tradeIndexKey(no), time.Duration(p.Retention))
 		}
 		for _, no := range refunds {
-			pipe.Unlink(ctx, refundIndexKey(no))
+			pipe.PExpire(ctx, refundIndexKey(no), time.Duration(p.Retention))
 		}
 		for _, e := range indexed {
 			f := strings.SplitN(e, " ", 3)

@@ -1,6 +1,7 @@
 package payproxy_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -143,5 +144,33 @@ func TestAPaymentPastTheMarkerIsNotAcknowledgedUnrecordedAfterAReloadShortenedPa
 			t.Fatalf("trade %s of order %s (made under pay_timeout 1h, reloaded to 1s) paid 1000 fen after its marker expired: the notification was answered success and nothing recorded it (no trade.paid, no refund, no record)",
 				tn, order)
 		}
+	}
+}
+
+// TestARefundNumberOfAnArchivedOrderIsNotClaimedByAnotherOrderWhileItsMarkerLives:
+// order A's refund R succeeded and A is archived; while A's marker lives
+// (a late notification can still bring A back), order B asks for a
+// refund under the same number R. Refund numbers are unique across
+// orders (the provider's out_refund_no is unique per merchant): B is
+// refused, and A's binding of R is not taken over.
+func TestARefundNumberOfAnArchivedOrderIsNotClaimedByAnotherOrderWhileItsMarkerLives(t *testing.T) {
+	e := newEnv(t)
+	e.extra = "\t\tretention 10s\n"
+	e.start()
+	rdb := e.redis.Client()
+	const a, b, r = "REV4_REFUND_A", "REV4_REFUND_B", "REV4_SHARED_R"
+	ta := e.paidOrder(a, "wechat", 1000)
+	wantStatus(t, e.refund(a, r, 300), http.StatusOK, "")
+	e.eventuallyRefund(t, r, "SUCCESS", 10*time.Second)
+	e.archivedOf(t, a, 30*time.Second)
+	eventually(t, 10*time.Second, "A's records deleted, its marker written", func() bool {
+		return len(existing(t, rdb, orderKeys(a, ta)[:5]...)) == 0 && len(existing(t, rdb, "tollgate:pay:{o:"+a+"}:archived")) == 1
+	})
+	e.paidOrder(b, "wechat", 800)
+	if got := e.refund(b, r, 100); got.Status == http.StatusOK {
+		t.Fatalf("order %s claimed refund number %s of archived order %s while its marker lived: %d %s", b, r, a, got.Status, got.Raw)
+	}
+	if owner := rdb.Get(context.Background(), "tollgate:pay:{r:"+r+"}").Val(); owner != a {
+		t.Fatalf("refund number %s now names order %q, not %s", r, owner, a)
 	}
 }

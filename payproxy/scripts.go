@@ -689,6 +689,17 @@ if m then restoreMarker(KEYS[1], KEYS[2], KEYS[4], m, ARGV[1], ARGV[2], out) end
 return out
 `)
 
+// reindexScript binds an index (trade or refund number → order) to the
+// order without expiry, unless it names another order.
+//
+// KEYS: index. ARGV: order_no. Returns 1, or 0 (another order's).
+var reindexScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and v ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+`)
+
 // confirmScript writes the field confirm WAITs on, only into a record
 // that exists (an order archived meanwhile must not get a stray record).
 //

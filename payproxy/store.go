@@ -437,17 +437,27 @@ func (s *tradeStore) adopt(ctx context.Context, order, tradeNo, channel string, 
 	if err != nil {
 		return fmt.Errorf("keeping trade %s of order %s: %w", tradeNo, order, err)
 	}
+	if len(restored) > 0 {
+		// Back from its archival, the order is off the due set; the
+		// notification may yet be refused (another amount): it must be
+		// archived again whatever happens next.
+		if err := s.scheduleIfAbsent(ctx, order, now); err != nil {
+			return err
+		}
+	}
 	return s.reindex(ctx, order, restored)
 }
 
 // reindex gives the trades and refunds of an order restored from its
 // marker (restored: trade numbers, "", refund numbers) their indexes
-// back, without expiry: archival had made its trades' expire and removed
-// its refunds'. One command per key (other Cluster slots).
+// back, without expiry (archival made them expire with the marker),
+// never taking over one that names another order (reindexScript). One
+// command per key (other Cluster slots).
 func (s *tradeStore) reindex(ctx context.Context, order string, restored []string) error {
 	if len(restored) == 0 {
 		return nil
 	}
+	var cmds []*redis.Cmd
 	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		key := tradeIndexKey
 		for _, no := range restored {
@@ -455,12 +465,17 @@ func (s *tradeStore) reindex(ctx context.Context, order string, restored []strin
 				key = refundIndexKey
 				continue
 			}
-			pipe.Set(ctx, key(no), order, 0)
+			cmds = append(cmds, reindexScript.Eval(ctx, pipe, []string{key(no)}, order))
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("indexing restored order %s: %w", order, err)
+	}
+	for _, c := range cmds {
+		if n, _ := c.Int(); n == 0 {
+			return fmt.Errorf("indexing restored order %s: %s names another order", order, c.Args()[3])
+		}
 	}
 	return nil
 }
