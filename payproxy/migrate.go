@@ -55,18 +55,26 @@ func (p *PayProxy) startDueMigration(ctx context.Context) {
 // waiting a poll_interval while another instance holds the lease or
 // Redis fails.
 func (p *PayProxy) migrateDue(ctx context.Context) {
+	wait := time.Duration(p.PollInterval)
 	for {
 		err := p.migratePass(ctx)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		if !errors.Is(err, errMigrationBusy) {
-			p.logger.Warn("migrating the due set failed; retrying", zap.Error(err))
+		if errors.Is(err, errMigrationBusy) {
+			wait = time.Duration(p.PollInterval)
+		} else {
+			// A Redis that keeps failing the pass (one that refuses
+			// SCAN) is asked less and less often, up to hourly.
+			p.logger.Warn("migrating the due set failed; retrying", zap.Error(err), zap.Duration("retry_in", wait))
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Duration(p.PollInterval)):
+		case <-time.After(wait):
+		}
+		if !errors.Is(err, errMigrationBusy) {
+			wait = min(2*wait, time.Hour)
 		}
 	}
 }

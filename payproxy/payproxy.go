@@ -296,6 +296,14 @@ func (p *PayProxy) Provision(ctx caddy.Context) error {
 	if err := p.notifyPaths.Provision(ctx); err != nil {
 		return err
 	}
+	if r := time.Duration(p.Retention); r < 24*time.Hour {
+		// Accepted (tests and load runs use seconds), but past twice the
+		// retention payproxy forgets that an order was paid: only the
+		// order service then stands between a stale checkout page and a
+		// second charge.
+		p.logger.Warn("retention under a day: an order is forgotten two retentions after its last change; order_source must refuse paid orders",
+			zap.Duration("retention", r))
+	}
 	p.served = map[string]bool{}
 	for _, op := range p.Operations {
 		p.served[op] = true
