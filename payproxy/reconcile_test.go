@@ -234,7 +234,7 @@ func TestTamperedRecordsAreReportedAndOnlyConfirmedOnesHealed(t *testing.T) {
 
 	fake := e.create("T_FAKE_PAID", "alipay", 600).str("trade_no")
 	must(t, c.HSet(ctx, tradeHash("T_FAKE_PAID"), "state", "PAID", "paid_at", time.Now().UnixMilli()).Err())
-	must(t, c.ZAdd(ctx, reconcile.DayKey("alipay", time.Now()), redisZ(time.Now(), "p"+fake)).Err())
+	must(t, c.ZAdd(ctx, reconcile.IndexKey("alipay", time.Now(), "p"+fake), redisZ(time.Now(), "p"+fake)).Err())
 
 	refundTrade := e.paidOrder("T_REFUND", "alipay", 800)
 	wantStatus(t, e.refund("T_REFUND", "T_RF", 500), 200, "")

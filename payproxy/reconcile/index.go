@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"hash/crc32"
 	"strconv"
 	"strings"
 	"time"
@@ -15,7 +16,7 @@ import (
 // and the open counts of a channel can be used together in one command or
 // script:
 //
-//	tollgate:pay:{rc:<channel>}:day:<yyyy-mm-dd>      zset  per-day index (UTC day): "p<trade_no>" / "r<refund_no>" → ms
+//	tollgate:pay:{rc:<channel>}:day:<yyyy-mm-dd>:<bucket> zset per-day index (UTC day), in 8 192 buckets: "p<trade_no>" / "r<refund_no>" → ms
 //	tollgate:pay:{rc:<channel>}:seen:<date>:<token>   set   a run's payments and refunds met so far (1 h)
 //	tollgate:pay:{rc:<channel>}:diffs:<date>:<token>  list  a run's differences, until the bill proved whole (1 h)
 //	tollgate:pay:{rc:<channel>}:run:<date>            string the lease of the run of that date
@@ -31,14 +32,35 @@ import (
 // SCAN was the alternative: it would walk every key of every order ever
 // paid (several per order, kept for good) to find one day's, where the
 // index reads exactly the day's members.
+//
+// A day is split into indexBuckets small zsets by a hash of the member:
+// an entry of a zset Redis keeps as a listpack (at most
+// zset-max-listpack-entries, 128 by default) costs ~43 bytes, one of a
+// big zset (a skiplist) ~122 — and every paid order has one for as long
+// as it is in Redis (issue 17). 8 192 buckets keep a day's buckets small
+// up to about a million entries per channel and UTC day; past that a
+// bucket becomes a skiplist, as the whole day was. The previous release's
+// unbucketed day key is still read and cleaned until it expires.
 const keyPrefix = "tollgate:pay:"
+
+// indexBuckets is how many zsets a channel's day is split into.
+const indexBuckets = 8192
 
 func slot(channel string) string { return keyPrefix + "{rc:" + channel + "}" }
 
-// DayKey is the per-day index of channel for the UTC day of t.
+// DayKey is the prefix of the per-day index of channel for the UTC day of
+// t (and the previous release's unbucketed index of that day).
 func DayKey(channel string, t time.Time) string {
 	return slot(channel) + ":day:" + t.UTC().Format(time.DateOnly)
 }
+
+// IndexKey is the bucket of the per-day index that holds member (as
+// member spells a Ref) for the UTC day of t.
+func IndexKey(channel string, t time.Time, member string) string {
+	return bucketKey(DayKey(channel, t), crc32.ChecksumIEEE([]byte(member))%indexBuckets)
+}
+
+func bucketKey(day string, b uint32) string { return fmt.Sprintf("%s:%04x", day, b) }
 
 func seenKey(channel, date, token string) string {
 	return slot(channel) + ":seen:" + date + ":" + token
@@ -77,8 +99,9 @@ func refOf(m string) (Ref, bool) {
 // Index adds to pipe the index entry of a payment recorded PAID, or a
 // refund recorded SUCCESS, at t.
 func Index(ctx context.Context, pipe redis.Pipeliner, channel string, r Ref, t time.Time) {
-	key := DayKey(channel, t)
-	pipe.ZAdd(ctx, key, redis.Z{Score: float64(t.UnixMilli()), Member: member(r)})
+	m := member(r)
+	key := IndexKey(channel, t, m)
+	pipe.ZAdd(ctx, key, redis.Z{Score: float64(t.UnixMilli()), Member: m})
 	day := t.UTC().Truncate(24 * time.Hour)
 	pipe.ExpireAt(ctx, key, day.Add(24*time.Hour+indexHorizon))
 }
@@ -93,10 +116,12 @@ const indexLag = time.Minute
 // its end. payproxy calls it when it archives the order (retention): the
 // index never outlives the records it points to.
 func Unindex(ctx context.Context, pipe redis.Pipeliner, channel, member string, t time.Time) {
-	first := DayKey(channel, t)
-	pipe.ZRem(ctx, first, member)
-	if next := DayKey(channel, t.Add(indexLag)); next != first {
-		pipe.ZRem(ctx, next, member)
+	for _, at := range []time.Time{t, t.Add(indexLag)} {
+		if at != t && DayKey(channel, at) == DayKey(channel, t) {
+			break
+		}
+		pipe.ZRem(ctx, IndexKey(channel, at, member), member)
+		pipe.ZRem(ctx, DayKey(channel, at), member) // the previous release's
 	}
 }
 
@@ -119,31 +144,78 @@ type indexEntry struct {
 }
 
 // scanIndex calls fn with the index entries of [start, end), a batch at a
-// time (ZSCAN of each day key: never one long command on a big key). An
-// entry may come twice; the caller dedupes.
+// time: a day's buckets bucketsPerRead at a time (one pipelined round
+// trip, each bucket a small key), then the previous release's unbucketed
+// day key by ZSCAN (never one long command on a big key). An entry may
+// come twice; the caller dedupes.
 func scanIndex(ctx context.Context, rdb redis.UniversalClient, channel string, start, end time.Time, fn func([]indexEntry) error) error {
 	from, to := start.UnixMilli(), end.UnixMilli()
-	for _, key := range dayKeys(channel, start, end) {
-		var cursor uint64
-		for {
-			kv, next, err := rdb.ZScan(ctx, key, cursor, "", batchSize).Result()
+	for _, day := range dayKeys(channel, start, end) {
+		for b := uint32(0); b < indexBuckets; b += bucketsPerRead {
+			batch, err := readBuckets(ctx, rdb, day, b, from, to)
 			if err != nil {
-				return fmt.Errorf("reading the day's index: %w", err)
-			}
-			batch := make([]indexEntry, 0, len(kv)/2)
-			for i := 0; i+1 < len(kv); i += 2 {
-				at, err := strconv.ParseFloat(kv[i+1], 64)
-				if err == nil && int64(at) >= from && int64(at) < to {
-					batch = append(batch, indexEntry{kv[i], int64(at)})
-				}
+				return err
 			}
 			if err := fn(batch); err != nil {
 				return err
 			}
-			if cursor = next; cursor == 0 {
-				break
-			}
+		}
+		if err := scanUnbucketed(ctx, rdb, day, from, to, fn); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// bucketsPerRead is how many buckets of a day one round trip reads.
+const bucketsPerRead = 64
+
+// readBuckets reads the entries of [from, to) (ms) in the day's buckets
+// first, first+1, …
+func readBuckets(ctx context.Context, rdb redis.UniversalClient, day string, first uint32, from, to int64) ([]indexEntry, error) {
+	span := &redis.ZRangeBy{Min: strconv.FormatInt(from, 10), Max: "(" + strconv.FormatInt(to, 10)}
+	cmds := make([]*redis.ZSliceCmd, 0, bucketsPerRead)
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b := first; b < first+bucketsPerRead && b < indexBuckets; b++ {
+			cmds = append(cmds, p.ZRangeByScoreWithScores(ctx, bucketKey(day, b), span))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the day's index: %w", err)
+	}
+	var batch []indexEntry
+	for _, c := range cmds {
+		for _, z := range c.Val() {
+			if m, ok := z.Member.(string); ok {
+				batch = append(batch, indexEntry{m, int64(z.Score)})
+			}
+		}
+	}
+	return batch, nil
+}
+
+// scanUnbucketed reads the previous release's index of the day (gone 91
+// days after the upgrade), batchSize entries at a time.
+func scanUnbucketed(ctx context.Context, rdb redis.UniversalClient, day string, from, to int64, fn func([]indexEntry) error) error {
+	var cursor uint64
+	for {
+		kv, next, err := rdb.ZScan(ctx, day, cursor, "", batchSize).Result()
+		if err != nil {
+			return fmt.Errorf("reading the day's index: %w", err)
+		}
+		batch := make([]indexEntry, 0, len(kv)/2)
+		for i := 0; i+1 < len(kv); i += 2 {
+			at, err := strconv.ParseFloat(kv[i+1], 64)
+			if err == nil && int64(at) >= from && int64(at) < to {
+				batch = append(batch, indexEntry{kv[i], int64(at)})
+			}
+		}
+		if err := fn(batch); err != nil {
+			return err
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
 }
