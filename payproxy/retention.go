@@ -56,7 +56,7 @@ func (p *PayProxy) retainAt(ctx context.Context, order string, now time.Time) ti
 	if err == nil {
 		vals, err = p.store.durability.Run(ctx, p.rdb, retainScript,
 			[]string{tradeKey(order), tradesKey(order), refundsKey(order), checksKey(order), outboxKey(order), archivedKey(order)},
-			now.UnixMilli(), retention.Milliseconds(), now.UTC().Format(time.RFC3339), delivery).StringSlice()
+			now.UnixMilli(), retention.Milliseconds(), now.UTC().Format(time.RFC3339), delivery, order).StringSlice()
 	}
 	if err != nil || len(vals) == 0 {
 		if ctx.Err() == nil {

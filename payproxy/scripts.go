@@ -569,7 +569,7 @@ return n
 //
 // KEYS: trade, trades, refunds, checks, outbox, archived. ARGV: now_ms,
 // retention_ms, created_at (RFC 3339), delivery ("delivered:<id>",
-// "lost:<id>" or ""). Returns {gone}, {open}, {wait, due_ms},
+// "lost:<id>" or ""), order_no. Returns {gone}, {open}, {wait, due_ms},
 // {archiving} (the event is on its way), {emitted, event_id, event_json}
 // or {archived, trade_no..., "", refund_no..., "", indexed...}: indexed
 // names the order's entries in reconciliation's per-day index,
@@ -626,9 +626,19 @@ for i, raw in ipairs(redis.call('HVALS', KEYS[3])) do
 end
 local current = t.archiving and tonumber(t.archiving_last) == last
 if tonumber(ARGV[1]) < last + tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'touched_at', last)
+  -- Every byte of a compacted trade is kept for a retention by every
+  -- settled order (issue 17): what can be derived goes too — order_no
+  -- (the key names it), refunded_fen 0 (read as 0 when absent), and
+  -- touched_at when its trade's paid_at or closed_at says the same (the
+  -- next visit finds the same last change).
+  if last == tonumber(t.paid_at) or last == tonumber(t.closed_at) then
+    redis.call('HDEL', KEYS[1], 'touched_at')
+  else
+    redis.call('HSET', KEYS[1], 'touched_at', last)
+  end
+  if tonumber(t.refunded_fen) == 0 then redis.call('HDEL', KEYS[1], 'refunded_fen') end
   redis.call('HDEL', KEYS[1], 'qr_code', 'qr_issued_at', 'qr_renewing_at', 'subject', 'created_at', 'expires_at',
-    'provider_trade_id', 'confirmed_at', 'closing_at')
+    'provider_trade_id', 'confirmed_at', 'closing_at', 'order_no')
   if t.archiving and not current then redis.call('HDEL', KEYS[1], 'archiving', 'archiving_last') end
   for _, a in ipairs(retired) do
     if a.subject or a.created_at or a.expires_at or a.provider_trade_id then
@@ -646,7 +656,7 @@ if not current or ARGV[4] ~= 'delivered:' .. t.archiving then
   local seq = (tonumber(t.seq) or 0) + 1
   local id = 'evt_' .. t.trade_no .. '_' .. seq .. '_trade.archived'
   local body = cjson.encode({id = id, type = 'trade.archived', created_at = ARGV[3], data = {
-    order_no = t.order_no, trade_no = t.trade_no, channel = t.channel, amount_fen = tonumber(t.amount_fen),
+    order_no = ARGV[5], trade_no = t.trade_no, channel = t.channel, amount_fen = tonumber(t.amount_fen),
     state = t.state, paid_fen = paid, refunded_fen = refunded, refunds = '@refunds@', seq = -1}})
   body = string.gsub(body, '"@refunds@"', function() return '[' .. table.concat(refunds, ',') .. ']' end)
   body = emit(KEYS[1], KEYS[5], id, body)

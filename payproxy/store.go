@@ -195,7 +195,7 @@ func (s *tradeStore) load(ctx context.Context, order string) (*tradeRecord, erro
 		expires = time.UnixMilli(ms) // none in a compacted record (retention.go)
 	}
 	return &tradeRecord{
-		OrderNo: m["order_no"], TradeNo: m["trade_no"], Channel: m["channel"], AmountFen: num("amount_fen"),
+		OrderNo: order, TradeNo: m["trade_no"], Channel: m["channel"], AmountFen: num("amount_fen"),
 		Subject: m["subject"], State: m["state"], QRCode: m["qr_code"], QRIssuedAt: qrIssued,
 		CreatedAt: time.UnixMilli(num("created_at")), ExpiresAt: expires,
 		RefundedFen: num("refunded_fen"), ProviderTradeID: m["provider_trade_id"], ClosingAt: closing,
