@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/tollgate/tollgate/payproxy/bill"
 	"github.com/tollgate/tollgate/payproxy/reconcile"
 )
@@ -44,4 +46,15 @@ func ReconcileWithBill(ctx context.Context, channel, date string, open func() (b
 	job.Fetch = func(context.Context) (bill.Reader, error) { return open() }
 	rep, _, err := routes[0].reconciler.Run(ctx, job)
 	return rep, err
+}
+
+// LedgerRecord is what reconciliation reads of a payment of channel's
+// trade tradeNo (reconcileLedger.Records) from the Redis rdb.
+func LedgerRecord(ctx context.Context, rdb redis.UniversalClient, channel, tradeNo string) (reconcile.Record, error) {
+	l := reconcileLedger{p: &PayProxy{rdb: rdb, store: &tradeStore{rdb: rdb}}, channel: channel}
+	recs, err := l.Records(ctx, []reconcile.Ref{{TradeNo: tradeNo}})
+	if err != nil {
+		return reconcile.Record{}, err
+	}
+	return recs[0], nil
 }

@@ -65,15 +65,18 @@ func (l reconcileLedger) Records(ctx context.Context, refs []reconcile.Ref) ([]r
 	return out, l.readRetired(ctx, out, retired)
 }
 
-// readRetired fills the records at idx from their orders' retired trades.
+// readRetired fills the records at idx from their orders' retired
+// trades, or from the live marker a settled order is kept as (markerLua).
 func (l reconcileLedger) readRetired(ctx context.Context, out []reconcile.Record, idx []int) error {
 	if len(idx) == 0 {
 		return nil
 	}
 	cmds := make([]*redis.StringCmd, len(idx))
+	markers := make([]*redis.StringCmd, len(idx))
 	_, err := l.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for k, i := range idx {
 			cmds[k] = p.HGet(ctx, tradesKey(out[i].OrderNo), out[i].TradeNo)
+			markers[k] = p.Get(ctx, archivedKey(out[i].OrderNo))
 		}
 		return nil
 	})
@@ -84,6 +87,8 @@ func (l reconcileLedger) readRetired(ctx context.Context, out []reconcile.Record
 		var a retiredTrade
 		if raw := cmds[k].Val(); raw != "" && json.Unmarshal([]byte(raw), &a) == nil {
 			out[i].Found, out[i].State, out[i].Channel, out[i].AmountFen = true, a.State, a.Channel, a.AmountFen
+		} else if t, err := liveRecord(out[i].OrderNo, markers[k].Val()); err == nil && t.TradeNo == out[i].TradeNo {
+			out[i].Found, out[i].State, out[i].Channel, out[i].AmountFen = true, t.State, t.Channel, t.AmountFen
 		}
 	}
 	return nil

@@ -49,6 +49,15 @@ end
 // (restoreMarker) when a payment or refund after the archival is news;
 // restoreMarker appends to out the trade numbers, "", then the refund
 // numbers it restored (their indexes, on other slots, are the caller's).
+//
+// The same array, followed by [last_change_ms, 1], is a settled order's
+// whole record inside its retention when the order has nothing but its
+// trade (no retired trade, no refund: most orders): a "live" marker,
+// without expiry, ~136 bytes of Redis where the compacted hash costs ~184
+// (issue 17). tradeStore.load reads it as the order's trade; a script
+// that changes such an order first gives it its records back
+// (expandLive, at the order's last change, so that its retention does
+// not start over unless the script changes something).
 const markerLua = `
 local function readMarker(key)
   local raw = redis.call('GET', key)
@@ -56,15 +65,21 @@ local function readMarker(key)
   local a = cjson.decode(raw)
   return {state = a[1], trade_no = a[2], channel = a[3], amount_fen = a[4], refunded_fen = a[5],
     paid_at = a[6], seq = a[7], others = type(a[8]) == 'table' and a[8] or {},
-    refunds = type(a[9]) == 'table' and a[9] or {}}
+    refunds = type(a[9]) == 'table' and a[9] or {}, last = tonumber(a[10]) or 0, live = a[11] == 1}
 end
+-- px: the marker's life (ms) after an archival; 0: a live marker (no
+-- expiry, whatever an earlier marker of the order had); nil: keep it.
 local function writeMarker(key, m, px)
   local others, refunds = m.others, m.refunds
   if next(others) == nil then others = 0 end
   if next(refunds) == nil then refunds = 0 end
-  local raw = cjson.encode({m.state, m.trade_no, m.channel or '', tonumber(m.amount_fen) or 0,
-    tonumber(m.refunded_fen) or 0, tonumber(m.paid_at) or 0, tonumber(m.seq) or 0, others, refunds})
-  if px then redis.call('SET', key, raw, 'PX', px) else redis.call('SET', key, raw, 'KEEPTTL') end
+  local a = {m.state, m.trade_no, m.channel or '', tonumber(m.amount_fen) or 0,
+    tonumber(m.refunded_fen) or 0, tonumber(m.paid_at) or 0, tonumber(m.seq) or 0, others, refunds}
+  if m.live then table.insert(a, tonumber(m.last) or 0) table.insert(a, 1) end
+  local raw = cjson.encode(a)
+  if px == 0 then redis.call('SET', key, raw)
+  elseif px then redis.call('SET', key, raw, 'PX', px)
+  else redis.call('SET', key, raw, 'KEEPTTL') end
 end
 local function restoreMarker(trade, trades, refunds, m, order, now, out)
   redis.call('HSET', trade, 'order_no', order, 'trade_no', m.trade_no, 'channel', m.channel,
@@ -86,6 +101,18 @@ local function restoreMarker(trade, trades, refunds, m, order, now, out)
       reason = 'restored from the archival', created_at = tonumber(now)}))
   end
 end
+-- expandLive gives an order kept as a live marker its trade record back
+-- (nothing else: a live marker has no retired trade and no refund), with
+-- its last change as touched_at, and removes the marker. It returns the
+-- marker it expanded, or nil.
+local function expandLive(trade, archived, order)
+  if redis.call('EXISTS', trade) == 1 then return nil end
+  local m = readMarker(archived)
+  if not m or not m.live then return nil end
+  restoreMarker(trade, nil, nil, m, order, m.last, {})
+  redis.call('DEL', archived)
+  return m
+end
 `
 
 // allocScript starts a new trade for the order, state UNKNOWN, unless the
@@ -102,6 +129,7 @@ end
 // KEYS: trade, trades, archived. ARGV: order_no, trade_no, channel,
 // amount_fen, subject, created_ms, expires_ms, expected_trade_no.
 var allocScript = redis.NewScript(retireLua + markerLua + `
+if ARGV[8] ~= '' then expandLive(KEYS[1], KEYS[3], ARGV[1]) end
 local cur = redis.call('HGET', KEYS[1], 'trade_no') or ''
 if cur ~= ARGV[8] then return 0 end
 local seq = nil
@@ -199,11 +227,14 @@ return {'changed', emit(KEYS[2], KEYS[3], ARGV[3], ARGV[4])}
 // refund is reserved in the same step. Money taken is a fact: PAID is
 // accepted from any state.
 //
-// KEYS: trade, trades, outbox, refunds. ARGV: trade_no, now_ms,
+// KEYS: trade, trades, outbox, refunds, archived. ARGV: trade_no, now_ms,
 // provider_trade_id, paid_event_id, paid_event_json, dup_event_id,
 // dup_event_json, dup_refund_no, order_no.
 // Returns {paid|duplicate|same|unknown, displaced_trade_no, event_json}.
-var recordPaymentScript = redis.NewScript(emitLua + retireLua + `
+var recordPaymentScript = redis.NewScript(emitLua + retireLua + markerLua + `
+local live = redis.call('EXISTS', KEYS[1]) == 0 and readMarker(KEYS[5])
+if live and live.live and live.trade_no == ARGV[1] and live.state == 'PAID' then return {'same', '', ''} end
+expandLive(KEYS[1], KEYS[5], ARGV[9])
 local cur = redis.call('HGET', KEYS[1], 'trade_no')
 local curState = redis.call('HGET', KEYS[1], 'state')
 if cur == ARGV[1] then
@@ -262,6 +293,7 @@ local out = {}
 if redis.call('EXISTS', KEYS[1]) == 0 then
   local m = readMarker(KEYS[3])
   if m then restoreMarker(KEYS[1], KEYS[2], KEYS[4], m, ARGV[5], ARGV[4], out) end
+  if m and m.live then redis.call('DEL', KEYS[3]) end
 end
 if redis.call('HGET', KEYS[1], 'trade_no') == ARGV[1] then return out end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return out end
@@ -275,9 +307,10 @@ return out
 // before the provider is called, so concurrent refunds can never add up to
 // more than was paid. refund_no is the idempotency key.
 //
-// KEYS: trade, refunds. ARGV: refund_no, amount_fen, reason, now_ms.
-// Returns {status, refund_json}.
-var refundReserveScript = redis.NewScript(`
+// KEYS: trade, refunds, archived. ARGV: refund_no, amount_fen, reason,
+// now_ms, order_no. Returns {status, refund_json}.
+var refundReserveScript = redis.NewScript(markerLua + `
+expandLive(KEYS[1], KEYS[3], ARGV[5])
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'not_found', ''} end
 local prev = redis.call('HGET', KEYS[2], ARGV[1])
 if prev then
@@ -543,7 +576,10 @@ return n
 // CLOSED, every retired trade PAID or CLOSED, no refund PROCESSING or
 // ABNORMAL, its outbox empty — is compacted: its trade keeps only what
 // refunds, notifications and reconciliation read (the QR code, subject
-// and creation-time fields go; touched_at keeps its last change). Its
+// and creation-time fields go; touched_at keeps its last change) — or,
+// with nothing but its trade, becomes its live marker (markerLua), which
+// this script expands back into its records once its retention has
+// passed. Its
 // work is bounded by the order's own records: at most maxTrades trades
 // and its refunds.
 //
@@ -576,6 +612,12 @@ return n
 // "<channel> <ms> <member>", each a payment PAID at ms or a refund
 // SUCCESS at ms.
 var retainScript = redis.NewScript(emitLua + markerLua + `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local m = readMarker(KEYS[6])
+  if not m or not m.live then return {'gone'} end
+  if tonumber(ARGV[1]) < m.last + tonumber(ARGV[2]) then return {'wait', tostring(m.last + tonumber(ARGV[2]))} end
+  expandLive(KEYS[1], KEYS[6], ARGV[5]) -- its retention has passed: archived from its records
+end
 local flat = redis.call('HGETALL', KEYS[1])
 if #flat == 0 then return {'gone'} end
 local t = {}
@@ -626,6 +668,13 @@ for i, raw in ipairs(redis.call('HVALS', KEYS[3])) do
 end
 local current = t.archiving and tonumber(t.archiving_last) == last
 if tonumber(ARGV[1]) < last + tonumber(ARGV[2]) then
+  if #retired == 0 and #refunds == 0 and not t.archiving then
+    writeMarker(KEYS[6], {state = t.state, trade_no = t.trade_no, channel = t.channel, amount_fen = t.amount_fen,
+      refunded_fen = t.refunded_fen, paid_at = t.paid_at, seq = t.seq, others = {}, refunds = {},
+      last = last, live = true}, 0)
+    redis.call('DEL', KEYS[1], KEYS[4])
+    return {'wait', tostring(last + tonumber(ARGV[2]))}
+  end
   -- Every byte of a compacted trade is kept for a retention by every
   -- settled order (issue 17): what can be derived goes too — order_no
   -- (the key names it), refunded_fen 0 (read as 0 when absent), and
@@ -696,6 +745,7 @@ local out = {}
 if redis.call('EXISTS', KEYS[1]) == 1 then return out end
 local m = readMarker(KEYS[3])
 if m then restoreMarker(KEYS[1], KEYS[2], KEYS[4], m, ARGV[1], ARGV[2], out) end
+if m and m.live then redis.call('DEL', KEYS[3]) end
 return out
 `)
 

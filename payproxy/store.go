@@ -22,7 +22,8 @@ import (
 //	tollgate:pay:{o:<order_no>}:checks   hash   when the poller looks again (recheck.go)
 //	tollgate:pay:{o:<order_no>}:gap:<trade_no> string  a refund of the trade was just sent (Alipay's 3 s rule)
 //	tollgate:pay:{o:<order_no>}:lock     string redsync lock
-//	tollgate:pay:{o:<order_no>}:archived string an archived order: state and paid trades (retention)
+//	tollgate:pay:{o:<order_no>}:archived string an archived order: state and paid trades (retention); or,
+//	                                      live, a settled order kept as this string alone (markerLua)
 //	tollgate:pay:{t:<trade_no>}          string trade_no → order_no (notifications)
 //	tollgate:pay:{r:<refund_no>}         string refund_no → order_no
 //	tollgate:pay:{due}                   zset   order_no → next poll (ms); orders with work left
@@ -175,13 +176,21 @@ type tradeStore struct {
 // errNoRecord means the order has no trade.
 var errNoRecord = errors.New("no such trade")
 
+// load reads the order's current trade: its record, or the live marker
+// of a settled order (markerLua), read in the same round trip.
 func (s *tradeStore) load(ctx context.Context, order string) (*tradeRecord, error) {
-	m, err := s.rdb.HGetAll(ctx, tradeKey(order)).Result()
-	if err != nil {
+	var rec *redis.MapStringStringCmd
+	var marker *redis.StringCmd
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		rec, marker = p.HGetAll(ctx, tradeKey(order)), p.Get(ctx, archivedKey(order))
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("loading trade of order %s: %w", order, err)
 	}
+	m := rec.Val()
 	if len(m) == 0 || m["trade_no"] == "" {
-		return nil, errNoRecord
+		return liveRecord(order, marker.Val())
 	}
 	num := func(k string) int64 { n, _ := strconv.ParseInt(m[k], 10, 64); return n }
 	var qrIssued, closing, expires time.Time
@@ -200,6 +209,23 @@ func (s *tradeStore) load(ctx context.Context, order string) (*tradeRecord, erro
 		CreatedAt: time.UnixMilli(num("created_at")), ExpiresAt: expires,
 		RefundedFen: num("refunded_fen"), ProviderTradeID: m["provider_trade_id"], ClosingAt: closing,
 	}, nil
+}
+
+// liveRecord reads a settled order kept as a live marker (markerLua) as
+// its trade: what the compacted record would have said.
+func liveRecord(order, marker string) (*tradeRecord, error) {
+	a := &archivedOrder{}
+	if marker == "" {
+		return nil, errNoRecord
+	}
+	if err := json.Unmarshal([]byte(marker), a); err != nil {
+		return nil, fmt.Errorf("decoding the record of order %s: %w", order, err)
+	}
+	if !a.Live {
+		return nil, errNoRecord
+	}
+	return &tradeRecord{OrderNo: order, TradeNo: a.TradeNo, Channel: a.Channel, AmountFen: a.AmountFen,
+		State: a.State, RefundedFen: a.RefundedFen, CreatedAt: time.UnixMilli(0)}, nil
 }
 
 // markClosing records that a close of the order's current trade tradeNo
@@ -409,7 +435,7 @@ func (s *tradeStore) recordPayment(ctx context.Context, t *tradeRecord, provider
 	paid := tradeEvent("trade.paid", t, StatePaid, now)
 	dup := tradeEvent("trade.duplicate_paid", t, StatePaid, now)
 	vals, err := s.durability.Run(ctx, s.rdb, recordPaymentScript,
-		[]string{tradeKey(t.OrderNo), tradesKey(t.OrderNo), outboxKey(t.OrderNo), refundsKey(t.OrderNo)},
+		[]string{tradeKey(t.OrderNo), tradesKey(t.OrderNo), outboxKey(t.OrderNo), refundsKey(t.OrderNo), archivedKey(t.OrderNo)},
 		t.TradeNo, now.UnixMilli(), providerTradeID, paid.ID, paid.Body, dup.ID, dup.Body, dupRefundNo, t.OrderNo).StringSlice()
 	if err != nil {
 		return payment{}, fmt.Errorf("recording the payment of trade %s: %w", t.TradeNo, err)
@@ -482,8 +508,8 @@ func (s *tradeStore) reindex(ctx context.Context, order string, restored []strin
 
 // reserveRefund runs refundReserveScript.
 func (s *tradeStore) reserveRefund(ctx context.Context, order, refundNo string, amount int64, reason string, now time.Time) (string, *refundRecord, error) {
-	vals, err := s.durability.Run(ctx, s.rdb, refundReserveScript, []string{tradeKey(order), refundsKey(order)},
-		refundNo, amount, reason, now.UnixMilli()).StringSlice()
+	vals, err := s.durability.Run(ctx, s.rdb, refundReserveScript, []string{tradeKey(order), refundsKey(order), archivedKey(order)},
+		refundNo, amount, reason, now.UnixMilli(), order).StringSlice()
 	if err != nil || len(vals) != 2 {
 		return "", nil, fmt.Errorf("reserving refund %s: %w", refundNo, err)
 	}
@@ -563,8 +589,11 @@ func (s *tradeStore) scheduleIfAbsent(ctx context.Context, order string, when ti
 // archivedOrder is what an archived order leaves for another retention
 // (retainScript's :archived marker; markerLua spells it).
 type archivedOrder struct {
-	State   string
-	TradeNo string
+	State                  string
+	TradeNo, Channel       string
+	AmountFen, RefundedFen int64
+	// Live: the order is inside its retention, kept as this record alone.
+	Live bool
 	// Others: its retired trades' states; Refunds: its refunds' states.
 	Others  map[string]string
 	Refunds map[string]string
@@ -578,6 +607,10 @@ func (a *archivedOrder) UnmarshalJSON(raw []byte) error {
 	}
 	_ = json.Unmarshal(f[0], &a.State)
 	_ = json.Unmarshal(f[1], &a.TradeNo)
+	_ = json.Unmarshal(f[2], &a.Channel)
+	_ = json.Unmarshal(f[3], &a.AmountFen)
+	_ = json.Unmarshal(f[4], &a.RefundedFen)
+	a.Live = len(f) > 10 && string(f[10]) == "1"
 	a.Others, a.Refunds = map[string]string{}, map[string]string{}
 	var others, refunds map[string][]json.RawMessage
 	if json.Unmarshal(f[7], &others) == nil {
