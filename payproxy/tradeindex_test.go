@@ -51,13 +51,21 @@ func bucketed(t *testing.T, rdb redis.UniversalClient, trades ...string) []strin
 	return out
 }
 
-// asPreviousRelease rewrites trade tn's index as the release before the
-// buckets wrote it: a key of its own, no expiry, no field.
-func asPreviousRelease(t *testing.T, rdb redis.UniversalClient, order, tn string) {
+// payIndexedAsPreviousRelease creates a trade of order, rewrites its
+// index as the release before the buckets wrote it (a key of its own, no
+// expiry, no field) and has the buyer pay it.
+func payIndexedAsPreviousRelease(t *testing.T, e *env, order, channel string) string {
 	t.Helper()
-	ctx := context.Background()
+	ctx, rdb := context.Background(), e.redis.Client()
+	r := e.create(order, channel, 1000)
+	wantStatus(t, r, http.StatusOK, "")
+	tn := r.str("trade_no")
 	must(t, rdb.HDel(ctx, tradeBucket(tn), tn).Err())
 	must(t, rdb.Set(ctx, "tollgate:pay:{t:"+tn+"}", order, 0).Err())
+	if err := e.sim.Pay(tn); err != nil {
+		t.Fatal(err)
+	}
+	return tn
 }
 
 // TestAPaidOrdersTradeIndexIsAFieldOfItsBucketAndNoKeyOfItsOwn: a key per
@@ -239,13 +247,7 @@ func TestATradeIndexedByThePreviousReleasesKeyIsStillFoundByANotificationAndByRe
 	inst := e.start()
 	rdb := e.redis.Client()
 	const order = "TI_PREVIOUS"
-	r := e.create(order, "alipay", 1000)
-	wantStatus(t, r, http.StatusOK, "")
-	tn := r.str("trade_no")
-	asPreviousRelease(t, rdb, order, tn)
-	if err := e.sim.Pay(tn); err != nil {
-		t.Fatal(err)
-	}
+	tn := payIndexedAsPreviousRelease(t, e, order, "alipay")
 	eventually(t, 10*time.Second, "PAID through the previous release's index", func() bool { return e.get(order).str("state") == "PAID" })
 	e.notified(tn)
 	rep := runReconcile(t, inst.AdminURL(), "alipay", today())
@@ -266,13 +268,7 @@ func TestAPreviousReleasesTradeIndexExpiresWithItsOrdersMarker(t *testing.T) {
 	e.start()
 	rdb := e.redis.Client()
 	const order = "TI_PREVIOUS_ARCHIVED"
-	r := e.create(order, "wechat", 1000)
-	wantStatus(t, r, http.StatusOK, "")
-	tn := r.str("trade_no")
-	asPreviousRelease(t, rdb, order, tn)
-	if err := e.sim.Pay(tn); err != nil {
-		t.Fatal(err)
-	}
+	tn := payIndexedAsPreviousRelease(t, e, order, "wechat")
 	e.archivedOf(t, order, 30*time.Second)
 	eventually(t, 10*time.Second, "the previous release's index expiring", func() bool {
 		return rdb.PTTL(context.Background(), "tollgate:pay:{t:"+tn+"}").Val() > 0
