@@ -3,10 +3,12 @@
 package chaos
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +24,12 @@ func tradeKey(order string) string   { return "tollgate:pay:{o:" + order + "}:tr
 func tradesKey(order string) string  { return "tollgate:pay:{o:" + order + "}:trades" }
 func refundsKey(order string) string { return "tollgate:pay:{o:" + order + "}:refunds" }
 func tradeIndexKey(tn string) string { return "tollgate:pay:{t:" + tn + "}" }
+
+// tradeBucketKey is the hash whose field tn indexes a trade of an order
+// with records (payproxy/store.go); tradeIndexKey an archived order's.
+func tradeBucketKey(tn string) string {
+	return fmt.Sprintf("tollgate:pay:{ti:%04x}", crc32.ChecksumIEEE([]byte(tn))%65536)
+}
 
 const (
 	queueKey = "tollgate:pay:{wh}:queue"
@@ -118,10 +126,10 @@ func (w *world) read(ctx context.Context, rdb *redis.Client, st *state) (*record
 	}
 	for start := 0; start < len(st.trades); start += readChunk {
 		chunk := st.trades[start:min(start+readChunk, len(st.trades))]
-		cmds := make([]*redis.StringCmd, len(chunk))
+		cmds := make([][2]*redis.StringCmd, len(chunk))
 		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, t := range chunk {
-				cmds[i] = p.Get(ctx, tradeIndexKey(t.OutTradeNo))
+				cmds[i] = [2]*redis.StringCmd{p.HGet(ctx, tradeBucketKey(t.OutTradeNo), t.OutTradeNo), p.Get(ctx, tradeIndexKey(t.OutTradeNo))}
 			}
 			return nil
 		})
@@ -129,7 +137,8 @@ func (w *world) read(ctx context.Context, rdb *redis.Client, st *state) (*record
 			return nil, err
 		}
 		for i, t := range chunk {
-			r.indexes[t.OutTradeNo] = cmds[i].Val()
+			// The bucket wins (payproxy's tradeIndexRead).
+			r.indexes[t.OutTradeNo] = cmp.Or(cmds[i][0].Val(), cmds[i][1].Val())
 		}
 	}
 	var err error

@@ -137,9 +137,9 @@ func lifecycle(t *testing.T, e *env, order, ch string) {
 }
 
 // TestTradeIndexIsWrittenBeforeItsTradeOnACluster: on a Redis Cluster the
-// trade index (trade_no → order, on the trade number's slot) and the trade
-// (on the order's slot) live on different masters; the index must exist
-// whenever the trade does, or a notification for the trade finds no order.
+// trade index (trade_no → order, a field of the trade number's bucket, on
+// the bucket's slot) and the trade (on the order's slot) live on
+// different masters; the index must exist whenever the trade does, or a notification for the trade finds no order.
 // Writes on every master but the order's are paused while the trade is
 // created, and the trade is watched: it must never be there without its
 // index (a pipeline sends both at once, and the trade's master answers
@@ -182,7 +182,7 @@ func TestTradeIndexIsWrittenBeforeItsTradeOnACluster(t *testing.T) {
 			default:
 			}
 			if tn, _ := cc.HGet(ctx, tradeKey, "trade_no").Result(); tn != "" {
-				if idx, _ := cc.Get(ctx, "tollgate:pay:{t:"+tn+"}").Result(); idx != order {
+				if idx, _ := cc.HGet(ctx, tradeBucket(tn), tn).Result(); idx != order {
 					t.Fatalf("trade %s of order %s exists while its index says %q", tn, order, idx)
 				}
 			}
@@ -192,7 +192,7 @@ func TestTradeIndexIsWrittenBeforeItsTradeOnACluster(t *testing.T) {
 			_ = m.Client().Do(ctx, "CLIENT", "UNPAUSE").Err()
 		}
 		wantStatus(t, r, 200, "")
-		if masterOf("tollgate:pay:{t:"+r.str("trade_no")+"}") != home {
+		if masterOf(tradeBucket(r.str("trade_no"))) != home {
 			crossNode++
 		}
 	}

@@ -96,13 +96,13 @@ func (l reconcileLedger) readRetired(ctx context.Context, out []reconcile.Record
 
 // orders resolves each ref's order through the trade or refund index.
 func (l reconcileLedger) orders(ctx context.Context, refs []reconcile.Ref) ([]string, error) {
-	cmds := make([]*redis.StringCmd, len(refs))
+	idx := make([]tradeIndexRead, len(refs))
 	_, err := l.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range refs {
 			if r.Refund {
-				cmds[i] = p.Get(ctx, refundIndexKey(r.RefundNo))
+				idx[i].key = p.Get(ctx, refundIndexKey(r.RefundNo))
 			} else {
-				cmds[i] = p.Get(ctx, tradeIndexKey(r.TradeNo))
+				idx[i] = readTradeIndex(ctx, p, r.TradeNo)
 			}
 		}
 		return nil
@@ -111,8 +111,11 @@ func (l reconcileLedger) orders(ctx context.Context, refs []reconcile.Ref) ([]st
 		return nil, fmt.Errorf("reading trade indexes: %w", err)
 	}
 	out := make([]string, len(refs))
-	for i, c := range cmds {
-		out[i] = c.Val()
+	for i, c := range idx {
+		if err := c.err(); err != nil {
+			return nil, fmt.Errorf("reading trade indexes: %w", err)
+		}
+		out[i] = c.order()
 	}
 	return out, nil
 }

@@ -26,7 +26,8 @@ func TestANoBillAnswerNeverErasesADifferenceAlreadyFound(t *testing.T) {
 
 	gone := e.paidOrder("NOBILL_GONE", "alipay", 300)
 	e.notified(gone)
-	must(t, c.Del(ctx, tradeHash("NOBILL_GONE"), "tollgate:pay:{t:"+gone+"}").Err())
+	must(t, c.Del(ctx, tradeHash("NOBILL_GONE")).Err())
+	must(t, c.HDel(ctx, tradeBucket(gone), gone).Err())
 	first := runReconcile(t, admin, "alipay", today())
 	if d, ok := diffOf(first, gone, ""); !ok || d.Kind != "missing_locally" || d.Healed {
 		t.Fatalf("first run: %+v", first)
@@ -97,7 +98,8 @@ func TestAFailedRecheckKeepsTheDifferencesOfTheLastCompleteRun(t *testing.T) {
 
 	gone := e.paidOrder("RECHECK_GONE", "alipay", 300)
 	e.notified(gone)
-	must(t, c.Del(ctx, tradeHash("RECHECK_GONE"), "tollgate:pay:{t:"+gone+"}").Err())
+	must(t, c.Del(ctx, tradeHash("RECHECK_GONE")).Err())
+	must(t, c.HDel(ctx, tradeBucket(gone), gone).Err())
 	if rep := runReconcile(t, admin, "alipay", today()); len(rep.Differences) != 1 {
 		t.Fatalf("first run: %+v", rep)
 	}

@@ -252,7 +252,8 @@ func TestTamperedRecordsAreReportedAndOnlyConfirmedOnesHealed(t *testing.T) {
 
 	goneTrade := e.paidOrder("T_GONE", "alipay", 300)
 	e.notified(goneTrade)
-	must(t, c.Del(ctx, tradeHash("T_GONE"), "tollgate:pay:{t:"+goneTrade+"}").Err())
+	must(t, c.Del(ctx, tradeHash("T_GONE")).Err())
+	must(t, c.HDel(ctx, tradeBucket(goneTrade), goneTrade).Err())
 	orphanTrade := e.paidOrder("T_ORPHAN", "alipay", 400)
 	e.notified(orphanTrade)
 	must(t, c.Del(ctx, tradeHash("T_ORPHAN")).Err())

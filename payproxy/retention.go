@@ -142,7 +142,7 @@ func (p *PayProxy) archived(ctx context.Context, order string, vals []string) ti
 	if n, err := p.rdb.Exists(ctx, tradeKey(order)).Result(); err == nil && n == 1 {
 		return time.Time{}
 	}
-	if err := p.indexesArchived(ctx, parts[0], parts[1], parts[2]); err != nil && ctx.Err() == nil {
+	if err := p.indexesArchived(ctx, order, parts[0], parts[1], parts[2]); err != nil && ctx.Err() == nil {
 		p.logger.Warn("removing an archived order's indexes failed", zap.String("order_no", order), zap.Error(err))
 	}
 	p.logger.Debug("order archived", zap.String("order_no", order))
@@ -167,11 +167,15 @@ func splitEmpty(vals []string) [][]string {
 // claim one of its refund numbers while it may come back), removes the
 // reconciliation index's entries ("<channel> <ms> <member>"), one command
 // per key in a pipeline (they live on different Cluster slots: a
-// multi-key command would be CROSSSLOT).
-func (p *PayProxy) indexesArchived(ctx context.Context, trades, refunds, indexed []string) error {
+// multi-key command would be CROSSSLOT). A trade's index moves out of its
+// bucket, which has no expiry of its own, into a key that expires
+// (tradeIndexesArchived).
+func (p *PayProxy) indexesArchived(ctx context.Context, order string, trades, refunds, indexed []string) error {
+	var moved []*redis.Cmd
 	cmds, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for _, no := range trades {
-			pipe.PExpire(ctx, tradeIndexKey(no), time.Duration(p.Retention))
+			moved = append(moved, archiveTradeIndexScript.Eval(ctx, pipe, []string{tradeIndexKey(no)},
+				order, time.Duration(p.Retention).Milliseconds()))
 		}
 		for _, no := range refunds {
 			pipe.PExpire(ctx, refundIndexKey(no), time.Duration(p.Retention))
@@ -186,8 +190,40 @@ func (p *PayProxy) indexesArchived(ctx context.Context, trades, refunds, indexed
 		}
 		return nil
 	})
+	if err := p.tradeIndexesArchived(ctx, order, trades, moved); err != nil {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("archiving %d indexes: %w", len(cmds), err)
+	}
+	return nil
+}
+
+// tradeIndexesArchived removes the archived order's trades from their
+// buckets once their keys of their own are written (moved: each one's
+// archiveTradeIndexScript), never before, and only those whose key was
+// answered: an instance that dies between the two steps, or a key that
+// failed, leaves both, naming the same order (the bucket's field stays,
+// as the index of an order that died mid-archival does), never neither.
+// A key that names another order is left alone and logged (the field,
+// this order's, goes all the same).
+func (p *PayProxy) tradeIndexesArchived(ctx context.Context, order string, trades []string, moved []*redis.Cmd) error {
+	_, err := p.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, no := range trades {
+			n, err := moved[i].Int()
+			if err != nil {
+				continue
+			}
+			if n == 0 {
+				p.logger.Warn("an archived order's trade index names another order; left alone",
+					zap.String("order_no", order), zap.String("trade_no", no))
+			}
+			unbucketTradeScript.Eval(ctx, pipe, []string{tradeBucketKey(no)}, order, no)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("removing %d trade indexes from their buckets: %w", len(trades), err)
 	}
 	return nil
 }

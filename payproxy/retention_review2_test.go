@@ -278,7 +278,7 @@ func TestTheLateSuccessOfAnArchivedOrdersFailedRefundIsNotStrandedWhenQueueingFa
 	})
 	// Redis refuses the webhook queue and the due set (other slots than
 	// the order's: on a Cluster, another master failing over).
-	must(t, admin.Do(ctx, "ACL", "SETUSER", "default", "resetkeys", "~tollgate:pay:{o:*", "~tollgate:pay:{t:*").Err())
+	must(t, admin.Do(ctx, "ACL", "SETUSER", "default", "resetkeys", "~tollgate:pay:{o:*", "~tollgate:pay:{t:*", "~tollgate:pay:{ti:*").Err())
 	if err := e.sim.RefundSucceed("REV2_ST_R1"); err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,8 @@ import (
 )
 
 // orderKeys are an order's keys in Redis (store.go's layout) and its
-// trade's index.
+// trade's index as a key of its own (an archived order's; a live order's
+// is a field of its bucket: bucketed).
 func orderKeys(order, tradeNo string) []string {
 	return []string{
 		"tollgate:pay:{o:" + order + "}:trade", "tollgate:pay:{o:" + order + "}:trades",
@@ -139,7 +140,7 @@ func TestSettledOrdersLeaveRedisAfterRetentionAndOpenOnesStay(t *testing.T) {
 			for _, r := range o.refundIndexes {
 				keys = append(keys, "tollgate:pay:{r:"+r+"}")
 			}
-			return len(existing(t, rdb, keys...)) == 0
+			return len(existing(t, rdb, keys...)) == 0 && len(bucketed(t, rdb, o.trade)) == 0
 		})
 		ev := e.hooks.ofType("trade.archived", o.order)[0]
 		d := ev.Data
@@ -289,7 +290,7 @@ func TestRetentionOnRedisCluster(t *testing.T) {
 }
 
 // archiveMany pays n orders (both channels) and waits for each to be
-// archived once, with every key gone.
+// archived once, with every key and its bucket field gone.
 func archiveMany(t *testing.T, e *env, rdb redis.UniversalClient, prefix string, n int) {
 	t.Helper()
 	trades := make([]string, n)
@@ -299,7 +300,8 @@ func archiveMany(t *testing.T, e *env, rdb redis.UniversalClient, prefix string,
 	for i, tn := range trades {
 		order := fmt.Sprintf("%s_%d", prefix, i)
 		eventually(t, 30*time.Second, order+" archived", func() bool {
-			return len(e.hooks.ofType("trade.archived", order)) > 0 && len(existing(t, rdb, orderKeys(order, tn)...)) == 0
+			return len(e.hooks.ofType("trade.archived", order)) > 0 && len(existing(t, rdb, orderKeys(order, tn)...)) == 0 &&
+				len(bucketed(t, rdb, tn)) == 0
 		})
 	}
 	e.quiesce()

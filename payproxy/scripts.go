@@ -760,6 +760,40 @@ redis.call('SET', KEYS[1], ARGV[1])
 return 1
 `)
 
+// reindexTradeScript binds a trade's index, the field trade_no of its
+// bucket, to the order, unless it names another order.
+//
+// KEYS: bucket. ARGV: order_no, trade_no. Returns 1, or 0 (another
+// order's).
+var reindexTradeScript = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[2])
+if v and v ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[1])
+return 1
+`)
+
+// archiveTradeIndexScript writes an archived order's trade index as a
+// key of its own that expires with the order's marker, unless the key
+// names another order.
+//
+// KEYS: trade index. ARGV: order_no, ttl_ms. Returns 1, or 0 (another
+// order's).
+var archiveTradeIndexScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v and v ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+// unbucketTradeScript removes a trade's field from its bucket if it
+// names the order.
+//
+// KEYS: bucket. ARGV: order_no, trade_no. Returns 1 if removed.
+var unbucketTradeScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[2]) ~= ARGV[1] then return 0 end
+return redis.call('HDEL', KEYS[1], ARGV[2])
+`)
+
 // confirmScript writes the field confirm WAITs on, only into a record
 // that exists (an order archived meanwhile must not get a stray record).
 //

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"slices"
 	"strconv"
 	"time"
 
@@ -24,7 +26,9 @@ import (
 //	tollgate:pay:{o:<order_no>}:lock     string redsync lock
 //	tollgate:pay:{o:<order_no>}:archived string an archived order: state and paid trades (retention); or,
 //	                                      live, a settled order kept as this string alone (markerLua)
-//	tollgate:pay:{t:<trade_no>}          string trade_no → order_no (notifications)
+//	tollgate:pay:{ti:<bucket>}           hash   trade_no → order_no of orders with records (notifications; tradeBuckets)
+//	tollgate:pay:{t:<trade_no>}          string trade_no → order_no of an archived order (expires with its marker),
+//	                                            or written by a release before the buckets (no expiry until archived)
 //	tollgate:pay:{r:<refund_no>}         string refund_no → order_no
 //	tollgate:pay:{due}                   zset   order_no → next poll (ms); orders with work left
 //	tollgate:pay:{wh}:queue              zset   event id → next delivery attempt (ms)
@@ -45,8 +49,25 @@ func refundGapKey(order, tradeNo string) string {
 	return keyPrefix + "{o:" + order + "}:gap:" + tradeNo
 }
 func tradeIndexKey(tn string) string { return keyPrefix + "{t:" + tn + "}" }
+func tradeBucketKey(tn string) string {
+	return keyPrefix + fmt.Sprintf("{ti:%04x}", crc32.ChecksumIEEE([]byte(tn))%tradeBuckets)
+}
 func refundIndexKey(r string) string { return keyPrefix + "{r:" + r + "}" }
 func tombstoneKey(id string) string  { return keyPrefix + "{wh}:done:" + id }
+
+// tradeBuckets is how many hashes hold the live trade indexes. A key of
+// its own costs a trade index ~130 bytes, mostly Redis's per-key
+// overhead; a field of a small (listpack) hash ~50. 65 536 buckets (4 hex
+// digits, spread over every Cluster slot) hold ~17 fields each at a
+// million live orders and stay under hash-max-listpack-entries (512, the
+// default) up to ~30 million, so a bucket stays listpack-encoded (compact,
+// and an HGET scans at most a few hundred short entries) at any size a
+// single deployment keeps inside its retention (a field stays under
+// hash-max-listpack-value, 64 bytes: trade numbers have 28 characters,
+// order numbers at most 64, api.go). Fewer buckets would pass
+// 512 sooner (a hashtable-encoded hash saves little over keys); more
+// would spread each bucket's own overhead over fewer fields.
+const tradeBuckets = 1 << 16
 
 // tombstoneTTL is how long a delivered event id is remembered (in
 // seconds). A tombstone only stops a flush of the order's outbox that read
@@ -289,24 +310,66 @@ func (s *tradeStore) retired(ctx context.Context, order string) ([]*tradeRecord,
 
 // orderOfTrade finds the order a provider's out_trade_no belongs to.
 func (s *tradeStore) orderOfTrade(ctx context.Context, tradeNo string) (string, error) {
-	o, err := s.rdb.Get(ctx, tradeIndexKey(tradeNo)).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", errNoRecord
+	var idx tradeIndexRead
+	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		idx = readTradeIndex(ctx, pipe, tradeNo)
+		return nil
+	})
+	if err == nil || errors.Is(err, redis.Nil) {
+		err = idx.err()
 	}
-	return o, err
+	if err != nil {
+		return "", fmt.Errorf("reading the index of trade %s: %w", tradeNo, err)
+	}
+	if o := idx.order(); o != "" {
+		return o, nil
+	}
+	return "", errNoRecord
+}
+
+// tradeIndexRead is a trade's index as read in a pipeline: its bucket's
+// field (an order with records) and its key of its own (an archived
+// order's, expiring with its marker, or one a release before the buckets
+// wrote). On a Cluster they live on two slots: the pipeline sends to both.
+type tradeIndexRead struct{ field, key *redis.StringCmd }
+
+func readTradeIndex(ctx context.Context, pipe redis.Pipeliner, tradeNo string) tradeIndexRead {
+	return tradeIndexRead{field: pipe.HGet(ctx, tradeBucketKey(tradeNo), tradeNo), key: pipe.Get(ctx, tradeIndexKey(tradeNo))}
+}
+
+// order is the order the index names ("": none). The bucket wins: it is
+// written last by a restore (reindex) and removed last by an archival
+// (tradeIndexesArchived), so while both exist it is the current one. A
+// refund's index is read as a key alone (no field).
+func (r tradeIndexRead) order() string {
+	if r.field != nil && r.field.Val() != "" {
+		return r.field.Val()
+	}
+	return r.key.Val()
+}
+
+// err is the first failure of the two reads, a missing one aside (a
+// pipeline reports only its first error, which may be the other's nil).
+func (r tradeIndexRead) err() error {
+	for _, c := range []*redis.StringCmd{r.field, r.key} {
+		if c != nil && c.Err() != nil && !errors.Is(c.Err(), redis.Nil) {
+			return c.Err()
+		}
+	}
+	return nil
 }
 
 // allocate stores a new trade (state UNKNOWN) before the provider is
 // called, so that a retry after a lost answer reuses its number, and puts
-// the order into the due set. The index (trade_no → order) is written
-// first and on its own: on a Cluster it lives on another master than the
-// trade, and a pipeline sends to both at once, so the trade could exist
+// the order into the due set. The index (trade_no → order, a field of
+// its bucket) is written first and on its own: on a Cluster it lives on
+// another master than the trade, and a pipeline sends to both at once, so the trade could exist
 // (and be answered, and be paid) while its index, which its notifications
 // need, did not. An orphan index is harmless. With wait_replicas the WAIT
 // after the trade covers the index too: replication is one stream per
 // master, and the trade's write comes later.
 func (s *tradeStore) allocate(ctx context.Context, t *tradeRecord, expectTradeNo string, pollAt time.Time) (bool, error) {
-	if err := s.rdb.Set(ctx, tradeIndexKey(t.TradeNo), t.OrderNo, 0).Err(); err != nil {
+	if err := s.rdb.HSet(ctx, tradeBucketKey(t.TradeNo), t.TradeNo, t.OrderNo).Err(); err != nil {
 		return false, fmt.Errorf("indexing trade %s: %w", t.TradeNo, err)
 	}
 	var alloc *redis.Cmd
@@ -324,7 +387,7 @@ func (s *tradeStore) allocate(ctx context.Context, t *tradeRecord, expectTradeNo
 		return false, fmt.Errorf("allocating trade for order %s: %w", t.OrderNo, err)
 	}
 	if n == 2 { // archived paid: the index written above names no trade
-		if err := s.rdb.Del(ctx, tradeIndexKey(t.TradeNo)).Err(); err != nil {
+		if err := s.rdb.HDel(ctx, tradeBucketKey(t.TradeNo), t.TradeNo).Err(); err != nil {
 			return false, fmt.Errorf("unindexing trade %s: %w", t.TradeNo, err)
 		}
 		return false, errOrderPaid
@@ -476,31 +539,66 @@ func (s *tradeStore) adopt(ctx context.Context, order, tradeNo, channel string, 
 
 // reindex gives the trades and refunds of an order restored from its
 // marker (restored: trade numbers, "", refund numbers) their indexes
-// back, without expiry (archival made them expire with the marker),
-// never taking over one that names another order (reindexScript). One
-// command per key (other Cluster slots).
+// back, without expiry (archival made them expire with the marker): a
+// trade's as a field of its bucket again (reindexTradeScript), a
+// refund's as its key (reindexScript), never taking over one that names
+// another order. One command per key (other Cluster slots).
 func (s *tradeStore) reindex(ctx context.Context, order string, restored []string) error {
 	if len(restored) == 0 {
 		return nil
 	}
+	trades, refunds := restored, []string(nil)
+	if i := slices.Index(restored, ""); i >= 0 {
+		trades, refunds = restored[:i], restored[i+1:]
+	}
+	if err := s.tradesUnclaimed(ctx, order, trades); err != nil {
+		return err
+	}
 	var cmds []*redis.Cmd
 	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		key := tradeIndexKey
-		for _, no := range restored {
-			if no == "" {
-				key = refundIndexKey
-				continue
-			}
-			cmds = append(cmds, reindexScript.Eval(ctx, pipe, []string{key(no)}, order))
+		for _, no := range trades {
+			cmds = append(cmds, reindexTradeScript.Eval(ctx, pipe, []string{tradeBucketKey(no)}, order, no))
+		}
+		for _, no := range refunds {
+			cmds = append(cmds, reindexScript.Eval(ctx, pipe, []string{refundIndexKey(no)}, order))
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("indexing restored order %s: %w", order, err)
 	}
-	for _, c := range cmds {
-		if n, _ := c.Int(); n == 0 {
-			return fmt.Errorf("indexing restored order %s: %s names another order", order, c.Args()[3])
+	for i, no := range slices.Concat(trades, refunds) {
+		if n, _ := cmds[i].Int(); n == 0 {
+			return fmt.Errorf("indexing restored order %s: the index of %s names another order", order, no)
+		}
+	}
+	return nil
+}
+
+// tradesUnclaimed refuses to index trades whose key of their own (an
+// archived order's, or one a release before the buckets wrote) names
+// another order: the bucket would win over it. It is read before the
+// bucket is written and on another slot: only an archival of another
+// order holding the same trade number, between the two, could write such
+// a key, and no order is given another's trade number (allocate makes
+// them, adopt takes the order from the index).
+func (s *tradeStore) tradesUnclaimed(ctx context.Context, order string, trades []string) error {
+	if len(trades) == 0 {
+		return nil
+	}
+	cmds := make([]*redis.StringCmd, len(trades))
+	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, no := range trades {
+			cmds[i] = pipe.Get(ctx, tradeIndexKey(no))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("indexing restored order %s: %w", order, err)
+	}
+	for i, c := range cmds {
+		if o := c.Val(); o != "" && o != order {
+			return fmt.Errorf("indexing restored order %s: %s names another order", order, tradeIndexKey(trades[i]))
 		}
 	}
 	return nil

@@ -450,6 +450,8 @@ func kindOf(key string) string {
 		return "order" + suffix
 	case strings.HasPrefix(rest, "{t:"):
 		return "trade index {t:}"
+	case strings.HasPrefix(rest, "{ti:"):
+		return "trade index bucket {ti:}"
 	case strings.HasPrefix(rest, "{r:"):
 		return "refund index {r:}"
 	case strings.HasPrefix(rest, "{wh}:done:"):
