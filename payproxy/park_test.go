@@ -17,28 +17,29 @@ const (
 	parkedBuckets = "tollgate:pay:{due}:parked"
 )
 
+// countParked counts ARGV[1]'s entries in every registered parked list,
+// and all entries, at one instant (one script: a sample taken between an
+// unpark and the park that follows must not count an order twice).
+const countParked = `
+local mine, all = 0, 0
+for _, b in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  for _, o in ipairs(redis.call('LRANGE', KEYS[1] .. ':' .. b, 0, -1)) do
+    all = all + 1
+    if o == ARGV[1] then mine = mine + 1 end
+  end
+end
+return {mine, all}
+`
+
 // parkedEntries counts order's entries in the parked lists (every
 // registered bucket), and all entries of every order.
 func parkedEntries(t testing.TB, rdb redis.UniversalClient, order string) (mine, all int) {
 	t.Helper()
-	ctx := context.Background()
-	buckets, err := rdb.ZRange(ctx, parkedBuckets, 0, -1).Result()
-	if err != nil {
-		t.Fatal(err)
+	n, err := rdb.Eval(context.Background(), countParked, []string{parkedBuckets}, order).Int64Slice()
+	if err != nil || len(n) != 2 {
+		t.Fatalf("counting parked entries: %v %v", n, err)
 	}
-	for _, b := range buckets {
-		orders, err := rdb.LRange(ctx, parkedBuckets+":"+b, 0, -1).Result()
-		if err != nil {
-			t.Fatal(err)
-		}
-		all += len(orders)
-		for _, o := range orders {
-			if o == order {
-				mine++
-			}
-		}
-	}
-	return mine, all
+	return int(n[0]), int(n[1])
 }
 
 // inDueZset tells whether order has an entry in the due zset.
