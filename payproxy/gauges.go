@@ -29,7 +29,7 @@ func newWebhookGauges() *webhookGauges {
 		dead: prometheus.NewDesc(prometheus.BuildFQName(ns, sub, "webhook_dead_letters"),
 			"Webhook events in the dead-letter list, read from Redis at scrape time.", nil, nil),
 		orders: prometheus.NewDesc(prometheus.BuildFQName(ns, sub, "orders_in_redis"),
-			"Orders payproxy holds in Redis (the due set's size, ZCARD: every order with records is in it until it is archived), read at scrape time.", nil, nil),
+			"Orders payproxy holds in Redis (every order with records is scheduled until it is archived: the due set's size plus its parked lists' lengths; an order parked and scheduled anew meanwhile may count twice), read at scrape time.", nil, nil),
 		up: prometheus.NewDesc(prometheus.BuildFQName(ns, sub, "redis_up"),
 			"1 when this scrape could read payproxy's Redis (the trade store), 0 when it could not.", nil, nil),
 	}
@@ -69,18 +69,27 @@ func (g *webhookGauges) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(g.orders, prometheus.GaugeValue, float64(orders))
 }
 
-// redisLengths reads the three lengths in one pipeline (O(1) each: ZCARD,
-// LLEN, ZCARD; on a Cluster the client sends it to each slot's master).
+// redisLengths reads the three lengths: the webhook queue's and the dead
+// letters' in one pipeline (O(1) each: ZCARD, LLEN; on a Cluster the
+// client sends each to its slot's master), the orders by
+// ordersInRedisScript on the {due} slot (the due zset's ZCARD and the
+// LLEN of each parked bucket: at most retention/bucket width + a few,
+// ~720 with the default retention, see parkWidth). An order parked and
+// then scheduled anew holds two entries until the parked one is
+// unparked: it may be counted twice meanwhile.
 func redisLengths(ctx context.Context, rdb redis.UniversalClient) (queued, dead, orders int64, err error) {
-	var q, d, o *redis.IntCmd
+	var q, d *redis.IntCmd
 	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		q = p.ZCard(ctx, queueKey)
 		d = p.LLen(ctx, deadKey)
-		o = p.ZCard(ctx, dueKey)
 		return nil
 	})
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	return q.Val(), d.Val(), o.Val(), nil
+	orders, err = ordersInRedisScript.Run(ctx, rdb, []string{dueKey, parkedKey}).Int64()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return q.Val(), d.Val(), orders, nil
 }

@@ -46,7 +46,8 @@ func (p *PayProxy) recordPayment(ctx context.Context, t *tradeRecord, providerTr
 		p.indexForReconcile(ctx, t.Channel, reconcile.Ref{TradeNo: t.TradeNo})
 		// An order back from its archival (a payment of a trade its
 		// marker did not hold) is off the due set: it must be archived
-		// again. Any other order is due already, and keeps its time.
+		// again. Any other order is due already, and keeps its time, or
+		// parked (park.go): it is visited once more.
 		if err := p.store.scheduleIfAbsent(ctx, t.OrderNo, p.soon()); err != nil {
 			p.logger.Warn("scheduling order failed", zap.String("order_no", t.OrderNo), zap.Error(err))
 		}

@@ -16,7 +16,9 @@ import (
 // handled by one instance at a time, and a crashed instance's lease simply
 // runs out. Each round leaves the order due at the earliest time one of
 // its parts needs looking at again (recheck.go): poll_interval for an
-// unpaid trade, later after failures, and each refund on its schedule.
+// unpaid trade, later after failures, and each refund on its schedule; a
+// settled order waiting only for its archival is parked out of the due
+// set until then (park.go).
 
 const pollBatch = 50
 
@@ -43,6 +45,7 @@ func (p *PayProxy) runPoller(ctx context.Context) {
 // pollOnce handles leased batches while they come full, at most
 // pollBatches.
 func (p *PayProxy) pollOnce(ctx context.Context) {
+	p.unpark(ctx, time.Now()) // the parked orders whose bucket has ended
 	for range pollBatches {
 		if p.pollBatch(ctx) < pollBatch || ctx.Err() != nil {
 			return
@@ -66,8 +69,11 @@ func (p *PayProxy) pollBatch(ctx context.Context) int {
 		if ctx.Err() != nil {
 			return 0
 		}
-		next := p.pollOrder(ctx, order)
-		p.reschedule(ctx, order, next, leaseScore)
+		if next, wait := p.pollOrder(ctx, order); wait {
+			p.park(ctx, order, next, leaseScore)
+		} else {
+			p.reschedule(ctx, order, next, leaseScore)
+		}
 	}
 	return len(orders)
 }
@@ -87,22 +93,23 @@ func (p *PayProxy) reschedule(ctx context.Context, order string, next time.Time,
 }
 
 // pollOrder does the order's pending work that is due and returns when
-// the order needs looking at again (zero: nothing left).
-func (p *PayProxy) pollOrder(ctx context.Context, order string) time.Time {
+// the order needs looking at again (zero: nothing left), and whether it
+// is compacted and only waits for its archival then (parked).
+func (p *PayProxy) pollOrder(ctx context.Context, order string) (time.Time, bool) {
 	empty, err := p.flushOutbox(ctx, order)
 	if err != nil {
-		return p.soon()
+		return p.soon(), false
 	}
 	t, err := p.store.load(ctx, order)
 	if errors.Is(err, errNoRecord) {
-		return time.Time{}
+		return time.Time{}, false
 	}
 	if err != nil {
-		return p.soon()
+		return p.soon(), false
 	}
 	checks, err := p.store.checks(ctx, order)
 	if err != nil {
-		return p.soon()
+		return p.soon(), false
 	}
 	var next dueTime
 	if !empty {
@@ -122,10 +129,10 @@ func (p *PayProxy) pollOrder(ctx context.Context, order string) time.Time {
 		}
 	}
 	if next.t.IsZero() {
-		// Nothing left to do: the order stays due for its retention.
+		// Nothing left to do: the order stays scheduled for its retention.
 		return p.retain(ctx, order)
 	}
-	return next.t
+	return next.t, false
 }
 
 // pollTrade queries an unpaid trade, and closes it once past its deadline.

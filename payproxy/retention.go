@@ -16,11 +16,11 @@ import (
 )
 
 // Retention keeps payproxy's Redis a working set, not an archive. Every
-// order stays in the due set while it has records: once the poller finds
+// order stays scheduled while it has records: once the poller finds
 // nothing left to do for it, retainScript compacts it and the order is
-// due again when its retention has passed since its last change; the
-// poller (one instance at a time per order, through its lease, in its
-// batches) then writes trade.archived, and at a later visit, once the
+// due again when its retention has passed since its last change (parked
+// meanwhile out of the due set, park.go); the poller (one instance at a
+// time per order, through its lease, in its batches) then writes trade.archived, and at a later visit, once the
 // backend has acknowledged it, removes the order's records, then the
 // indexes of its refunds and its entries in reconciliation's index, which
 // live on other Cluster slots (its trades' indexes expire with the
@@ -42,14 +42,22 @@ const (
 
 // retain compacts a settled order, or archives it once its retention has
 // passed, and returns when the poller should look at it again (zero:
-// archived or gone).
-func (p *PayProxy) retain(ctx context.Context, order string) time.Time {
-	return p.retainAt(ctx, order, time.Now())
+// archived or gone), and whether the order is compacted and only waits
+// for that time (retainWait: the poller parks it, park.go).
+func (p *PayProxy) retain(ctx context.Context, order string) (time.Time, bool) {
+	return p.retainWaiting(ctx, order, time.Now())
 }
 
 // retainAt is retain at the time now (the footprint benchmark archives a
-// million orders without waiting for their retention).
+// million orders without waiting for their retention; retainAndPark also
+// parks the order as the poller does).
 func (p *PayProxy) retainAt(ctx context.Context, order string, now time.Time) time.Time {
+	next, _ := p.retainWaiting(ctx, order, now)
+	return next
+}
+
+// retainWaiting is retain at the time now.
+func (p *PayProxy) retainWaiting(ctx context.Context, order string, now time.Time) (time.Time, bool) {
 	retention := time.Duration(p.Retention)
 	delivery, err := p.archivalDelivery(ctx, order)
 	var vals []string
@@ -62,17 +70,25 @@ func (p *PayProxy) retainAt(ctx context.Context, order string, now time.Time) ti
 		if ctx.Err() == nil {
 			p.logger.Warn("retaining order failed", zap.String("order_no", order), zap.Error(err))
 		}
-		return p.soon()
+		return p.soon(), false
 	}
+	if vals[0] == retainWait {
+		ms, err := strconv.ParseInt(vals[1], 10, 64)
+		if err != nil {
+			return now.Add(retention), true
+		}
+		return time.UnixMilli(ms), true
+	}
+	return p.retainNext(ctx, order, now, vals), false
+}
+
+// retainNext is when to look at the order again after retainScript's
+// answer vals (other than a wait).
+func (p *PayProxy) retainNext(ctx context.Context, order string, now time.Time, vals []string) time.Time {
+	retention := time.Duration(p.Retention)
 	switch vals[0] {
 	case retainGone:
 		return time.Time{}
-	case retainWait:
-		ms, err := strconv.ParseInt(vals[1], 10, 64)
-		if err != nil {
-			return now.Add(retention)
-		}
-		return time.UnixMilli(ms)
 	case retainEmitted:
 		p.publish(ctx, order, &event{ID: vals[1], Body: vals[2]})
 		return p.soon()

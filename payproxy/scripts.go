@@ -448,6 +448,63 @@ if s and tonumber(s) == tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[
 return 0
 `)
 
+// parkScript parks a settled order waiting for its archival (see
+// park.go): it leaves the due zset for the list of the bucket ending at
+// ARGV[3], registered in the parked zset (member and score: the bucket's
+// end), if its score is still the lease ARGV[2] the caller holds, or
+// ARGV[2] is "" (no lease: the footprint benchmark). An order scheduled
+// anew meanwhile (a refund) keeps its zset entry and is not parked; one
+// with no zset entry at all is parked (as rescheduleScript would add it
+// back: an order with records is never left unscheduled; a second entry
+// collapses when unparked).
+//
+// KEYS: due, parked, parked list. ARGV: member, lease_score or "", bucket_end_ms.
+var parkScript = redis.NewScript(`
+local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if s and ARGV[2] ~= '' and tonumber(s) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[3])
+return 1
+`)
+
+// unparkScript moves up to ARGV[2] parked orders whose bucket has ended
+// (by ARGV[1]) back into the due zset, due now, NX: an order scheduled
+// meanwhile keeps its earlier entry, and the entries of an order parked
+// twice collapse. A bucket whose list is empty is unregistered. Popping
+// and adding in one script: an instance that dies after it loses nothing.
+// A bucket's list is KEYS[2]:<bucket_end_ms> (the {due} slot).
+//
+// KEYS: due, parked. ARGV: now_ms, limit. Returns how many were moved.
+var unparkScript = redis.NewScript(`
+local now, left, moved = tonumber(ARGV[1]), tonumber(ARGV[2]), 0
+while left > 0 do
+  local b = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1)
+  if #b == 0 then break end
+  local list = KEYS[2] .. ':' .. b[1]
+  local orders = redis.call('LPOP', list, left)
+  if orders then
+    for _, o in ipairs(orders) do redis.call('ZADD', KEYS[1], 'NX', now, o) end
+    left, moved = left - #orders, moved + #orders
+  end
+  if redis.call('EXISTS', list) == 0 then redis.call('ZREM', KEYS[2], b[1]) end
+end
+return moved
+`)
+
+// ordersInRedisScript counts the orders with records: the due zset's
+// size plus the length of every registered parked list (at most
+// retention/bucket width + a few, see parkWidth).
+//
+// KEYS: due, parked.
+var ordersInRedisScript = redis.NewScript(`
+local n = redis.call('ZCARD', KEYS[1])
+for _, b in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  n = n + redis.call('LLEN', KEYS[2] .. ':' .. b)
+end
+return n
+`)
+
 // enqueueScript puts an event into the webhook queue once, whatever the
 // number of times the outbox is flushed: an event already delivered (or
 // dead-lettered) has a tombstone and is not queued again.

@@ -30,7 +30,9 @@ import (
 //	tollgate:pay:{t:<trade_no>}          string trade_no → order_no of an archived order (expires with its marker),
 //	                                            or written by a release before the buckets (no expiry until archived)
 //	tollgate:pay:{r:<refund_no>}         string refund_no → order_no
-//	tollgate:pay:{due}                   zset   order_no → next poll (ms); orders with work left
+//	tollgate:pay:{due}                   zset   order_no → next poll (ms); orders with records, not parked
+//	tollgate:pay:{due}:parked            zset   bucket_end_ms → bucket_end_ms: the parked buckets (park.go)
+//	tollgate:pay:{due}:parked:<end_ms>   list   order_no of compacted orders waiting for archival, due by end_ms
 //	tollgate:pay:{wh}:queue              zset   event id → next delivery attempt (ms)
 //	tollgate:pay:{wh}:events             hash   event id → event JSON
 //	tollgate:pay:{wh}:attempts           hash   event id → failed attempts
