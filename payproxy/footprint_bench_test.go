@@ -69,22 +69,49 @@ func BenchmarkMillionOrders(b *testing.B) {
 		each(n, func(i int) { millionOrder(ctx, b, p, i) })
 		report(ctx, b, rdb, base, n, "created and settled, events delivered", time.Since(start))
 		start = time.Now()
-		each(n, func(i int) { p.retainAt(ctx, benchOrder(i), time.Now()) })
-		report(ctx, b, rdb, base, n, "compacted (settled, inside retention)", time.Since(start))
+		each(n, func(i int) {
+			if _, err := p.retainAndPark(ctx, benchOrder(i), time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		})
+		report(ctx, b, rdb, base, n, "compacted and parked (settled, inside retention)", time.Since(start))
 		expire(ctx, b, rdb, isTombstone)
 		report(ctx, b, rdb, base, n, "a day on: the events' tombstones expired (the window's cost)", 0)
 		// Every settled order is archived as if retention had passed; its
 		// marker and trade indexes keep the real retention to live.
-		later := time.Now().Add(time.Duration(p.Retention) + time.Minute)
+		later := time.Now().Add(time.Duration(p.Retention) + p.parkWidth() + time.Minute)
 		start = time.Now()
+		unparkAll(ctx, b, p, later)
 		each(n, func(i int) { p.retainAt(ctx, benchOrder(i), later) }) // writes trade.archived
 		deliverQueued(ctx, b, p)
-		each(n, func(i int) { p.retainAt(ctx, benchOrder(i), later) }) // delivered: the records go
+		each(n, func(i int) { // delivered: the records go, the order leaves the due set
+			if p.retainAt(ctx, benchOrder(i), later).IsZero() {
+				if err := rdb.ZRem(ctx, dueKey, benchOrder(i)).Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		report(ctx, b, rdb, base, n, "after retention: archived (markers, trade indexes, tombstones left)", time.Since(start))
 		expire(ctx, b, rdb, isTombstone)
 		report(ctx, b, rdb, base, n, "a day on: trade.archived's tombstones expired", 0)
 		expire(ctx, b, rdb, func(k string) bool { return strings.HasSuffix(k, ":archived") || strings.HasPrefix(k, keyPrefix+"{t:") })
 		report(ctx, b, rdb, base, n, "another retention on: markers and trade indexes expired", 0)
+	}
+}
+
+// unparkAll brings every parked order whose bucket has ended by now back
+// into the due set, as the poller's wake-ups do.
+func unparkAll(ctx context.Context, b *testing.B, p *PayProxy, now time.Time) {
+	for {
+		n, err := p.rdb.ZCount(ctx, parkedKey, "-inf", strconv.FormatInt(now.UnixMilli(), 10)).Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+		p.unpark(ctx, now) // ended buckets only: each call empties some
+
 	}
 }
 
