@@ -206,13 +206,7 @@ func TestASettledOrderKeepsOnlyWhatRefundsNotificationsAndReconciliationNeed(t *
 	for _, ch := range []string{"alipay", "wechat"} {
 		order := "COMPACT_" + ch
 		tn := e.paidOrder(order, ch, 1000)
-		key, marker := "tollgate:pay:{o:"+order+"}:trade", "tollgate:pay:{o:"+order+"}:archived"
-		eventually(t, 10*time.Second, order+" kept as its live marker", func() bool {
-			return rdb.Exists(ctx, key).Val() == 0 && rdb.Exists(ctx, marker).Val() == 1
-		})
-		if ttl := rdb.PTTL(ctx, marker).Val(); ttl != -1 {
-			t.Fatalf("%s: the live marker expires in %v", order, ttl)
-		}
+		key, marker := keptLive(t, rdb, order)
 		if r := e.get(order); r.Status != 200 || r.str("state") != "PAID" || r.num("amount_fen") != 1000 ||
 			r.str("trade_no") != tn || r.str("expires_at") != "" {
 			t.Fatalf("%s: status of a compacted order: %d %s", order, r.Status, r.Raw)
@@ -453,6 +447,21 @@ func TestALateNotificationPastTheArchivalMarkerIsStillAcknowledged(t *testing.T)
 	}
 }
 
+// keptLive waits until the poller keeps order as its live marker (no
+// trade hash, a marker without expiry) and returns both keys.
+func keptLive(t *testing.T, rdb redis.UniversalClient, order string) (key, marker string) {
+	t.Helper()
+	ctx := context.Background()
+	key, marker = "tollgate:pay:{o:"+order+"}:trade", "tollgate:pay:{o:"+order+"}:archived"
+	eventually(t, 10*time.Second, order+" kept as its live marker", func() bool {
+		return rdb.Exists(ctx, key).Val() == 0 && rdb.Exists(ctx, marker).Val() == 1
+	})
+	if ttl := rdb.PTTL(ctx, marker).Val(); ttl != -1 {
+		t.Fatalf("%s: the live marker expires in %v", order, ttl)
+	}
+	return key, marker
+}
+
 // TestAClosedOrderKeptAsItsLiveMarkerGetsANewTradeAndKeepsTheOldOne: an
 // order closed unpaid is kept as its live marker inside its retention; a
 // create then makes a new trade, whose events number on, and the closed
@@ -467,10 +476,7 @@ func TestAClosedOrderKeptAsItsLiveMarkerGetsANewTradeAndKeepsTheOldOne(t *testin
 	order := "LIVE_CLOSED"
 	old := e.create(order, "alipay", 700).str("trade_no")
 	wantStatus(t, do(t, "POST", e.base+"/pay/trades/"+order+"/close", nil), 200, "")
-	key, marker := "tollgate:pay:{o:"+order+"}:trade", "tollgate:pay:{o:"+order+"}:archived"
-	eventually(t, 10*time.Second, "the closed order kept as its live marker", func() bool {
-		return rdb.Exists(ctx, key).Val() == 0 && rdb.Exists(ctx, marker).Val() == 1
-	})
+	key, marker := keptLive(t, rdb, order)
 	if r := e.get(order); r.Status != 200 || r.str("state") != "CLOSED" || r.str("trade_no") != old {
 		t.Fatalf("status of the compacted closed order: %d %s", r.Status, r.Raw)
 	}
