@@ -142,3 +142,36 @@ func TestReconciliationFindsALiveOrdersPaymentExpandedBetweenItsReads(t *testing
 		t.Fatalf("reconciliation reads a paid order's payment as %+v: not found", r)
 	}
 }
+
+// TestARefusedAllocationLeavesNoTradeIndexBehind (review 8, finding
+// "orphan bucket fields", Low): allocate writes the new trade's bucket
+// field first; when allocScript refuses the allocation (0: the record
+// changed since the caller read it — a lost lock, or load's race above),
+// the field stays, naming the order, in a bucket with no expiry: no
+// archival ever moves it (the trade is none of the order's). Only the
+// archived-paid refusal (2) removes it. The previous release leaked a
+// {t:} key the same way; a bucket field is cheaper but just as eternal.
+// Fix: store.go allocate removes the field (unbucketTradeScript) when n
+// is 0 too: the number was never sent to a provider.
+func TestARefusedAllocationLeavesNoTradeIndexBehind(t *testing.T) {
+	rdb := testredis.Start(t).Client()
+	ctx := context.Background()
+	s := &tradeStore{rdb: rdb}
+	order := "R8_ORPHAN"
+	now := time.Now()
+	first := &tradeRecord{OrderNo: order, TradeNo: newTradeNo(now), Channel: "alipay", AmountFen: 100, State: StateUnknown,
+		CreatedAt: now, ExpiresAt: now.Add(time.Minute)}
+	ok, err := s.allocate(ctx, first, "", now)
+	must(t, err)
+	if !ok {
+		t.Fatal("the first allocation was refused")
+	}
+	stale := *first
+	stale.TradeNo = newTradeNo(now)
+	if ok, err := s.allocate(ctx, &stale, "", now); err != nil || ok {
+		t.Fatalf("an allocation from a stale read: %v %v", ok, err)
+	}
+	if o := rdb.HGet(ctx, tradeBucketKey(stale.TradeNo), stale.TradeNo).Val(); o != "" {
+		t.Fatalf("the refused trade %s stays indexed to %q for good", stale.TradeNo, o)
+	}
+}
