@@ -70,10 +70,19 @@ func liveOrder(t *testing.T, rdb *redis.Client, order, tn string) {
 	}
 }
 
-// hooked is a second client on rdb's server with h installed.
-func hooked(t *testing.T, rdb *redis.Client, h redis.Hook) *redis.Client {
+// refusedRefundAfter is a second client on rdb's server whose first
+// pipeline starting with `name <order's :trade>` lets another instance's
+// refund of order (901 fen of 900: refused, exceeds) run right after that
+// first command: refundReserveScript expands the live marker first.
+func refusedRefundAfter(t *testing.T, rdb *redis.Client, name, order string) *redis.Client {
+	other := &tradeStore{rdb: rdb}
 	c := redis.NewClient(rdb.Options())
-	c.AddHook(h)
+	c.AddHook(&interleaveHook{name: name, key: tradeKey(order), between: func() {
+		st, _, err := other.reserveRefund(context.Background(), order, "R8_TOO_MUCH", 901, "r", time.Now())
+		if err != nil || st != "exceeds" {
+			t.Errorf("the concurrent refund: %q %v", st, err)
+		}
+	}})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -93,14 +102,7 @@ func TestThePollerNeverDropsAnOrderWhoseLiveMarkerIsExpandedBetweenItsTwoReads(t
 	ctx := context.Background()
 	order, tn := "R8_LIVE_POLL", "TG20261202000000R8LIVEPOLL01"
 	liveOrder(t, rdb, order, tn)
-	other := &tradeStore{rdb: rdb}
-	h := &interleaveHook{name: "hgetall", key: tradeKey(order), between: func() {
-		st, _, err := other.reserveRefund(ctx, order, "R8_TOO_MUCH", 901, "r", time.Now())
-		if err != nil || st != "exceeds" {
-			t.Errorf("the concurrent refund: %q %v", st, err)
-		}
-	}}
-	p := parkingProxy(hooked(t, rdb, h), time.Hour)
+	p := parkingProxy(refusedRefundAfter(t, rdb, "hgetall", order), time.Hour)
 	// Unparked at its bucket's end: due now, as unparkScript leaves it.
 	must(t, rdb.ZAdd(ctx, dueKey, redis.Z{Score: float64(time.Now().UnixMilli()), Member: order}).Err())
 	if n := p.pollBatch(ctx); n != 1 {
@@ -128,13 +130,7 @@ func TestReconciliationFindsALiveOrdersPaymentExpandedBetweenItsReads(t *testing
 	ctx := context.Background()
 	order, tn := "R8_LIVE_LEDGER", "TG20261202000000R8LIVELEDGR1"
 	liveOrder(t, rdb, order, tn)
-	other := &tradeStore{rdb: rdb}
-	h := &interleaveHook{name: "hmget", key: tradeKey(order), between: func() {
-		if st, _, err := other.reserveRefund(ctx, order, "R8_TOO_MUCH", 901, "r", time.Now()); err != nil || st != "exceeds" {
-			t.Errorf("the concurrent refund: %q %v", st, err)
-		}
-	}}
-	c := hooked(t, rdb, h)
+	c := refusedRefundAfter(t, rdb, "hmget", order)
 	l := reconcileLedger{p: &PayProxy{rdb: c, store: &tradeStore{rdb: c}}, channel: "alipay"}
 	recs, err := l.Records(ctx, []reconcile.Ref{{TradeNo: tn}})
 	must(t, err)
