@@ -202,3 +202,66 @@ func TestTheDueMigrationReschedulesALiveMarkerOrder(t *testing.T) {
 		t.Fatal("the due migration README tells operators to rerun after a rollback leaves a live-marker order unscheduled: kept for good")
 	}
 }
+
+// reverseHook runs the first pipeline whose first command is `hget key`
+// command by command in reverse, `between` before its first command: on
+// a Cluster, the trade index's field and key live on two masters, which
+// go-redis asks concurrently, so the key's GET may be served before and
+// the field's HGET after anything else.
+type reverseHook struct {
+	key     string
+	between func()
+	once    sync.Once
+}
+
+func (h *reverseHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h *reverseHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h *reverseHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		args := cmds[0].Args()
+		fire := false
+		if len(cmds) == 2 && cmds[0].Name() == "hget" && args[1] == h.key {
+			h.once.Do(func() { fire = true })
+		}
+		if !fire {
+			return next(ctx, cmds)
+		}
+		err := next(ctx, cmds[1:])
+		h.between()
+		if err2 := next(ctx, cmds[:1]); err2 != nil && err == nil {
+			err = err2
+		}
+		return err
+	}
+}
+
+// TestOnAClusterANotificationDuringTheArchivalOfItsTradesIndexStillFindsTheOrder
+// (review 8, finding "index read in parallel on a Cluster", Low):
+// orderOfTrade reads the bucket field and the key in one pipeline, which
+// a ClusterClient sends to both masters at once. The archival writes the
+// key, then removes the field ("never neither"); a read whose GET is
+// served before the SET and whose HGET after the HDEL finds neither: the
+// notification is answered 404 unknown_trade (the provider retries) and
+// reconciliation reads the payment as missing_locally. Fix: store.go
+// readTradeIndex/orderOfTrade (and ledger.orders): read the field first
+// and the key only for the trades whose field is missing, in a second
+// round trip (only archived orders' trades pay it).
+func TestOnAClusterANotificationDuringTheArchivalOfItsTradesIndexStillFindsTheOrder(t *testing.T) {
+	rdb := testredis.Start(t).Client()
+	ctx := context.Background()
+	order, tn := "R8_INDEX_RACE", "TG20261202000000R8INDEXRACE01"
+	must(t, rdb.HSet(ctx, tradeBucketKey(tn), tn, order).Err())
+	archiver := parkingProxy(rdb, time.Hour)
+	c := redis.NewClient(rdb.Options())
+	t.Cleanup(func() { c.Close() })
+	c.AddHook(&reverseHook{key: tradeBucketKey(tn), between: func() {
+		if err := archiver.indexesArchived(ctx, order, []string{tn}, nil, nil); err != nil {
+			t.Errorf("archiving the index: %v", err)
+		}
+	}})
+	got, err := (&tradeStore{rdb: c}).orderOfTrade(ctx, tn)
+	// (Read as by the fix, the hook never fires: the field is found.)
+	if err != nil || got != order {
+		t.Fatalf("a notification during the archival of trade %s's index: order %q, %v (404 unknown_trade)", tn, got, err)
+	}
+}
