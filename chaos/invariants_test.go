@@ -111,17 +111,23 @@ func (w *world) read(ctx context.Context, rdb *redis.Client, st *state) (*record
 	for start := 0; start < len(orders); start += readChunk {
 		chunk := orders[start:min(start+readChunk, len(orders))]
 		cmds := make([][3]*redis.MapStringStringCmd, len(chunk))
+		markers := make([]*redis.StringCmd, len(chunk))
 		_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, o := range chunk {
 				cmds[i] = [3]*redis.MapStringStringCmd{p.HGetAll(ctx, tradeKey(o)), p.HGetAll(ctx, tradesKey(o)), p.HGetAll(ctx, refundsKey(o))}
+				markers[i] = p.Get(ctx, "tollgate:pay:{o:"+o+"}:archived")
 			}
 			return nil
 		})
-		if err != nil {
+		if err != nil && !errors.Is(err, redis.Nil) {
 			return nil, err
 		}
 		for i, o := range chunk {
-			r.orders[o] = orderRecords{trade: cmds[i][0].Val(), retired: cmds[i][1].Val(), refunds: cmds[i][2].Val()}
+			trade := cmds[i][0].Val()
+			if len(trade) == 0 {
+				trade = liveTrade(markers[i].Val())
+			}
+			r.orders[o] = orderRecords{trade: trade, retired: cmds[i][1].Val(), refunds: cmds[i][2].Val()}
 		}
 	}
 	for start := 0; start < len(st.trades); start += readChunk {
@@ -137,7 +143,7 @@ func (w *world) read(ctx context.Context, rdb *redis.Client, st *state) (*record
 			return nil, err
 		}
 		for i, t := range chunk {
-			// The bucket wins (payproxy's tradeIndexRead).
+			// The bucket wins (payproxy's ordersOfTrades).
 			r.indexes[t.OutTradeNo] = cmp.Or(cmds[i][0].Val(), cmds[i][1].Val())
 		}
 	}
@@ -147,6 +153,19 @@ func (w *world) read(ctx context.Context, rdb *redis.Client, st *state) (*record
 	}
 	r.dead, err = rdb.LLen(ctx, deadKey).Result()
 	return r, err
+}
+
+// liveTrade reads a settled order kept as its live marker (payproxy's
+// markerLua: [state, trade_no, channel, amount_fen, refunded_fen, paid_at,
+// seq, others, refunds, last, 1]) as the trade hash it stands for; nil if
+// the marker is none or an archival's.
+func liveTrade(marker string) map[string]string {
+	var a []any
+	if json.Unmarshal([]byte(marker), &a) != nil || len(a) != 11 || fmt.Sprint(a[10]) != "1" {
+		return nil
+	}
+	return map[string]string{"state": fmt.Sprint(a[0]), "trade_no": fmt.Sprint(a[1]), "channel": fmt.Sprint(a[2]),
+		"amount_fen": fmt.Sprint(a[3]), "refunded_fen": fmt.Sprint(a[4])}
 }
 
 // recorded tells how tollgate holds a trade the buyer paid at the

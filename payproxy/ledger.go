@@ -34,8 +34,12 @@ func (l reconcileLedger) Records(ctx context.Context, refs []reconcile.Ref) ([]r
 		return nil, err
 	}
 	cur := make([]*redis.SliceCmd, len(refs))
+	markers := make([]*redis.StringCmd, len(refs))
 	refunds := make([]*redis.StringCmd, len(refs))
-	_, err = l.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	// One MULTI per slot: an order's trade and its live marker (markerLua)
+	// are read together, so a script expanding the marker in between
+	// cannot hide the payment.
+	_, err = l.p.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range refs {
 			switch {
 			case orders[i] == "":
@@ -43,6 +47,7 @@ func (l reconcileLedger) Records(ctx context.Context, refs []reconcile.Ref) ([]r
 				refunds[i] = p.HGet(ctx, refundsKey(orders[i]), r.RefundNo)
 			default:
 				cur[i] = p.HMGet(ctx, tradeKey(orders[i]), "trade_no", "state", "amount_fen", "channel")
+				markers[i] = p.Get(ctx, archivedKey(orders[i]))
 			}
 		}
 		return nil
@@ -58,25 +63,22 @@ func (l reconcileLedger) Records(ctx context.Context, refs []reconcile.Ref) ([]r
 		case orders[i] == "":
 		case r.Refund:
 			readRefund(&out[i], refunds[i])
-		case !readTrade(&out[i], cur[i]):
+		case !readTrade(&out[i], cur[i]) && !readLive(&out[i], markers[i]):
 			retired = append(retired, i)
 		}
 	}
 	return out, l.readRetired(ctx, out, retired)
 }
 
-// readRetired fills the records at idx from their orders' retired
-// trades, or from the live marker a settled order is kept as (markerLua).
+// readRetired fills the records at idx from their orders' retired trades.
 func (l reconcileLedger) readRetired(ctx context.Context, out []reconcile.Record, idx []int) error {
 	if len(idx) == 0 {
 		return nil
 	}
 	cmds := make([]*redis.StringCmd, len(idx))
-	markers := make([]*redis.StringCmd, len(idx))
 	_, err := l.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for k, i := range idx {
 			cmds[k] = p.HGet(ctx, tradesKey(out[i].OrderNo), out[i].TradeNo)
-			markers[k] = p.Get(ctx, archivedKey(out[i].OrderNo))
 		}
 		return nil
 	})
@@ -87,8 +89,6 @@ func (l reconcileLedger) readRetired(ctx context.Context, out []reconcile.Record
 		var a retiredTrade
 		if raw := cmds[k].Val(); raw != "" && json.Unmarshal([]byte(raw), &a) == nil {
 			out[i].Found, out[i].State, out[i].Channel, out[i].AmountFen = true, a.State, a.Channel, a.AmountFen
-		} else if t, err := liveRecord(out[i].OrderNo, markers[k].Val()); err == nil && t.TradeNo == out[i].TradeNo {
-			out[i].Found, out[i].State, out[i].Channel, out[i].AmountFen = true, t.State, t.Channel, t.AmountFen
 		}
 	}
 	return nil
@@ -96,26 +96,32 @@ func (l reconcileLedger) readRetired(ctx context.Context, out []reconcile.Record
 
 // orders resolves each ref's order through the trade or refund index.
 func (l reconcileLedger) orders(ctx context.Context, refs []reconcile.Ref) ([]string, error) {
-	idx := make([]tradeIndexRead, len(refs))
+	var trades []string
+	refunds := make([]*redis.StringCmd, len(refs))
 	_, err := l.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range refs {
 			if r.Refund {
-				idx[i].key = p.Get(ctx, refundIndexKey(r.RefundNo))
+				refunds[i] = p.Get(ctx, refundIndexKey(r.RefundNo))
 			} else {
-				idx[i] = readTradeIndex(ctx, p, r.TradeNo)
+				trades = append(trades, r.TradeNo)
 			}
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("reading trade indexes: %w", err)
+		return nil, fmt.Errorf("reading refund indexes: %w", err)
+	}
+	ofTrades, err := ordersOfTrades(ctx, l.p.rdb, trades)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]string, len(refs))
-	for i, c := range idx {
-		if err := c.err(); err != nil {
-			return nil, fmt.Errorf("reading trade indexes: %w", err)
+	for i, r := range refs {
+		if r.Refund {
+			out[i] = refunds[i].Val()
+		} else {
+			out[i], ofTrades = ofTrades[0], ofTrades[1:]
 		}
-		out[i] = c.order()
 	}
 	return out, nil
 }
@@ -129,6 +135,17 @@ func readTrade(rec *reconcile.Record, cur *redis.SliceCmd) bool {
 	str := func(x any) string { s, _ := x.(string); return s }
 	rec.Found, rec.State, rec.Channel = true, str(v[1]), str(v[3])
 	rec.AmountFen, _ = strconv.ParseInt(str(v[2]), 10, 64)
+	return true
+}
+
+// readLive fills rec from the live marker a settled order is kept as
+// (markerLua), if it is rec's trade.
+func readLive(rec *reconcile.Record, marker *redis.StringCmd) bool {
+	t, err := liveRecord(rec.OrderNo, marker.Val())
+	if err != nil || t.TradeNo != rec.TradeNo {
+		return false
+	}
+	rec.Found, rec.State, rec.Channel, rec.AmountFen = true, t.State, t.Channel, t.AmountFen
 	return true
 }
 

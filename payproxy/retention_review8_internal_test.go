@@ -172,37 +172,6 @@ func TestARefusedAllocationLeavesNoTradeIndexBehind(t *testing.T) {
 	}
 }
 
-// TestTheDueMigrationReschedulesALiveMarkerOrder (review 8, finding
-// "README's rollback advice does not hold for live markers", Low/doc):
-// README ("Rolling back to a release with retention but before parking")
-// says that deleting tollgate:pay:{due}:migrated:v1 makes the older
-// release's migration put "every order with records back into the due
-// set". That migration (the same SCAN of {o:*}:trade in b8a2cd3 and here)
-// never sees a live-marker order, which has no :trade key; the older
-// release would not read it anyway (retainScript: gone; load: no record,
-// so its status answers 404 and its refunds 409 order_archived), and the
-// marker has no expiry: every live order is kept for good. No release
-// "with retention but before parking" has the trade index buckets
-// either, so README's own "Do not roll back" applies. Fix: README: drop
-// that paragraph, or say that no rollback is possible past this release
-// and why (live markers, buckets, compacted hashes without order_no).
-func TestTheDueMigrationReschedulesALiveMarkerOrder(t *testing.T) {
-	rdb := testredis.Start(t).Client()
-	ctx := context.Background()
-	order, tn := "R8_LIVE_MIGRATE", "TG20261202000000R8LIVEMIGRT1"
-	liveOrder(t, rdb, order, tn)
-	// An order with a trade hash too, so that the pass has work and runs.
-	must(t, rdb.HSet(ctx, tradeKey("R8_HASH"), "trade_no", "TG20261202000000R8HASHORDER1", "state", StateUnknown).Err())
-	p := parkingProxy(rdb, time.Hour)
-	must(t, p.migratePass(ctx))
-	if _, due := score(t, rdb, "R8_HASH"); !due {
-		t.Fatal("the migration did not run")
-	}
-	if _, due := score(t, rdb, order); !due {
-		t.Fatal("the due migration README tells operators to rerun after a rollback leaves a live-marker order unscheduled: kept for good")
-	}
-}
-
 // reverseHook runs the first pipeline whose first command is `hget key`
 // command by command in reverse, `between` before its first command: on
 // a Cluster, the trade index's field and key live on two masters, which

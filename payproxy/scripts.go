@@ -741,10 +741,12 @@ if tonumber(ARGV[1]) < last + tonumber(ARGV[2]) then
     return {'wait', tostring(last + tonumber(ARGV[2]))}
   end
   -- Every byte of a compacted trade is kept for a retention by every
-  -- settled order (issue 17): what can be derived goes too — order_no
-  -- (the key names it), refunded_fen 0 (read as 0 when absent), and
-  -- touched_at when its trade's paid_at or closed_at says the same (the
-  -- next visit finds the same last change).
+  -- settled order (issue 17): what can be derived goes too —
+  -- refunded_fen 0 (read as 0 when absent), and touched_at when its
+  -- trade's paid_at or closed_at says the same (the next visit finds the
+  -- same last change). order_no stays: the previous release reads the
+  -- order from it, and its instances run beside this one's during a
+  -- rolling upgrade.
   if last == tonumber(t.paid_at) or last == tonumber(t.closed_at) then
     redis.call('HDEL', KEYS[1], 'touched_at')
   else
@@ -752,7 +754,7 @@ if tonumber(ARGV[1]) < last + tonumber(ARGV[2]) then
   end
   if tonumber(t.refunded_fen) == 0 then redis.call('HDEL', KEYS[1], 'refunded_fen') end
   redis.call('HDEL', KEYS[1], 'qr_code', 'qr_issued_at', 'qr_renewing_at', 'subject', 'created_at', 'expires_at',
-    'provider_trade_id', 'confirmed_at', 'closing_at', 'order_no')
+    'provider_trade_id', 'confirmed_at', 'closing_at')
   if t.archiving and not current then redis.call('HDEL', KEYS[1], 'archiving', 'archiving_last') end
   for _, a in ipairs(retired) do
     if a.subject or a.created_at or a.expires_at or a.provider_trade_id then

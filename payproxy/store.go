@@ -200,11 +200,14 @@ type tradeStore struct {
 var errNoRecord = errors.New("no such trade")
 
 // load reads the order's current trade: its record, or the live marker
-// of a settled order (markerLua), read in the same round trip.
+// of a settled order (markerLua), read together in one MULTI (one slot):
+// a script of another instance expanding the marker between two reads
+// would otherwise leave neither, and the poller would release an order
+// that has records.
 func (s *tradeStore) load(ctx context.Context, order string) (*tradeRecord, error) {
 	var rec *redis.MapStringStringCmd
 	var marker *redis.StringCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		rec, marker = p.HGetAll(ctx, tradeKey(order)), p.Get(ctx, archivedKey(order))
 		return nil
 	})
@@ -312,53 +315,51 @@ func (s *tradeStore) retired(ctx context.Context, order string) ([]*tradeRecord,
 
 // orderOfTrade finds the order a provider's out_trade_no belongs to.
 func (s *tradeStore) orderOfTrade(ctx context.Context, tradeNo string) (string, error) {
-	var idx tradeIndexRead
-	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		idx = readTradeIndex(ctx, pipe, tradeNo)
+	orders, err := ordersOfTrades(ctx, s.rdb, []string{tradeNo})
+	if err != nil {
+		return "", err
+	}
+	if orders[0] == "" {
+		return "", errNoRecord
+	}
+	return orders[0], nil
+}
+
+// ordersOfTrades resolves trade numbers to the orders their indexes name
+// ("": none): their bucket fields (orders with records) first, then, for
+// those with none, their keys of their own (an archived order's, expiring
+// with its marker, or one a release before the buckets wrote). In that
+// order on purpose: an archival writes the key before it removes the
+// field (tradeIndexesArchived), so the key read after a missing field
+// finds it; read at once — on a Cluster, two masters — both could miss.
+func ordersOfTrades(ctx context.Context, rdb redis.UniversalClient, tradeNos []string) ([]string, error) {
+	out := make([]string, len(tradeNos))
+	fields := make([]*redis.StringCmd, len(tradeNos))
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, tn := range tradeNos {
+			fields[i] = p.HGet(ctx, tradeBucketKey(tn), tn)
+		}
 		return nil
 	})
-	if err == nil || errors.Is(err, redis.Nil) {
-		err = idx.err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("reading trade indexes: %w", err)
 	}
-	if err != nil {
-		return "", fmt.Errorf("reading the index of trade %s: %w", tradeNo, err)
-	}
-	if o := idx.order(); o != "" {
-		return o, nil
-	}
-	return "", errNoRecord
-}
-
-// tradeIndexRead is a trade's index as read in a pipeline: its bucket's
-// field (an order with records) and its key of its own (an archived
-// order's, expiring with its marker, or one a release before the buckets
-// wrote). On a Cluster they live on two slots: the pipeline sends to both.
-type tradeIndexRead struct{ field, key *redis.StringCmd }
-
-func readTradeIndex(ctx context.Context, pipe redis.Pipeliner, tradeNo string) tradeIndexRead {
-	return tradeIndexRead{field: pipe.HGet(ctx, tradeBucketKey(tradeNo), tradeNo), key: pipe.Get(ctx, tradeIndexKey(tradeNo))}
-}
-
-// order is the order the index names ("": none). The bucket wins: it is
-// written last by a restore (reindex) and removed last by an archival
-// (tradeIndexesArchived), so while both exist it is the current one. A
-// refund's index is read as a key alone (no field).
-func (r tradeIndexRead) order() string {
-	if r.field != nil && r.field.Val() != "" {
-		return r.field.Val()
-	}
-	return r.key.Val()
-}
-
-// err is the first failure of the two reads, a missing one aside (a
-// pipeline reports only its first error, which may be the other's nil).
-func (r tradeIndexRead) err() error {
-	for _, c := range []*redis.StringCmd{r.field, r.key} {
-		if c != nil && c.Err() != nil && !errors.Is(c.Err(), redis.Nil) {
-			return c.Err()
+	keys := map[int]*redis.StringCmd{}
+	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, tn := range tradeNos {
+			if out[i] = fields[i].Val(); out[i] == "" {
+				keys[i] = p.Get(ctx, tradeIndexKey(tn))
+			}
 		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("reading trade indexes: %w", err)
 	}
-	return nil
+	for i, c := range keys {
+		out[i] = c.Val()
+	}
+	return out, nil
 }
 
 // allocate stores a new trade (state UNKNOWN) before the provider is
@@ -388,10 +389,16 @@ func (s *tradeStore) allocate(ctx context.Context, t *tradeRecord, expectTradeNo
 	if err != nil {
 		return false, fmt.Errorf("allocating trade for order %s: %w", t.OrderNo, err)
 	}
-	if n == 2 { // archived paid: the index written above names no trade
-		if err := s.rdb.HDel(ctx, tradeBucketKey(t.TradeNo), t.TradeNo).Err(); err != nil {
+	if n != 1 {
+		// Refused (2: archived paid; 0: the record changed meanwhile): the
+		// number written into the index above names no trade and was never
+		// sent to a provider; no archival would ever remove it.
+		err := unbucketTradeScript.Run(ctx, s.rdb, []string{tradeBucketKey(t.TradeNo)}, t.OrderNo, t.TradeNo).Err()
+		if err != nil {
 			return false, fmt.Errorf("unindexing trade %s: %w", t.TradeNo, err)
 		}
+	}
+	if n == 2 {
 		return false, errOrderPaid
 	}
 	return n == 1, nil
