@@ -7,6 +7,7 @@
 #
 #   bench/million.sh                 # 1 000 000 orders (about 15 minutes here)
 #   ORDERS=100000 bench/million.sh
+#   WINDOW_ONLY=1 bench/million.sh   # stops at the window's cost (no archival: about half the time)
 #   CI=true bench/million.sh         # 5 000 orders
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,6 @@ redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly yes --appen
 pids+=($!)
 waitport "$RPORT"
 
-TOLLGATE_BENCH_REDIS="redis://127.0.0.1:$RPORT/0" TOLLGATE_BENCH_ORDERS="$ORDERS" \
+TOLLGATE_BENCH_REDIS="redis://127.0.0.1:$RPORT/0" TOLLGATE_BENCH_ORDERS="$ORDERS" TOLLGATE_BENCH_WINDOW_ONLY="${WINDOW_ONLY:-}" \
   go test -run '^$' -bench '^BenchmarkMillionOrders$' -benchtime 1x -timeout 3h ./payproxy/ |
   grep -v '^\(goos\|goarch\|pkg\|cpu\|PASS\|ok \)'

@@ -157,11 +157,11 @@ func (w *world) read(ctx context.Context, rdb *redis.Client, st *state) (*record
 
 // liveTrade reads a settled order kept as its live marker (payproxy's
 // markerLua: [state, trade_no, channel, amount_fen, refunded_fen, paid_at,
-// seq, others, refunds, last, 1]) as the trade hash it stands for; nil if
-// the marker is none or an archival's.
+// seq, last]; an archival's has nine elements) as the trade hash it
+// stands for; nil if the marker is none or an archival's.
 func liveTrade(marker string) map[string]string {
 	var a []any
-	if json.Unmarshal([]byte(marker), &a) != nil || len(a) != 11 || fmt.Sprint(a[10]) != "1" {
+	if json.Unmarshal([]byte(marker), &a) != nil || len(a) != 8 {
 		return nil
 	}
 	return map[string]string{"state": fmt.Sprint(a[0]), "trade_no": fmt.Sprint(a[1]), "channel": fmt.Sprint(a[2]),

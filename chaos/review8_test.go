@@ -22,7 +22,7 @@ import (
 // trade and checkPaymentsRecorded (and unsettled) report every such paid
 // order "not recorded by tollgate": `make chaos` fails on correct runs,
 // or waits for a settlement that never comes. Fix: chaos/invariants_test.go
-// world.read also GETs the marker and, when live (11 elements, last 1),
+// world.read also GETs the marker and, when live (eight elements),
 // reads it as the order's trade (trade_no, state), as store.go liveRecord.
 // Run: go test -tags chaos -count=1 -run TestTheVerdictCountsAPaymentKeptAsALiveMarkerAsRecorded ./chaos/
 func TestTheVerdictCountsAPaymentKeptAsALiveMarkerAsRecorded(t *testing.T) {
@@ -31,7 +31,7 @@ func TestTheVerdictCountsAPaymentKeptAsALiveMarkerAsRecorded(t *testing.T) {
 	order, tn := "R8CHAOS", "TG20261202000000R8CHAOSLIVE1"
 	paid := time.Now().Add(-time.Minute)
 	// What retainScript leaves of a paid order inside its retention.
-	marker := fmt.Sprintf(`["PAID",%q,"alipay",900,0,%d,1,0,0,0,1]`, tn, paid.UnixMilli())
+	marker := fmt.Sprintf(`["PAID",%q,"alipay",900,0,%d,1,0]`, tn, paid.UnixMilli())
 	if err := rdb.Set(ctx, "tollgate:pay:{o:"+order+"}:archived", marker, 0).Err(); err != nil {
 		t.Fatal(err)
 	}

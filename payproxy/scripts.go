@@ -50,11 +50,14 @@ end
 // restoreMarker appends to out the trade numbers, "", then the refund
 // numbers it restored (their indexes, on other slots, are the caller's).
 //
-// The same array, followed by [last_change_ms (0: paid_at), 1], is a
-// settled order's whole record inside its retention when the order has
-// nothing but its trade (no retired trade, no refund: most orders): a "live" marker,
-// without expiry, ~136 bytes of Redis where the compacted hash costs ~184
-// (issue 17). tradeStore.load reads it as the order's trade; a script
+// Its first seven elements followed by last_change_ms (0: paid_at) —
+// eight elements, so that the string stays in the allocator's 80-byte
+// class — are a settled order's whole record inside its retention when
+// the order has nothing but its trade (no retired trade, no refund: most
+// orders): a "live" marker, without expiry, ~150 bytes of Redis where the
+// compacted hash costs ~200 (issue 17); the previous release's readers,
+// which take an eighth element that is no table as "no retired trade",
+// read it alike. tradeStore.load reads it as the order's trade; a script
 // that changes such an order first gives it its records back
 // (expandLive, at the order's last change, so that its retention does
 // not start over unless the script changes something).
@@ -65,9 +68,12 @@ local function readMarker(key)
   local a = cjson.decode(raw)
   local m = {state = a[1], trade_no = a[2], channel = a[3], amount_fen = a[4], refunded_fen = a[5],
     paid_at = a[6], seq = a[7], others = type(a[8]) == 'table' and a[8] or {},
-    refunds = type(a[9]) == 'table' and a[9] or {}, last = tonumber(a[10]) or 0, live = a[11] == 1}
-  -- last 0: the trade's paid_at (the usual case, 13 bytes fewer)
-  if m.live and m.last == 0 then m.last = tonumber(m.paid_at) or 0 end
+    refunds = type(a[9]) == 'table' and a[9] or {}, live = #a == 8}
+  if m.live then
+    -- last 0: the trade's paid_at (the usual case, 13 bytes fewer)
+    m.last = tonumber(a[8]) or 0
+    if m.last == 0 then m.last = tonumber(m.paid_at) or 0 end
+  end
   return m
 end
 -- px: the marker's life (ms) after an archival; 0: a live marker (no
@@ -81,8 +87,7 @@ local function writeMarker(key, m, px)
   if m.live then
     local last = tonumber(m.last) or 0
     if last == tonumber(m.paid_at) then last = 0 end
-    table.insert(a, last)
-    table.insert(a, 1)
+    a[8], a[9] = last, nil
   end
   local raw = cjson.encode(a)
   if px == 0 then redis.call('SET', key, raw)

@@ -709,7 +709,7 @@ type archivedOrder struct {
 // UnmarshalJSON reads the marker's array.
 func (a *archivedOrder) UnmarshalJSON(raw []byte) error {
 	var f []json.RawMessage
-	if err := json.Unmarshal(raw, &f); err != nil || len(f) < 9 {
+	if err := json.Unmarshal(raw, &f); err != nil || len(f) < 8 {
 		return fmt.Errorf("bad archival marker %.80q: %v", raw, err)
 	}
 	_ = json.Unmarshal(f[0], &a.State)
@@ -717,7 +717,10 @@ func (a *archivedOrder) UnmarshalJSON(raw []byte) error {
 	_ = json.Unmarshal(f[2], &a.Channel)
 	_ = json.Unmarshal(f[3], &a.AmountFen)
 	_ = json.Unmarshal(f[4], &a.RefundedFen)
-	a.Live = len(f) > 10 && string(f[10]) == "1"
+	// Eight elements: a live marker (markerLua); an archival's has nine.
+	if a.Live = len(f) == 8; a.Live {
+		return nil
+	}
 	a.Others, a.Refunds = map[string]string{}, map[string]string{}
 	var others, refunds map[string][]json.RawMessage
 	if json.Unmarshal(f[7], &others) == nil {
