@@ -33,26 +33,25 @@ func (l reconcileLedger) Records(ctx context.Context, refs []reconcile.Ref) ([]r
 	if err != nil {
 		return nil, err
 	}
-	cur := make([]*redis.SliceCmd, len(refs))
-	markers := make([]*redis.StringCmd, len(refs))
+	cur := make([]*redis.Cmd, len(refs))
 	refunds := make([]*redis.StringCmd, len(refs))
-	// One MULTI per slot: an order's trade and its live marker (markerLua)
-	// are read together, so a script expanding the marker in between
-	// cannot hide the payment.
-	_, err = l.p.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+	// An order's trade and its live marker (markerLua) are read by one
+	// script, so that a script expanding the marker in between cannot
+	// hide the payment; a pipeline (a Cluster client splits it by slot),
+	// not a MULTI, which a Cluster refuses over a batch's many slots.
+	cmds, err := l.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range refs {
 			switch {
 			case orders[i] == "":
 			case r.Refund:
 				refunds[i] = p.HGet(ctx, refundsKey(orders[i]), r.RefundNo)
 			default:
-				cur[i] = p.HMGet(ctx, tradeKey(orders[i]), "trade_no", "state", "amount_fen", "channel")
-				markers[i] = p.Get(ctx, archivedKey(orders[i]))
+				cur[i] = tradeOrLiveScript.Eval(ctx, p, []string{tradeKey(orders[i]), archivedKey(orders[i])})
 			}
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err := pipeErr(cmds, err); err != nil {
 		return nil, fmt.Errorf("reading trade records: %w", err)
 	}
 	out := make([]reconcile.Record, len(refs))
@@ -63,7 +62,7 @@ func (l reconcileLedger) Records(ctx context.Context, refs []reconcile.Ref) ([]r
 		case orders[i] == "":
 		case r.Refund:
 			readRefund(&out[i], refunds[i])
-		case !readTrade(&out[i], cur[i]) && !readLive(&out[i], markers[i]):
+		case !readTrade(&out[i], cur[i]):
 			retired = append(retired, i)
 		}
 	}
@@ -76,13 +75,13 @@ func (l reconcileLedger) readRetired(ctx context.Context, out []reconcile.Record
 		return nil
 	}
 	cmds := make([]*redis.StringCmd, len(idx))
-	_, err := l.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	all, err := l.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for k, i := range idx {
 			cmds[k] = p.HGet(ctx, tradesKey(out[i].OrderNo), out[i].TradeNo)
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err := pipeErr(all, err); err != nil {
 		return fmt.Errorf("reading retired trades: %w", err)
 	}
 	for k, i := range idx {
@@ -98,7 +97,7 @@ func (l reconcileLedger) readRetired(ctx context.Context, out []reconcile.Record
 func (l reconcileLedger) orders(ctx context.Context, refs []reconcile.Ref) ([]string, error) {
 	var trades []string
 	refunds := make([]*redis.StringCmd, len(refs))
-	_, err := l.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err := l.p.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, r := range refs {
 			if r.Refund {
 				refunds[i] = p.Get(ctx, refundIndexKey(r.RefundNo))
@@ -108,7 +107,7 @@ func (l reconcileLedger) orders(ctx context.Context, refs []reconcile.Ref) ([]st
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err := pipeErr(cmds, err); err != nil {
 		return nil, fmt.Errorf("reading refund indexes: %w", err)
 	}
 	ofTrades, err := ordersOfTrades(ctx, l.p.rdb, trades)
@@ -126,26 +125,26 @@ func (l reconcileLedger) orders(ctx context.Context, refs []reconcile.Ref) ([]st
 	return out, nil
 }
 
-// readTrade fills rec from the order's current trade, if it is rec's.
-func readTrade(rec *reconcile.Record, cur *redis.SliceCmd) bool {
-	v := cur.Val()
-	if len(v) != 4 || v[0] != rec.TradeNo {
+// readTrade fills rec from the order's current trade (tradeOrLiveScript's
+// answer: its fields, or its live marker), if it is rec's.
+func readTrade(rec *reconcile.Record, cur *redis.Cmd) bool {
+	v, err := cur.StringSlice()
+	if err != nil || len(v) != 5 {
 		return false
 	}
-	str := func(x any) string { s, _ := x.(string); return s }
-	rec.Found, rec.State, rec.Channel = true, str(v[1]), str(v[3])
-	rec.AmountFen, _ = strconv.ParseInt(str(v[2]), 10, 64)
-	return true
-}
-
-// readLive fills rec from the live marker a settled order is kept as
-// (markerLua), if it is rec's trade.
-func readLive(rec *reconcile.Record, marker *redis.StringCmd) bool {
-	t, err := liveRecord(rec.OrderNo, marker.Val())
-	if err != nil || t.TradeNo != rec.TradeNo {
+	if v[0] == "" {
+		t, err := liveRecord(rec.OrderNo, v[4])
+		if err != nil || t.TradeNo != rec.TradeNo {
+			return false
+		}
+		rec.Found, rec.State, rec.Channel, rec.AmountFen = true, t.State, t.Channel, t.AmountFen
+		return true
+	}
+	if v[0] != rec.TradeNo {
 		return false
 	}
-	rec.Found, rec.State, rec.Channel, rec.AmountFen = true, t.State, t.Channel, t.AmountFen
+	rec.Found, rec.State, rec.Channel = true, v[1], v[3]
+	rec.AmountFen, _ = strconv.ParseInt(v[2], 10, 64)
 	return true
 }
 

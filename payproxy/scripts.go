@@ -857,6 +857,18 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 `)
 
+// tradeOrLiveScript reads an order's current trade for reconciliation:
+// its trade_no, state, amount_fen and channel, and its live marker
+// (markerLua), in one step: a script expanding the marker cannot come in
+// between.
+//
+// KEYS: trade, archived. Returns {trade_no, state, amount_fen, channel,
+// marker} ("" for what is missing).
+var tradeOrLiveScript = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'trade_no', 'state', 'amount_fen', 'channel')
+return {v[1] or '', v[2] or '', v[3] or '', v[4] or '', redis.call('GET', KEYS[2]) or ''}
+`)
+
 // unbucketTradeScript removes a trade's field from its bucket if it
 // names the order.
 //

@@ -325,6 +325,21 @@ func (s *tradeStore) orderOfTrade(ctx context.Context, tradeNo string) (string, 
 	return orders[0], nil
 }
 
+// pipeErr is a pipeline's failure: the first error of its commands that
+// is not redis.Nil (a missing key is an answer, and the pipeline's own
+// error is only its first command's, which may be such a Nil), else err.
+func pipeErr(cmds []redis.Cmder, err error) error {
+	for _, c := range cmds {
+		if e := c.Err(); e != nil && !errors.Is(e, redis.Nil) {
+			return e
+		}
+	}
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	return err
+}
+
 // ordersOfTrades resolves trade numbers to the orders their indexes name
 // ("": none): their bucket fields (orders with records) first, then, for
 // those with none, their keys of their own (an archived order's, expiring
@@ -335,17 +350,17 @@ func (s *tradeStore) orderOfTrade(ctx context.Context, tradeNo string) (string, 
 func ordersOfTrades(ctx context.Context, rdb redis.UniversalClient, tradeNos []string) ([]string, error) {
 	out := make([]string, len(tradeNos))
 	fields := make([]*redis.StringCmd, len(tradeNos))
-	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, tn := range tradeNos {
 			fields[i] = p.HGet(ctx, tradeBucketKey(tn), tn)
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err := pipeErr(cmds, err); err != nil {
 		return nil, fmt.Errorf("reading trade indexes: %w", err)
 	}
 	keys := map[int]*redis.StringCmd{}
-	_, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	cmds, err = rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for i, tn := range tradeNos {
 			if out[i] = fields[i].Val(); out[i] == "" {
 				keys[i] = p.Get(ctx, tradeIndexKey(tn))
@@ -353,7 +368,7 @@ func ordersOfTrades(ctx context.Context, rdb redis.UniversalClient, tradeNos []s
 		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err := pipeErr(cmds, err); err != nil {
 		return nil, fmt.Errorf("reading trade indexes: %w", err)
 	}
 	for i, c := range keys {
