@@ -54,8 +54,8 @@ end
 // eight elements, so that the string stays in the allocator's 80-byte
 // class — are a settled order's whole record inside its retention when
 // the order has nothing but its trade (no retired trade, no refund: most
-// orders): a "live" marker, without expiry, ~150 bytes of Redis where the
-// compacted hash costs ~200 (issue 17); the previous release's readers,
+// orders): a "live" marker, without expiry, ~136 bytes of Redis where the
+// compacted hash costs ~248 (issue 17); the previous release's readers,
 // which take an eighth element that is no table as "no retired trade",
 // read it alike. tradeStore.load reads it as the order's trade; a script
 // that changes such an order first gives it its records back
