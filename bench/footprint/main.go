@@ -377,11 +377,12 @@ func (e *env) settled(orders []string) error {
 }
 
 // allRetained: every score is more than 10 minutes away (the stages run
-// under a retention of 1 h; work left is due within seconds).
+// under a retention of 1 h; work left is due within seconds), or none
+// (0: the order is off the due zset, parked until its retention ends).
 func allRetained(scores []float64) bool {
 	limit := float64(time.Now().Add(10 * time.Minute).UnixMilli())
 	for _, s := range scores {
-		if s < limit {
+		if s != 0 && s < limit {
 			return false
 		}
 	}
